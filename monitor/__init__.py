@@ -1,0 +1,1 @@
+"""crisiswatch kernel: data model, config, clock, pipeline stages, collectors, storage, server."""

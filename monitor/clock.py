@@ -1,0 +1,66 @@
+"""Time as an input: the only module that reads wall time.
+
+Everything else receives a :class:`Clock` and asks it. Tests use :class:`FakeClock`
+and move time explicitly.
+
+>>> c = FakeClock(100.0)
+>>> c.now()
+100.0
+>>> c.advance(5)
+>>> c.now()
+105.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Seconds since the Unix epoch (UTC) and a way to wait for them."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """A clock that moves only when told to; `sleep` advances it instantly."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._t = float(start)
+
+    def now(self) -> float:
+        return self._t
+
+    def monotonic(self) -> float:
+        return self._t
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not run backwards")
+        self._t += seconds
+
+    def set(self, t: float) -> None:
+        self._t = max(self._t, float(t))
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+        await asyncio.sleep(0)

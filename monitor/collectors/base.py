@@ -1,0 +1,66 @@
+"""What every collector is: a named async stream of mentions with a health record."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.model import Mention
+
+
+@dataclass(slots=True)
+class SourceHealth:
+    """Live state of one source, shown on /healthz, in metrics and on the wall."""
+
+    name: str
+    kind: str
+    connected: bool = False
+    last_event_time: float | None = None  # event time of the newest mention
+    last_received_at: float | None = None  # clock time it arrived
+    events: int = 0
+    reconnects: int = 0
+    dead_letters: int = 0
+    expected_interval: float | None = None  # typical seconds between events, learned
+
+    def seen(self, event_time: float, now: float) -> None:
+        if self.last_received_at is not None:
+            gap = max(0.0, now - self.last_received_at)
+            prev = self.expected_interval
+            self.expected_interval = gap if prev is None else 0.95 * prev + 0.05 * gap
+        self.events += 1
+        self.last_received_at = now
+        if self.last_event_time is None or event_time > self.last_event_time:
+            self.last_event_time = event_time
+
+    def lag(self, now: float) -> float | None:
+        return None if self.last_event_time is None else max(0.0, now - self.last_event_time)
+
+    def stale(self, now: float, floor: float = 60.0) -> bool:
+        """Silent for much longer than its usual rate (and at least `floor` seconds)."""
+        if self.last_received_at is None:
+            return False
+        usual = self.expected_interval or 0.0
+        return now - self.last_received_at > max(floor, 10 * usual)
+
+    def to_dict(self, now: float) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "connected": self.connected,
+            "last_event_time": self.last_event_time,
+            "lag_seconds": self.lag(now),
+            "events": self.events,
+            "reconnects": self.reconnects,
+            "dead_letters": self.dead_letters,
+            "stale": self.stale(now),
+        }
+
+
+class Source(Protocol):
+    """A collector. `stream()` runs until cancelled; bad input goes to the dead-letter sink."""
+
+    name: str
+    health: SourceHealth
+
+    def stream(self) -> AsyncIterator[Mention]: ...

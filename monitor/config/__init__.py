@@ -1,0 +1,99 @@
+"""The one typed config tree.
+
+Each section lives in its own module (``monitor/config/<section>.py``) and is owned by the
+package that uses it; this module composes them, loads YAML and turns every validation
+failure into a :class:`~monitor.errors.ConfigError` that names the path and the value.
+
+>>> cfg = parse_config({"topics": [{"name": "acme", "query": "acme"}]})
+>>> cfg.topics[0].name, cfg.server.port
+('acme', 8080)
+>>> parse_config({"topics": [], "sever": {}})
+Traceback (most recent call last):
+...
+monitor.errors.ConfigError: sever: unknown key
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError, model_validator
+
+from monitor.config.alerting import AlertingConfig
+from monitor.config.base import Section, at
+from monitor.config.detection import DetectionConfig
+from monitor.config.enrichment import EnrichmentConfig
+from monitor.config.sources import SourcesConfig
+from monitor.config.system import AggregationConfig, ServerConfig, StorageConfig, TopicConfig
+from monitor.errors import ConfigError
+
+__all__ = ["Config", "load_config", "parse_config"]
+
+
+class Config(Section):
+    topics: list[TopicConfig]
+    sources: SourcesConfig = SourcesConfig()
+    enrichment: EnrichmentConfig = EnrichmentConfig()
+    aggregation: AggregationConfig = AggregationConfig()
+    detection: DetectionConfig = DetectionConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    storage: StorageConfig = StorageConfig()
+    server: ServerConfig = ServerConfig()
+
+    @model_validator(mode="after")
+    def _unique_topics(self) -> Config:
+        seen: set[str] = set()
+        for i, t in enumerate(self.topics):
+            if t.name in seen:
+                raise at(f"topics[{i}].name", f"duplicate topic {t.name!r}")
+            seen.add(t.name)
+        return self
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(("function-", "[")):
+            out += ("." if out else "") + part
+    return out or "<root>"
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a plain mapping into a :class:`Config` or raise one :class:`ConfigError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("<root>", "expected a mapping", type(data).__name__)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = _path(tuple(err["loc"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(path, "unknown key") from None
+        if msg.startswith("@"):  # raised by at(): the validator knows a more precise path
+            inner, _, reason = msg[1:].partition(": ")
+            full = inner if path == "<root>" else f"{path}.{inner}".replace(".[", "[")
+            raise ConfigError(full, reason) from None
+        raise ConfigError(path, msg, err.get("input")) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML file and validate it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "?"
+        raise ConfigError(str(p), f"invalid YAML at {where}") from None
+    return parse_config(data)

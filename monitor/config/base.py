@@ -1,0 +1,18 @@
+"""Shared base for every config section: strict (unknown keys are errors), frozen, typed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def at(path: str, reason: str) -> ValueError:
+    """An error for a validator that knows a more precise path than the field it sits on.
+
+    ``raise at("routes[2].receiver", 'undefined receiver "sre-pager"')`` in a validator of the
+    ``alerting`` section is reported as ``alerting.routes[2].receiver: undefined receiver ...``.
+    """
+    return ValueError(f"@{path}: {reason}")

@@ -1,0 +1,34 @@
+"""Config sections of the kernel: topics, aggregation, storage, server."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from monitor.config.base import Section
+
+
+class TopicConfig(Section):
+    """A brand or theme to watch, defined by a boolean query over mentions."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    query: str = Field(min_length=1)
+    title: str | None = None
+    labels: dict[str, str] = {}
+
+
+class AggregationConfig(Section):
+    bucket_seconds: float = Field(default=60.0, gt=0)
+    watermark_seconds: float = Field(default=60.0, ge=0)
+    history_buckets: int = Field(default=240, ge=10, le=100_000)
+    samples_per_bucket: int = Field(default=5, ge=0, le=100)
+
+
+class StorageConfig(Section):
+    url: str = "sqlite:///var/crisiswatch.db"
+    checkpoint_seconds: float = Field(default=30.0, gt=0)
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    client_queue: int = Field(default=256, ge=1)
