@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
+from monitor.clock import Clock
 from monitor.model import Mention
 
 
@@ -64,3 +67,32 @@ class Source(Protocol):
     health: SourceHealth
 
     def stream(self) -> AsyncIterator[Mention]: ...
+
+
+class DeadLetterSink(Protocol):
+    """Where bad input goes: kept with its reason and counted per (source, reason)."""
+
+    def reject(self, source: str, reason: str, detail: str, payload: bytes) -> None: ...
+
+
+class KeyValue(Protocol):
+    """Small persistent state a collector keeps across restarts (cursors, ETags)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class SourceContext:
+    """What the composition root hands every collector.
+
+    `submit` is for push-based inputs (HTTP ingest, webhooks): it feeds a mention into the
+    same pipeline the pull-based sources' `stream()` feeds.
+    """
+
+    clock: Clock
+    dead_letters: DeadLetterSink
+    state: KeyValue
+    registry: CollectorRegistry
+    submit: Callable[[Mention], Awaitable[None]]
