@@ -20,7 +20,9 @@ class ConfigError(CrisiswatchError):
 
     def __init__(self, path: str, reason: str, value: Any = None) -> None:
         self.path, self.reason, self.value = path, reason, value
-        super().__init__(f"{path}: {reason}" if value is None else f"{path}: {reason} (got {value!r})")
+        super().__init__(
+            f"{path}: {reason}" if value is None else f"{path}: {reason} (got {value!r})"
+        )
 
 
 class DecodeError(CrisiswatchError):
