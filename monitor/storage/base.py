@@ -1,0 +1,58 @@
+"""The persistence protocol every backend implements (SQLite by default, PostgreSQL by URL).
+
+Values cross it as JSON-able dicts or bytes, so the backends stay dumb and interchangeable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: str
+    receiver: str
+    payload: dict[str, Any]
+    created_at: float
+    due_at: float
+    expires_at: float
+    attempts: int
+    state: str  # pending | delivered | expired
+    last_error: str | None
+
+
+class Store(Protocol):
+    """Async persistence. Every write is durable when the awaited call returns."""
+
+    async def close(self) -> None: ...
+
+    # small key/value state: detector checkpoints, collector cursors, escalation state
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+    # incidents, one JSON document each
+    async def upsert_incident(self, incident: dict[str, Any]) -> None: ...
+
+    async def list_incidents(
+        self, *, open_only: bool = False, limit: int = 200
+    ) -> list[dict[str, Any]]: ...
+
+    # outbox of notifications
+    async def outbox_enqueue(self, row: OutboxRow) -> None: ...
+
+    async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxRow]: ...
+
+    async def outbox_update(
+        self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
+    ) -> None: ...
+
+    async def outbox_stats(self, now: float) -> dict[str, Any]: ...
+
+    # dead letters
+    async def add_dead_letter(
+        self, source: str, reason: str, detail: str, payload: bytes, received_at: float
+    ) -> None: ...
+
+    async def count_dead_letters(self) -> dict[tuple[str, str], int]: ...

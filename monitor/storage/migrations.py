@@ -1,0 +1,31 @@
+"""Numbered schema migrations shared by every SQL backend. Append; never edit a shipped one.
+
+Each entry is (version, statements). Statements use portable SQL (TEXT, BIGINT, DOUBLE
+PRECISION, BYTEA/BLOB spelled through `{blob}`), formatted per backend.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            "CREATE TABLE kv (key TEXT PRIMARY KEY, value {blob} NOT NULL)",
+            "CREATE TABLE incidents ("
+            " id TEXT PRIMARY KEY, key TEXT NOT NULL, state TEXT NOT NULL,"
+            " severity INTEGER, opened_at DOUBLE PRECISION NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL, doc TEXT NOT NULL)",
+            "CREATE INDEX incidents_state ON incidents (state, updated_at)",
+            "CREATE TABLE outbox ("
+            " id TEXT PRIMARY KEY, receiver TEXT NOT NULL, payload TEXT NOT NULL,"
+            " created_at DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL,"
+            " expires_at DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL,"
+            " state TEXT NOT NULL, last_error TEXT)",
+            "CREATE INDEX outbox_due ON outbox (state, due_at)",
+            "CREATE TABLE dead_letters ("
+            " id {serial}, source TEXT NOT NULL, reason TEXT NOT NULL,"
+            " detail TEXT NOT NULL, payload {blob} NOT NULL,"
+            " received_at DOUBLE PRECISION NOT NULL)",
+        ],
+    ),
+]

@@ -1,0 +1,161 @@
+"""SQLite backend (aiosqlite), the default. One connection, WAL, migrations on open."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from monitor.storage.base import OutboxRow
+from monitor.storage.migrations import MIGRATIONS
+
+_DIALECT = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+
+
+class SqliteStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SqliteStore:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path))
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def _migrate(self) -> None:
+        await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = (row[0] if row else None) or 0
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for sql in statements:
+                await self._db.execute(sql.format(**_DIALECT))
+            await self._db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        await self._db.commit()
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def get(self, key: str) -> bytes | None:
+        async with self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row else None
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self._db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+        await self._db.commit()
+
+    async def upsert_incident(self, incident: dict[str, Any]) -> None:
+        await self._db.execute(
+            "INSERT INTO incidents (id, key, state, severity, opened_at, updated_at, doc)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+            " state = excluded.state, severity = excluded.severity,"
+            " updated_at = excluded.updated_at, doc = excluded.doc",
+            (
+                incident["id"],
+                incident["key"],
+                incident["state"],
+                incident.get("severity"),
+                incident["opened_at"],
+                incident["updated_at"],
+                json.dumps(incident),
+            ),
+        )
+        await self._db.commit()
+
+    async def list_incidents(
+        self, *, open_only: bool = False, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        where = "WHERE state != 'resolved'" if open_only else ""
+        sql = f"SELECT doc FROM incidents {where} ORDER BY updated_at DESC LIMIT ?"
+        async with self._db.execute(sql, (limit,)) as cur:
+            rows = await cur.fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    async def outbox_enqueue(self, row: OutboxRow) -> None:
+        await self._db.execute(
+            "INSERT INTO outbox (id, receiver, payload, created_at, due_at, expires_at,"
+            " attempts, state, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO NOTHING",
+            (
+                row.id,
+                row.receiver,
+                json.dumps(row.payload),
+                row.created_at,
+                row.due_at,
+                row.expires_at,
+                row.attempts,
+                row.state,
+                row.last_error,
+            ),
+        )
+        await self._db.commit()
+
+    async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxRow]:
+        sql = (
+            "SELECT id, receiver, payload, created_at, due_at, expires_at, attempts, state,"
+            " last_error FROM outbox WHERE state = 'pending' AND due_at <= ?"
+            " ORDER BY due_at LIMIT ?"
+        )
+        async with self._db.execute(sql, (now, limit)) as cur:
+            rows = await cur.fetchall()
+        return [
+            OutboxRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in rows
+        ]
+
+    async def outbox_update(
+        self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
+    ) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET state = ?, attempts = ?, due_at = ?, last_error = ? WHERE id = ?",
+            (state, attempts, due_at, last_error, id),
+        )
+        await self._db.commit()
+
+    async def outbox_stats(self, now: float) -> dict[str, Any]:
+        sql = "SELECT state, COUNT(*), MIN(created_at) FROM outbox GROUP BY state"
+        async with self._db.execute(sql) as cur:
+            rows = await cur.fetchall()
+        by_state = {r[0]: int(r[1]) for r in rows}
+        oldest = next((r[2] for r in rows if r[0] == "pending"), None)
+        return {
+            "pending": by_state.get("pending", 0),
+            "delivered": by_state.get("delivered", 0),
+            "expired": by_state.get("expired", 0),
+            "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+        }
+
+    async def add_dead_letter(
+        self, source: str, reason: str, detail: str, payload: bytes, received_at: float
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO dead_letters (source, reason, detail, payload, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (source, reason, detail, payload, received_at),
+        )
+        await self._db.commit()
+
+    async def count_dead_letters(self) -> dict[tuple[str, str], int]:
+        sql = "SELECT source, reason, COUNT(*) FROM dead_letters GROUP BY source, reason"
+        async with self._db.execute(sql) as cur:
+            rows = await cur.fetchall()
+        return {(r[0], r[1]): int(r[2]) for r in rows}

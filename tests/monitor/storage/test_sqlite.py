@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.storage import OutboxRow, open_store
+from monitor.storage.sqlite import SqliteStore
+
+
+async def test_kv_incidents_outbox_and_dead_letters_survive_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = await open_store(url)
+    await store.put("k", b"v1")
+    await store.put("k", b"v2")
+    inc = {
+        "id": "i1",
+        "key": "acme/volume",
+        "state": "triggered",
+        "severity": 2,
+        "opened_at": 1.0,
+        "updated_at": 2.0,
+    }
+    await store.upsert_incident(inc)
+    await store.upsert_incident({**inc, "state": "resolved", "updated_at": 3.0})
+    row = OutboxRow("n1", "pager", {"a": 1}, 1.0, 5.0, 100.0, 0, "pending", None)
+    await store.outbox_enqueue(row)
+    await store.outbox_enqueue(row)  # idempotent by id
+    await store.add_dead_letter("mqtt", "malformed_json", "x", b"\xff", 1.0)
+    await store.close()
+
+    store = await open_store(url)
+    assert await store.get("k") == b"v2"
+    assert await store.get("missing") is None
+    assert [i["state"] for i in await store.list_incidents()] == ["resolved"]
+    assert await store.list_incidents(open_only=True) == []
+    assert await store.outbox_due(4.0) == []
+    due = await store.outbox_due(5.0)
+    assert [r.id for r in due] == ["n1"]
+    await store.outbox_update("n1", state="delivered", attempts=1, due_at=5.0, last_error=None)
+    stats = await store.outbox_stats(10.0)
+    assert stats["pending"] == 0 and stats["delivered"] == 1
+    assert await store.count_dead_letters() == {("mqtt", "malformed_json"): 1}
+    assert isinstance(store, SqliteStore) and await store.schema_version() == 1
+    await store.close()
+
+
+async def test_unknown_scheme_names_the_config_path() -> None:
+    with pytest.raises(ConfigError, match=r"storage.url: unsupported scheme 'redis'"):
+        await open_store("redis://localhost")
