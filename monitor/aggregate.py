@@ -1,0 +1,95 @@
+"""Event-time buckets per topic, closed behind a watermark.
+
+A mention lands in the bucket of its `created_at`. A bucket closes when the watermark
+(passed in by the caller, derived from the clock or the newest event time) reaches its end;
+every topic gets a bucket for every closed interval, empty ones included, because a
+silent minute is data too. Mentions for an already closed bucket are counted as late.
+
+>>> from monitor.model import Author, Enriched, Mention, Sentiment
+>>> agg = Aggregator(["acme"], bucket_seconds=60)
+>>> m = Mention("1", "demo", "x", "acme down", 65.0, Author("a", "@a", 10))
+>>> agg.add(Enriched(m, ("acme",), "en", Sentiment("negative", -0.8)))
+True
+>>> [(b.start, b.count, b.negative) for b in agg.advance(180.0)]
+[(60.0, 1, 1), (120.0, 0, 0)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from monitor.model import Bucket, Enriched
+
+
+class Aggregator:
+    def __init__(
+        self,
+        topics: Sequence[str],
+        bucket_seconds: float = 60.0,
+        samples_per_bucket: int = 5,
+    ) -> None:
+        self.topics = list(topics)
+        self.width = float(bucket_seconds)
+        self.samples = samples_per_bucket
+        self._open: dict[tuple[str, float], Bucket] = {}
+        self.closed_until: float | None = None  # every bucket ending at or before is closed
+        self.late = 0
+
+    def _start(self, t: float) -> float:
+        return math.floor(t / self.width) * self.width
+
+    def add(self, e: Enriched) -> bool:
+        """Count one enriched mention; False (and counted) when its bucket already closed."""
+        start = self._start(e.mention.created_at)
+        if self.closed_until is not None and start < self.closed_until:
+            self.late += 1
+            return False
+        for topic in e.topics:
+            b = self._open.get((topic, start))
+            if b is None:
+                b = self._open[(topic, start)] = Bucket(topic, start, self.width)
+            b.count += 1
+            if e.sentiment.label == "negative":
+                b.negative += 1
+                self._keep_sample(b, e)
+            elif e.sentiment.label == "positive":
+                b.positive += 1
+            b.sentiment_sum += e.sentiment.score
+            b.reach += e.mention.author.followers
+            b.channels[e.mention.channel] += 1
+            b.terms.update(e.terms)
+        return True
+
+    def _keep_sample(self, b: Bucket, e: Enriched) -> None:
+        """Keep the highest-reach negative posts: they are what a responder reads first."""
+        if self.samples <= 0:
+            return
+        b.samples.append(e)
+        if len(b.samples) > self.samples:
+            b.samples.sort(key=lambda s: -s.mention.author.followers)
+            del b.samples[self.samples :]
+
+    def advance(self, watermark: float) -> list[Bucket]:
+        """Close every bucket that ends at or before `watermark`, oldest first."""
+        end = self._start(watermark)
+        if self.closed_until is None:
+            starts = [s for (_, s) in self._open]
+            if not starts:
+                self.closed_until = end
+                return []
+            first = min(starts)
+        else:
+            first = self.closed_until
+        out: list[Bucket] = []
+        t = first
+        while t + self.width <= end + 1e-9:
+            for topic in self.topics:
+                b = self._open.pop((topic, t), None)
+                out.append(b if b is not None else Bucket(topic, t, self.width))
+            t += self.width
+        self.closed_until = max(end, first)
+        return out
+
+    def pending(self) -> int:
+        return len(self._open)

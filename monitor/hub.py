@@ -1,0 +1,79 @@
+"""In-process fan-out of what the pipeline derives (series points, scores, incidents, sources).
+
+Publishing never waits: every subscriber has a bounded queue; when it is full the oldest
+message is dropped and counted, and the subscriber is told to resync from a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+Message = tuple[str, dict[str, Any]]
+
+
+class Subscription:
+    """A bounded, drop-oldest queue of hub messages, consumed with ``async for``."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[Message] = deque(maxlen=maxsize)
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.resync = False  # set when messages were dropped; the consumer clears it
+
+    def offer(self, item: Message) -> None:
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1
+            self.resync = True
+        self._items.append(item)  # deque(maxlen) drops the oldest for us
+        self._ready.set()
+
+    def drain(self) -> list[Message]:
+        """Everything queued now, without waiting."""
+        items = list(self._items)
+        self._items.clear()
+        self._ready.clear()
+        return items
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if not self._items:
+            self._ready.clear()
+        return item
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+        self.published = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self._subs)
+
+    def publish(self, topic: str, message: dict[str, Any]) -> None:
+        self.published += 1
+        for sub in self._subs:
+            sub.offer((topic, message))
+
+    @contextmanager
+    def subscribe(self, maxsize: int = 256) -> Iterator[Subscription]:
+        sub = Subscription(maxsize)
+        self._subs.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subs.discard(sub)

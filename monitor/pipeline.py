@@ -1,0 +1,152 @@
+"""The pipeline, top to bottom: dedup -> enrich -> aggregate -> (watermark) -> detect -> verdicts.
+
+This module owns the flow, not the algorithms: enrichment, detection and what happens to
+verdicts (incidents, escalation) are handed in by the composition root (`monitor.app`) as
+objects that satisfy the small protocols below. Live, replay and backtest drive the same
+`Pipeline`; only the source and the clock differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Literal, Protocol
+
+from monitor.aggregate import Aggregator
+from monitor.clock import Clock
+from monitor.dedup import Dedup
+from monitor.hub import Hub
+from monitor.metrics import PipelineMetrics
+from monitor.model import Bucket, Enriched, Mention
+
+log = logging.getLogger(__name__)
+
+
+class Enrich(Protocol):
+    def enrich_batch(self, mentions: Sequence[Mention]) -> list[Enriched]: ...
+
+
+class VerdictLike(Protocol):
+    @property
+    def series(self) -> str: ...
+    @property
+    def t(self) -> float: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def severity(self) -> int | None: ...
+    @property
+    def onset(self) -> Literal["open", "repage"] | None: ...
+    @property
+    def active(self) -> bool: ...
+    @property
+    def resolved(self) -> bool: ...
+    @property
+    def explanation(self) -> dict[str, Any]: ...
+
+
+class Detect(Protocol):
+    def observe_many(self, buckets: Sequence[Bucket]) -> Sequence[VerdictLike]: ...
+
+
+OnVerdicts = Callable[[Sequence[VerdictLike]], Awaitable[None]]
+
+
+def series_point(bucket: Bucket, verdict: VerdictLike) -> dict[str, Any]:
+    """The wall's and the MQTT publisher's view of one closed series bucket."""
+    ex = verdict.explanation
+    return {
+        "topic": bucket.series,
+        "t": bucket.start,
+        "width": bucket.width,
+        "count": bucket.count,
+        "negative": bucket.negative,
+        "positive": bucket.positive,
+        "negative_share": round(bucket.negative_share, 4),
+        "sentiment": round(bucket.sentiment_sum / bucket.count, 4) if bucket.count else 0.0,
+        "expected": ex.get("expected"),
+        "band": ex.get("band"),
+        "score": round(verdict.score, 4),
+        "severity": verdict.severity,
+        "onset": verdict.onset,
+        "active": verdict.active,
+    }
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        enricher: Enrich,
+        aggregator: Aggregator,
+        detector: Detect,
+        on_verdicts: OnVerdicts,
+        hub: Hub,
+        metrics: PipelineMetrics,
+        dedup: Dedup | None = None,
+    ) -> None:
+        self.enricher, self.aggregator, self.detector = enricher, aggregator, detector
+        self.on_verdicts, self.hub, self.metrics = on_verdicts, hub, metrics
+        self.dedup = dedup or Dedup()
+        self.newest_event_time: float | None = None
+        self.processed = 0
+
+    def ingest(self, batch: Sequence[Mention]) -> int:
+        """Dedup, enrich and count a batch into open buckets; returns how many were new."""
+        with self.metrics.batch_seconds.time():
+            fresh = []
+            for m in batch:
+                if self.dedup.first(m.key):
+                    fresh.append(m)
+                else:
+                    self.metrics.duplicates.labels(m.source).inc()
+            for e in self.enricher.enrich_batch(fresh):
+                m = e.mention
+                self.metrics.mentions.labels(m.source, m.channel).inc()
+                if self.newest_event_time is None or m.created_at > self.newest_event_time:
+                    self.newest_event_time = m.created_at
+                if not e.topics:
+                    continue
+                if not self.aggregator.add(e):
+                    self.metrics.late.inc()
+                    continue
+                for topic in e.topics:
+                    self.metrics.matched.labels(topic).inc()
+                    self.metrics.sentiment.labels(topic, e.sentiment.label).inc()
+        self.processed += len(fresh)
+        return len(fresh)
+
+    async def advance(self, watermark: float) -> list[VerdictLike]:
+        """Close buckets up to `watermark`, detect on them, hand verdicts on, publish points."""
+        buckets = self.aggregator.advance(watermark)
+        if not buckets:
+            return []
+        verdicts = list(self.detector.observe_many(buckets))
+        for bucket, verdict in zip(buckets, verdicts, strict=True):
+            self.metrics.bucket_count.labels(bucket.series).set(bucket.count)
+            self.metrics.negative_share.labels(bucket.series).set(bucket.negative_share)
+            self.metrics.crisis_score.labels(bucket.series).set(verdict.score)
+            self.hub.publish("series", series_point(bucket, verdict))
+        await self.on_verdicts(verdicts)
+        return verdicts
+
+
+async def batches(queue: asyncio.Queue[Mention], max_batch: int) -> AsyncIterator[list[Mention]]:
+    """Yield whatever is queued (at least one, at most `max_batch`) as soon as it is there."""
+    while True:
+        batch = [await queue.get()]
+        while len(batch) < max_batch and not queue.empty():
+            batch.append(queue.get_nowait())
+        yield batch
+
+
+async def run_ticker(
+    pipeline: Pipeline, clock: Clock, watermark_seconds: float, interval: float
+) -> None:
+    """Advance the watermark on clock time, so silent buckets close too."""
+    while True:
+        await clock.sleep(interval)
+        wm = clock.now() - watermark_seconds
+        pipeline.metrics.watermark_lag.set(watermark_seconds)
+        await pipeline.advance(wm)
