@@ -1,12 +1,70 @@
-"""Config of the detector stack (owned by detectors/)."""
+"""Config of the detector stack (owned by detectors/).
+
+Every default here is the one frozen setting that serves every series (tuned with
+leave-one-series-out on the shared NAB realTweets, see docs/detection.md), so
+``config/default.yaml`` needs no ``detection:`` block. Durations are seconds of event
+time, never bucket counts, because bucket width differs between live (60 s) and NAB (300 s).
+
+>>> DetectionConfig().open_threshold
+0.5
+>>> DetectionConfig(calm_seconds=600).calm_seconds
+600.0
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
 
-from monitor.config.base import Section
+from pydantic import Field, model_validator
+
+from monitor.config.base import Section, at
 
 
 class DetectionConfig(Section):
-    threshold: float = Field(default=0.8, gt=0, le=1)
-    calm_buckets: int = Field(default=10, ge=1)
+    # --- volume model -------------------------------------------------------------------
+    volume_model: Literal["count", "hst"] = "count"
+    """``count``: seasonal negative-binomial tail model; ``hst``: river HalfSpaceTrees."""
+    warmup_seconds: float = Field(default=86_400.0, ge=0)
+    """No verdict may open an incident before a series has this much history."""
+    level_halflife_seconds: float = Field(default=6 * 3600.0, gt=0)
+    season_halflife_days: float = Field(default=7.0, gt=0)
+    dispersion_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
+    season_slot_seconds: float = Field(default=3600.0, gt=0)
+    weekly: bool = True
+    scales_seconds: tuple[float, ...] = (0.0, 900.0, 3600.0)
+    """Windows over which observed vs expected sums are tested (0 = the bucket alone)."""
+    surprise_max: float = Field(default=16.0, gt=0)
+    """-log10(tail p) that maps to signal 1.0; signal = surprise / surprise_max."""
+    robust_clip: float = Field(default=3.0, gt=0)
+    """Baseline learns from values winsorised at this many standard deviations."""
+    # --- sentiment / terms --------------------------------------------------------------
+    sentiment_weight: float = Field(default=0.6, ge=0, le=1)
+    sentiment_min_count: int = Field(default=5, ge=1)
+    terms_weight: float = Field(default=0.4, ge=0, le=1)
+    terms_max_tracked: int = Field(default=48, ge=1, le=1000)
+    terms_min_count: int = Field(default=3, ge=1)
+    # --- decisions ----------------------------------------------------------------------
+    open_threshold: float = Field(default=0.5, gt=0, le=1)
+    close_threshold: float = Field(default=0.3, gt=0, le=1)
+    calm_seconds: float = Field(default=2 * 3600.0, ge=0)
+    """An active crisis resolves after this long with the score below ``close_threshold``."""
+    cooldown_seconds: float = Field(default=3600.0, ge=0)
+    """After a resolve, no new incident opens on the series for this long."""
+    severity_thresholds: tuple[float, float, float] = (0.95, 0.85, 0.7)
+    """Scores at or above these map to SEV1, SEV2, SEV3; anything else alerting is SEV4."""
+    repage: bool = True
+    # --- explanation --------------------------------------------------------------------
+    top_channels: int = Field(default=3, ge=0)
+    top_terms: int = Field(default=5, ge=0)
+    sample_posts: int = Field(default=3, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DetectionConfig:
+        if self.close_threshold > self.open_threshold:
+            raise at("close_threshold", "must not exceed open_threshold")
+        s = self.severity_thresholds
+        if not (s[0] >= s[1] >= s[2]):
+            raise at("severity_thresholds", "must be descending (SEV1 first)")
+        if any(x < 0 for x in self.scales_seconds) or not self.scales_seconds:
+            raise at("scales_seconds", "needs at least one non-negative window")
+        return self

@@ -1,0 +1,76 @@
+"""The detector protocol: river style ``score_one`` then ``learn_one``, cloned per series.
+
+A detector is constructed once from config (the *prototype*); every series gets its own
+``clone()`` so state never leaks between series. ``score_one(bucket)`` judges a bucket
+against what was learned so far and returns a signal in [0, 1]; ``learn_one(bucket)`` then
+folds the bucket into the state. ``details()`` describes the last scored bucket for the
+explanation. ``warm`` is False until the detector has seen enough history to be trusted.
+
+>>> from monitor.model import Bucket
+>>> d = Constant(0.25)
+>>> d2 = d.clone()
+>>> d2.score_one(Bucket("s", 0.0, 60.0)), d2.warm
+(0.25, True)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Protocol, Self, runtime_checkable
+
+from monitor.model import Bucket
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """One signal of one series."""
+
+    name: str
+
+    @property
+    def warm(self) -> bool: ...
+
+    def score_one(self, bucket: Bucket) -> float: ...
+
+    def learn_one(self, bucket: Bucket) -> None: ...
+
+    def details(self) -> dict[str, Any]: ...
+
+    def clone(self) -> Self: ...
+
+
+class Constant:
+    """A detector that always says the same thing (tests, and a null baseline)."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, value: float = 0.0, name: str = "constant") -> None:
+        self.value, self.name = value, name
+
+    @property
+    def warm(self) -> bool:
+        return True
+
+    def score_one(self, bucket: Bucket) -> float:
+        return self.value
+
+    def learn_one(self, bucket: Bucket) -> None:
+        return None
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+    def clone(self) -> Self:
+        return copy.copy(self)
+
+
+def halflife_alpha(step: float, halflife: float) -> float:
+    """EWMA weight for one step of ``step`` seconds when memory halves every ``halflife``.
+
+    >>> round(halflife_alpha(300, 300), 3)
+    0.5
+    >>> halflife_alpha(60, 1e12) < 1e-9
+    True
+    """
+    return 1.0 - math.pow(0.5, step / halflife)

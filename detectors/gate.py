@@ -1,0 +1,94 @@
+"""Onsets, not rows: turn a per-bucket crisis score into open / repage / resolve decisions.
+
+Hysteresis: a crisis opens when the score reaches ``open_threshold`` (and the series is
+warm and not cooling down) and stays active while the score is at or above
+``close_threshold``. It resolves once the score has stayed below ``close_threshold`` for
+``calm_seconds`` of event time; then ``cooldown_seconds`` must pass before it may open again.
+While active, a rise of at least one severity level re-pages (if ``repage``).
+
+>>> g = Gate(open_threshold=0.5, close_threshold=0.3, calm_seconds=120, cooldown_seconds=60,
+...          severity_thresholds=(0.95, 0.85, 0.7))
+>>> [g.step(t * 60.0, 60.0, s, warm=True)[:2] for t, s in enumerate([0.1, 0.6, 0.9, 0.4, 0.2])]
+[(None, None), ('open', 4), ('repage', 2), (None, 2), (None, 2)]
+>>> g.step(300.0, 60.0, 0.1, warm=True)
+(None, None, False, True)
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def severity_of(score: float, thresholds: tuple[float, float, float]) -> int:
+    """SEV1..SEV3 by descending thresholds, SEV4 below them.
+
+    >>> severity_of(0.99, (0.95, 0.85, 0.7)), severity_of(0.5, (0.95, 0.85, 0.7))
+    (1, 4)
+    """
+    for level, th in enumerate(thresholds, start=1):
+        if score >= th:
+            return level
+    return 4
+
+
+class Gate:
+    """Per-series onset state machine (pure, event time)."""
+
+    __slots__ = (
+        "active",
+        "calm_seconds",
+        "calm_since",
+        "close_threshold",
+        "cooldown_seconds",
+        "cooldown_until",
+        "open_threshold",
+        "paged",
+        "repage",
+        "severity_thresholds",
+    )
+
+    def __init__(
+        self,
+        *,
+        open_threshold: float,
+        close_threshold: float,
+        calm_seconds: float,
+        cooldown_seconds: float,
+        severity_thresholds: tuple[float, float, float],
+        repage: bool = True,
+    ) -> None:
+        self.open_threshold, self.close_threshold = open_threshold, close_threshold
+        self.calm_seconds, self.cooldown_seconds = calm_seconds, cooldown_seconds
+        self.severity_thresholds, self.repage = severity_thresholds, repage
+        self.active = False
+        self.calm_since = math.nan
+        self.cooldown_until = -math.inf
+        self.paged = 5  # worst severity paged in the current incident (5 = none)
+
+    def step(
+        self, t: float, width: float, score: float, *, warm: bool
+    ) -> tuple[str | None, int | None, bool, bool]:
+        """Advance one bucket: returns (onset, severity, active, resolved)."""
+        if self.active:
+            if score >= self.close_threshold:
+                self.calm_since = math.nan
+                if score >= self.open_threshold and self.repage:
+                    sev = severity_of(score, self.severity_thresholds)
+                    if sev < self.paged:
+                        self.paged = sev
+                        return "repage", sev, True, False
+                return None, self.paged, True, False
+            if math.isnan(self.calm_since):
+                self.calm_since = t
+            if t + width - self.calm_since >= self.calm_seconds:
+                self.active = False
+                self.paged = 5
+                self.cooldown_until = t + width + self.cooldown_seconds
+                return None, None, False, True
+            return None, self.paged, True, False
+        if warm and score >= self.open_threshold and t >= self.cooldown_until:
+            self.active = True
+            self.calm_since = math.nan
+            self.paged = severity_of(score, self.severity_thresholds)
+            return "open", self.paged, True, False
+        return None, None, False, False

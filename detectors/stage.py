@@ -1,0 +1,262 @@
+"""The detection stage: per-series detectors, crisis score, onset gate, explanation.
+
+One :class:`DetectionStage` serves live, replay and backtest alike: it receives closed
+event-time buckets and returns one :class:`Verdict` per bucket. Each series gets clones of
+the configured prototype detectors on first sight. The crisis score is a noisy-or of the
+signals, ``1 - (1 - volume) * (1 - w_s * sentiment) * (1 - w_t * terms)``, so any strong
+signal can carry it and weak signals that agree reinforce each other.
+
+>>> from monitor.config.detection import DetectionConfig
+>>> from monitor.model import Bucket
+>>> stage = DetectionStage(DetectionConfig(warmup_seconds=3600))
+>>> quiet = [stage.observe(Bucket("acme", i * 60.0, 60.0, count=5 + i % 3)) for i in range(600)]
+>>> any(v.onset for v in quiet)
+False
+>>> v = stage.observe(Bucket("acme", 600 * 60.0, 60.0, count=400))
+>>> v.onset, v.active, v.severity, v.explanation["fired"]
+('open', True, 1, ['volume'])
+>>> restored = DetectionStage(DetectionConfig(warmup_seconds=3600))
+>>> restored.restore(stage.checkpoint())
+>>> restored.observe(Bucket("acme", 601 * 60.0, 60.0, count=6)).active
+True
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, cast
+
+from detectors.base import Detector
+from detectors.gate import Gate
+from detectors.sentiment import SentimentDetector
+from detectors.terms import TermsDetector
+from detectors.volume import VolumeDetector
+from monitor.config.detection import DetectionConfig
+from monitor.errors import CrisiswatchError
+from monitor.model import Bucket
+
+_MAGIC = b"cwdet1"
+_MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
+
+
+class CheckpointError(CrisiswatchError):
+    """A detector checkpoint could not be read; the stage starts fresh instead."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What detection concluded about one series-bucket."""
+
+    series: str
+    t: float
+    score: float
+    severity: int | None
+    onset: Literal["open", "repage"] | None
+    active: bool
+    resolved: bool
+    explanation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (the explanation is already JSON-able)."""
+        return asdict(self)
+
+
+def build_volume(cfg: DetectionConfig) -> Detector:
+    """The configured volume-detector prototype."""
+    if cfg.volume_model == "hst":
+        from detectors.river_hst import HSTVolumeDetector
+
+        return HSTVolumeDetector(warmup=cfg.warmup_seconds)
+    return VolumeDetector(
+        level_halflife=cfg.level_halflife_seconds,
+        season_halflife_days=cfg.season_halflife_days,
+        dispersion_halflife=cfg.dispersion_halflife_seconds,
+        slot_seconds=cfg.season_slot_seconds,
+        weekly=cfg.weekly,
+        scales=cfg.scales_seconds,
+        surprise_max=cfg.surprise_max,
+        clip=cfg.robust_clip,
+        warmup=cfg.warmup_seconds,
+    )
+
+
+class _Series:
+    """Everything one series carries: its detectors, its gate, the last bucket start."""
+
+    __slots__ = ("gate", "last_t", "sentiment", "terms", "volume")
+
+    def __init__(self, volume: Detector, sentiment: Detector, terms: Detector, gate: Gate) -> None:
+        self.volume, self.sentiment, self.terms, self.gate = volume, sentiment, terms, gate
+        self.last_t = -math.inf
+
+
+class DetectionStage:
+    """Per-series detection over closed buckets; pure apart from its own state."""
+
+    def __init__(self, config: DetectionConfig) -> None:
+        self.config = config
+        self._volume = build_volume(config)
+        self._sentiment = SentimentDetector(
+            min_count=config.sentiment_min_count, warmup=config.warmup_seconds
+        )
+        self._terms = TermsDetector(
+            max_tracked=config.terms_max_tracked,
+            min_count=config.terms_min_count,
+            warmup=config.warmup_seconds,
+        )
+        self._series: dict[str, _Series] = {}
+
+    def _new_series(self) -> _Series:
+        c = self.config
+        gate = Gate(
+            open_threshold=c.open_threshold,
+            close_threshold=c.close_threshold,
+            calm_seconds=c.calm_seconds,
+            cooldown_seconds=c.cooldown_seconds,
+            severity_thresholds=c.severity_thresholds,
+            repage=c.repage,
+        )
+        return _Series(self._volume.clone(), self._sentiment.clone(), self._terms.clone(), gate)
+
+    @property
+    def series_count(self) -> int:
+        return len(self._series)
+
+    def observe(self, bucket: Bucket) -> Verdict:
+        """Judge one series-bucket (buckets of one series must come in event-time order)."""
+        st = self._series.get(bucket.series)
+        if st is None:
+            st = self._series[bucket.series] = self._new_series()
+        if bucket.start <= st.last_t:
+            # late or duplicate bucket: judge it but neither learn from it nor page on it
+            return self._verdict(st, bucket, *self._scores(st, bucket), None, None, False)
+        width = bucket.width
+        gap = round((bucket.start - st.last_t) / width) - 1 if st.last_t > -math.inf else 0
+        for i in range(min(gap, _MAX_GAP_FILL)):
+            # an absent bucket means nobody mentioned the series: learn the zero
+            empty = Bucket(
+                bucket.series, bucket.start - (min(gap, _MAX_GAP_FILL) - i) * width, width
+            )
+            st.volume.score_one(empty)
+            st.volume.learn_one(empty)
+        st.last_t = bucket.start
+        v, s, m = self._scores(st, bucket)
+        warm = st.volume.warm
+        st.volume.learn_one(bucket)
+        if bucket.count:
+            st.sentiment.learn_one(bucket)
+        if bucket.terms:
+            st.terms.learn_one(bucket)
+        score = self._combine(v, s, m)
+        onset, sev, _active, resolved = st.gate.step(bucket.start, width, score, warm=warm)
+        return self._verdict(st, bucket, v, s, m, onset, sev, resolved)
+
+    def observe_many(self, buckets: Sequence[Bucket]) -> list[Verdict]:
+        """Same results as :meth:`observe` one by one, in input order."""
+        observe = self.observe
+        return [observe(b) for b in buckets]
+
+    def _scores(self, st: _Series, bucket: Bucket) -> tuple[float, float, float]:
+        v = st.volume.score_one(bucket)
+        s = st.sentiment.score_one(bucket) if bucket.count and st.sentiment.warm else 0.0
+        m = st.terms.score_one(bucket) if bucket.terms and st.terms.warm else 0.0
+        return v, s, m
+
+    def _combine(self, v: float, s: float, m: float) -> float:
+        c = self.config
+        return 1.0 - (1.0 - v) * (1.0 - c.sentiment_weight * s) * (1.0 - c.terms_weight * m)
+
+    def _verdict(
+        self,
+        st: _Series,
+        bucket: Bucket,
+        v: float,
+        s: float,
+        m: float,
+        onset: str | None,
+        sev: int | None,
+        resolved: bool,
+    ) -> Verdict:
+        score = self._combine(v, s, m)
+        return Verdict(
+            series=bucket.series,
+            t=bucket.start,
+            score=score,
+            severity=sev,
+            onset=cast(Literal["open", "repage"] | None, onset),
+            active=st.gate.active,
+            resolved=resolved,
+            explanation=self._explain(
+                st,
+                bucket,
+                {"volume": v, "sentiment": s, "terms": m},
+                full=onset is not None or st.gate.active,
+            ),
+        )
+
+    def _explain(
+        self, st: _Series, bucket: Bucket, signals: dict[str, float], *, full: bool
+    ) -> dict[str, Any]:
+        c = self.config
+        vol = st.volume.details()
+        out: dict[str, Any] = {
+            "observed": vol.get("observed", float(bucket.count)),
+            "expected": vol.get("expected", 0.0),
+            "band": vol.get("band", [0.0, 0.0]),
+            "tail_p": vol.get("tail_p", 1.0),
+            "signals": {k: round(x, 4) for k, x in signals.items()},
+            "fired": [k for k, x in signals.items() if x >= c.close_threshold],
+            "top_channels": [],
+            "top_terms": [],
+            "samples": [],
+        }
+        if not full:
+            return out
+        out["sentiment"] = st.sentiment.details()
+        out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
+        if isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
+            out["top_terms"] = [[w, r] for w, r in st.terms.top(c.top_terms)]
+        if c.sample_posts and bucket.samples:
+            neg = [e for e in bucket.samples if e.sentiment.label == "negative"] or bucket.samples
+            neg.sort(key=lambda e: e.mention.author.followers, reverse=True)
+            out["samples"] = [
+                {
+                    "id": e.mention.id,
+                    "channel": e.mention.channel,
+                    "author": e.mention.author.handle,
+                    "followers": e.mention.author.followers,
+                    "text": e.mention.text,
+                    "sentiment": e.sentiment.score,
+                    "url": e.mention.url,
+                }
+                for e in neg[: c.sample_posts]
+            ]
+        return out
+
+    # -- persistence ----------------------------------------------------------------------
+    def checkpoint(self) -> bytes:
+        """All per-series state as bytes, for the store (restored with :meth:`restore`)."""
+        return _MAGIC + zlib.compress(pickle.dumps(self._series, protocol=5), 1)
+
+    def restore(self, blob: bytes) -> None:
+        """Replace the state with a checkpoint made by :meth:`checkpoint`.
+
+        The blob comes only from this service's own store (it is trusted like the code).
+        """
+        if not blob.startswith(_MAGIC):
+            raise CheckpointError("not a detector checkpoint (bad magic)")
+        try:
+            series = pickle.loads(zlib.decompress(blob[len(_MAGIC) :]))
+        except Exception as exc:  # corrupted blob: report with data, caller decides
+            raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}") from None
+        if not isinstance(series, dict):
+            raise CheckpointError("checkpoint does not hold series state")
+        self._series = series

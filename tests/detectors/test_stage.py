@@ -1,0 +1,156 @@
+"""The detection stage contract: onsets not rows, resolve, checkpoint/restore, explanations."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from detectors.stage import CheckpointError, DetectionStage, Verdict
+from monitor.config.detection import DetectionConfig
+from monitor.model import Author, Bucket, Enriched, Mention, Sentiment
+
+W = 300.0
+DAY = 86_400.0
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    # Knuth's method is fine for the small rates used here
+    k, p, limit = 0, 1.0, pow(2.718281828459045, -lam)
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def series(name: str, n: int, lam: float, seed: int, spikes: dict[int, int]) -> list[Bucket]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        # daily seasonality: twice as busy in the afternoon
+        hour = (i * W % DAY) / 3600.0
+        rate = lam * (1.5 if 12 <= hour < 20 else 0.75)
+        count = poisson(rng, rate) + spikes.get(i, 0)
+        out.append(Bucket(name, i * W, W, count=count))
+    return out
+
+
+def run(stage: DetectionStage, buckets: list[Bucket]) -> list[Verdict]:
+    return [stage.observe(b) for b in buckets]
+
+
+def test_quiet_dense_and_sparse_series_do_not_alert() -> None:
+    for lam, seed in ((40.0, 1), (0.3, 2)):
+        stage = DetectionStage(DetectionConfig())
+        verdicts = run(stage, series("s", 6 * 288, lam, seed, {}))
+        assert sum(v.onset == "open" for v in verdicts) == 0, lam
+
+
+def test_spike_opens_once_then_resolves_after_calm() -> None:
+    cfg = DetectionConfig()
+    spikes = {i: 400 for i in range(4 * 288, 4 * 288 + 6)}
+    verdicts = run(DetectionStage(cfg), series("s", 5 * 288, 20.0, 3, spikes))
+    opens = [i for i, v in enumerate(verdicts) if v.onset == "open"]
+    assert opens == [4 * 288]
+    resolved = [i for i, v in enumerate(verdicts) if v.resolved]
+    assert len(resolved) == 1 and resolved[0] > opens[0]
+    # resolves after about calm_seconds of quiet, not immediately
+    assert (resolved[0] - (4 * 288 + 5)) * W >= cfg.calm_seconds - W
+    assert not verdicts[-1].active and verdicts[-1].severity is None
+    v = verdicts[opens[0]]
+    assert v.severity is not None and 1 <= v.severity <= 4
+    assert v.explanation["observed"] > v.explanation["band"][1]
+    assert v.explanation["tail_p"] < 1e-6
+    assert v.explanation["fired"] == ["volume"]
+    json.dumps(v.to_dict())
+
+
+def test_interrupted_run_gives_the_same_verdicts() -> None:
+    spikes = {i: 300 for i in range(3 * 288, 3 * 288 + 4)} | {1200: 500}
+    buckets = series("a", 5 * 288, 10.0, 4, spikes) + series("b", 5 * 288, 0.5, 5, {})
+    buckets.sort(key=lambda b: b.start)
+    whole = run(DetectionStage(DetectionConfig()), buckets)
+    first = DetectionStage(DetectionConfig())
+    cut = 3 * 288 * 2 + 3  # interrupt in the middle of the incident
+    part1 = run(first, buckets[:cut])
+    second = DetectionStage(DetectionConfig())
+    second.restore(first.checkpoint())
+    part2 = run(second, buckets[cut:])
+    assert part1 + part2 == whole
+    assert any(v.onset for v in whole)
+
+
+def test_observe_many_equals_observe() -> None:
+    buckets = series("a", 600, 8.0, 6, {500: 200}) + series("b", 600, 1.0, 7, {})
+    buckets.sort(key=lambda b: b.start)
+    cfg = DetectionConfig(warmup_seconds=3600)
+    assert DetectionStage(cfg).observe_many(buckets) == run(DetectionStage(cfg), buckets)
+
+
+def test_restore_rejects_garbage() -> None:
+    with pytest.raises(CheckpointError):
+        DetectionStage(DetectionConfig()).restore(b"nope")
+
+
+def _enriched(i: int, followers: int, label: str) -> Enriched:
+    m = Mention(
+        id=str(i),
+        source="demo",
+        channel="x",
+        text=f"post {i}",
+        created_at=0.0,
+        author=Author(id=str(i), handle=f"@u{i}", followers=followers),
+    )
+    score = -0.8 if label == "negative" else 0.5
+    return Enriched(mention=m, topics=("acme",), lang="en", sentiment=Sentiment(label, score))  # type: ignore[arg-type]
+
+
+def test_sentiment_turn_and_terms_explain_the_incident() -> None:
+    stage = DetectionStage(DetectionConfig())
+    for i in range(2 * 288):
+        stage.observe(
+            Bucket(
+                "acme",
+                i * W,
+                W,
+                count=20,
+                negative=2,
+                channels=Counter({"x": 15, "reddit": 5}),
+                terms=Counter({"price": 1}),
+            )
+        )
+    samples = [
+        _enriched(1, 10, "negative"),
+        _enriched(2, 5000, "negative"),
+        _enriched(3, 90000, "positive"),
+    ]
+    v = stage.observe(
+        Bucket(
+            "acme",
+            2 * 288 * W,
+            W,
+            count=24,
+            negative=20,
+            channels=Counter({"x": 20, "news": 4}),
+            terms=Counter({"recall": 12, "price": 1}),
+            samples=samples,
+        )
+    )
+    assert v.onset == "open"
+    assert "sentiment" in v.explanation["fired"] and "terms" in v.explanation["fired"]
+    assert v.explanation["top_terms"][0][0] == "recall"
+    assert v.explanation["top_channels"][0] == ["x", 20]
+    # highest-reach negative post first; the positive one is not a sample
+    assert [s["author"] for s in v.explanation["samples"]] == ["@u2", "@u1"]
+
+
+def test_gap_counts_as_empty_buckets() -> None:
+    stage = DetectionStage(DetectionConfig(warmup_seconds=0))
+    for i in range(300):
+        stage.observe(Bucket("s", i * W, W, count=10))
+    # after a silent day the baseline has learned the zeros: ten mentions is now a lot
+    v = stage.observe(Bucket("s", (300 + 288) * W, W, count=10))
+    assert v.explanation["expected"] < 10
