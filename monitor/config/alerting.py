@@ -1,12 +1,185 @@
-"""Config of incidents and escalation (owned by alerting/)."""
+"""Config of incidents and escalation (owned by alerting/): people, schedules, policies, routes.
+
+Everything refers to everything else by name and every name is checked, so a typo fails at
+start-up with its path (``policies[0].levels[1].targets[0]: unknown schedule 'follow-the-son'``).
+Receivers (how a message leaves the process) belong to the ``delivery`` section; users and
+routes name them and :func:`check_receivers` cross-checks once both sections are parsed.
+With no ``alerting:`` block at all the embedded demo applies: one team covered by a
+follow-the-sun schedule and a two-level policy that repeats twice.
+
+The small parsers for the config's mini-languages live here, not in ``alerting/``, because the
+kernel must not import ``alerting`` (dependencies point one way).
+
+>>> cfg = AlertingConfig()
+>>> [s.name for s in cfg.schedules], [p.name for p in cfg.policies]
+(['follow-the-sun'], ['default'])
+>>> AlertingConfig.model_validate({"policies": [{"name": "p", "levels": [
+...     {"targets": ["schedule:nope"]}]}]})
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for AlertingConfig
+  Value error, @policies[0].levels[0].targets[0]: unknown schedule 'nope' ...
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from monitor.config.base import Section
+from pydantic import Field, field_validator, model_validator
+
+from monitor.config.base import Section, at
+from monitor.errors import ConfigError
+
+_NAME = r"^[A-Za-z0-9_.@-]{1,64}$"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEK_MINUTES = 7 * 24 * 60
+TargetKind = Literal["user", "schedule", "team", "receiver"]
+MatchOp = Literal["=", "!=", "=~", "!~"]
 
 
+# --- mini-language parsers (pure) --------------------------------------------------------------
+def parse_zone(name: str) -> ZoneInfo:
+    """A zoneinfo time zone or ValueError.
+
+    >>> parse_zone("Europe/Berlin").key
+    'Europe/Berlin'
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def parse_clock(text: str) -> int:
+    """``HH:MM`` as minutes after midnight; ``24:00`` is allowed as an end.
+
+    >>> parse_clock("07:30"), parse_clock("24:00")
+    (450, 1440)
+    """
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text)
+    if not m or int(m[2]) > 59 or int(m[1]) * 60 + int(m[2]) > 1440:
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    return int(m[1]) * 60 + int(m[2])
+
+
+def _day(text: str) -> int:
+    d = text.strip().lower()[:3]
+    if d not in DAYS:
+        raise ValueError(f"unknown day {text!r}")
+    return DAYS.index(d)
+
+
+def parse_window(text: str) -> list[tuple[int, int]]:
+    """A recurring local-time window as minute-of-week intervals ``[start, end)``, Monday 0.
+
+    Forms: ``07:00-19:00`` (every day), ``mon-fri 07:00-19:00`` (days the window starts on),
+    ``sat 00:00 - mon 00:00`` (one weekly span). A window whose end is not after its start
+    runs past midnight. Intervals may exceed ``WEEK_MINUTES``; callers wrap them.
+
+    >>> parse_window("mon-tue 22:00-06:00")
+    [(1320, 1800), (2760, 3240)]
+    >>> parse_window("fri 18:00 - mon 08:00")
+    [(6840, 10560)]
+    >>> len(parse_window("07:00-19:00"))
+    7
+    """
+    t = text.strip().lower()
+    span = re.fullmatch(r"([a-z]+)\s+(\d{1,2}:\d{2})\s*-\s*([a-z]+)\s+(\d{1,2}:\d{2})", t)
+    if span:
+        start = _day(span[1]) * 1440 + parse_clock(span[2])
+        end = _day(span[3]) * 1440 + parse_clock(span[4])
+        if end <= start:
+            end += WEEK_MINUTES
+        return [(start, end)]
+    daily = re.fullmatch(
+        r"(?:([a-z]+)(?:\s*-\s*([a-z]+))?\s+)?(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})", t
+    )
+    if not daily:
+        raise ValueError(
+            "expected 'HH:MM-HH:MM', 'mon-fri HH:MM-HH:MM' or 'day HH:MM - day HH:MM', "
+            f"got {text!r}"
+        )
+    if daily[1] is None:
+        days = list(range(7))
+    else:
+        first = _day(daily[1])
+        last = _day(daily[2]) if daily[2] else first
+        days = [(first + i) % 7 for i in range((last - first) % 7 + 1)]
+    a, b = parse_clock(daily[3]), parse_clock(daily[4])
+    if b <= a:
+        b += 1440
+    return [(d * 1440 + a, d * 1440 + b) for d in days]
+
+
+def parse_matcher(text: str) -> tuple[str, MatchOp, str]:
+    """Alertmanager-style ``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex``.
+
+    >>> parse_matcher('severity=~"SEV1|SEV2"')
+    ('severity', '=~', 'SEV1|SEV2')
+    >>> parse_matcher("topic = acme")
+    ('topic', '=', 'acme')
+    """
+    m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*", text)
+    if not m:
+        raise ValueError(f"expected name=value, name!=value, name=~re or name!~re, got {text!r}")
+    value = m[3]
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    op: MatchOp = m[2]  # type: ignore[assignment]
+    if op in ("=~", "!~"):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+    return m[1], op, value
+
+
+def parse_target(text: str) -> tuple[TargetKind, str]:
+    """``user:ana``, ``schedule:follow-the-sun``, ``team:social``, ``receiver:slack-crisis``.
+
+    >>> parse_target("schedule:follow-the-sun")
+    ('schedule', 'follow-the-sun')
+    """
+    kind, sep, name = text.partition(":")
+    if not sep or kind not in ("user", "schedule", "team", "receiver") or not name:
+        raise ValueError(
+            f"expected user:NAME, schedule:NAME, team:NAME or receiver:NAME, got {text!r}"
+        )
+    return kind, name  # type: ignore[return-value]
+
+
+def parse_rotation(text: str) -> int:
+    """A turn length (``12h``, ``1d``, ``1w``) in wall-clock seconds.
+
+    >>> parse_rotation("1w"), parse_rotation("12h")
+    (604800, 43200)
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", text)
+    if not m or int(m[1]) == 0:
+        raise ValueError(f"expected a length like 12h, 1d or 1w, got {text!r}")
+    return int(m[1]) * {"h": 3600, "d": 86400, "w": 604800}[m[2]]
+
+
+def parse_when(text: str, zone: ZoneInfo) -> datetime:
+    """An ISO date-time; without an offset it is local time in ``zone``.
+
+    >>> parse_when("2026-03-29T09:00", parse_zone("Europe/Berlin")).isoformat()
+    '2026-03-29T09:00:00+02:00'
+    >>> parse_when("2026-03-29T07:00Z", parse_zone("Europe/Berlin")).isoformat()
+    '2026-03-29T07:00:00+00:00'
+    """
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO date-time like 2026-01-05T09:00, got {text!r}") from None
+    return dt.replace(tzinfo=zone) if dt.tzinfo is None else dt
+
+
+# --- sections ----------------------------------------------------------------------------------
 class IncidentSettings(Section):
     """How incidents open, wait for a human and close."""
 
@@ -22,5 +195,367 @@ class IncidentSettings(Section):
     max_timeline: int = Field(default=1000, ge=10)
 
 
+class UserConfig(Section):
+    """A person who can be paged."""
+
+    name: str = Field(pattern=_NAME)
+    full_name: str | None = None
+    timezone: str = "UTC"
+    quiet_hours: str | None = None
+    """Local window (``22:00-07:00``) in which only SEV1 may page this user."""
+    receivers: list[str] = []
+    """How to reach this user; empty means ``alerting.default_receivers``."""
+    contact: dict[str, str] = {}
+    """Addresses the receivers use, e.g. ``{"email": "ana@example.org", "slack": "@ana"}``."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        parse_zone(v)
+        return v
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_window(v)
+        return v
+
+
+class LayerConfig(Section):
+    """One rotation: ``users`` take turns of ``rotation`` starting at local time ``start``."""
+
+    name: str = Field(default="layer", pattern=_NAME)
+    users: list[str] = Field(min_length=1)
+    timezone: str | None = None
+    """Defaults to the schedule's time zone; handoffs happen at local wall time (DST-correct)."""
+    start: str = "2024-01-01T09:00"
+    """A handoff instant; turns repeat from here in both directions."""
+    rotation: str = "1w"
+    restrictions: list[str] = []
+    """Local windows the layer covers (``07:00-19:00``, ``mon-fri 09:00-17:00``); empty = always."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_zone(v)
+        return v
+
+    @field_validator("rotation")
+    @classmethod
+    def _rot(cls, v: str) -> str:
+        parse_rotation(v)
+        return v
+
+    @field_validator("restrictions")
+    @classmethod
+    def _restr(cls, v: list[str]) -> list[str]:
+        for i, w in enumerate(v):
+            try:
+                parse_window(w)
+            except ValueError as exc:
+                raise at(f"[{i}]", str(exc)) from None
+        return v
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: str) -> str:
+        parse_when(v, ZoneInfo("UTC"))
+        return v
+
+
+class OverrideConfig(Section):
+    """``user`` covers the schedule from ``start`` to ``end`` (ISO; local to the schedule)."""
+
+    user: str
+    start: str
+    end: str
+
+
+class ScheduleConfig(Section):
+    """Layers stacked bottom to top: a later layer wins where it is on duty; overrides win all."""
+
+    name: str = Field(pattern=_NAME)
+    timezone: str = "UTC"
+    layers: list[LayerConfig] = Field(min_length=1)
+    overrides: list[OverrideConfig] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        parse_zone(v)
+        return v
+
+    @model_validator(mode="after")
+    def _overrides(self) -> ScheduleConfig:
+        zone = parse_zone(self.timezone)
+        for i, o in enumerate(self.overrides):
+            for f in ("start", "end"):
+                try:
+                    parse_when(getattr(o, f), zone)
+                except ValueError as exc:
+                    raise at(f"overrides[{i}].{f}", str(exc)) from None
+            if parse_when(o.end, zone) <= parse_when(o.start, zone):
+                raise at(f"overrides[{i}].end", "must be after start")
+        return self
+
+
+class TeamConfig(Section):
+    """A group; as a target it pages the team's schedule if it has one, else every member."""
+
+    name: str = Field(pattern=_NAME)
+    members: list[str] = []
+    schedule: str | None = None
+
+
+class LevelConfig(Section):
+    """One escalation step: page ``targets`` then wait ``delay_seconds`` for an acknowledgement."""
+
+    targets: list[str] = Field(min_length=1)
+    delay_seconds: float = Field(default=300.0, ge=0)
+    mode: Literal["all", "round_robin"] = "all"
+    """``all``: every target at once; ``round_robin``: one target per visit, the next next time."""
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        for i, t in enumerate(v):
+            try:
+                parse_target(t)
+            except ValueError as exc:
+                raise at(f"[{i}]", str(exc)) from None
+        return v
+
+
+class PolicyConfig(Section):
+    """Ordered levels; after the last one the policy starts over ``repeat`` more times."""
+
+    name: str = Field(pattern=_NAME)
+    levels: list[LevelConfig] = Field(min_length=1)
+    repeat: int = Field(default=2, ge=0, le=20)
+
+
+def _check_matchers(v: list[str]) -> list[str]:
+    for i, m in enumerate(v):
+        try:
+            parse_matcher(m)
+        except ValueError as exc:
+            raise at(f"[{i}]", str(exc)) from None
+    return v
+
+
+class RouteConfig(Section):
+    """A node of the routing tree (Alertmanager-like): first matching child wins unless
+    ``continue`` is set; ``policy`` and ``receivers`` are inherited when left empty."""
+
+    matchers: list[str] = []
+    policy: str | None = None
+    receivers: list[str] = []
+    """Told about every state change (trigger/ack/resolve) without escalation, e.g. a channel."""
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[RouteConfig] = []
+
+    _m = field_validator("matchers")(_check_matchers)
+
+
+class SilenceConfig(Section):
+    """A maintenance window: matching incidents page nobody between ``start`` and ``end``."""
+
+    id: str | None = None
+    matchers: list[str] = Field(min_length=1)
+    start: str
+    end: str
+    author: str = Field(min_length=1)
+    comment: str = Field(min_length=1)
+
+    _m = field_validator("matchers")(_check_matchers)
+
+    @model_validator(mode="after")
+    def _span(self) -> SilenceConfig:
+        utc = ZoneInfo("UTC")
+        try:
+            start = parse_when(self.start, utc)
+        except ValueError as exc:
+            raise at("start", str(exc)) from None
+        try:
+            end = parse_when(self.end, utc)
+        except ValueError as exc:
+            raise at("end", str(exc)) from None
+        if end <= start:
+            raise at("end", "must be after start")
+        return self
+
+
+class InhibitRuleConfig(Section):
+    """While an open incident matches ``source_matchers``, incidents matching
+    ``target_matchers`` with equal values of ``equal`` labels page nobody."""
+
+    source_matchers: list[str] = ["severity=SEV1"]
+    target_matchers: list[str] = ["severity=~SEV[234]"]
+    equal: list[str] = ["topic"]
+
+    _s = field_validator("source_matchers")(_check_matchers)
+    _t = field_validator("target_matchers")(_check_matchers)
+
+
+_DEMO_USERS = [
+    UserConfig(name="ana", full_name="Ana (Berlin)", timezone="Europe/Berlin"),
+    UserConfig(name="ben", full_name="Ben (Lisbon)", timezone="Europe/Lisbon"),
+    UserConfig(name="carla", full_name="Carla (New York)", timezone="America/New_York"),
+    UserConfig(name="dan", full_name="Dan (Chicago)", timezone="America/Chicago"),
+    UserConfig(
+        name="lead",
+        full_name="Team lead (Berlin)",
+        timezone="Europe/Berlin",
+        quiet_hours="22:00-07:00",
+    ),
+]
+_DEMO_SCHEDULE = ScheduleConfig(
+    name="follow-the-sun",
+    timezone="UTC",
+    layers=[
+        # bottom: the lead backs up the hours neither region covers
+        LayerConfig(name="backstop", users=["lead"], timezone="Europe/Berlin", rotation="1w"),
+        LayerConfig(
+            name="emea",
+            users=["ana", "ben"],
+            timezone="Europe/Berlin",
+            start="2024-01-01T07:00",
+            rotation="1w",
+            restrictions=["07:00-19:00"],
+        ),
+        LayerConfig(
+            name="amer",
+            users=["carla", "dan"],
+            timezone="America/New_York",
+            start="2024-01-01T07:00",
+            rotation="1w",
+            restrictions=["07:00-19:00"],
+        ),
+    ],
+)
+
+
 class AlertingConfig(Section):
     incidents: IncidentSettings = IncidentSettings()
+    timezone: str = "UTC"
+    """Time zone ``crisiswatch oncall`` prints in."""
+    default_receivers: list[str] = []
+    """Receivers for users that name none (e.g. one PagerDuty service for the whole team)."""
+    quiet_defer_seconds: float = Field(default=900.0, gt=0)
+    """When every target of a whole pass is in quiet hours, try again after this long."""
+    users: list[UserConfig] = _DEMO_USERS
+    teams: list[TeamConfig] = [
+        TeamConfig(
+            name="social", members=["ana", "ben", "carla", "dan", "lead"], schedule="follow-the-sun"
+        )
+    ]
+    schedules: list[ScheduleConfig] = [_DEMO_SCHEDULE]
+    policies: list[PolicyConfig] = [
+        PolicyConfig(
+            name="default",
+            levels=[
+                LevelConfig(targets=["schedule:follow-the-sun"], delay_seconds=300),
+                LevelConfig(targets=["user:lead"], delay_seconds=300),
+            ],
+            repeat=2,
+        )
+    ]
+    route: RouteConfig = RouteConfig(policy="default")
+    silences: list[SilenceConfig] = []
+    inhibit_rules: list[InhibitRuleConfig] = [InhibitRuleConfig()]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        parse_zone(v)
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> AlertingConfig:
+        users = _unique("users", (u.name for u in self.users))
+        schedules = _unique("schedules", (s.name for s in self.schedules))
+        teams = _unique("teams", (t.name for t in self.teams))
+        policies = _unique("policies", (p.name for p in self.policies))
+        for i, s in enumerate(self.schedules):
+            for j, layer in enumerate(s.layers):
+                for k, u in enumerate(layer.users):
+                    if u not in users:
+                        raise at(f"schedules[{i}].layers[{j}].users[{k}]", f"unknown user {u!r}")
+            for j, o in enumerate(s.overrides):
+                if o.user not in users:
+                    raise at(f"schedules[{i}].overrides[{j}].user", f"unknown user {o.user!r}")
+        for i, t in enumerate(self.teams):
+            for k, u in enumerate(t.members):
+                if u not in users:
+                    raise at(f"teams[{i}].members[{k}]", f"unknown user {u!r}")
+            if t.schedule is not None and t.schedule not in schedules:
+                raise at(f"teams[{i}].schedule", f"unknown schedule {t.schedule!r}")
+            if t.schedule is None and not t.members:
+                raise at(f"teams[{i}]", "needs members or a schedule")
+        known = {"user": users, "schedule": schedules, "team": teams}
+        for i, p in enumerate(self.policies):
+            for j, level in enumerate(p.levels):
+                for k, target in enumerate(level.targets):
+                    kind, name = parse_target(target)
+                    if kind != "receiver" and name not in known[kind]:
+                        path = f"policies[{i}].levels[{j}].targets[{k}]"
+                        raise at(path, f"unknown {kind} {name!r}")
+        for path, route in _walk(self.route, "route"):
+            if route.policy is not None and route.policy not in policies:
+                raise at(f"{path}.policy", f"unknown policy {route.policy!r}")
+        if self.route.policy is None:
+            raise at("route.policy", "the root route needs a policy")
+        ids = [s.id for s in self.silences if s.id is not None]
+        if len(ids) != len(set(ids)):
+            raise at("silences", "duplicate silence id")
+        return self
+
+    def receiver_references(self) -> list[tuple[str, str]]:
+        """Every ``(path, receiver name)`` this section mentions, for :func:`check_receivers`."""
+        refs = [(f"default_receivers[{i}]", r) for i, r in enumerate(self.default_receivers)]
+        for i, u in enumerate(self.users):
+            refs += [(f"users[{i}].receivers[{j}]", r) for j, r in enumerate(u.receivers)]
+        for i, p in enumerate(self.policies):
+            for j, level in enumerate(p.levels):
+                for k, target in enumerate(level.targets):
+                    kind, name = parse_target(target)
+                    if kind == "receiver":
+                        refs.append((f"policies[{i}].levels[{j}].targets[{k}]", name))
+        for path, route in _walk(self.route, "route"):
+            refs += [(f"{path}.receivers[{j}]", r) for j, r in enumerate(route.receivers)]
+        return refs
+
+
+def check_receivers(alerting: AlertingConfig, receiver_names: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` (path under ``alerting``) for a receiver nobody defined.
+
+    The composition root calls this with the names of ``delivery.receivers``.
+
+    >>> cfg = AlertingConfig(default_receivers=["pager"])
+    >>> check_receivers(cfg, ["pager"])
+    >>> check_receivers(cfg, [])
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: alerting.default_receivers[0]: undefined receiver 'pager'
+    """
+    names = set(receiver_names)
+    for path, name in alerting.receiver_references():
+        if name not in names:
+            raise ConfigError(f"alerting.{path}", f"undefined receiver {name!r}")
+
+
+def _unique(what: str, names: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise at(f"{what}[{i}].name", f"duplicate name {n!r}")
+        seen.add(n)
+    return seen
+
+
+def _walk(route: RouteConfig, path: str) -> Iterable[tuple[str, RouteConfig]]:
+    yield path, route
+    for i, child in enumerate(route.routes):
+        yield from _walk(child, f"{path}.routes[{i}]")
