@@ -1,0 +1,85 @@
+"""The enrichment stage: topics, language, sentiment and terms for a batch of mentions.
+
+>>> from monitor.config.enrichment import EnrichmentConfig
+>>> from monitor.config.system import TopicConfig
+>>> from monitor.model import Author, Mention
+>>> e = Enricher([TopicConfig(name="acme", query="acme AND (outage OR refund)")],
+...              EnrichmentConfig(sentiment="baseline"))
+>>> m = Mention(id="1", source="demo", channel="x", text="Acme outage again, terrible!",
+...             created_at=0.0, author=Author(id="a", handle="@bob"))
+>>> out = e.enrich_batch([m])[0]
+>>> out.topics, out.lang, out.sentiment.label, out.terms
+(('acme',), 'en', 'negative', ('acme', 'outage', 'terrible'))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monitor.config.enrichment import EnrichmentConfig
+from monitor.config.system import TopicConfig
+from monitor.enrich.lang import LanguageDetector
+from monitor.enrich.matcher import TopicMatcher
+from monitor.enrich.query import make_doc, parse_query
+from monitor.enrich.sentiment import LexiconScorer, SentimentScorer
+from monitor.enrich.terms import content_terms
+from monitor.enrich.text import tokenize
+from monitor.errors import ConfigError
+from monitor.model import Enriched, Mention
+
+__all__ = ["Enricher", "make_scorer"]
+
+
+def make_scorer(config: EnrichmentConfig) -> SentimentScorer:
+    """The scorer the config asks for."""
+    if config.sentiment == "linear":
+        raise ConfigError("enrichment.sentiment", "the trained model is not shipped yet")
+    return LexiconScorer()
+
+
+class Enricher:
+    """Pure and synchronous: mentions in, :class:`Enriched` out, same order.
+
+    ``scorer`` replaces the configured sentiment model (e.g. a heavier one, or a fake in tests).
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[TopicConfig],
+        config: EnrichmentConfig,
+        *,
+        scorer: SentimentScorer | None = None,
+        detector: LanguageDetector | None = None,
+    ) -> None:
+        self.config = config
+        self.matcher = TopicMatcher([(t.name, parse_query(t.query)) for t in topics])
+        self.detector = detector or LanguageDetector(config.languages, config.language_boost)
+        self.scorer = scorer if scorer is not None else make_scorer(config)
+
+    def _lang(self, m: Mention) -> str:
+        if self.config.trust_source_lang and m.lang:
+            return m.lang.lower().split("-")[0]
+        return self.detector.detect(m.text)
+
+    def enrich_batch(self, mentions: Sequence[Mention]) -> list[Enriched]:
+        """Enrich ``mentions``; the scorer sees them in chunks of ``config.batch_size``."""
+        langs = [self._lang(m) for m in mentions]
+        texts = [m.text for m in mentions]
+        sentiments = []
+        step = self.config.batch_size
+        for lo in range(0, len(texts), step):
+            sentiments.extend(self.scorer.score_batch(texts[lo : lo + step], langs[lo : lo + step]))
+        out: list[Enriched] = []
+        limit = self.config.max_terms
+        for m, lang, sent in zip(mentions, langs, sentiments, strict=True):
+            tokens = tokenize(m.text)
+            doc = make_doc(
+                tokens,
+                lang=lang,
+                channel=m.channel,
+                author=m.author.handle,
+                country=m.country or "",
+            )
+            terms = content_terms(tokens, limit)
+            out.append(Enriched(m, self.matcher.match(doc), lang, sent, terms))
+        return out

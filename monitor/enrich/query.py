@@ -1,0 +1,556 @@
+"""Boolean topic queries: parse once into an AST, compile into closures, match documents.
+
+The language is the one social-listening tools use:
+
+- ``acme AND (outage OR down)``, ``acme NOT job``; juxtaposition means AND (``acme outage``).
+  Operators are upper-case; precedence NOT > NEAR/ONEAR > AND > OR.
+- ``"exact phrase"``; ``a NEAR/3 b`` (at most 3 words between, any order), ``a ONEAR/3 b``
+  (a before b). Operands of NEAR may be terms, phrases, wildcards and OR-groups of those.
+- ``refund*`` trailing wildcard (at least 3 letters before ``*``).
+- ``#hashtag`` matches only the hashtag, ``@handle`` only the mention of that handle; a plain
+  word also matches the same word used as a hashtag (``acme`` matches ``#acme``).
+- Field filters ``lang:de``, ``channel:x``, ``author:@handle``, ``country:DE``.
+- Case- and accent-insensitive; a query word with ä/ö/ü also matches the ae/oe/ue spelling, ß
+  matches ss; emoji are terms of their own.
+
+>>> q = parse_query('(acme OR #acmefail) AND (outage OR "not working") NOT lang:fr')
+>>> q.matches_text("ACME outage since 9am")
+True
+>>> q.matches_text("acme is great")
+False
+>>> parse_query("acme AND (outage OR down")
+Traceback (most recent call last):
+...
+monitor.errors.QuerySyntaxError: unbalanced parenthesis at column 10
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from monitor.enrich.text import fold, tokenize, umlaut_variants
+from monitor.errors import QuerySyntaxError
+
+__all__ = [
+    "And",
+    "Doc",
+    "Field",
+    "Near",
+    "Node",
+    "Not",
+    "Or",
+    "Phrase",
+    "Prefix",
+    "Query",
+    "Term",
+    "make_doc",
+    "parse_query",
+]
+
+FIELDS = ("lang", "channel", "author", "country")
+MIN_PREFIX = 3
+
+# --------------------------------------------------------------------------- documents
+
+
+@dataclass(slots=True)
+class Doc:
+    """What a query sees of a mention: its tokens plus metadata for field filters.
+
+    ``keys`` holds every token plus the bare word of each hashtag, so a plain word term is one
+    set lookup. Positions for phrases and NEAR are built lazily on first use.
+    """
+
+    tokens: list[str]
+    keys: set[str]
+    lang: str = ""
+    channel: str = ""
+    author: str = ""
+    country: str = ""
+    _positions: dict[str, list[int]] | None = field(default=None, repr=False)
+
+    def positions(self) -> dict[str, list[int]]:
+        """Key → token positions; a hashtag is listed under ``#w`` and ``w``."""
+        if self._positions is None:
+            pos: dict[str, list[int]] = {}
+            for i, tok in enumerate(self.tokens):
+                pos.setdefault(tok, []).append(i)
+                if tok[0] == "#":
+                    pos.setdefault(tok[1:], []).append(i)
+            self._positions = pos
+        return self._positions
+
+
+def make_doc(
+    tokens: list[str], *, lang: str = "", channel: str = "", author: str = "", country: str = ""
+) -> Doc:
+    """Build a :class:`Doc` from tokens (see :func:`monitor.enrich.text.tokenize`).
+
+    >>> sorted(make_doc(["#acme", "down"]).keys)
+    ['#acme', 'acme', 'down']
+    """
+    keys = set(tokens)
+    keys.update(t[1:] for t in tokens if t[0] == "#")
+    return Doc(
+        tokens,
+        keys,
+        lang=lang.lower(),
+        channel=channel.lower(),
+        author=fold(author).lstrip("@"),
+        country=country.lower(),
+    )
+
+
+# --------------------------------------------------------------------------- AST
+
+Span = tuple[int, int]  # [first, last] token positions, inclusive
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One token; ``variants`` are the folded spellings (umlaut forms) that count as a hit."""
+
+    variants: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """A trailing-wildcard word: any word starting with ``stem``."""
+
+    stem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """Consecutive tokens."""
+
+    parts: tuple[Term | Prefix, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    left: Node
+    right: Node
+    distance: int
+    ordered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: Literal["lang", "channel", "author", "country"]
+    value: str
+
+
+Node = Term | Prefix | Phrase | Near | And | Or | Not | Field
+
+
+# --------------------------------------------------------------------------- lexer
+
+_LEX = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<lpar>\()
+  | (?P<rpar>\))
+  | (?P<quote>"[^"]*"?)
+  | (?P<near>O?NEAR(?:/\S*)?)(?=[\s()"]|$)
+  | (?P<op>AND|OR|NOT)(?=[\s()"]|$)
+  | (?P<word>[^\s()"]+)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lex:
+    kind: str
+    text: str
+    col: int  # 1-based
+
+
+def _lex(text: str) -> list[_Lex]:
+    out: list[_Lex] = []
+    for m in _LEX.finditer(text):
+        kind = m.lastgroup
+        assert kind is not None
+        if kind != "ws":
+            out.append(_Lex(kind, m.group(), m.start() + 1))
+    return out
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lexes = _lex(text)
+        self.i = 0
+
+    def peek(self) -> _Lex | None:
+        return self.lexes[self.i] if self.i < len(self.lexes) else None
+
+    def end_col(self) -> int:
+        return len(self.text.rstrip()) + 1
+
+    def fail(self, message: str, col: int) -> QuerySyntaxError:
+        return QuerySyntaxError(message, col)
+
+    def parse(self) -> Node:
+        if not self.lexes:
+            raise self.fail("empty query", 1)
+        node = self.or_expr()
+        tok = self.peek()
+        if tok is not None:
+            if tok.kind == "rpar":
+                raise self.fail("unbalanced parenthesis", tok.col)
+            raise self.fail(f"unexpected {tok.text!r}", tok.col)  # pragma: no cover - defensive
+        return node
+
+    def or_expr(self) -> Node:
+        children = [self.and_expr()]
+        while (tok := self.peek()) is not None and tok.kind == "op" and tok.text == "OR":
+            self.i += 1
+            children.append(self.and_expr(after=tok))
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def and_expr(self, after: _Lex | None = None) -> Node:
+        children = [self.near_expr(after)]
+        while (tok := self.peek()) is not None:
+            if tok.kind == "op" and tok.text == "AND":
+                self.i += 1
+                children.append(self.near_expr(after=tok))
+            elif tok.kind in ("lpar", "quote", "word") or (tok.kind == "op" and tok.text == "NOT"):
+                children.append(self.near_expr())  # juxtaposition is AND
+            else:
+                break
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def near_expr(self, after: _Lex | None = None) -> Node:
+        left = self.unary(after)
+        while (tok := self.peek()) is not None and tok.kind == "near":
+            self.i += 1
+            ordered = tok.text.startswith("O")
+            name = "ONEAR" if ordered else "NEAR"
+            m = re.fullmatch(r"O?NEAR/(\d+)", tok.text)
+            if m is None:
+                raise self.fail(f"{name} needs a distance like {name}/3", tok.col)
+            start = self.peek()
+            right = self.unary(after=tok)
+            for side, col in ((left, tok.col), (right, start.col if start else tok.col)):
+                if not _positional(side):
+                    raise self.fail(
+                        f"{name} operands must be terms, phrases or OR-groups of them", col
+                    )
+            left = Near(left, right, int(m.group(1)), ordered)
+        return left
+
+    def unary(self, after: _Lex | None = None) -> Node:
+        tok = self.peek()
+        if tok is not None and tok.kind == "op" and tok.text == "NOT":
+            self.i += 1
+            return Not(self.unary(after=tok))
+        return self.primary(after)
+
+    def primary(self, after: _Lex | None) -> Node:
+        tok = self.peek()
+        if tok is None:
+            what = f"a term after {after.text}" if after else "a term"
+            raise self.fail(f"expected {what}", self.end_col())
+        if tok.kind == "lpar":
+            self.i += 1
+            if (nxt := self.peek()) is not None and nxt.kind == "rpar":
+                raise self.fail("empty parentheses", tok.col)
+            node = self.or_expr()
+            close = self.peek()
+            if close is None or close.kind != "rpar":
+                raise self.fail("unbalanced parenthesis", tok.col)
+            self.i += 1
+            return node
+        if tok.kind == "rpar":
+            if after is not None:
+                raise self.fail(f"expected a term after {after.text}", tok.col)
+            raise self.fail("unbalanced parenthesis", tok.col)
+        if tok.kind in ("op", "near"):
+            op = tok.text.split("/")[0]
+            where = f"after {after.text}" if after else "before it"
+            raise self.fail(f"operator {op} needs a term {where}", tok.col)
+        self.i += 1
+        if tok.kind == "quote":
+            return self.phrase(tok)
+        return self.word(tok)
+
+    def phrase(self, tok: _Lex) -> Node:
+        if len(tok.text) < 2 or not tok.text.endswith('"'):
+            raise self.fail("unterminated quote", tok.col)
+        inner = tok.text[1:-1]
+        parts = tokenize(inner)
+        if not parts:
+            raise self.fail("empty phrase", tok.col)
+        terms = tuple(_term(p, inner.lower()) for p in parts)
+        return terms[0] if len(terms) == 1 else Phrase(terms)
+
+    def word(self, tok: _Lex) -> Node:
+        text = tok.text
+        name, colon, value = text.partition(":")
+        if colon and name.isalpha() and not name.startswith(("#", "@")):
+            if name.lower() not in FIELDS:
+                raise self.fail(f"unknown field {name!r} (use {', '.join(FIELDS)})", tok.col)
+            if not value:
+                raise self.fail(f"field {name.lower()} needs a value", tok.col)
+            return Field(name.lower(), fold(value).lstrip("@"))  # type: ignore[arg-type]
+        star = text.find("*")
+        if star != -1:
+            if star != len(text) - 1:
+                raise self.fail("wildcard * only at the end of a word", tok.col + star)
+            stem = fold(text[:-1])
+            if not re.fullmatch(r"\w+", stem) or sum(c.isalpha() for c in stem) < MIN_PREFIX:
+                raise self.fail(
+                    f"wildcard needs at least {MIN_PREFIX} letters before *", tok.col + star
+                )
+            return Prefix(stem)
+        parts = tokenize(text)
+        if not parts:
+            raise self.fail(f"{text!r} has no searchable characters", tok.col)
+        terms = tuple(_term(p, text.lower()) for p in parts)
+        return terms[0] if len(terms) == 1 else Phrase(terms)
+
+
+def _positional(node: Node) -> bool:
+    """Can ``node`` report token positions (and so be an operand of NEAR)?"""
+    if isinstance(node, Or):
+        return all(_positional(c) for c in node.children)
+    return isinstance(node, Term | Prefix | Phrase | Near)
+
+
+def _term(folded_token: str, raw_lower: str) -> Term:
+    """A term for one folded token, with the ae/oe/ue spelling when the raw text had umlauts."""
+    if any(c in raw_lower for c in "äöü"):
+        # Find the raw spelling of this token to derive the umlaut variant from it.
+        for raw in re.findall(r"[#@]?\w+(?:['’]\w+)*", raw_lower):
+            variants = umlaut_variants(raw)
+            if variants[0] == folded_token:
+                return Term(variants)
+    return Term((folded_token,))
+
+
+# --------------------------------------------------------------------------- compile
+
+Pred = Callable[[Doc], bool]
+SpanFn = Callable[[Doc], list[Span]]
+
+
+def _term_pred(t: Term) -> Pred:
+    if len(t.variants) == 1:
+        (v,) = t.variants
+        return lambda d: v in d.keys
+    vs = t.variants
+    return lambda d: any(v in d.keys for v in vs)
+
+
+def _compile(node: Node) -> Pred:
+    if isinstance(node, Term):
+        return _term_pred(node)
+    if isinstance(node, Prefix):
+        stem = node.stem
+        return lambda d: any(k.startswith(stem) for k in d.keys)
+    if isinstance(node, Phrase | Near):
+        spans = _compile_spans(node)
+        return lambda d: bool(spans(d))
+    if isinstance(node, And):
+        preds = tuple(_compile(c) for c in node.children)
+        return lambda d: all(p(d) for p in preds)
+    if isinstance(node, Or):
+        preds = tuple(_compile(c) for c in node.children)
+        return lambda d: any(p(d) for p in preds)
+    if isinstance(node, Not):
+        inner = _compile(node.child)
+        return lambda d: not inner(d)
+    value = node.value
+    if node.name == "lang":
+        return lambda d: d.lang == value
+    if node.name == "channel":
+        return lambda d: d.channel == value
+    if node.name == "author":
+        return lambda d: d.author == value
+    return lambda d: d.country == value
+
+
+def _compile_spans(node: Node) -> SpanFn:
+    if isinstance(node, Term):
+        vs = node.variants
+
+        def term_spans(d: Doc) -> list[Span]:
+            pos = d.positions()
+            return [(i, i) for v in vs for i in pos.get(v, ())]
+
+        return term_spans
+    if isinstance(node, Prefix):
+        stem = node.stem
+
+        def prefix_spans(d: Doc) -> list[Span]:
+            return [(i, i) for i, t in enumerate(d.tokens) if t.lstrip("#").startswith(stem)]
+
+        return prefix_spans
+    if isinstance(node, Phrase):
+        firsts = _compile_spans(node.parts[0])
+        n = len(node.parts)
+        singles = [_single_matcher(p) for p in node.parts[1:]]
+
+        def phrase_spans(d: Doc) -> list[Span]:
+            toks = d.tokens
+            out: list[Span] = []
+            for start, _ in firsts(d):
+                if start + n > len(toks):
+                    continue
+                if all(m(toks[start + 1 + j]) for j, m in enumerate(singles)):
+                    out.append((start, start + n - 1))
+            return out
+
+        return phrase_spans
+    if isinstance(node, Or):
+        fns = [_compile_spans(c) for c in node.children]
+        return lambda d: [s for f in fns for s in f(d)]
+    if isinstance(node, Near):
+        left, right = _compile_spans(node.left), _compile_spans(node.right)
+        dist, ordered = node.distance, node.ordered
+
+        def near_spans(d: Doc) -> list[Span]:
+            ls = left(d)
+            if not ls:
+                return []
+            out: list[Span] = []
+            for a0, a1 in ls:
+                for b0, b1 in right(d):
+                    if b0 > a1:
+                        gap = b0 - a1 - 1
+                    elif not ordered and a0 > b1:
+                        gap = a0 - b1 - 1
+                    else:
+                        continue  # overlapping, or in the wrong order for ONEAR
+                    if gap <= dist:
+                        out.append((min(a0, b0), max(a1, b1)))
+            return out
+
+        return near_spans
+    raise TypeError(f"not positional: {node!r}")  # the parser rejects this earlier
+
+
+def _single_matcher(p: Term | Prefix) -> Callable[[str], bool]:
+    """Does one token match this phrase part? Hashtags count as their word."""
+    if isinstance(p, Prefix):
+        stem = p.stem
+        return lambda t: t.lstrip("#").startswith(stem)
+    vs = frozenset(p.variants)
+    return lambda t: t in vs or (t[0] == "#" and t[1:] in vs)
+
+
+# --------------------------------------------------------------------------- pre-filter keys
+
+
+def required_keys(node: Node) -> frozenset[str] | None:
+    """Index keys of which at least one must occur for ``node`` to match, or None if unknown.
+
+    Exact keys are token strings; a key ending in ``*`` is a prefix stem.
+
+    >>> sorted(required_keys(parse_query("acme (outage OR ausfall*)").root) or ())
+    ['acme']
+    >>> sorted(required_keys(parse_query("acme OR #globex OR refund*").root) or ())
+    ['#globex', 'acme', 'refund*']
+    >>> required_keys(parse_query("NOT acme").root) is None
+    True
+    """
+    if isinstance(node, Term):
+        return frozenset(node.variants)
+    if isinstance(node, Prefix):
+        return frozenset({node.stem + "*"})
+    if isinstance(node, Phrase):
+        return _best([required_keys(p) for p in node.parts])
+    if isinstance(node, Near):
+        return _best([required_keys(node.left), required_keys(node.right)])
+    if isinstance(node, And):
+        return _best([required_keys(c) for c in node.children])
+    if isinstance(node, Or):
+        out: set[str] = set()
+        for c in node.children:
+            keys = required_keys(c)
+            if keys is None:
+                return None
+            out |= keys
+        return frozenset(out)
+    return None  # NOT and field filters cannot be required
+
+
+def _best(options: Sequence[frozenset[str] | None]) -> frozenset[str] | None:
+    """The most selective alternative: fewest keys, then longest (rarer) keys, exact before *."""
+    known = [o for o in options if o is not None]
+    if not known:
+        return None
+    return min(
+        known,
+        key=lambda ks: (len(ks), any(k.endswith("*") for k in ks), -min(len(k) for k in ks)),
+    )
+
+
+# --------------------------------------------------------------------------- public
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed query: the source text, its AST, the compiled predicate and pre-filter keys."""
+
+    text: str
+    root: Node
+    predicate: Pred = field(repr=False, compare=False)
+    required: frozenset[str] | None
+
+    def matches(self, doc: Doc) -> bool:
+        """Exact evaluation on one document."""
+        return self.predicate(doc)
+
+    def matches_text(
+        self, text: str, *, lang: str = "", channel: str = "", author: str = "", country: str = ""
+    ) -> bool:
+        """Convenience for tests and the CLI: tokenise ``text`` and evaluate.
+
+        >>> q = parse_query('"product recall" NEAR/2 acme')
+        >>> q.matches_text("Acme announces a product recall")
+        True
+        >>> parse_query('acme ONEAR/1 rückruf').matches_text("Rueckruf bei Acme")
+        False
+        """
+        doc = make_doc(tokenize(text), lang=lang, channel=channel, author=author, country=country)
+        return self.predicate(doc)
+
+
+def parse_query(text: str) -> Query:
+    """Parse a topic query; raise :class:`~monitor.errors.QuerySyntaxError` with a 1-based column.
+
+    >>> parse_query("acme OR").root
+    Traceback (most recent call last):
+    ...
+    monitor.errors.QuerySyntaxError: expected a term after OR at column 8
+    >>> parse_query("acme AND ou*")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.QuerySyntaxError: wildcard needs at least 3 letters before * at column 12
+    """
+    root = _Parser(text).parse()
+    return Query(text, root, _compile(root), required_keys(root))

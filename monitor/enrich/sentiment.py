@@ -1,0 +1,71 @@
+"""Sentiment scorers behind one small protocol; the pipeline hands them whole batches.
+
+A scorer maps texts (with their detected languages) to :class:`~monitor.model.Sentiment`
+values: a label and a continuous score in [-1, 1]. :class:`LexiconScorer` is the
+dependency-free baseline; the trained linear model lives in :mod:`monitor.enrich.linear`.
+
+>>> s = LexiconScorer()
+>>> [x.label for x in s.score_batch(["great service, thanks!", "not good at all", "it is 5pm"],
+...                                 ["en", "en", "en"])]
+['positive', 'negative', 'neutral']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+from monitor.enrich.lexicon import is_negator, polarity
+from monitor.enrich.text import tokenize
+from monitor.model import Sentiment, SentimentLabel
+
+# Negation reaches until the next clause break; tokenize drops punctuation, so count tokens.
+NEGATION_SCOPE = 3
+
+
+class SentimentScorer(Protocol):
+    """Anything that scores a batch of texts; ``langs`` holds ISO codes (or ``"und"``)."""
+
+    def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]: ...
+
+
+def label_for(score: float, threshold: float = 0.2) -> SentimentLabel:
+    """Map a score in [-1, 1] to a label with a symmetric neutral band.
+
+    >>> label_for(0.5), label_for(-0.05), label_for(-0.3)
+    ('positive', 'neutral', 'negative')
+    """
+    if score >= threshold:
+        return "positive"
+    if score <= -threshold:
+        return "negative"
+    return "neutral"
+
+
+class LexiconScorer:
+    """Counts lexicon hits, flipping those within a few tokens after a negator."""
+
+    def score_one(self, text: str) -> Sentiment:
+        """Score one text.
+
+        >>> s = LexiconScorer().score_one("Rückruf bei Acme, ich bin nicht zufrieden 😡")
+        >>> s.label, round(s.score, 3)
+        ('negative', -0.905)
+        """
+        total = 0.0
+        negated_until = -1
+        for i, tok in enumerate(tokenize(text)):
+            if is_negator(tok):
+                negated_until = i + NEGATION_SCOPE
+                continue
+            p = polarity(tok)
+            if p:
+                # Emoji express the writer's mood directly; negation does not flip them.
+                total += -p if i <= negated_until and tok[-1].isalnum() else p
+        score = math.tanh(total / 2.0)
+        return Sentiment(label_for(score), score)
+
+    def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]:
+        """Score each text; the lexicon mixes languages, so ``langs`` is not needed."""
+        return [self.score_one(t) for t in texts]

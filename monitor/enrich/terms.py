@@ -1,0 +1,47 @@
+"""Content terms of a mention, for the emerging-term detector.
+
+>>> content_terms(["rt", "@acme", "the", "#outage", "is", "not", "fixed", "😡", "2024", "outage"])
+('outage', 'fixed')
+"""
+
+from __future__ import annotations
+
+_STOPWORDS_TEXT = """
+    a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    out over own same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which while
+    who whom why will with would you your yours yourself im ive id youre dont doesnt didnt isnt
+    cant wont its it's i'm don't doesn't didn't isn't can't won't i've you're that's thats rt
+    amp via lol u ur gonna get got go going one like new today still yet really
+    aber alle allem allen aller alles als also am an ander andere anderen auch auf aus bei bin
+    bis bist da damit dann das dass dein deine dem den der des dich die dies diese diesem diesen
+    dieser dieses dir doch dort du durch ein eine einem einen einer eines er es etwas euch euer
+    fur hab habe haben hat hatte hier hin hinter ich ihm ihn ihnen ihr ihre im in ist ja jede
+    jedem jeden jeder jetzt kann kein keine mal man mehr mein meine mich mir mit muss nach nicht
+    nichts noch nun nur ob oder ohne schon sehr sein seine sich sie sind so soll sondern um und
+    uns unser unter vom von vor war waren warum was weil weiter wenn wer werden wie wieder will
+    wir wird wo zu zum zur uber
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+def content_terms(tokens: list[str], limit: int = 32) -> tuple[str, ...]:
+    """Folded words without stopwords, handles, emoji and numbers; hashtags lose ``#``; deduped.
+
+    ``tokens`` come from :func:`monitor.enrich.text.tokenize` (already folded, URLs removed).
+    """
+    seen: dict[str, None] = {}
+    for tok in tokens:
+        first = tok[0]
+        if first == "@":
+            continue
+        word = tok[1:] if first == "#" else tok
+        if len(word) < 2 or word in STOPWORDS or not word[0].isalpha():
+            continue
+        seen[word] = None
+        if len(seen) >= limit:
+            break
+    return tuple(seen)

@@ -1,0 +1,88 @@
+"""Text normalisation and tokenisation shared by query matching, terms and sentiment.
+
+Everything here is pure and built on C-level primitives (``str.casefold``,
+``unicodedata.normalize``, compiled regexes) because it runs once per mention on the hot path.
+
+>>> fold("Rückruf ÄRGER Straße café")
+'ruckruf arger strasse cafe'
+>>> tokenize("RT @Acme: #Outage again 😡😡 https://x.co/1 don't")
+['rt', '@acme', '#outage', 'again', '😡', '😡', "don't"]
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_COMBINING = re.compile(r"[\u0300-\u036f]+")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# Emoji and pictographs: the main emoji blocks, dingbats/misc symbols, and regional indicators.
+_EMOJI_CLASS = (
+    "\U0001f000-\U0001faff"  # pictographs, emoticons, transport, supplemental symbols, flags
+    "\u2600-\u27bf"  # misc symbols and dingbats (☀ ☹ ❤ ✔ ...)
+    "\u2b00-\u2bff"  # arrows/stars (⭐)
+    "\u2300-\u23ff"  # technical (⌛ ⏰)
+)
+_TOKEN = re.compile(rf"[#@]?\w+(?:['’]\w+)*|[{_EMOJI_CLASS}]")
+_WORD_RE = re.compile(r"\w+(?:['’]\w+)*")
+
+
+def fold(text: str) -> str:
+    """Case- and accent-fold: lower-case (ß→ss), strip diacritics (ü→u), compatibility forms.
+
+    Emoji and non-Latin scripts pass through unchanged (only their combining marks go).
+
+    >>> fold("ÉCLAIR ﬁne Ärger")
+    'eclair fine arger'
+    >>> fold("🔥 Größe")
+    '🔥 grosse'
+    """
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return folded if folded.isascii() else _COMBINING.sub("", folded)
+
+
+def strip_urls(text: str) -> str:
+    """Remove URLs (they carry no topic or sentiment and confuse language ID).
+
+    >>> strip_urls("down again https://t.co/x1 see www.acme.com now")
+    'down again   see   now'
+    """
+    return _URL.sub(" ", text)
+
+
+def tokenize(text: str) -> list[str]:
+    """Fold ``text``, drop URLs and split into words, ``#hashtags``, ``@handles`` and single emoji.
+
+    Tokens are plain strings; the first character tells the kind (``#``, ``@``, emoji, other).
+
+    >>> tokenize("Café #Rückruf 👍 @Globex_DE")
+    ['cafe', '#ruckruf', '👍', '@globex_de']
+    """
+    return _TOKEN.findall(fold(strip_urls(text)))
+
+
+def words(text: str) -> list[str]:
+    """Just the folded words of ``text`` (no emoji, hashtags lose their ``#``).
+
+    >>> words("Ärger bei #Acme!")
+    ['arger', 'bei', 'acme']
+    """
+    return _WORD_RE.findall(fold(text))
+
+
+def umlaut_variants(term: str) -> tuple[str, ...]:
+    """Spellings a German term may have: ``ü`` is also written ``ue``, ``ß`` also ``ss``.
+
+    The input is lower-cased but not accent-folded; every output is folded.
+
+    >>> umlaut_variants("rückruf")
+    ('ruckruf', 'rueckruf')
+    >>> umlaut_variants("acme")
+    ('acme',)
+    """
+    base = fold(term)
+    alt = term
+    for src, dst in (("ä", "ae"), ("ö", "oe"), ("ü", "ue")):
+        alt = alt.replace(src, dst)
+    alt = fold(alt)
+    return (base,) if alt == base else (base, alt)

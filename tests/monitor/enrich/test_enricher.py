@@ -1,0 +1,86 @@
+"""Enricher: topics, language, sentiment and terms, in order, batched to the scorer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from monitor.config.enrichment import EnrichmentConfig
+from monitor.config.system import TopicConfig
+from monitor.enrich.enricher import Enricher
+from monitor.enrich.lang import LanguageDetector
+from monitor.model import Author, Mention, Sentiment
+
+
+@pytest.fixture(scope="module")
+def detector() -> LanguageDetector:
+    return LanguageDetector(("en", "de"))
+
+
+def mention(i: int, text: str, **kw: object) -> Mention:
+    return Mention(
+        id=str(i),
+        source="demo",
+        channel="x",
+        text=text,
+        created_at=float(i),
+        author=Author(id="a", handle="@bob"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+TOPICS = [
+    TopicConfig(name="acme", query="acme OR #acme"),
+    TopicConfig(name="acme-crisis", query="acme AND (outage OR rückruf OR refund*)"),
+    TopicConfig(name="globex-de", query="globex lang:de"),
+]
+
+
+class CountingScorer:
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]:
+        self.batches.append(len(texts))
+        return [Sentiment("neutral", float(len(t)) / 1000) for t in texts]
+
+
+def test_enrich_batch(detector: LanguageDetector) -> None:
+    e = Enricher(TOPICS, EnrichmentConfig(sentiment="baseline"), detector=detector)
+    ms = [
+        mention(1, "Acme outage again, I want a refund! @support"),
+        mention(2, "Großer Rückruf bei #Acme, totaler Skandal"),
+        mention(3, "Globex ist heute wieder kaputt und niemand hilft"),
+        mention(4, "Nothing to see here, have a lovely day"),
+    ]
+    out = e.enrich_batch(ms)
+    assert [o.mention.id for o in out] == ["1", "2", "3", "4"]
+    assert [o.topics for o in out] == [
+        ("acme", "acme-crisis"),
+        ("acme", "acme-crisis"),
+        ("globex-de",),
+        (),
+    ]
+    assert [o.lang for o in out] == ["en", "de", "de", "en"]
+    assert [o.sentiment.label for o in out] == ["negative", "negative", "negative", "positive"]
+    assert out[1].terms == ("grosser", "ruckruf", "acme", "totaler", "skandal")
+    assert "support" not in out[0].terms
+
+
+def test_source_language_is_trusted_when_configured(detector: LanguageDetector) -> None:
+    text = "globex ist kaputt"
+    trusting = Enricher(TOPICS, EnrichmentConfig(sentiment="baseline"), detector=detector)
+    assert trusting.enrich_batch([mention(1, text, lang="en-GB")])[0].lang == "en"
+    cfg = EnrichmentConfig(sentiment="baseline", trust_source_lang=False)
+    detecting = Enricher(TOPICS, cfg, detector=detector)
+    assert detecting.enrich_batch([mention(1, text, lang="en")])[0].lang == "de"
+
+
+def test_scorer_sees_batches(detector: LanguageDetector) -> None:
+    scorer = CountingScorer()
+    e = Enricher([], EnrichmentConfig(batch_size=4), scorer=scorer, detector=detector)
+    out = e.enrich_batch([mention(i, "x" * i) for i in range(10)])
+    assert scorer.batches == [4, 4, 2]
+    assert [o.sentiment.score for o in out] == [i / 1000 for i in range(10)]
+    assert all(o.topics == () for o in out)

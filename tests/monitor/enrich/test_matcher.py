@@ -1,0 +1,55 @@
+"""The pre-filter never changes results: candidates are a superset of real matches."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.enrich.matcher import TopicMatcher
+from monitor.enrich.query import make_doc, parse_query
+from monitor.enrich.text import tokenize
+
+QUERIES = [
+    "acme AND outage",
+    "acme OR globex",
+    "NOT acme",
+    '"data breach" NEAR/2 (acme OR globex)',
+    "refund* AND NOT acme",
+    "#acmefail OR @acme",
+    "lang:de",
+    "initech ONEAR/1 down",
+    "rückruf OR skandal",
+]
+WORDS = [
+    "acme",
+    "globex",
+    "initech",
+    "outage",
+    "data",
+    "breach",
+    "refunds",
+    "refund",
+    "down",
+    "#acmefail",
+    "@acme",
+    "Rückruf",
+    "Rueckruf",
+    "skandal",
+    "ok",
+    "😡",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=8), st.sampled_from(["en", "de"]))
+def test_prefilter_equals_brute_force(words: list[str], lang: str) -> None:
+    topics = [(f"t{i}", parse_query(q)) for i, q in enumerate(QUERIES)]
+    matcher = TopicMatcher(topics)
+    doc = make_doc(tokenize(" ".join(words)), lang=lang)
+    brute = tuple(name for name, q in topics if q.matches(doc))
+    assert matcher.match(doc) == brute
+
+
+def test_candidates_skip_unrelated_queries() -> None:
+    matcher = TopicMatcher([("a", parse_query("acme")), ("b", parse_query("globex outage"))])
+    assert matcher.candidates(make_doc(tokenize("acme outage"))) == {0}

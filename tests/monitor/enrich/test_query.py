@@ -1,0 +1,139 @@
+"""Query language: parsing, errors with columns, matching semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.enrich.query import And, Field, Near, Not, Or, Phrase, Prefix, Term, parse_query
+from monitor.errors import QuerySyntaxError
+
+
+def match(query: str, text: str, **meta: str) -> bool:
+    return parse_query(query).matches_text(text, **meta)
+
+
+def test_ast_shape_and_precedence() -> None:
+    q = parse_query("a OR b AND NOT c")
+    assert q.root == Or((Term(("a",)), And((Term(("b",)), Not(Term(("c",)))))))
+
+
+def test_juxtaposition_is_and() -> None:
+    assert parse_query("acme outage").root == And((Term(("acme",)), Term(("outage",))))
+
+
+def test_phrase_wildcard_and_fields_parse() -> None:
+    root = parse_query('"Product Recall" outag* lang:DE channel:x author:@Bob country:de').root
+    assert isinstance(root, And)
+    assert root.children[0] == Phrase((Term(("product",)), Term(("recall",))))
+    assert root.children[1] == Prefix("outag")
+    assert root.children[2:] == (
+        Field("lang", "de"),
+        Field("channel", "x"),
+        Field("author", "bob"),
+        Field("country", "de"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "text", "expected"),
+    [
+        ("acme AND outage", "Acme has an OUTAGE", True),
+        ("acme AND outage", "acme is fine", False),
+        ("acme OR globex", "globex!", True),
+        ("acme NOT job", "acme job offer", False),
+        ("acme NOT job", "acme outage", True),
+        ("(acme OR globex) AND (down OR outage)", "Globex down again", True),
+        ('"not working"', "it is not working", True),
+        ('"not working"', "working? not", False),
+        ("refund*", "Refunds now", True),
+        ("refund*", "no money back", False),
+        ("#acme", "love #ACME", True),
+        ("#acme", "love acme", False),
+        ("acme", "love #acme", True),
+        ("@acme", "hey @Acme fix it", True),
+        ("acme", "hey @acme fix it", False),
+        ("rückruf", "RÜCKRUF!", True),
+        ("rückruf", "ruckruf", True),
+        ("rückruf", "Rueckruf jetzt", True),
+        ("straße", "Strasse gesperrt", True),
+        ("café", "CAFE closed", True),
+        ("🔥", "this is 🔥🔥", True),
+        ("🔥", "this is fire", False),
+    ],
+)
+def test_matching(query: str, text: str, expected: bool) -> None:
+    assert match(query, text) is expected
+
+
+@pytest.mark.parametrize(
+    ("query", "text", "expected"),
+    [
+        ("acme NEAR/2 outage", "acme has an outage", True),
+        ("acme NEAR/1 outage", "acme has an outage", False),
+        ("acme NEAR/2 outage", "outage at acme", True),
+        ("acme ONEAR/2 outage", "outage at acme", False),
+        ("acme ONEAR/2 outage", "acme big outage", True),
+        ('(acme OR globex) NEAR/3 "data breach"', "globex confirms a data breach", True),
+        ("acme NEAR/0 outag*", "acme outages", True),
+        ("acme NEAR/0 outag*", "acme big outages", False),
+        ("(acme NEAR/1 app) NEAR/2 crash*", "the acme app keeps crashing", True),
+        ("acme NEAR/3 outage", "#acme outage", True),
+    ],
+)
+def test_proximity(query: str, text: str, expected: bool) -> None:
+    assert match(query, text) is expected
+
+
+def test_field_filters() -> None:
+    q = "acme lang:de channel:x author:@bob country:DE"
+    assert match(q, "acme", lang="de", channel="x", author="@Bob", country="de")
+    assert not match(q, "acme", lang="en", channel="x", author="@bob", country="de")
+    assert not match(q, "acme", lang="de", channel="reddit", author="@bob", country="de")
+    assert not match(q, "acme", lang="de", channel="x", author="@eve", country="de")
+    assert not match("NOT lang:fr", "x", lang="fr")
+
+
+@pytest.mark.parametrize(
+    ("query", "message", "column"),
+    [
+        ("acme AND (outage OR down", "unbalanced parenthesis", 10),
+        ("acme) OR b", "unbalanced parenthesis", 5),
+        ("acme AND", "expected a term after AND", 9),
+        ("OR acme", "operator OR needs a term before it", 1),
+        ("acme AND OR b", "operator OR needs a term after AND", 10),
+        ('acme "outage', "unterminated quote", 6),
+        ("ou*", "wildcard needs at least 3 letters before *", 3),
+        ("out*age", "wildcard * only at the end of a word", 4),
+        ("acme NEAR b", "NEAR needs a distance like NEAR/3", 6),
+        ("acme NEAR/x b", "NEAR needs a distance like NEAR/3", 6),
+        ("acme NEAR/2 lang:de", "NEAR operands must be terms, phrases or OR-groups of them", 13),
+        ("(a AND b) ONEAR/2 c", "ONEAR operands must be terms, phrases or OR-groups of them", 11),
+        ("acme foo:bar", "unknown field 'foo' (use lang, channel, author, country)", 6),
+        ("lang:", "field lang needs a value", 1),
+        ("()", "empty parentheses", 1),
+        ("", "empty query", 1),
+        ('""', "empty phrase", 1),
+        ("acme !!!", "'!!!' has no searchable characters", 6),
+    ],
+)
+def test_errors_name_the_column(query: str, message: str, column: int) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query(query)
+    assert (info.value.message, info.value.column) == (message, column)
+    assert str(info.value) == f"{message} at column {column}"
+
+
+def test_near_distance_is_kept() -> None:
+    root = parse_query("a ONEAR/4 b").root
+    assert root == Near(Term(("a",)), Term(("b",)), 4, True)
+
+
+def test_lowercase_operators_are_words() -> None:
+    assert parse_query("salt and pepper").root == And(
+        (Term(("salt",)), Term(("and",)), Term(("pepper",)))
+    )
+
+
+def test_punctuated_word_is_a_phrase() -> None:
+    assert match("wi-fi", "the wi fi is down")
+    assert not match("wi-fi", "fi wi")
