@@ -1,0 +1,240 @@
+"""What every notifier is, the incident view they all render, and the shared HTTP error policy.
+
+A notifier turns one :class:`~alerting.notification.Notification` into one request to one
+receiver. It raises :class:`~monitor.errors.DeliveryError`; ``recoverable`` (429, 5xx,
+connection errors, timeouts) is the only thing the outbox reads to decide on a retry.
+
+>>> classify_status(429), classify_status(503), classify_status(400)
+(True, True, False)
+>>> iso8601(0.5)
+'1970-01-01T00:00:00.500Z'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import aiohttp
+
+from alerting.notification import Notification
+from monitor.clock import Clock
+from monitor.config.receivers import ReceiverConfig
+from monitor.errors import DeliveryError
+
+_PD_SEVERITY = {1: "critical", 2: "error", 3: "warning", 4: "info"}
+
+
+class Notifier(Protocol):
+    """Delivers one notification or raises DeliveryError."""
+
+    async def send(self, n: Notification) -> None: ...
+
+
+class RepeatingNotifier(Notifier, Protocol):
+    """A notifier whose receiver forgets a firing alert unless it is re-sent (Alertmanager)."""
+
+    repeat_seconds: float
+
+
+class RateLimited(DeliveryError):
+    """HTTP 429 with a ``Retry-After`` the outbox honours as a floor for the next attempt."""
+
+    def __init__(self, target: str, retry_after: float | None, status: int = 429) -> None:
+        super().__init__(target, f"HTTP {status} rate limited", recoverable=True, status=status)
+        self.retry_after = retry_after
+
+
+def classify_status(status: int) -> bool:
+    """Whether an HTTP failure status is worth retrying: 408, 429 and every 5xx."""
+    return status in (408, 429) or status >= 500
+
+
+def iso8601(ts: float) -> str:
+    """Epoch seconds as an RFC 3339 UTC timestamp with milliseconds."""
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date) as seconds from `now`; None when absent/bad.
+
+    >>> parse_retry_after("7", 0.0), parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
+    (7.0, 30.0)
+    >>> parse_retry_after("soon", 0.0) is None
+    True
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    text: str
+    url: str | None = None
+    author: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """The fields notifiers render, read tolerantly from the incident snapshot dict.
+
+    Keys read (all optional but ``id``): ``id title|summary topic|series severity (1..4)
+    score drivers (str or {"name"|"feature", "detail"|"value"}) samples|sample_posts
+    ({"text","url","author","channel"}) opened_at state url labels``.
+
+    >>> v = IncidentView.of({"id": "i1", "topic": "acme", "severity": 2, "score": 0.91,
+    ...     "drivers": ["volume x4", {"name": "negativity", "detail": "62%"}]})
+    >>> v.summary, v.pd_severity, v.drivers
+    ('Crisis on acme (SEV2, score 0.91)', 'error', ('volume x4', 'negativity: 62%'))
+    """
+
+    id: str
+    summary: str
+    topic: str
+    severity: int
+    score: float | None
+    drivers: tuple[str, ...]
+    samples: tuple[Sample, ...]
+    opened_at: float | None
+    state: str
+    url: str | None
+    labels: Mapping[str, str]
+
+    @property
+    def pd_severity(self) -> str:
+        return _PD_SEVERITY[self.severity]
+
+    @classmethod
+    def of(cls, inc: Mapping[str, Any]) -> IncidentView:
+        topic = str(inc.get("topic") or inc.get("series") or inc.get("key") or "unknown")
+        try:
+            sev = min(4, max(1, int(inc.get("severity") or 3)))
+        except (TypeError, ValueError):
+            sev = 3
+        raw_score = inc.get("score")
+        score = float(raw_score) if isinstance(raw_score, int | float) else None
+        title = inc.get("title") or inc.get("summary")
+        if not title:
+            title = f"Crisis on {topic} (SEV{sev}" + (
+                f", score {score:.2f})" if score is not None else ")"
+            )
+        raw_drivers = inc.get("drivers")
+        if raw_drivers is None and isinstance(inc.get("explanation"), Mapping):
+            raw_drivers = inc["explanation"].get("drivers")
+        drivers: list[str] = []
+        for d in raw_drivers or ():
+            if isinstance(d, Mapping):
+                name = d.get("name") or d.get("feature") or d.get("detector") or "?"
+                detail = d.get("detail", d.get("value"))
+                drivers.append(f"{name}: {detail}" if detail is not None else str(name))
+            else:
+                drivers.append(str(d))
+        samples: list[Sample] = []
+        for s in inc.get("samples") or inc.get("sample_posts") or ():
+            if isinstance(s, Mapping):
+                author = s.get("author")
+                if isinstance(author, Mapping):
+                    author = author.get("handle") or author.get("id")
+                samples.append(
+                    Sample(
+                        text=str(s.get("text", "")),
+                        url=s.get("url"),
+                        author=None if author is None else str(author),
+                        channel=s.get("channel"),
+                    )
+                )
+            else:
+                samples.append(Sample(text=str(s)))
+        opened = inc.get("opened_at")
+        labels = inc.get("labels")
+        return cls(
+            id=str(inc.get("id", "")),
+            summary=str(title)[:1024],  # PagerDuty's limit; others are happy with it too
+            topic=topic,
+            severity=sev,
+            score=score,
+            drivers=tuple(drivers),
+            samples=tuple(samples),
+            opened_at=float(opened) if isinstance(opened, int | float) else None,
+            state=str(inc.get("state", "triggered")),
+            url=inc.get("url") if isinstance(inc.get("url"), str) else None,
+            labels={str(k): str(v) for k, v in labels.items()}
+            if isinstance(labels, Mapping)
+            else {},
+        )
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    target: str,
+    url: str,
+    *,
+    data: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    clock: Clock,
+) -> bytes:
+    """POST `data` and return the body of a 2xx answer; anything else is a DeliveryError."""
+    try:
+        async with session.post(
+            url, data=data, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            body = await resp.read()
+            if 200 <= resp.status < 300:
+                return body
+            if resp.status == 429:
+                raise RateLimited(
+                    target, parse_retry_after(resp.headers.get("Retry-After"), clock.now())
+                )
+            # The receiver's answer helps the operator; it is theirs, never one of our secrets.
+            snippet = body[:200].decode("utf-8", "replace")
+            raise DeliveryError(
+                target,
+                f"HTTP {resp.status}: {snippet}",
+                recoverable=classify_status(resp.status),
+                status=resp.status,
+            )
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise DeliveryError(target, f"{type(exc).__name__}", recoverable=True) from None
+
+
+def build_notifiers(
+    receivers: Sequence[ReceiverConfig],
+    session: aiohttp.ClientSession,
+    *,
+    env: Mapping[str, str],
+    clock: Clock,
+) -> dict[str, Notifier]:
+    """One notifier per configured receiver, by name. Secrets are resolved here from `env`."""
+    from alerting.notifiers.alertmanager import AlertmanagerNotifier
+    from alerting.notifiers.email import EmailNotifier
+    from alerting.notifiers.pagerduty import PagerDutyNotifier
+    from alerting.notifiers.slack import SlackNotifier
+    from alerting.notifiers.webhook import WebhookNotifier
+
+    out: dict[str, Notifier] = {}
+    for r in receivers:
+        if r.type == "pagerduty":
+            out[r.name] = PagerDutyNotifier.from_config(r, session, env=env, clock=clock)
+        elif r.type == "alertmanager":
+            out[r.name] = AlertmanagerNotifier(r, session, clock=clock)
+        elif r.type == "slack":
+            out[r.name] = SlackNotifier.from_config(r, session, env=env, clock=clock)
+        elif r.type == "webhook":
+            out[r.name] = WebhookNotifier.from_config(r, session, env=env, clock=clock)
+        else:
+            out[r.name] = EmailNotifier.from_config(r, env=env, clock=clock)
+    return out

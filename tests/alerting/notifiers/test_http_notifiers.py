@@ -1,0 +1,362 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from alerting.notification import Notification
+from alerting.notifiers import RateLimited, build_notifiers
+from alerting.notifiers.alertmanager import AlertmanagerNotifier
+from alerting.notifiers.pagerduty import PagerDutyNotifier
+from alerting.notifiers.slack import SlackNotifier
+from alerting.notifiers.webhook import WebhookNotifier
+from monitor.clock import FakeClock
+from monitor.config.receivers import DeliveryConfig
+from monitor.errors import ConfigError, DeliveryError
+from tests.alerting.notifiers.receiver import Answer, Receiver
+
+INCIDENT: dict[str, Any] = {
+    "id": "inc-7",
+    "topic": "acme",
+    "severity": 1,
+    "score": 0.973,
+    "opened_at": 1_700_000_000.0,
+    "drivers": ["volume 6.1x baseline", {"name": "negativity", "detail": "71% negative"}],
+    "samples": [
+        {
+            "text": "acme <app> is down & nobody answers",
+            "url": "https://x.example/1",
+            "author": {"handle": "@ann"},
+        },
+        {"text": "same here", "url": None, "author": "@bob"},
+    ],
+    "state": "triggered",
+}
+LINKS = {"ack": "http://cw/act/A", "resolve": "http://cw/act/R", "snooze": "http://cw/act/S"}
+
+
+def note(action: str = "trigger", **kw: Any) -> Notification:
+    base: dict[str, Any] = dict(
+        id="n-1",
+        receiver="r",
+        action=action,
+        dedup_key="acme/volume",
+        incident=INCIDENT,
+        created_at=1_700_000_005.0,
+        recipient="alice",
+        links=LINKS,
+    )
+    base.update(kw)
+    return Notification(**base)
+
+
+def cfg(*receivers: dict[str, Any]) -> DeliveryConfig:
+    return DeliveryConfig.model_validate({"receivers": list(receivers)})
+
+
+async def test_pagerduty_trigger_ack_resolve_exact_json() -> None:
+    clock = FakeClock(1_700_000_010.0)
+    async with Receiver(202) as rx, aiohttp.ClientSession() as s:
+        c = cfg(
+            {
+                "name": "pd",
+                "type": "pagerduty",
+                "url": rx.url("/v2/enqueue"),
+                "routing_key_env": "PD_KEY",
+                "client_url": "http://cw/",
+            }
+        )
+        n = build_notifiers(c.receivers, s, env={"PD_KEY": "R0UT1NG"}, clock=clock)["pd"]
+        assert isinstance(n, PagerDutyNotifier) and "R0UT1NG" not in repr(n)
+        await n.send(note())
+        await n.send(note("acknowledge", id="n-2"))
+        await n.send(note("resolve", id="n-3"))
+    assert [r.path for r in rx.requests] == ["/v2/enqueue"] * 3
+    assert rx.requests[0].headers["Content-Type"] == "application/json"
+    assert rx.requests[0].json() == {
+        "routing_key": "R0UT1NG",
+        "event_action": "trigger",
+        "dedup_key": "acme/volume",
+        "payload": {
+            "summary": "Crisis on acme (SEV1, score 0.97)",
+            "source": "crisiswatch",
+            "severity": "critical",
+            "timestamp": "2023-11-14T22:13:20.000Z",
+            "component": "acme",
+            "group": "acme",
+            "class": "crisis",
+            "custom_details": {
+                "incident_id": "inc-7",
+                "severity": "SEV1",
+                "score": 0.973,
+                "drivers": ["volume 6.1x baseline", "negativity: 71% negative"],
+                "samples": [
+                    {
+                        "text": "acme <app> is down & nobody answers",
+                        "url": "https://x.example/1",
+                        "author": "@ann",
+                    },
+                    {"text": "same here", "url": None, "author": "@bob"},
+                ],
+                "recipient": "alice",
+            },
+        },
+        "links": [
+            {"href": "http://cw/act/A", "text": "Acknowledge"},
+            {"href": "http://cw/act/R", "text": "Resolve"},
+            {"href": "http://cw/act/S", "text": "Snooze"},
+        ],
+        "client": "crisiswatch",
+        "client_url": "http://cw/",
+    }
+    assert rx.requests[1].json() == {
+        "routing_key": "R0UT1NG",
+        "event_action": "acknowledge",
+        "dedup_key": "acme/volume",
+    }
+    assert rx.requests[2].json() == {
+        "routing_key": "R0UT1NG",
+        "event_action": "resolve",
+        "dedup_key": "acme/volume",
+    }
+
+
+@pytest.mark.parametrize("sev,name", [(1, "critical"), (2, "error"), (3, "warning"), (4, "info")])
+async def test_pagerduty_severity_mapping(sev: int, name: str) -> None:
+    async with Receiver(202) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        await n.send(note(incident={**INCIDENT, "severity": sev}))
+    assert rx.requests[0].json()["payload"]["severity"] == name
+
+
+@pytest.mark.parametrize(
+    "answer,recoverable,status",
+    [
+        (Answer(400, '{"status":"invalid event"}'), False, 400),
+        (Answer(403), False, 403),
+        (Answer(500), True, 500),
+        (Answer(503), True, 503),
+    ],
+)
+async def test_http_errors_carry_recoverable_and_status(
+    answer: Answer, recoverable: bool, status: int
+) -> None:
+    async with Receiver(answer) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        with pytest.raises(DeliveryError) as ei:
+            await n.send(note())
+    assert (ei.value.recoverable, ei.value.status, ei.value.target) == (recoverable, status, "pd")
+
+
+async def test_429_is_rate_limited_with_retry_after() -> None:
+    answer = Answer(429, "slow down", {"Retry-After": "17"})
+    async with Receiver(answer) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        with pytest.raises(RateLimited) as ei:
+            await n.send(note())
+    assert ei.value.recoverable and ei.value.retry_after == 17.0 and ei.value.status == 429
+
+
+async def test_connection_refused_is_recoverable() -> None:
+    async with Receiver() as rx:
+        url = rx.url("/gone")
+    async with aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": url, "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        with pytest.raises(DeliveryError) as ei:
+            await n.send(note())
+    assert ei.value.recoverable and ei.value.status is None
+
+
+async def test_missing_secret_names_the_variable_not_a_value() -> None:
+    c = cfg({"name": "pd", "type": "pagerduty", "routing_key_env": "PD_NOPE"})
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(
+            ConfigError,
+            match=r"receivers\.pd\.routing_key_env: environment variable PD_NOPE is not set",
+        ):
+            build_notifiers(c.receivers, s, env={}, clock=FakeClock())
+
+
+async def test_alertmanager_v2_firing_then_resolved() -> None:
+    clock = FakeClock(1_700_000_060.0)
+    async with Receiver(200) as rx, aiohttp.ClientSession() as s:
+        c = cfg(
+            {
+                "name": "am",
+                "type": "alertmanager",
+                "url": rx.url("/"),
+                "repeat_seconds": 30,
+                "labels": {"team": "social"},
+            }
+        )
+        n = build_notifiers(c.receivers, s, env={}, clock=clock)["am"]
+        assert isinstance(n, AlertmanagerNotifier) and n.repeat_seconds == 30
+        await n.send(note())
+        clock.advance(90)
+        await n.send(note("resolve", id="n-9"))
+    assert [r.path for r in rx.requests] == ["/api/v2/alerts", "/api/v2/alerts"]
+    labels = {
+        "alertname": "CrisiswatchIncident",
+        "dedup_key": "acme/volume",
+        "topic": "acme",
+        "severity": "critical",
+        "team": "social",
+    }
+    annotations = {
+        "summary": "Crisis on acme (SEV1, score 0.97)",
+        "incident_id": "inc-7",
+        "drivers": "volume 6.1x baseline; negativity: 71% negative",
+        "score": "0.973",
+        "ack_url": "http://cw/act/A",
+        "resolve_url": "http://cw/act/R",
+        "snooze_url": "http://cw/act/S",
+    }
+    assert rx.requests[0].json() == [
+        {
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": "2023-11-14T22:13:20.000Z",
+            "endsAt": "2023-11-14T22:16:20.000Z",
+        }
+    ]
+    assert rx.requests[1].json() == [
+        {
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": "2023-11-14T22:13:20.000Z",
+            "endsAt": "2023-11-14T22:15:50.000Z",
+        }
+    ]
+
+
+async def test_slack_blocks_have_summary_score_drivers_samples_and_ack_link() -> None:
+    async with Receiver(200) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "sl", "type": "slack", "url_env": "SLACK_URL", "max_samples": 1})
+        n = build_notifiers(
+            c.receivers, s, env={"SLACK_URL": rx.url("/services/T/B/X")}, clock=FakeClock()
+        )["sl"]
+        assert isinstance(n, SlackNotifier) and "services" not in repr(n)
+        await n.send(note())
+        await n.send(
+            note("acknowledge", id="n-2", incident={**INCIDENT, "acknowledged_by": "alice"})
+        )
+    assert rx.requests[0].path == "/services/T/B/X"
+    assert rx.requests[0].json() == {
+        "text": "SEV1: Crisis on acme (SEV1, score 0.97) (score 0.97)",
+        "blocks": [
+            {
+                "type": "header",
+                "text": {
+                    "type": "plain_text",
+                    "text": "Crisis on acme (SEV1, score 0.97)",
+                    "emoji": True,
+                },
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*Severity*\n:rotating_light: SEV1"},
+                    {"type": "mrkdwn", "text": "*Score*\n0.97"},
+                    {"type": "mrkdwn", "text": "*Topic*\nacme"},
+                    {"type": "mrkdwn", "text": "*Incident*\n`inc-7`"},
+                ],
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*Drivers*\n• volume 6.1x baseline\n• negativity: 71% negative",
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": ">acme &lt;app&gt; is down &amp; nobody answers\n — @ann <https://x.example/1|open>",
+                },
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Acknowledge"},
+                        "url": "http://cw/act/A",
+                        "action_id": "crisiswatch_ack",
+                        "style": "primary",
+                    },
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Resolve"},
+                        "url": "http://cw/act/R",
+                        "action_id": "crisiswatch_resolve",
+                    },
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Snooze 1h"},
+                        "url": "http://cw/act/S",
+                        "action_id": "crisiswatch_snooze",
+                    },
+                ],
+            },
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "paging alice"}]},
+        ],
+    }
+    assert rx.requests[1].json() == {
+        "text": "acknowledged: Crisis on acme (SEV1, score 0.97)",
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": ":white_check_mark: *Crisis on acme (SEV1, score 0.97)*"
+                    " acknowledged by alice",
+                },
+            }
+        ],
+    }
+
+
+async def test_slack_invalid_payload_is_permanent() -> None:
+    async with Receiver(Answer(400, "invalid_payload")) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "sl", "type": "slack", "url_env": "U"})
+        n = build_notifiers(c.receivers, s, env={"U": rx.url()}, clock=FakeClock())["sl"]
+        with pytest.raises(DeliveryError) as ei:
+            await n.send(note())
+    assert not ei.value.recoverable and "invalid_payload" in ei.value.reason
+
+
+async def test_webhook_is_signed_over_the_raw_body() -> None:
+    clock = FakeClock(1_700_000_123.0)
+    async with Receiver(204) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "hook", "type": "webhook", "url": rx.url("/in"), "secret_env": "HOOK_S"})
+        n = build_notifiers(c.receivers, s, env={"HOOK_S": "s3cret"}, clock=clock)["hook"]
+        assert isinstance(n, WebhookNotifier)
+        await n.send(note())
+    req = rx.requests[0]
+    expected = hmac.new(b"s3cret", req.body, hashlib.sha256).hexdigest()
+    assert req.headers["X-Crisiswatch-Signature"] == f"v1={expected}"
+    assert req.headers["X-Crisiswatch-Id"] == "n-1"
+    assert req.headers["X-Crisiswatch-Timestamp"] == "1700000123"
+    assert json.loads(req.body) == {
+        "version": 1,
+        "id": "n-1",
+        "receiver": "r",
+        "action": "trigger",
+        "dedup_key": "acme/volume",
+        "recipient": "alice",
+        "created_at": 1_700_000_005.0,
+        "sent_at": 1_700_000_123.0,
+        "summary": "Crisis on acme (SEV1, score 0.97)",
+        "severity": 1,
+        "incident": INCIDENT,
+        "links": LINKS,
+    }
