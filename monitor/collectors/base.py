@@ -96,3 +96,6 @@ class SourceContext:
     state: KeyValue
     registry: CollectorRegistry
     submit: Callable[[Mention], Awaitable[None]]
+    # Optional: told when a source says a mention was deleted at the origin (Jetstream,
+    # Mastodon, Meta "remove"); receives the mention's key. None = deletes are only counted.
+    retract: Callable[[tuple[str, str]], Awaitable[None]] | None = None

@@ -1,10 +1,18 @@
-"""Config of the collectors (owned by monitor/collectors)."""
+"""Config of the collectors (owned by monitor/collectors).
+
+Secrets are never config values: a section names the environment variable that holds them
+(``*_env`` keys), so a config file can be committed and logged safely.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
 
-from monitor.config.base import Section
+from pydantic import Field, model_validator
+
+from monitor.config.base import Section, at
+
+_TOPIC_LEVEL = r"^[^#+\x00]+$"
 
 
 class DemoSourceConfig(Section):
@@ -16,7 +24,163 @@ class DemoSourceConfig(Section):
     first_crisis_after_seconds: float = Field(default=90.0, ge=0)
     crisis_every_seconds: float = Field(default=600.0, gt=0)
     crisis_duration_seconds: float = Field(default=240.0, gt=0)
+    backfill_seconds: float = Field(default=3 * 3600.0, ge=0)
+    """History generated at start so baselines and the wall have something to show."""
+
+
+class BackoffConfig(Section):
+    initial_seconds: float = Field(default=0.5, gt=0)
+    max_seconds: float = Field(default=30.0, gt=0)
+
+
+class MqttPublishConfig(Section):
+    """Derived data (series points, crisis scores, incidents, source health) out to MQTT."""
+
+    enabled: bool = False
+    topic_prefix: str = Field(default="crisiswatch/out", pattern=_TOPIC_LEVEL)
+    qos: Literal[0, 1, 2] = 1
+    client_id: str = Field(default="crisiswatch-publisher", min_length=1, max_length=128)
+    queue: int = Field(default=10_000, ge=1)
+
+
+class MqttSourceConfig(Section):
+    enabled: bool = False
+    name: str = Field(default="mqtt", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "5"
+    # The broker keys the persistent session on this id: keep it stable across restarts.
+    client_id: str = Field(default="crisiswatch", min_length=1, max_length=128)
+    username: str | None = None
+    password_env: str | None = None
+    topics: list[str] = Field(default=["crisiswatch/in/mentions/#"], min_length=1)
+    # MQTT v5 shared subscription group: topics become $share/<group>/<filter>, so several
+    # replicas split one stream instead of each receiving everything.
+    shared_group: str | None = Field(default=None, pattern=r"^[^/#+]+$")
+    qos: Literal[1, 2] = 1
+    session_expiry_seconds: int = Field(default=7 * 86400, ge=0)
+    keepalive_seconds: int = Field(default=30, ge=5)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=256)
+    backoff: BackoffConfig = BackoffConfig()
+    publish: MqttPublishConfig = MqttPublishConfig()
+
+
+class HttpIngestConfig(Section):
+    """``POST /api/v1/mentions`` (JSON object, array or NDJSON) with a bearer token."""
+
+    enabled: bool = False
+    name: str = Field(default="http", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    token_env: str = "CRISISWATCH_INGEST_TOKEN"
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_item_bytes: int = Field(default=256 * 1024, ge=256)
+    max_items: int = Field(default=10_000, ge=1)
+    # Accepted values of a mention's `source` field; empty = any. Others are dead-lettered.
+    allowed_sources: list[str] = []
+
+
+class MetaWebhookConfig(Section):
+    """Facebook/Instagram webhooks (Graph API): GET handshake and signed POST."""
+
+    enabled: bool = False
+    name: str = Field(default="meta", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    path: str = Field(default="/api/v1/webhooks/meta", pattern=r"^/[A-Za-z0-9_./-]*$")
+    verify_token_env: str = "META_VERIFY_TOKEN"
+    app_secret_env: str = "META_APP_SECRET"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class JetstreamConfig(Section):
+    """Bluesky Jetstream (JSON firehose over websockets)."""
+
+    enabled: bool = False
+    name: str = Field(default="bluesky", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    url: str = Field(default="wss://jetstream2.us-east.bsky.network/subscribe", pattern=r"^wss?://")
+    wanted_collections: list[str] = ["app.bsky.feed.post"]
+    wanted_dids: list[str] = []
+    # On reconnect resume a little before the last cursor: the last events before a drop may
+    # not have reached us; the overlap is removed by dedup.
+    rewind_seconds: float = Field(default=3.0, ge=0, le=3600)
+    cursor_save_seconds: float = Field(default=5.0, gt=0)
+    max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
+    backoff: BackoffConfig = BackoffConfig()
+
+
+class MastodonStreamConfig(Section):
+    stream: Literal["public", "public:local", "public:remote", "hashtag", "hashtag:local", "list"]
+    tag: str | None = None
+    list: str | None = None
+
+    @model_validator(mode="after")
+    def _args(self) -> MastodonStreamConfig:
+        if self.stream.startswith("hashtag") and not self.tag:
+            raise at("tag", f"stream {self.stream!r} needs a tag")
+        if self.stream == "list" and not self.list:
+            raise at("list", "stream 'list' needs a list id")
+        return self
+
+
+class MastodonConfig(Section):
+    enabled: bool = False
+    name: str = Field(default="mastodon", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    url: str = Field(default="wss://mastodon.social/api/v1/streaming", pattern=r"^wss?://")
+    token_env: str | None = "MASTODON_TOKEN"
+    streams: list[MastodonStreamConfig] = [MastodonStreamConfig(stream="public")]
+    max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
+    backoff: BackoffConfig = BackoffConfig()
+
+
+class FeedConfig(Section):
+    url: str = Field(pattern=r"^https?://")
+    name: str | None = None
+    interval_seconds: float | None = Field(default=None, gt=0)
+
+
+class RssConfig(Section):
+    enabled: bool = False
+    name: str = Field(default="rss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    feeds: list[FeedConfig] = []
+    interval_seconds: float = Field(default=300.0, gt=0)
+    timeout_seconds: float = Field(default=20.0, gt=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    user_agent: str = "crisiswatch/0.1 (+rss poller)"
+    remember_items: int = Field(default=5000, ge=10)
+
+
+class ReplayConfig(Section):
+    """Replays JSONL (the mention schema) or CSV files in event time."""
+
+    enabled: bool = False
+    name: str = Field(default="replay", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    paths: list[str] = []
+    # Event time runs `speed` times faster than wall time; null = as fast as possible.
+    speed: float | None = Field(default=1.0, gt=0)
+    loop: bool = False
 
 
 class SourcesConfig(Section):
     demo: DemoSourceConfig = DemoSourceConfig()
+    mqtt: MqttSourceConfig = MqttSourceConfig()
+    http: HttpIngestConfig = HttpIngestConfig()
+    meta: MetaWebhookConfig = MetaWebhookConfig()
+    jetstream: JetstreamConfig = JetstreamConfig()
+    mastodon: MastodonConfig = MastodonConfig()
+    rss: RssConfig = RssConfig()
+    replay: ReplayConfig = ReplayConfig()
+    # A source silent for longer than max(stale_floor_seconds, 10 x its usual interval) is stale.
+    stale_floor_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SourcesConfig:
+        seen: dict[str, str] = {}
+        for section in ("mqtt", "http", "meta", "jetstream", "mastodon", "rss", "replay"):
+            cfg = getattr(self, section)
+            if not cfg.enabled:
+                continue
+            if cfg.name in seen or cfg.name == "demo":
+                raise at(f"{section}.name", f"name {cfg.name!r} already used")
+            seen[cfg.name] = section
+        if self.rss.enabled and not self.rss.feeds:
+            raise at("rss.feeds", "rss is enabled but has no feeds")
+        if self.replay.enabled and not self.replay.paths:
+            raise at("replay.paths", "replay is enabled but has no paths")
+        return self

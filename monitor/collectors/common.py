@@ -1,0 +1,295 @@
+"""Pieces every collector shares: backoff, dedup, secrets, metrics, and the accept/reject shell.
+
+>>> b = Backoff(initial=1.0, maximum=8.0, seed=1)
+>>> all(b.next() <= cap for cap in (1, 2, 4, 8, 8))
+True
+>>> b.reset(); b.attempt
+0
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.errors import DecodeError
+from monitor.model import Mention
+
+log = logging.getLogger("monitor.collectors")
+
+
+class Backoff:
+    """Jittered exponential backoff ("full jitter"): attempt n waits U(0, min(max, initial·2ⁿ)).
+
+    Full jitter spreads reconnect storms when many clients lose the same broker at once.
+    A small floor keeps a hot loop from spinning when the random draw is near zero.
+    """
+
+    def __init__(
+        self,
+        initial: float = 0.5,
+        maximum: float = 30.0,
+        *,
+        floor: float = 0.05,
+        seed: int | None = None,
+    ) -> None:
+        self.initial, self.maximum, self.floor = initial, maximum, floor
+        self.attempt = 0
+        self._rng = random.Random(seed)
+
+    def next(self) -> float:
+        cap = min(self.maximum, self.initial * (2.0**self.attempt))
+        self.attempt += 1
+        return max(self.floor, self._rng.uniform(0.0, cap))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Dedup:
+    """Bounded memory of recently seen keys (LRU); ``seen(key)`` says whether it is a repeat.
+
+    >>> d = Dedup(2)
+    >>> [d.seen(k) for k in ("a", "b", "a", "c", "b")]
+    [False, False, True, False, False]
+    >>> Dedup.restore(d.snapshot(), 2).seen("c")
+    True
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = max(1, capacity)
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return True
+        self._keys[key] = None
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return False
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def recent(self, n: int) -> list[str]:
+        """The newest `n` keys, oldest first."""
+        keys = list(self._keys)
+        return keys[-n:] if n > 0 else []
+
+    def snapshot(self, n: int | None = None) -> bytes:
+        return json.dumps(self.recent(len(self._keys) if n is None else n)).encode()
+
+    @classmethod
+    def restore(cls, raw: bytes | None, capacity: int = 100_000) -> Dedup:
+        d = cls(capacity)
+        if raw:
+            try:
+                keys = json.loads(raw)
+            except ValueError:
+                keys = []  # a corrupt snapshot costs a few duplicates, not the collector
+            if isinstance(keys, list):
+                for k in keys:
+                    if isinstance(k, str):
+                        d.seen(k)
+        return d
+
+
+class Secret:
+    """A value from the environment that never shows up in repr, str, logs or tracebacks.
+
+    >>> s = Secret("hunter2")
+    >>> s, str(s), s.reveal()
+    (Secret('***'), '***', 'hunter2')
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], name: str | None) -> Secret | None:
+        """The secret in variable `name`, or None when unset/empty (logged by name only)."""
+        if not name:
+            return None
+        value = env.get(name, "")
+        if not value:
+            log.warning(
+                "environment variable %s is not set; the feature that needs it is off", name
+            )
+            return None
+        return cls(value)
+
+
+class CollectorMetrics:
+    """The collectors' Prometheus series, registered once per (injected) registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.received = Counter(
+            "crisiswatch_collector_mentions_total",
+            "Mentions accepted from a source (after validation, before dedup)",
+            ["source"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "crisiswatch_collector_duplicates_total",
+            "Mentions dropped by a source's dedup (redelivery, rewind, several streams)",
+            ["source"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "crisiswatch_collector_dead_letters_total",
+            "Inputs that could not become a mention, by reason",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "crisiswatch_collector_reconnects_total",
+            "Connection attempts after the first one",
+            ["source"],
+            registry=r,
+        )
+        self.connected = Gauge(
+            "crisiswatch_collector_connected",
+            "1 while the source is connected",
+            ["source"],
+            registry=r,
+        )
+        self.last_event = Gauge(
+            "crisiswatch_collector_last_event_timestamp_seconds",
+            "Event time of the newest mention from the source",
+            ["source"],
+            registry=r,
+        )
+        self.deletes = Counter(
+            "crisiswatch_collector_deletes_total",
+            "Delete/retract notices received from a source",
+            ["source"],
+            registry=r,
+        )
+        self.gap = Gauge(
+            "crisiswatch_collector_stream_gap_seconds",
+            "Event-time gap between the resume cursor and the first event after a reconnect",
+            ["source"],
+            registry=r,
+        )
+        self.gap_total = Counter(
+            "crisiswatch_collector_missed_stream_seconds_total",
+            "Sum of event-time gaps after reconnects (stream time possibly missed)",
+            ["source"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "crisiswatch_collector_auth_failures_total",
+            "Requests refused for a bad token or signature",
+            ["source", "kind"],
+            registry=r,
+        )
+        self.published = Counter(
+            "crisiswatch_mqtt_published_total",
+            "Derived messages published to MQTT, by hub topic",
+            ["topic"],
+            registry=r,
+        )
+
+
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, CollectorMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def metrics_for(registry: CollectorRegistry) -> CollectorMetrics:
+    """One :class:`CollectorMetrics` per registry (a memo keyed by the injected registry, so
+    several collectors and the ingest routes can share the same series without clashing)."""
+    m = _METRICS.get(registry)
+    if m is None:
+        m = _METRICS[registry] = CollectorMetrics(registry)
+    return m
+
+
+class Intake:
+    """The accept/reject shell a collector funnels everything through.
+
+    Keeps `health`, metrics, dead letters and dedup consistent across all collectors.
+    ``accept`` returns False for a duplicate, which the caller then drops.
+    """
+
+    def __init__(
+        self, name: str, kind: str, ctx: SourceContext, *, dedup_capacity: int = 100_000
+    ) -> None:
+        self.name = name
+        self.ctx = ctx
+        self.health = SourceHealth(name=name, kind=kind)
+        self.metrics = metrics_for(ctx.registry)
+        self.dedup = Dedup(dedup_capacity)
+
+    @staticmethod
+    def key(m: Mention) -> str:
+        return f"{m.source}\x1f{m.id}"
+
+    def accept(self, m: Mention) -> bool:
+        if self.dedup.seen(self.key(m)):
+            self.metrics.duplicates.labels(self.name).inc()
+            return False
+        now = self.ctx.clock.now()
+        self.health.seen(m.created_at, now)
+        self.metrics.received.labels(self.name).inc()
+        if self.health.last_event_time is not None:
+            self.metrics.last_event.labels(self.name).set(self.health.last_event_time)
+        return True
+
+    def reject(self, reason: str, detail: str, payload: bytes) -> None:
+        self.health.dead_letters += 1
+        self.metrics.dead_letters.labels(self.name, reason).inc()
+        self.ctx.dead_letters.reject(self.name, reason, detail, payload)
+
+    def reject_error(self, err: DecodeError, payload: bytes) -> None:
+        self.reject(err.reason, err.detail, payload)
+
+    def set_connected(self, up: bool) -> None:
+        self.health.connected = up
+        self.metrics.connected.labels(self.name).set(1.0 if up else 0.0)
+
+    def reconnected(self) -> None:
+        self.health.reconnects += 1
+        self.metrics.reconnects.labels(self.name).inc()
+
+    async def deleted(self, key: tuple[str, str]) -> None:
+        """The origin deleted a mention: count it and tell the pipeline if it listens."""
+        self.metrics.deletes.labels(self.name).inc()
+        if self.ctx.retract is not None:
+            await self.ctx.retract(key)
+
+
+def payload_bytes(obj: object, limit: int = 64 * 1024) -> bytes:
+    """A dead-letter payload for an already-decoded value (compact JSON, truncated).
+
+    >>> payload_bytes({"a": 1})
+    b'{"a":1}'
+    """
+    try:
+        raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    except (TypeError, ValueError):
+        raw = repr(obj).encode("utf-8", "replace")
+    return raw[:limit]

@@ -1,0 +1,242 @@
+"""MQTT in (mentions) and out (derived data), with aiomqtt.
+
+In: a persistent session (MQTT 3.1.1 ``clean_session=False``; MQTT 5 ``clean_start=False`` plus
+a session expiry) keyed by a stable client id, QoS 1, and *manual* acknowledgement: a PUBACK is
+sent only after the consumer of :meth:`MqttSource.stream` asked for the next mention, i.e.
+after it took the previous one. A crash before that makes the broker redeliver, so nothing is
+lost; the redelivered copy is dropped by dedup (in memory, and a snapshot of the newest keys is
+kept in the ``KeyValue`` store so a restart drops it too).
+
+Out: :class:`MqttPublisher` forwards hub messages to ``<prefix>/<topic>/<key>`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.collectors.common import Backoff, Dedup, Intake, Secret, metrics_for
+from monitor.config.sources import MqttSourceConfig
+from monitor.decode import decode_json_bytes
+from monitor.errors import DecodeError
+from monitor.hub import Hub
+from monitor.model import Mention
+
+log = logging.getLogger("monitor.collectors.mqtt")
+
+#: Unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum).
+RECEIVE_MAXIMUM = 100
+_DEDUP_KEEP = 4 * RECEIVE_MAXIMUM  # enough to cover every redelivery after a restart
+_SAVE_EVERY_SECONDS = 5.0
+
+
+def subscription_filters(topics: list[str], shared_group: str | None) -> list[str]:
+    """Topic filters to subscribe, as shared subscriptions when a group is set.
+
+    >>> subscription_filters(["a/#", "b/+"], "workers")
+    ['$share/workers/a/#', '$share/workers/b/+']
+    >>> subscription_filters(["a/#"], None)
+    ['a/#']
+    """
+    if not shared_group:
+        return list(topics)
+    return [f"$share/{shared_group}/{t}" for t in topics]
+
+
+def _client(
+    cfg: MqttSourceConfig, client_id: str, password: Secret | None, *, persistent: bool
+) -> aiomqtt.Client:
+    v5 = cfg.protocol == "5"
+    kwargs: dict[str, Any] = {}
+    if v5:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if persistent:
+            props.SessionExpiryInterval = cfg.session_expiry_seconds
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        kwargs["properties"] = props
+        # False = resume the session the broker kept for this client id (never wipe it)
+        kwargs["clean_start"] = not persistent
+    else:
+        kwargs["clean_session"] = not persistent
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        username=cfg.username,
+        password=password.reveal() if password else None,
+        keepalive=cfg.keepalive_seconds,
+        timeout=10.0,
+        **kwargs,
+    )
+
+
+class MqttSource:
+    """Mentions from MQTT topics (JSON, one mention per message, docs/mention-schema.json)."""
+
+    def __init__(
+        self,
+        cfg: MqttSourceConfig,
+        ctx: SourceContext,
+        *,
+        password: Secret | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.name = cfg.name
+        self._intake = Intake(cfg.name, "mqtt", ctx)
+        self._password = password
+        self._seed = seed
+        self._state_key = f"collector:{cfg.name}:dedup"
+
+    @property
+    def health(self) -> SourceHealth:
+        return self._intake.health
+
+    def decode(self, payload: bytes) -> Mention | None:
+        """Payload -> mention, or None (dead-lettered, or a duplicate)."""
+        try:
+            m = decode_json_bytes(payload, source=self.name, max_bytes=self.cfg.max_payload_bytes)
+        except DecodeError as err:
+            self._intake.reject_error(err, payload[: self.cfg.max_payload_bytes])
+            return None
+        return m if self._intake.accept(m) else None
+
+    async def _save_dedup(self) -> None:
+        await self.ctx.state.put(self._state_key, self._intake.dedup.snapshot(_DEDUP_KEEP))
+
+    async def stream(self) -> AsyncIterator[Mention]:
+        clock = self.ctx.clock
+        restored = Dedup.restore(await self.ctx.state.get(self._state_key))
+        for key in restored.recent(len(restored)):
+            self._intake.dedup.seen(key)
+        backoff = Backoff(
+            self.cfg.backoff.initial_seconds, self.cfg.backoff.max_seconds, seed=self._seed
+        )
+        filters = subscription_filters(self.cfg.topics, self.cfg.shared_group)
+        attempts = 0
+        last_save = clock.monotonic()
+        try:
+            while True:
+                if attempts:
+                    self._intake.reconnected()
+                attempts += 1
+                client = _client(self.cfg, self.cfg.client_id, self._password, persistent=True)
+                # aiomqtt has no public switch for it; paho's manual ack is what makes QoS 1
+                # at-least-once end to end instead of "acked on arrival, lost on crash".
+                client._client.manual_ack_set(True)
+                try:
+                    async with client:
+                        for f in filters:
+                            await client.subscribe(f, qos=self.cfg.qos)
+                        self._intake.set_connected(True)
+                        backoff.reset()
+                        log.info("%s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
+                        async for msg in client.messages:
+                            raw = msg.payload
+                            payload = (
+                                raw if isinstance(raw, bytes | bytearray) else str(raw).encode()
+                            )
+                            m = self.decode(bytes(payload))
+                            if m is not None:
+                                yield m
+                            # reached only once the consumer asked for more: now it is safe
+                            client._client.ack(msg.mid, msg.qos)
+                            if clock.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
+                                last_save = clock.monotonic()
+                                await self._save_dedup()
+                except aiomqtt.MqttError as exc:
+                    log.warning("%s: MQTT connection lost: %s", self.name, exc)
+                finally:
+                    self._intake.set_connected(False)
+                await clock.sleep(backoff.next())
+        finally:
+            await self._save_dedup()
+
+
+def out_topic(prefix: str, topic: str, message: Mapping[str, Any]) -> str:
+    """Where a hub message goes on MQTT.
+
+    >>> out_topic("crisiswatch/out", "score", {"series": "acme/x", "score": 0.7})
+    'crisiswatch/out/score/acme_x'
+    >>> out_topic("p", "incident", {"id": "inc-1"}), out_topic("p", "other", {})
+    ('p/incident/inc-1', 'p/other')
+    """
+    field = {"series": "series", "score": "series", "incident": "id", "source": "name"}.get(topic)
+    value = message.get(field) if field else None
+    if value is None and topic == "incident":
+        inner = message.get("incident")
+        value = inner.get("id") if isinstance(inner, Mapping) else None
+    base = f"{prefix.rstrip('/')}/{_level(topic)}"
+    return f"{base}/{_level(str(value))}" if value not in (None, "") else base
+
+
+def _level(s: str) -> str:
+    # a topic level must not contain the separators or wildcards of MQTT
+    return "".join("_" if c in "/+#\x00" else c for c in s) or "_"
+
+
+#: Hub topics whose newest message is a state (retained for late subscribers), not an event.
+RETAINED = frozenset({"score", "source"})
+
+
+class MqttPublisher:
+    """Publishes what the service derives to MQTT; reconnects with backoff, never blocks the hub.
+
+    The hub subscription is bounded and drop-oldest, so a broker outage costs old points,
+    counted by the hub, never memory or pipeline latency.
+    """
+
+    def __init__(
+        self,
+        cfg: MqttSourceConfig,
+        ctx: SourceContext,
+        *,
+        password: Secret | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self._password = password
+        self._seed = seed
+        self._metrics = metrics_for(ctx.registry)
+        self.connected = False
+
+    async def run(self, hub: Hub) -> None:
+        pub = self.cfg.publish
+        backoff = Backoff(
+            self.cfg.backoff.initial_seconds, self.cfg.backoff.max_seconds, seed=self._seed
+        )
+        held: tuple[str, dict[str, Any]] | None = None
+        with hub.subscribe(pub.queue) as sub:
+            while True:
+                client = _client(self.cfg, pub.client_id, self._password, persistent=False)
+                try:
+                    async with client:
+                        self.connected = True
+                        backoff.reset()
+                        while True:
+                            if held is None:
+                                held = await anext(sub)
+                            topic, message = held
+                            await client.publish(
+                                out_topic(pub.topic_prefix, topic, message),
+                                json.dumps(message, separators=(",", ":"), default=str),
+                                qos=pub.qos,
+                                retain=topic in RETAINED,
+                            )
+                            self._metrics.published.labels(topic).inc()
+                            held = None
+                except aiomqtt.MqttError as exc:
+                    log.warning("MQTT publisher: connection lost: %s", exc)
+                finally:
+                    self.connected = False
+                await self.ctx.clock.sleep(backoff.next())

@@ -1,0 +1,77 @@
+"""Shared fixtures: an in-memory KeyValue, a recording dead-letter sink, a SourceContext."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.clock import Clock, FakeClock
+from monitor.collectors.base import SourceContext
+from monitor.model import Mention
+
+
+class MemoryKV:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.data[key] = value
+
+
+@dataclass
+class Letters:
+    items: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+
+    def reject(self, source: str, reason: str, detail: str, payload: bytes) -> None:
+        self.items.append((source, reason, detail, payload))
+
+    @property
+    def reasons(self) -> Counter[str]:
+        return Counter(r for _, r, _, _ in self.items)
+
+
+@dataclass
+class Harness:
+    ctx: SourceContext
+    kv: MemoryKV
+    letters: Letters
+    submitted: list[Mention]
+    retracted: list[tuple[str, str]]
+    registry: CollectorRegistry
+
+    def metric(self, name: str, **labels: str) -> float:
+        v = self.registry.get_sample_value(name, labels)
+        return 0.0 if v is None else v
+
+
+def make_harness(clock: Clock | None = None) -> Harness:
+    kv, letters, reg = MemoryKV(), Letters(), CollectorRegistry()
+    submitted: list[Mention] = []
+    retracted: list[tuple[str, str]] = []
+
+    async def submit(m: Mention) -> None:
+        submitted.append(m)
+
+    async def retract(key: tuple[str, str]) -> None:
+        retracted.append(key)
+
+    ctx = SourceContext(
+        clock=clock or FakeClock(1_700_000_000.0),
+        dead_letters=letters,
+        state=kv,
+        registry=reg,
+        submit=submit,
+        retract=retract,
+    )
+    return Harness(ctx, kv, letters, submitted, retracted, reg)
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return make_harness()
