@@ -1,0 +1,223 @@
+"""Schedules: rotations, DST, layers with restrictions (follow-the-sun), overrides, quiet hours."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from alerting.schedules import Directory, OnCall, Schedule, User
+from monitor.config.alerting import AlertingConfig, ScheduleConfig, UserConfig
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NY = ZoneInfo("America/New_York")
+UTC = ZoneInfo("UTC")
+
+
+def ts(y: int, mo: int, d: int, h: int, mi: int = 0, tz: ZoneInfo = UTC) -> float:
+    return datetime(y, mo, d, h, mi, tzinfo=tz).timestamp()
+
+
+def schedule(**kw: Any) -> Schedule:
+    return Schedule.from_config(ScheduleConfig.model_validate({"name": "s", **kw}))
+
+
+def who(s: Schedule, t: float) -> str | None:
+    oc = s.who(t)
+    return oc.user if oc else None
+
+
+def test_weekly_handoff_stays_at_local_nine_across_spring_forward() -> None:
+    # Europe springs forward on Sunday 2026-03-29; Monday handoff is 09:00 CEST = 07:00 UTC.
+    s = schedule(
+        timezone="Europe/Berlin",
+        layers=[{"users": ["ana", "ben"], "start": "2026-03-23T09:00", "rotation": "1w"}],
+    )
+    assert who(s, ts(2026, 3, 23, 8, 0)) == "ana"  # 09:00 CET
+    assert who(s, ts(2026, 3, 23, 7, 59)) == "ben"  # the turn before
+    assert who(s, ts(2026, 3, 30, 6, 59)) == "ana"  # 08:59 CEST
+    assert who(s, ts(2026, 3, 30, 7, 0)) == "ben"  # 09:00 CEST, one hour earlier in UTC
+    assert who(s, ts(2026, 3, 30, 9, 0, BERLIN)) == "ben"
+
+
+def test_daily_handoff_across_fall_back() -> None:
+    # Europe falls back on Sunday 2026-10-25: 09:00 CET is 08:00 UTC that day, 07:00 UTC before.
+    s = schedule(
+        timezone="Europe/Berlin",
+        layers=[{"users": ["a", "b", "c"], "start": "2026-10-20T09:00", "rotation": "1d"}],
+    )
+    assert [who(s, ts(2026, 10, d, 9, 0, BERLIN)) for d in range(20, 27)] == [
+        "a",
+        "b",
+        "c",
+        "a",
+        "b",
+        "c",
+        "a",
+    ]
+    assert who(s, ts(2026, 10, 24, 7, 0)) == "b"  # 09:00 CEST
+    assert who(s, ts(2026, 10, 25, 7, 59)) == "b"  # 08:59 CET: still yesterday's turn
+    assert who(s, ts(2026, 10, 25, 8, 0)) == "c"
+
+
+def test_twelve_hour_turns_keep_local_handoffs() -> None:
+    s = schedule(
+        timezone="America/New_York",
+        layers=[{"users": ["day", "night"], "start": "2026-03-01T08:00", "rotation": "12h"}],
+    )
+    # US springs forward on 2026-03-08; after it handoffs are still 08:00 and 20:00 local.
+    for d in (7, 8, 9):
+        assert who(s, ts(2026, 3, d, 8, 0, NY)) == "day"
+        assert who(s, ts(2026, 3, d, 7, 59, NY)) == "night"
+        assert who(s, ts(2026, 3, d, 20, 0, NY)) == "night"
+        assert who(s, ts(2026, 3, d, 19, 59, NY)) == "day"
+
+
+FOLLOW_THE_SUN: dict[str, Any] = {
+    "layers": [
+        {
+            "name": "emea",
+            "users": ["ana"],
+            "timezone": "Europe/Berlin",
+            "restrictions": ["07:00-19:00"],
+        },
+        {
+            "name": "amer",
+            "users": ["carla"],
+            "timezone": "America/New_York",
+            "restrictions": ["07:00-19:00"],
+        },
+    ]
+}
+
+
+def test_follow_the_sun_in_winter() -> None:
+    s = schedule(**FOLLOW_THE_SUN)
+    # EMEA 07-19 Berlin = 06-18 UTC; AMER 07-19 New York = 12-24 UTC; AMER is the upper layer.
+    assert who(s, ts(2026, 1, 14, 5, 59)) is None
+    assert s.who(ts(2026, 1, 14, 6, 0)) == OnCall("ana", "layer:emea")
+    assert who(s, ts(2026, 1, 14, 11, 59)) == "ana"
+    assert s.who(ts(2026, 1, 14, 12, 0)) == OnCall("carla", "layer:amer")
+    assert who(s, ts(2026, 1, 14, 23, 59)) == "carla"
+    assert who(s, ts(2026, 1, 15, 0, 0)) is None
+
+
+def test_follow_the_sun_between_the_two_dst_switches() -> None:
+    # 2026-03-08..29: New York is already on EDT (UTC-4), Berlin still on CET (UTC+1).
+    s = schedule(**FOLLOW_THE_SUN)
+    assert who(s, ts(2026, 3, 18, 10, 59)) == "ana"
+    assert who(s, ts(2026, 3, 18, 11, 0)) == "carla"  # 07:00 EDT
+    assert who(s, ts(2026, 3, 18, 22, 59)) == "carla"
+    assert who(s, ts(2026, 3, 18, 23, 0)) is None
+    # after Europe switches too, EMEA starts at 05:00 UTC
+    assert who(s, ts(2026, 3, 30, 4, 59)) is None
+    assert who(s, ts(2026, 3, 30, 5, 0)) == "ana"
+
+
+def test_weekday_restriction_and_weekend_span() -> None:
+    s = schedule(
+        layers=[
+            {"name": "weekend", "users": ["wknd"], "restrictions": ["fri 18:00 - mon 08:00"]},
+            {"name": "office", "users": ["office"], "restrictions": ["mon-fri 09:00-17:00"]},
+        ]
+    )
+    assert who(s, ts(2026, 1, 16, 12, 0)) == "office"  # Friday noon
+    assert who(s, ts(2026, 1, 16, 17, 30)) is None  # Friday gap
+    assert who(s, ts(2026, 1, 17, 12, 0)) == "wknd"  # Saturday
+    assert who(s, ts(2026, 1, 19, 7, 59)) == "wknd"  # Monday early
+    assert who(s, ts(2026, 1, 19, 8, 0)) is None
+
+
+def test_overrides_win_and_the_latest_override_wins() -> None:
+    s = schedule(
+        timezone="Europe/Berlin",
+        layers=[{"users": ["ana"]}],
+        overrides=[
+            {"user": "ben", "start": "2026-02-01T00:00", "end": "2026-02-02T00:00"},
+            {"user": "carla", "start": "2026-02-01T12:00", "end": "2026-02-01T14:00Z"},
+        ],
+    )
+    assert who(s, ts(2026, 1, 31, 22, 59)) == "ana"
+    assert s.who(ts(2026, 1, 31, 23, 0)) == OnCall("ben", "override")  # 00:00 Berlin
+    assert who(s, ts(2026, 2, 1, 12, 0, BERLIN)) == "carla"
+    assert who(s, ts(2026, 2, 1, 13, 59)) == "carla"
+    assert who(s, ts(2026, 2, 1, 14, 0)) == "ben"
+    assert who(s, ts(2026, 2, 1, 23, 0)) == "ana"
+
+
+def test_next_change() -> None:
+    s = schedule(**FOLLOW_THE_SUN)
+    change = s.next_change(ts(2026, 1, 14, 7, 30))
+    assert change == (ts(2026, 1, 14, 12, 0), OnCall("carla", "layer:amer"))
+    # a change off the minute grid is found to the second
+    s2 = schedule(
+        layers=[{"users": ["ana"]}],
+        overrides=[{"user": "ben", "start": "2026-01-01T10:00:30Z", "end": "2026-01-01T11:00Z"}],
+    )
+    assert s2.next_change(ts(2026, 1, 1, 9, 0)) == (
+        ts(2026, 1, 1, 10, 0) + 30,
+        OnCall("ben", "override"),
+    )
+    always = schedule(layers=[{"users": ["solo"]}])
+    assert always.next_change(ts(2026, 1, 1, 9, 0)) is None
+
+
+def test_quiet_hours_only_sev1_breaks_them() -> None:
+    u = User.from_config(
+        UserConfig(name="lead", timezone="Europe/Berlin", quiet_hours="22:00-07:00"), ["pager"]
+    )
+    assert u.receivers == ("pager",)
+    night = ts(2026, 1, 14, 23, 30, BERLIN)
+    morning = ts(2026, 1, 15, 7, 0, BERLIN)
+    assert u.is_quiet(night) and not u.is_quiet(morning)
+    assert u.may_page(night, 1)
+    assert not any(u.may_page(night, s) for s in (2, 3, 4))
+    assert u.may_page(morning, 4)
+
+
+def test_directory_resolves_targets() -> None:
+    cfg = AlertingConfig.model_validate(
+        {
+            "users": [{"name": n} for n in ("ana", "ben", "carla")],
+            "schedules": [{"name": "s", "layers": [{"users": ["ana"]}]}],
+            "teams": [
+                {"name": "oncall", "schedule": "s"},
+                {"name": "everyone", "members": ["ana", "ben", "carla"]},
+            ],
+            "policies": [{"name": "p", "levels": [{"targets": ["user:ana"]}]}],
+            "route": {"policy": "p"},
+        }
+    )
+    d = Directory.from_config(cfg)
+    r = d.resolve(["schedule:s", "team:oncall", "user:ben", "receiver:slack"], 0.0)
+    assert r.users == ("ana", "ben") and r.receivers == ("slack",) and r.unstaffed == ()
+    assert d.resolve(["team:everyone"], 0.0).users == ("ana", "ben", "carla")
+
+
+def test_unstaffed_schedule_is_reported() -> None:
+    cfg = AlertingConfig.model_validate(
+        {
+            "users": [{"name": "ana"}],
+            "schedules": [
+                {"name": "day", "layers": [{"users": ["ana"], "restrictions": ["09:00-17:00"]}]}
+            ],
+            "teams": [],
+            "policies": [{"name": "p", "levels": [{"targets": ["schedule:day"]}]}],
+            "route": {"policy": "p"},
+        }
+    )
+    d = Directory.from_config(cfg)
+    r = d.resolve(["schedule:day"], ts(2026, 1, 1, 3, 0))
+    assert r.users == () and r.unstaffed == ("schedule:day",)
+
+
+@pytest.mark.parametrize(
+    ("hour_utc", "expected"),
+    [(3, "lead"), (8, "ana"), (14, "carla"), (20, "carla"), (23, "carla")],
+)
+def test_demo_schedule_covers_the_whole_day(hour_utc: int, expected: str) -> None:
+    d = Directory.from_config(AlertingConfig())
+    # 2026-01-14 falls in an even week since the 2024-01-01 anchor: ana and carla's turn
+    assert who(d.schedules["follow-the-sun"], ts(2026, 1, 14, hour_utc)) == expected
