@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,7 +54,15 @@ class Subscription:
 class Hub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.published = 0
+
+    def add_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call `fn` synchronously on every publish, before any subscriber sees it.
+
+        For state that snapshots are built from: it is never behind the deltas.
+        """
+        self._listeners.append(fn)
 
     @property
     def subscribers(self) -> int:
@@ -66,6 +74,8 @@ class Hub:
 
     def publish(self, topic: str, message: dict[str, Any]) -> None:
         self.published += 1
+        for fn in self._listeners:
+            fn(topic, message)
         for sub in self._subs:
             sub.offer((topic, message))
 

@@ -1,0 +1,135 @@
+"""`crisiswatch` command line: run, check-config, backtest, sentiment, oncall.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config (one line on stderr naming
+the config path and value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from monitor.config import Config, load_config
+from monitor.errors import ConfigError
+
+DEFAULT_CONFIG = "config/default.yaml"
+
+
+def _load(path: str) -> Config:
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.app import serve
+    from monitor.clock import Clock, ScaledClock, SystemClock
+
+    config = _load(args.config)
+    speed = args.speed if args.speed is not None else config.sources.demo.speed
+    if args.port is not None:
+        config = config.model_copy(
+            update={"server": config.server.model_copy(update={"port": args.port})}
+        )
+    clock: Clock = SystemClock() if speed == 1 else ScaledClock(SystemClock(), speed)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, clock, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.path)
+    print(f"{args.path}: ok ({len(config.topics)} topics)")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from detectors.backtest import run_backtest
+
+    config = _load(args.config)
+    labels = Path(args.labels) if args.labels else None
+    return run_backtest(
+        [Path(p) for p in args.series], Path(args.out), config.detection, labels, sys.stderr
+    )
+
+
+def cmd_sentiment(args: argparse.Namespace) -> int:
+    from monitor.enrich.cli import run_sentiment
+
+    return run_sentiment(args.lang, sys.stdin, sys.stdout)
+
+
+def cmd_oncall(args: argparse.Namespace) -> int:
+    from alerting.oncall import run_oncall
+
+    config = _load(args.config)
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError:
+            raise ConfigError("--at", "expected an ISO 8601 time", args.at) from None
+    return run_oncall(config.alerting, at, sys.stdout)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crisiswatch", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the service")
+    r.add_argument("--config", default=DEFAULT_CONFIG)
+    r.add_argument("--speed", type=float, help="time compression of the demo/replay clock")
+    r.add_argument("--port", type=int, help="override server.port")
+    r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a config file")
+    c.add_argument("path")
+    c.set_defaults(fn=cmd_check_config)
+
+    b = sub.add_parser("backtest", help="run the live detector stack over NAB-format CSVs")
+    b.add_argument("series", nargs="+", metavar="SERIES.csv")
+    b.add_argument("--out", required=True, metavar="DIR")
+    b.add_argument("--config", default=DEFAULT_CONFIG)
+    b.add_argument("--labels", metavar="WINDOWS.json")
+    b.set_defaults(fn=cmd_backtest)
+
+    s = sub.add_parser("sentiment", help="label texts from stdin, one per line")
+    s.add_argument("--lang", choices=["auto", "en", "de"], default="auto")
+    s.set_defaults(fn=cmd_sentiment)
+
+    o = sub.add_parser("oncall", help="print who is on call")
+    o.add_argument("--config", default=DEFAULT_CONFIG)
+    o.add_argument("--at", help="ISO 8601 time (default: now)")
+    o.set_defaults(fn=cmd_oncall)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
