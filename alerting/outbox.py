@@ -1,0 +1,476 @@
+"""The persisted outbox: every notification is stored before it is sent, then retried with
+exponential backoff and jitter until a receiver accepts it or it expires.
+
+Pure core (values in, values out): :func:`backoff`, :func:`next_step`, :func:`heads`.
+Async shell: :class:`Outbox` (store + notifiers + clock).
+
+Guarantees
+
+* **At least once.** A row is marked delivered only after the receiver accepted it; a crash
+  (kill -9 included) between send and mark re-sends it after restart. ``Notification.id`` is the
+  idempotency key: enqueueing an existing id is a no-op, and receivers see it again on a resend
+  (PagerDuty/Alertmanager dedupe by ``dedup_key``, webhooks get ``X-Crisiswatch-Id``, mail a
+  stable ``Message-ID``).
+* **In order per (receiver, dedup_key).** Only the oldest pending row of a group is sent, so a
+  resolve never overtakes the trigger it resolves, even while the trigger backs off.
+* **Retries read only** ``DeliveryError.recoverable`` (429/5xx/connection errors), never text.
+* **Alertmanager stays firing**: a receiver whose notifier has ``repeat_seconds`` gets the last
+  trigger/acknowledge of a group re-sent at that interval until a resolve is delivered; that
+  state lives in the store (key ``outbox.repeat``), so it survives restarts too.
+
+>>> p = RetryPolicy(base=2.0, cap=60.0, expire=3600.0)
+>>> [backoff(a, p, 1.0) for a in (1, 2, 3, 10)]
+[2.0, 4.0, 8.0, 60.0]
+>>> [backoff(a, p, 0.0) for a in (1, 2, 3, 10)]
+[1.0, 2.0, 4.0, 30.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from alerting.links import LinkSigner
+from alerting.metrics import DeliveryMetrics
+from alerting.notification import Notification
+from alerting.notifiers.base import Notifier, RateLimited
+from monitor.clock import Clock
+from monitor.config.receivers import OutboxConfig
+from monitor.errors import DeliveryError
+from monitor.storage.base import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+REPEAT_KEY = "outbox.repeat"
+_FAR_FUTURE = 1e18  # "every pending row", whatever its due time
+_SCAN_LIMIT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base: float = 2.0
+    cap: float = 300.0
+    expire: float = 6 * 3600.0
+
+    @classmethod
+    def of(cls, cfg: OutboxConfig) -> RetryPolicy:
+        return cls(cfg.base_delay_seconds, cfg.max_delay_seconds, cfg.expire_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    state: str  # failed | expired
+
+
+def backoff(attempt: int, policy: RetryPolicy, u: float) -> float:
+    """Delay before retry number `attempt` (1-based): "equal jitter" exponential backoff.
+
+    Half the exponential step is fixed, half is random (`u` in [0, 1]), so retries from many
+    notifications spread out but none comes back sooner than half the step.
+    """
+    step = min(policy.cap, policy.base * 2.0 ** min(attempt - 1, 60))
+    return step / 2.0 + u * step / 2.0
+
+
+def next_step(
+    *,
+    attempts: int,
+    now: float,
+    expires_at: float,
+    recoverable: bool,
+    policy: RetryPolicy,
+    u: float,
+    retry_after: float | None = None,
+) -> Retry | GiveUp:
+    """What to do after failed attempt number `attempts`.
+
+    >>> p = RetryPolicy(base=2.0, cap=60.0)
+    >>> next_step(attempts=1, now=0, expires_at=100, recoverable=True, policy=p, u=1.0)
+    Retry(due_at=2.0)
+    >>> next_step(attempts=1, now=0, expires_at=100, recoverable=True, policy=p, u=1.0,
+    ...           retry_after=30)
+    Retry(due_at=30.0)
+    >>> next_step(attempts=9, now=90, expires_at=100, recoverable=True, policy=p, u=1.0)
+    GiveUp(state='expired')
+    >>> next_step(attempts=1, now=0, expires_at=100, recoverable=False, policy=p, u=1.0)
+    GiveUp(state='failed')
+    """
+    if not recoverable:
+        return GiveUp("failed")
+    delay = max(backoff(attempts, policy, u), retry_after or 0.0)
+    due = now + delay
+    if due >= expires_at:
+        return GiveUp("expired")
+    return Retry(float(due))
+
+
+def group_of(row: OutboxRow) -> tuple[str, str]:
+    """Rows of one group are delivered strictly in creation order."""
+    return (row.receiver, str(row.payload.get("dedup_key", row.id)))
+
+
+def heads(rows: Iterable[OutboxRow], now: float, busy: set[tuple[str, str]]) -> list[OutboxRow]:
+    """The rows to attempt now: the oldest pending row of each idle group, if it is due.
+
+    >>> def r(i, c, d, k="k"):
+    ...     return OutboxRow(i, "r", {"dedup_key": k}, c, d, 1e9, 0, "pending", None)
+    >>> [x.id for x in heads([r("b", 2, 0), r("a", 1, 50), r("c", 3, 0, "other")], 10, set())]
+    ['c']
+    >>> [x.id for x in heads([r("b", 2, 0), r("a", 1, 5)], 10, set())]
+    ['a']
+    >>> heads([r("a", 1, 5)], 10, {("r", "k")})
+    []
+    """
+    first: dict[tuple[str, str], OutboxRow] = {}
+    for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
+        first.setdefault(group_of(row), row)
+    return sorted(
+        (r for g, r in first.items() if g not in busy and r.due_at <= now),
+        key=lambda r: (r.due_at, r.created_at),
+    )
+
+
+def to_payload(n: Notification) -> dict[str, Any]:
+    return asdict(n)
+
+
+def from_payload(p: Mapping[str, Any]) -> Notification:
+    return Notification(
+        id=p["id"],
+        receiver=p["receiver"],
+        action=p["action"],
+        dedup_key=p["dedup_key"],
+        incident=dict(p["incident"]),
+        created_at=float(p["created_at"]),
+        recipient=p.get("recipient"),
+        links=dict(p.get("links") or {}),
+    )
+
+
+@dataclass(slots=True)
+class _ReceiverHealth:
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_success_at: float | None = None
+
+
+class Outbox:
+    """Async shell around the store: persist on :meth:`enqueue`, deliver in :meth:`run`."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        registry: CollectorRegistry,
+        *,
+        config: OutboxConfig | None = None,
+        links: LinkSigner | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        cfg = config or OutboxConfig()
+        self._store, self._notifiers, self._clock = store, notifiers, clock
+        self._policy = RetryPolicy.of(cfg)
+        self._poll, self._links = cfg.poll_seconds, links
+        self._rng = rng or random.Random()
+        self._sem = asyncio.Semaphore(cfg.concurrency)
+        self.metrics = DeliveryMetrics(registry)
+        self._wake = asyncio.Event()
+        self._in_flight: dict[str, tuple[tuple[str, str], asyncio.Task[None]]] = {}
+        self._repeat: dict[str, dict[str, Any]] | None = None  # loaded lazily from the store
+        self._receivers: dict[str, _ReceiverHealth] = {}
+        self._pending = 0
+        self._oldest_created: float | None = None
+        self._counts = {"delivered": 0, "retried": 0, "failed": 0, "expired": 0}
+        self._last_scan: float | None = None
+
+    # ---- producer side -------------------------------------------------------------------
+
+    async def enqueue(self, n: Notification) -> None:
+        """Persist `n` (idempotent by id); it is durable when this returns."""
+        now = self._clock.now()
+        if self._links is not None:
+            n = self._links.decorate(n, now)
+        row = OutboxRow(
+            id=n.id,
+            receiver=n.receiver,
+            payload=to_payload(n),
+            created_at=now,
+            due_at=now,
+            expires_at=now + self._policy.expire,
+            attempts=0,
+            state="pending",
+            last_error=None,
+        )
+        await self._store.outbox_enqueue(row)
+        self.metrics.enqueued.labels(receiver=n.receiver, action=n.action).inc()
+        self._wake.set()
+
+    # ---- delivery loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver until cancelled. Pending rows left by a previous process are picked up first."""
+        try:
+            while True:
+                self._wake.clear()
+                wait = await self._dispatch()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                sleeper = asyncio.ensure_future(self._clock.sleep(wait))
+                try:
+                    await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    sleeper.cancel()
+        finally:
+            # Rows in flight stay pending in the store and are sent again after a restart.
+            tasks = [t for _, t in self._in_flight.values()]
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    async def tick(self) -> int:
+        """One pass: attempt every row that is due now and wait for the outcomes.
+
+        For tests on a fake clock and for draining at shutdown; returns the attempts made.
+        """
+        before = set(self._in_flight)
+        await self._dispatch()
+        started = [t for i, (_, t) in list(self._in_flight.items()) if i not in before]
+        if started:
+            await asyncio.gather(*started)
+        return len(started)
+
+    async def _dispatch(self) -> float:
+        """Start attempts for due group heads; return seconds until something is due."""
+        now = self._clock.now()
+        rows = await self._store.outbox_due(_FAR_FUTURE, limit=_SCAN_LIMIT)
+        self._observe(rows, now)
+        rows = await self._expire(rows, now)
+        if await self._repeat_due(rows, now):
+            rows = await self._store.outbox_due(_FAR_FUTURE, limit=_SCAN_LIMIT)
+        busy = {g for g, _ in self._in_flight.values()}
+        for row in heads(rows, now, busy):
+            if row.id in self._in_flight:
+                continue
+            task = asyncio.create_task(self._attempt(row), name=f"outbox:{row.id}")
+            self._in_flight[row.id] = (group_of(row), task)
+        wait = self._poll
+        future = [r.due_at - now for r in rows if r.due_at > now and r.id not in self._in_flight]
+        if self._repeat:
+            future += [float(e["next_at"]) - now for e in self._repeat.values()]
+        if future:
+            wait = min(wait, max(0.0, min(future)))
+        return wait
+
+    async def _expire(self, rows: list[OutboxRow], now: float) -> list[OutboxRow]:
+        live = []
+        for r in rows:
+            if r.expires_at <= now and r.id not in self._in_flight:
+                await self._store.outbox_update(
+                    r.id, state="expired", attempts=r.attempts, due_at=r.due_at,
+                    last_error=r.last_error or "expired before first attempt",
+                )  # fmt: skip
+                self._gave_up(r, "expired")
+            else:
+                live.append(r)
+        return live
+
+    async def _attempt(self, row: OutboxRow) -> None:
+        try:
+            async with self._sem:
+                await self._deliver(row)
+        finally:
+            self._in_flight.pop(row.id, None)
+            self._wake.set()
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        n = from_payload(row.payload)
+        notifier = self._notifiers.get(row.receiver)
+        attempts = row.attempts + 1
+        health = self._receivers.setdefault(row.receiver, _ReceiverHealth())
+        try:
+            if notifier is None:
+                raise DeliveryError(row.receiver, "no such receiver", recoverable=False)
+            await notifier.send(n)
+        except DeliveryError as exc:
+            err: DeliveryError = exc
+        except Exception as exc:  # a notifier bug must not stop delivery to everyone else
+            log.exception("notifier %s crashed on %s", row.receiver, row.id)
+            err = DeliveryError(
+                row.receiver, f"internal error {type(exc).__name__}", recoverable=True
+            )
+        else:
+            now = self._clock.now()
+            await self._after_delivery(n, notifier, now)
+            await self._store.outbox_update(
+                row.id, state="delivered", attempts=attempts, due_at=row.due_at, last_error=None
+            )
+            health.consecutive_failures, health.last_success_at = 0, now
+            self._counts["delivered"] += 1
+            self.metrics.attempts.labels(receiver=row.receiver, result="ok").inc()
+            self.metrics.delivered.labels(receiver=row.receiver, action=n.action).inc()
+            self.metrics.latency.labels(receiver=row.receiver).observe(
+                max(0.0, now - row.created_at)
+            )
+            self.metrics.consecutive_failures.labels(receiver=row.receiver).set(0)
+            return
+        now = self._clock.now()
+        step = next_step(
+            attempts=attempts,
+            now=now,
+            expires_at=row.expires_at,
+            recoverable=err.recoverable,
+            policy=self._policy,
+            u=self._rng.random(),
+            retry_after=err.retry_after if isinstance(err, RateLimited) else None,
+        )
+        reason = err.reason[:500]
+        health.consecutive_failures += 1
+        health.last_error, health.last_error_at = reason, now
+        self.metrics.consecutive_failures.labels(receiver=row.receiver).set(
+            health.consecutive_failures
+        )
+        if isinstance(step, Retry):
+            await self._store.outbox_update(
+                row.id, state="pending", attempts=attempts, due_at=step.due_at, last_error=reason
+            )
+            self._counts["retried"] += 1
+            self.metrics.attempts.labels(receiver=row.receiver, result="retry").inc()
+            log.warning(
+                "delivery of %s to %s failed (attempt %d, retry in %.1fs): %s",
+                row.id, row.receiver, attempts, step.due_at - now, reason,
+            )  # fmt: skip
+        else:
+            await self._store.outbox_update(
+                row.id, state=step.state, attempts=attempts, due_at=row.due_at, last_error=reason
+            )
+            self.metrics.attempts.labels(receiver=row.receiver, result=step.state).inc()
+            self._gave_up(row, step.state)
+            if n.action == "resolve":
+                await self._stop_repeat(row.receiver, n.dedup_key)
+            log.error("gave up on %s to %s (%s): %s", row.id, row.receiver, step.state, reason)
+
+    def _gave_up(self, row: OutboxRow, state: str) -> None:
+        self._counts[state] = self._counts.get(state, 0) + 1
+        self.metrics.given_up.labels(receiver=row.receiver, reason=state).inc()
+
+    # ---- receivers that must hear "still firing" (Alertmanager) --------------------------
+
+    async def _load_repeat(self) -> dict[str, dict[str, Any]]:
+        if self._repeat is None:
+            raw = await self._store.get(REPEAT_KEY)
+            self._repeat = json.loads(raw) if raw else {}
+        return self._repeat
+
+    async def _save_repeat(self) -> None:
+        await self._store.put(REPEAT_KEY, json.dumps(self._repeat or {}).encode())
+
+    async def _after_delivery(self, n: Notification, notifier: Notifier, now: float) -> None:
+        every = getattr(notifier, "repeat_seconds", None)
+        if not isinstance(every, int | float) or every <= 0:
+            return
+        if n.action == "resolve":
+            await self._stop_repeat(n.receiver, n.dedup_key)
+            return
+        repeat = await self._load_repeat()
+        key = f"{n.receiver}\x00{n.dedup_key}"
+        base_id = n.id.split("#r", 1)[0]  # a repeat refreshes the entry of its original
+        prev = repeat.get(key, {})
+        repeat[key] = {
+            "notification": to_payload(n),
+            "base_id": base_id,
+            "seq": int(prev.get("seq", 0)) if prev.get("base_id") == base_id else 0,
+            "every": float(every),
+            "next_at": now + float(every),
+        }
+        # Written before the row is marked delivered: a crash in between re-sends, never forgets.
+        await self._save_repeat()
+
+    async def _stop_repeat(self, receiver: str, dedup_key: str) -> None:
+        repeat = await self._load_repeat()
+        if repeat.pop(f"{receiver}\x00{dedup_key}", None) is not None:
+            await self._save_repeat()
+
+    async def _repeat_due(self, rows: Sequence[OutboxRow], now: float) -> bool:
+        repeat = await self._load_repeat()
+        busy = {group_of(r) for r in rows} | {g for g, _ in self._in_flight.values()}
+        added = False
+        for key, e in repeat.items():
+            if float(e["next_at"]) > now:
+                continue
+            n = from_payload(e["notification"])
+            if (n.receiver, n.dedup_key) in busy:
+                continue  # something newer is queued for this alert; it will refresh the entry
+            e["seq"] = int(e["seq"]) + 1
+            e["next_at"] = now + float(e["every"])
+            again = Notification(
+                id=f"{e['base_id']}#r{e['seq']}",
+                receiver=n.receiver,
+                action=n.action,
+                dedup_key=n.dedup_key,
+                incident=n.incident,
+                created_at=n.created_at,
+                recipient=n.recipient,
+                links=n.links,
+            )
+            await self._store.outbox_enqueue(
+                OutboxRow(again.id, again.receiver, to_payload(again), now, now,
+                          now + float(e["every"]), 0, "pending", None)
+            )  # fmt: skip
+            repeat[key] = e
+            added = True
+        if added:
+            await self._save_repeat()
+        return added
+
+    # ---- visibility ----------------------------------------------------------------------
+
+    def _observe(self, rows: Sequence[OutboxRow], now: float) -> None:
+        self._last_scan = now
+        self._pending = len(rows)
+        self._oldest_created = min((r.created_at for r in rows), default=None)
+        self.metrics.pending.set(self._pending)
+        self.metrics.oldest_pending.set(
+            0.0 if self._oldest_created is None else max(0.0, now - self._oldest_created)
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Depth, oldest pending age, per-receiver failures — for /healthz (as of the last scan)."""
+        now = self._clock.now()
+        failing = sorted(n for n, h in self._receivers.items() if h.consecutive_failures >= 3)
+        oldest = None if self._oldest_created is None else max(0.0, now - self._oldest_created)
+        return {
+            "status": "degraded" if failing else "ok",
+            "pending": self._pending,
+            "in_flight": len(self._in_flight),
+            "oldest_pending_age": oldest,
+            "last_scan_age": None if self._last_scan is None else max(0.0, now - self._last_scan),
+            "repeating": len(self._repeat or {}),
+            "since_start": dict(self._counts),
+            "failing_receivers": failing,
+            "receivers": {
+                name: {
+                    "consecutive_failures": h.consecutive_failures,
+                    "last_error": h.last_error,
+                    "last_error_at": h.last_error_at,
+                    "last_success_at": h.last_success_at,
+                }
+                for name, h in sorted(self._receivers.items())
+            },
+        }

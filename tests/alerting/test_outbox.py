@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alerting.links import LinkSigner
+from alerting.notification import Notification
+from alerting.notifiers import RateLimited, build_notifiers
+from alerting.outbox import REPEAT_KEY, Outbox
+from monitor.clock import FakeClock, SystemClock
+from monitor.config.receivers import DeliveryConfig, OutboxConfig
+from monitor.errors import DeliveryError
+from monitor.storage import Store, open_store
+from tests.alerting.notifiers.receiver import Receiver
+
+
+class Fake:
+    """A notifier that records what it sent and fails from a script of errors."""
+
+    def __init__(self, *errors: DeliveryError | None, repeat_seconds: float | None = None):
+        self.sent: list[Notification] = []
+        self.errors = list(errors)
+        if repeat_seconds is not None:
+            self.repeat_seconds = repeat_seconds
+
+    async def send(self, n: Notification) -> None:
+        err = self.errors.pop(0) if self.errors else None
+        if err is not None:
+            raise err
+        self.sent.append(n)
+
+
+def note(i: str, action: str = "trigger", receiver: str = "r", key: str = "k") -> Notification:
+    return Notification(i, receiver, action, key, {"id": "inc-1", "severity": 2}, 0.0)  # type: ignore[arg-type]
+
+
+def transient() -> DeliveryError:
+    return DeliveryError("r", "HTTP 503", recoverable=True, status=503)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await open_store(f"sqlite:///{tmp_path}/o.db")
+    yield s
+    await s.close()
+
+
+def outbox(store: Store, clock: FakeClock, **notifiers: Any) -> tuple[Outbox, CollectorRegistry]:
+    reg = CollectorRegistry()
+    cfg = OutboxConfig(base_delay_seconds=2, max_delay_seconds=60, expire_seconds=600)
+    return Outbox(store, notifiers, clock, reg, config=cfg, rng=random.Random(1)), reg
+
+
+async def test_enqueue_is_durable_and_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/o.db"
+    s = await open_store(url)
+    ob, _ = outbox(s, FakeClock(100.0), r=Fake())
+    await ob.enqueue(note("n1"))
+    await ob.enqueue(note("n1"))
+    await s.close()
+    s = await open_store(url)
+    rows = await s.outbox_due(100.0)
+    assert [(r.id, r.state, r.created_at, r.expires_at) for r in rows] == [
+        ("n1", "pending", 100.0, 700.0)
+    ]
+    assert rows[0].payload["action"] == "trigger"
+    await s.close()
+
+
+async def test_recoverable_errors_back_off_then_deliver(store: Store) -> None:
+    clock, fake = FakeClock(0.0), Fake(transient(), transient())
+    ob, reg = outbox(store, clock, r=fake)
+    await ob.enqueue(note("n1"))
+    assert await ob.tick() == 1 and fake.sent == []
+    (row,) = await store.outbox_due(1e9)
+    assert row.attempts == 1 and 1.0 <= row.due_at <= 2.0 and row.last_error == "HTTP 503"
+    assert await ob.tick() == 0  # backing off
+    clock.set(row.due_at)
+    assert await ob.tick() == 1
+    (row2,) = await store.outbox_due(1e9)
+    assert row2.attempts == 2 and 2.0 <= row2.due_at - row.due_at <= 4.0
+    clock.set(row2.due_at)
+    await ob.tick()
+    assert [n.id for n in fake.sent] == ["n1"] and await store.outbox_due(1e9) == []
+    assert (
+        reg.get_sample_value(
+            "crisiswatch_notification_attempts_total", {"receiver": "r", "result": "retry"}
+        )
+        == 2.0
+    )
+    h = ob.health()
+    assert h["since_start"]["delivered"] == 1 and h["receivers"]["r"]["consecutive_failures"] == 0
+
+
+async def test_permanent_error_is_not_retried(store: Store) -> None:
+    clock = FakeClock(0.0)
+    fake = Fake(DeliveryError("r", "HTTP 400", recoverable=False, status=400))
+    ob, reg = outbox(store, clock, r=fake)
+    await ob.enqueue(note("n1"))
+    await ob.tick()
+    clock.advance(1000)
+    assert await ob.tick() == 0
+    stats = await store.outbox_stats(clock.now())
+    assert stats["pending"] == 0
+    assert (
+        reg.get_sample_value(
+            "crisiswatch_notifications_given_up_total", {"receiver": "r", "reason": "failed"}
+        )
+        == 1.0
+    )
+
+
+async def test_retry_until_expired(store: Store) -> None:
+    clock = FakeClock(0.0)
+    ob, _ = outbox(store, clock, r=Fake(*[transient()] * 100))
+    await ob.enqueue(note("n1"))
+    attempts = 0
+    while (rows := await store.outbox_due(1e9)) and attempts < 50:
+        clock.set(rows[0].due_at)
+        attempts += await ob.tick()
+    assert 5 <= attempts <= 20  # exponential: 2,4,...,60 capped, within 600 s
+    assert (await store.outbox_stats(clock.now()))["expired"] == 1
+    assert ob.health()["since_start"]["expired"] == 1
+    assert ob.health()["status"] == "degraded" and ob.health()["failing_receivers"] == ["r"]
+
+
+async def test_retry_after_is_a_floor(store: Store) -> None:
+    clock = FakeClock(0.0)
+    ob, _ = outbox(store, clock, r=Fake(RateLimited("r", 45.0)))
+    await ob.enqueue(note("n1"))
+    await ob.tick()
+    (row,) = await store.outbox_due(1e9)
+    assert row.due_at == 45.0
+
+
+async def test_resolve_never_overtakes_its_trigger(store: Store) -> None:
+    clock, fake = FakeClock(0.0), Fake(transient())
+    ob, _ = outbox(store, clock, r=fake)
+    await ob.enqueue(note("t", "trigger"))
+    clock.advance(0.5)
+    await ob.enqueue(note("x", "trigger", key="other"))
+    await ob.enqueue(note("z", "resolve"))
+    await ob.tick()  # t fails, x goes, z waits behind t
+    assert [n.id for n in fake.sent] == ["x"]
+    clock.advance(10)
+    await ob.tick()  # t
+    await ob.tick()  # z
+    assert [n.id for n in fake.sent] == ["x", "t", "z"]
+
+
+async def test_pending_rows_resume_after_restart(store: Store) -> None:
+    clock = FakeClock(0.0)
+    first, _ = outbox(store, clock, r=Fake(transient()))
+    await first.enqueue(note("n1"))
+    await first.enqueue(note("n2", key="b"))
+    await first.tick()
+    fresh = Fake()
+    second, _ = outbox(store, clock, r=fresh)  # "restarted" process, same store
+    clock.advance(60)
+    await second.tick()
+    assert [n.id for n in fresh.sent] == ["n1"]  # n2 went out before the "crash"
+    assert await store.outbox_due(1e9) == []
+
+
+async def test_unknown_receiver_fails_visibly(store: Store) -> None:
+    ob, _ = outbox(store, FakeClock(0.0))
+    await ob.enqueue(note("n1", receiver="nobody"))
+    await ob.tick()
+    assert ob.health()["receivers"]["nobody"]["last_error"] == "no such receiver"
+
+
+async def test_trigger_gets_signed_links_at_enqueue(store: Store) -> None:
+    clock, fake = FakeClock(1000.0), Fake()
+    signer = LinkSigner([b"k"], base_url="http://cw", ttl_seconds=60)
+    ob = Outbox(store, {"r": fake}, clock, CollectorRegistry(), links=signer)
+    await ob.enqueue(note("n1"))
+    await ob.enqueue(note("n2", "resolve"))
+    await ob.tick()
+    await ob.tick()
+    trig, res = fake.sent
+    assert sorted(trig.links) == ["ack", "resolve", "snooze"] and res.links == {}
+    claim = signer.verify(trig.links["ack"].rsplit("/", 1)[1], now=1059.0)
+    assert (claim.action, claim.incident_id, claim.who) == ("acknowledge", "inc-1", "r")
+
+
+async def test_repeating_receiver_is_refreshed_until_resolved(store: Store) -> None:
+    clock, am = FakeClock(0.0), Fake(repeat_seconds=30)
+    ob, _ = outbox(store, clock, am=am)
+    await ob.enqueue(note("t1", receiver="am"))
+    await ob.tick()
+    assert [n.id for n in am.sent] == ["t1"]
+    clock.advance(29)
+    assert await ob.tick() == 0
+    clock.advance(1)
+    await ob.tick()
+    assert [n.id for n in am.sent] == ["t1", "t1#r1"]
+    # restart: the repeat schedule lives in the store
+    ob2, _ = outbox(store, clock, am=am)
+    clock.advance(30)
+    await ob2.tick()
+    assert am.sent[-1].id == "t1#r2"
+    await ob2.enqueue(note("res", "resolve", receiver="am"))
+    await ob2.tick()
+    clock.advance(300)
+    await ob2.tick()
+    assert [n.id for n in am.sent][-1] == "res" and len(am.sent) == 4
+    assert await store.get(REPEAT_KEY) == b"{}"
+
+
+async def test_run_delivers_to_a_real_receiver_promptly() -> None:
+    import asyncio
+
+    store = await open_store("sqlite://:memory:")
+    async with Receiver(202) as rx, aiohttp.ClientSession() as session:
+        cfg = DeliveryConfig.model_validate(
+            {"receivers": [{"name": "pd", "type": "pagerduty", "url": rx.url(),
+                            "routing_key_env": "K"}]}
+        )  # fmt: skip
+        clock = SystemClock()
+        notifiers = build_notifiers(cfg.receivers, session, env={"K": "k"}, clock=clock)
+        ob = Outbox(store, notifiers, clock, CollectorRegistry())
+        task = asyncio.create_task(ob.run())
+        await ob.enqueue(note("n1", receiver="pd"))
+        for _ in range(200):
+            if rx.requests:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert rx.requests[0].json()["dedup_key"] == "k"
+    await store.close()
