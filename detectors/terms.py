@@ -86,7 +86,11 @@ class TermsDetector:
         floor = self.floor_per_day / 86_400.0
         if r is None:
             return floor
-        return max(floor, r[0] * math.pow(0.5, (t - r[1]) / self.halflife))
+        # The EWMA starts from zero at the series' first bucket; divide by the weight it has
+        # accumulated since then, or every term looks like a burst early in a series' life.
+        seen = max(t - self.t0, 1.0) if self.n else 1.0
+        weight = 1.0 - math.pow(0.5, seen / self.halflife)
+        return max(floor, r[0] * math.pow(0.5, (t - r[1]) / self.halflife) / max(weight, 1e-9))
 
     def score_one(self, bucket: Bucket) -> float:
         terms = bucket.terms
