@@ -21,4 +21,8 @@ async def open_store(url: str) -> Store:
 
         path = rest[1:] if rest.startswith("/") else rest
         return await SqliteStore.open(path or ":memory:")
+    if scheme in ("postgresql", "postgres"):
+        from monitor.storage.postgres import PostgresStore
+
+        return await PostgresStore.open(url)
     raise ConfigError("storage.url", f"unsupported scheme {scheme!r}", url)

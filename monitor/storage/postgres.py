@@ -1,0 +1,213 @@
+"""PostgreSQL backend (asyncpg), selected by a ``postgresql://`` URL. Same migrations as SQLite.
+
+``postgresql://user@host:5432/db?schema=name`` keeps every table in schema `name` (created if
+missing), which lets tests and several deployments share one database.
+
+>>> split_schema("postgresql://postgres@127.0.0.1/test?schema=cw_1&sslmode=disable")
+('postgresql://postgres@127.0.0.1/test?sslmode=disable', 'cw_1')
+>>> split_schema("postgresql://h/db")
+('postgresql://h/db', None)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from monitor.errors import ConfigError
+from monitor.storage.base import OutboxRow
+from monitor.storage.migrations import MIGRATIONS
+
+_DIALECT = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Serialises migrations of concurrent starters (any constant; "cw" in ASCII).
+_MIGRATION_LOCK = 0x6377
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Take our own ``schema`` query parameter out of the DSN asyncpg will see."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _row(r: Any) -> OutboxRow:
+    return OutboxRow(
+        r["id"],
+        r["receiver"],
+        json.loads(r["payload"]),
+        r["created_at"],
+        r["due_at"],
+        r["expires_at"],
+        r["attempts"],
+        r["state"],
+        r["last_error"],
+    )
+
+
+class PostgresStore:
+    def __init__(self, pool: Any, schema: str | None) -> None:
+        self._pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 4) -> PostgresStore:
+        dsn, schema = split_schema(url)
+        if schema is not None and not _SCHEMA.match(schema):
+            raise ConfigError("storage.url", "schema must match [a-z_][a-z0-9_]*", schema)
+        settings = {"search_path": schema} if schema else None
+        try:
+            if schema:  # the pool's search_path needs the schema to exist first
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                finally:
+                    await conn.close()
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, server_settings=settings
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            # The DSN may hold a password: name the failure, never echo the URL.
+            raise ConfigError(
+                "storage.url", f"cannot open PostgreSQL: {type(exc).__name__}"
+            ) from None
+        store = cls(pool, schema)
+        await store._migrate()
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for sql in statements:
+                    await conn.execute(sql.format(**_DIALECT))
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+
+    async def schema_version(self) -> int:
+        v = await self._pool.fetchval("SELECT MAX(version) FROM schema_version")
+        return int(v or 0)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def drop_schema(self) -> None:
+        """Remove this store's schema and everything in it (tests)."""
+        if self.schema:
+            await self._pool.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    async def get(self, key: str) -> bytes | None:
+        v = await self._pool.fetchval("SELECT value FROM kv WHERE key = $1", key)
+        return None if v is None else bytes(v)
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self._pool.execute(
+            "INSERT INTO kv (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            key,
+            value,
+        )
+
+    async def upsert_incident(self, incident: dict[str, Any]) -> None:
+        await self._pool.execute(
+            "INSERT INTO incidents (id, key, state, severity, opened_at, updated_at, doc)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET"
+            " state = excluded.state, severity = excluded.severity,"
+            " updated_at = excluded.updated_at, doc = excluded.doc",
+            incident["id"],
+            incident["key"],
+            incident["state"],
+            incident.get("severity"),
+            float(incident["opened_at"]),
+            float(incident["updated_at"]),
+            json.dumps(incident),
+        )
+
+    async def list_incidents(
+        self, *, open_only: bool = False, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        where = "WHERE state != 'resolved'" if open_only else ""
+        rows = await self._pool.fetch(
+            f"SELECT doc FROM incidents {where} ORDER BY updated_at DESC LIMIT $1", limit
+        )
+        return [json.loads(r["doc"]) for r in rows]
+
+    async def outbox_enqueue(self, row: OutboxRow) -> None:
+        await self._pool.execute(
+            "INSERT INTO outbox (id, receiver, payload, created_at, due_at, expires_at,"
+            " attempts, state, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (id) DO NOTHING",
+            row.id,
+            row.receiver,
+            json.dumps(row.payload),
+            float(row.created_at),
+            float(row.due_at),
+            float(row.expires_at),
+            row.attempts,
+            row.state,
+            row.last_error,
+        )
+
+    async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxRow]:
+        rows = await self._pool.fetch(
+            "SELECT id, receiver, payload, created_at, due_at, expires_at, attempts, state,"
+            " last_error FROM outbox WHERE state = 'pending' AND due_at <= $1"
+            " ORDER BY due_at LIMIT $2",
+            float(now),
+            limit,
+        )
+        return [_row(r) for r in rows]
+
+    async def outbox_update(
+        self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
+    ) -> None:
+        await self._pool.execute(
+            "UPDATE outbox SET state = $1, attempts = $2, due_at = $3, last_error = $4"
+            " WHERE id = $5",
+            state,
+            attempts,
+            float(due_at),
+            last_error,
+            id,
+        )
+
+    async def outbox_stats(self, now: float) -> dict[str, Any]:
+        rows = await self._pool.fetch(
+            "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox GROUP BY state"
+        )
+        by_state = {r["state"]: int(r["n"]) for r in rows}
+        oldest = next((r["oldest"] for r in rows if r["state"] == "pending"), None)
+        return {
+            "pending": by_state.get("pending", 0),
+            "delivered": by_state.get("delivered", 0),
+            "expired": by_state.get("expired", 0),
+            "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+        }
+
+    async def add_dead_letter(
+        self, source: str, reason: str, detail: str, payload: bytes, received_at: float
+    ) -> None:
+        await self._pool.execute(
+            "INSERT INTO dead_letters (source, reason, detail, payload, received_at)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            source,
+            reason,
+            detail,
+            payload,
+            float(received_at),
+        )
+
+    async def count_dead_letters(self) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            "SELECT source, reason, COUNT(*) AS n FROM dead_letters GROUP BY source, reason"
+        )
+        return {(r["source"], r["reason"]): int(r["n"]) for r in rows}

@@ -1,0 +1,149 @@
+"""The store contract, run against every backend: SQLite always, PostgreSQL as integration.
+
+PostgreSQL: db ``test`` on 127.0.0.1:5432 as user postgres; each test gets a fresh schema that
+is dropped afterwards, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alerting.notification import Notification
+from alerting.outbox import Outbox
+from monitor.clock import FakeClock
+from monitor.errors import ConfigError
+from monitor.storage import OutboxRow, Store, open_store
+from monitor.storage.migrations import MIGRATIONS
+from monitor.storage.postgres import PostgresStore
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+LATEST = MIGRATIONS[-1][0]
+
+Opener = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """A function that opens (or re-opens) one fresh store of the requested backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        url = f"{PG}?schema=cw_test_{uuid.uuid4().hex[:12]}"
+
+    async def open_() -> Store:
+        return await open_store(url)
+
+    yield open_
+    if request.param == "postgresql":
+        s = await open_store(url)
+        assert isinstance(s, PostgresStore)
+        await s.drop_schema()
+        await s.close()
+
+
+@pytest.fixture
+async def store(opener: Opener) -> AsyncIterator[Store]:
+    s = await opener()
+    yield s
+    await s.close()
+
+
+async def test_kv_roundtrips_bytes(store: Store) -> None:
+    assert await store.get("k") is None
+    await store.put("k", b"\x00\xffone")
+    await store.put("k", b"\x00\xfftwo")
+    await store.put("other", b"")
+    assert await store.get("k") == b"\x00\xfftwo"
+    assert await store.get("other") == b""
+
+
+async def test_incidents_upsert_order_and_open_filter(store: Store) -> None:
+    for i, (state, t) in enumerate([("triggered", 5.0), ("acknowledged", 7.0), ("resolved", 6.0)]):
+        await store.upsert_incident(
+            {"id": f"i{i}", "key": "acme", "state": state, "severity": 2,
+             "opened_at": 1.0, "updated_at": t, "extra": {"drivers": ["x"]}}
+        )  # fmt: skip
+    assert [i["id"] for i in await store.list_incidents()] == ["i1", "i2", "i0"]
+    assert [i["id"] for i in await store.list_incidents(open_only=True)] == ["i1", "i0"]
+    assert [i["id"] for i in await store.list_incidents(limit=1)] == ["i1"]
+    await store.upsert_incident(
+        {"id": "i0", "key": "acme", "state": "resolved", "severity": None,
+         "opened_at": 1.0, "updated_at": 9.0}
+    )  # fmt: skip
+    docs = await store.list_incidents()
+    assert docs[0] == {"id": "i0", "key": "acme", "state": "resolved", "severity": None,
+                       "opened_at": 1.0, "updated_at": 9.0}  # fmt: skip
+    assert (await store.list_incidents())[1]["extra"] == {"drivers": ["x"]}
+
+
+async def test_outbox_enqueue_due_update_stats(store: Store) -> None:
+    def row(i: str, due: float, created: float = 1.0) -> OutboxRow:
+        return OutboxRow(i, "pager", {"id": i, "n": [1, "ü"]}, created, due, 100.0, 0,
+                         "pending", None)  # fmt: skip
+
+    await store.outbox_enqueue(row("b", 5.0))
+    await store.outbox_enqueue(row("a", 3.0, created=0.5))
+    await store.outbox_enqueue(row("a", 1.0))  # same id: ignored
+    await store.outbox_enqueue(row("c", 50.0))
+    assert [r.id for r in await store.outbox_due(10.0)] == ["a", "b"]
+    assert [r.id for r in await store.outbox_due(1e18, limit=1)] == ["a"]
+    (a,) = await store.outbox_due(3.0)
+    assert a == row("a", 3.0, created=0.5)
+    await store.outbox_update("a", state="pending", attempts=1, due_at=20.0, last_error="HTTP 503")
+    await store.outbox_update("b", state="delivered", attempts=1, due_at=5.0, last_error=None)
+    assert [(r.id, r.attempts, r.last_error) for r in await store.outbox_due(30.0)] == [
+        ("a", 1, "HTTP 503")
+    ]
+    await store.outbox_update("c", state="expired", attempts=3, due_at=50.0, last_error="x")
+    assert await store.outbox_stats(10.5) == {
+        "pending": 1, "delivered": 1, "expired": 1, "oldest_pending_age": 10.0}  # fmt: skip
+
+
+async def test_dead_letters_are_counted(store: Store) -> None:
+    await store.add_dead_letter("mqtt", "malformed_json", "line 1", b"\xff{", 1.0)
+    await store.add_dead_letter("mqtt", "malformed_json", "line 2", b"", 2.0)
+    await store.add_dead_letter("ws", "too_large", "", b"x", 3.0)
+    assert await store.count_dead_letters() == {
+        ("mqtt", "malformed_json"): 2, ("ws", "too_large"): 1}  # fmt: skip
+
+
+async def test_state_survives_reopen_and_migrations_run_once(opener: Opener) -> None:
+    s = await opener()
+    await s.put("cursor", b"42")
+    await s.outbox_enqueue(OutboxRow("n1", "r", {}, 1.0, 1.0, 9.0, 0, "pending", None))
+    await s.close()
+    s = await opener()
+    assert await s.get("cursor") == b"42"
+    assert [r.id for r in await s.outbox_due(2.0)] == ["n1"]
+    assert await s.schema_version() == LATEST  # type: ignore[attr-defined]
+    await s.close()
+
+
+async def test_outbox_delivers_over_the_backend(store: Store) -> None:
+    sent: list[str] = []
+
+    class Rec:
+        async def send(self, n: Notification) -> None:
+            sent.append(n.id)
+
+    clock = FakeClock(10.0)
+    ob = Outbox(store, {"r": Rec()}, clock, CollectorRegistry())
+    for i in range(3):
+        await ob.enqueue(Notification(f"n{i}", "r", "trigger", f"k{i}", {"id": "i"}, 10.0))
+    assert await ob.tick() == 3
+    assert sorted(sent) == ["n0", "n1", "n2"]
+    assert (await store.outbox_stats(11.0))["delivered"] == 3
+
+
+@pytest.mark.integration
+async def test_pg_errors_do_not_echo_the_url() -> None:
+    with pytest.raises(ConfigError) as ei:
+        await open_store("postgresql://postgres:hunter2@127.0.0.1:1/test")
+    assert "hunter2" not in str(ei.value)
+    with pytest.raises(ConfigError, match="schema must match"):
+        await open_store(f"{PG}?schema=Bad-Name")
