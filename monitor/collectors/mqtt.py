@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiomqtt
@@ -113,7 +113,7 @@ class MqttSource:
     async def _save_dedup(self) -> None:
         await self.ctx.state.put(self._state_key, self._intake.dedup.snapshot(_DEDUP_KEEP))
 
-    async def stream(self) -> AsyncIterator[Mention]:
+    async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock
         restored = Dedup.restore(await self.ctx.state.get(self._state_key))
         for key in restored.recent(len(restored)):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from contextlib import aclosing
+from typing import Literal
 
 import aiomqtt
 import pytest
@@ -43,7 +44,7 @@ async def _wait(pred: object, timeout: float) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-async def test_ten_thousand_with_restart_in_the_middle(protocol: str) -> None:
+async def test_ten_thousand_with_restart_in_the_middle(protocol: Literal["3.1.1", "5"]) -> None:
     run = uuid.uuid4().hex[:12]
     prefix = f"cwtest/{run}"
     cfg = MqttSourceConfig(

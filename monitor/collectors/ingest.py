@@ -1,0 +1,196 @@
+"""``POST /api/v1/mentions``: JSON object, JSON array or NDJSON, with per-item results.
+
+One bad item never sinks the batch: each item is validated on its own, accepted ones go into
+the pipeline, rejected ones go to the dead-letter store, and the response lists every item's
+fate. Status: 200 all accepted (duplicates count as accepted), 207 some rejected, 422 all
+rejected, 400 body unparseable, 401 bad/missing token, 413 body too large.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes
+from monitor.config.sources import HttpIngestConfig
+from monitor.decode import decode_mention, loads
+from monitor.errors import DecodeError
+from monitor.model import Mention
+
+PATH = "/api/v1/mentions"
+_NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/json-seq",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item of a request body: its value, or why it could not even be parsed."""
+
+    index: int
+    value: object
+    raw: bytes
+    error: DecodeError | None = None
+
+
+def split_body(raw: bytes, content_type: str, *, max_item_bytes: int) -> Iterator[Item]:
+    """A request body -> its items. Raises DecodeError only when nothing can be salvaged.
+
+    >>> [i.value for i in split_body(b'[{"a":1},2]', "application/json", max_item_bytes=99)]
+    [{'a': 1}, 2]
+    >>> [(i.value, i.error and i.error.reason) for i in
+    ...  split_body(b'{"a":1}\\n{oops\\n', "application/x-ndjson", max_item_bytes=99)]
+    [({'a': 1}, None), (None, 'malformed_json')]
+    """
+    ndjson = content_type.split(";")[0].strip().lower() in _NDJSON_TYPES
+    if not ndjson:
+        try:
+            doc = loads(raw, max_bytes=len(raw) + 1)
+        except DecodeError as err:
+            # `{..}\n{..}` sent as application/json is NDJSON in practice; accept it as such
+            if err.reason not in ("malformed_json", "invalid_utf8") or b"\n" not in raw.strip():
+                raise
+            ndjson = True
+        else:
+            items = doc if isinstance(doc, list) else [doc]
+            for i, value in enumerate(items):
+                rawi = payload_bytes(value)
+                if len(rawi) > max_item_bytes:
+                    big = DecodeError("oversize", f"item of {len(rawi)} bytes > {max_item_bytes}")
+                    yield Item(i, None, rawi[:max_item_bytes], big)
+                else:
+                    yield Item(i, value, rawi)
+            return
+    index = 0
+    for line in raw.split(b"\n"):
+        line = line.strip(b"\r\t \x1e")  # \x1e: RFC 7464 json-seq record separator
+        if not line:
+            continue
+        try:
+            yield Item(index, loads(line, max_bytes=max_item_bytes), line)
+        except DecodeError as err:
+            yield Item(index, None, line[:max_item_bytes], err)
+        index += 1
+
+
+def bearer_ok(header: str | None, token: Secret) -> bool:
+    """Constant-time check of an ``Authorization: Bearer <token>`` header.
+
+    >>> bearer_ok("Bearer s3cret", Secret("s3cret")), bearer_ok("Bearer nope", Secret("s3cret"))
+    (True, False)
+    >>> bearer_ok(None, Secret("s3cret"))
+    False
+    """
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), token.reveal().encode())
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None if it is longer than `limit` (stops reading there)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+class MentionIngest:
+    """The HTTP ingest endpoint; `health` is its source health (a push source)."""
+
+    def __init__(self, cfg: HttpIngestConfig, ctx: SourceContext, token: Secret | None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.intake = Intake(cfg.name, "http", ctx)
+        self.token = token
+        self._metrics = metrics_for(ctx.registry)
+        self._allowed = frozenset(cfg.allowed_sources)
+
+    @property
+    def health(self) -> SourceHealth:
+        return self.intake.health
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(PATH, self.handle)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.token is None:
+            return _error(503, f"ingest token not configured (set ${self.cfg.token_env})")
+        if not bearer_ok(request.headers.get("Authorization"), self.token):
+            self._metrics.auth_failures.labels(self.cfg.name, "token").inc()
+            return web.json_response(
+                {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        raw = await read_limited(request, self.cfg.max_body_bytes)
+        if raw is None:
+            self.intake.reject("oversize", f"body > {self.cfg.max_body_bytes} bytes", b"")
+            return _error(413, f"body larger than {self.cfg.max_body_bytes} bytes")
+        try:
+            items = list(
+                split_body(raw, request.content_type, max_item_bytes=self.cfg.max_item_bytes)
+            )
+        except DecodeError as err:
+            self.intake.reject_error(err, raw[: self.cfg.max_item_bytes])
+            return _error(400, str(err))
+        if len(items) > self.cfg.max_items:
+            self.intake.reject("oversize", f"{len(items)} items > {self.cfg.max_items}", b"")
+            return _error(413, f"more than {self.cfg.max_items} items")
+        results = [await self._one(item) for item in items]
+        counts = {
+            s: sum(r["status"] == s for r in results) for s in ("accepted", "duplicate", "rejected")
+        }
+        status = (
+            200 if not counts["rejected"] else 422 if counts["rejected"] == len(results) else 207
+        )
+        if not results:
+            status = 422
+        return web.json_response({**counts, "items": results}, status=status)
+
+    async def _one(self, item: Item) -> dict[str, Any]:
+        m: Mention | None = None
+        err = item.error
+        if err is None:
+            try:
+                m = decode_mention(item.value, source=self.cfg.name)
+                if self._allowed and m.source not in self._allowed:
+                    raise DecodeError("unknown_source", f"source {m.source!r} not allowed")
+            except DecodeError as e:
+                err = e
+        if err is not None or m is None:
+            assert err is not None
+            self.intake.reject_error(err, item.raw)
+            return {
+                "index": item.index,
+                "status": "rejected",
+                "reason": err.reason,
+                "detail": err.detail,
+            }
+        if not self.intake.accept(m):
+            return {"index": item.index, "status": "duplicate", "id": m.id}
+        await self.ctx.submit(m)
+        return {"index": item.index, "status": "accepted", "id": m.id}
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps({"error": message}), content_type="application/json"
+    )

@@ -1,0 +1,188 @@
+"""POST /api/v1/mentions: formats, auth, limits, per-item results, and fuzzed bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.collectors.common import Secret
+from monitor.collectors.ingest import MentionIngest
+from monitor.config.sources import HttpIngestConfig
+from monitor.decode import REASONS
+
+from .conftest import Harness, make_harness
+
+TOKEN = "t0ken-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def item(i: int, **patch: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": str(i),
+        "channel": "x",
+        "text": f"acme {i}",
+        "created_at": 1_714_564_800 + i,
+        "author": {"id": "u", "handle": "@u"},
+    }
+    return {**base, **patch}
+
+
+async def serve(
+    h: Harness, cfg: HttpIngestConfig | None = None
+) -> TestClient[web.Request, web.Application]:
+    app = web.Application()
+    app.add_routes(
+        MentionIngest(cfg or HttpIngestConfig(enabled=True), h.ctx, Secret(TOKEN)).routes()
+    )
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[tuple[Harness, TestClient[web.Request, web.Application]]]:
+    h = make_harness()
+    client = await serve(h, HttpIngestConfig(enabled=True, max_body_bytes=64 * 1024, max_items=500))
+    yield h, client
+    await client.close()
+
+
+async def test_object_array_and_ndjson(env: tuple[Harness, Any]) -> None:
+    h, client = env
+    r = await client.post("/api/v1/mentions", json=item(1), headers=AUTH)
+    assert r.status == 200
+    assert (await r.json())["items"] == [{"index": 0, "status": "accepted", "id": "1"}]
+    r = await client.post("/api/v1/mentions", json=[item(2), item(3)], headers=AUTH)
+    assert (await r.json())["accepted"] == 2
+    nd = "\n".join(json.dumps(item(i)) for i in (4, 5, 6)) + "\n"
+    r = await client.post(
+        "/api/v1/mentions", data=nd, headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
+    assert (await r.json())["accepted"] == 3
+    assert [m.id for m in h.submitted] == ["1", "2", "3", "4", "5", "6"]
+    assert all(m.source == "http" for m in h.submitted)
+
+
+async def test_per_item_results_never_all_or_nothing(env: tuple[Harness, Any]) -> None:
+    h, client = env
+    body = [item(1), item(2, author="nobody"), item(1), {"nope": 1}, item(3, created_at="soon")]
+    r = await client.post("/api/v1/mentions", json=body, headers=AUTH)
+    assert r.status == 207
+    out = await r.json()
+    assert [i["status"] for i in out["items"]] == [
+        "accepted",
+        "rejected",
+        "duplicate",
+        "rejected",
+        "rejected",
+    ]
+    reasons = [i.get("reason") for i in out["items"]]
+    assert reasons == [None, "wrong_type", None, "unknown_field", "invalid_value"]
+    assert (out["accepted"], out["duplicate"], out["rejected"]) == (1, 1, 3)
+    assert [m.id for m in h.submitted] == ["1"]
+    assert len(h.letters.items) == 3
+    assert (
+        h.metric("crisiswatch_collector_dead_letters_total", source="http", reason="wrong_type")
+        == 1
+    )
+
+
+async def test_ndjson_with_a_broken_line_keeps_the_others(env: tuple[Harness, Any]) -> None:
+    h, client = env
+    nd = json.dumps(item(1)).encode() + b"\n{broken\n\xff\xfe\n" + json.dumps(item(2)).encode()
+    r = await client.post("/api/v1/mentions", data=nd, headers=AUTH)  # no NDJSON content type
+    out = await r.json()
+    assert r.status == 207
+    assert [i.get("reason") for i in out["items"]] == [None, "malformed_json", "invalid_utf8", None]
+    assert h.letters.reasons == {"malformed_json": 1, "invalid_utf8": 1}
+
+
+async def test_auth_and_limits(env: tuple[Harness, Any]) -> None:
+    h, client = env
+    assert (await client.post("/api/v1/mentions", json=item(1))).status == 401
+    bad = {"Authorization": "Bearer wrong"}
+    assert (await client.post("/api/v1/mentions", json=item(1), headers=bad)).status == 401
+    assert h.metric("crisiswatch_collector_auth_failures_total", source="http", kind="token") == 2
+    big = [item(i, text="x" * 1000) for i in range(100)]
+    r = await client.post("/api/v1/mentions", json=big, headers=AUTH)
+    assert r.status == 413
+    many = [item(i) for i in range(501)]
+    r = await client.post("/api/v1/mentions", data=json.dumps(many).replace(" ", ""), headers=AUTH)
+    assert r.status == 413
+    assert h.letters.reasons == {"oversize": 2}
+    r = await client.post("/api/v1/mentions", data=b"{", headers=AUTH)
+    assert r.status == 400
+    assert h.submitted == []
+
+
+async def test_missing_token_env_disables_the_endpoint() -> None:
+    h = make_harness()
+    app = web.Application()
+    app.add_routes(MentionIngest(HttpIngestConfig(enabled=True), h.ctx, None).routes())
+    async with TestClient(TestServer(app)) as client:
+        r = await client.post("/api/v1/mentions", json=item(1), headers=AUTH)
+        assert r.status == 503
+        assert "CRISISWATCH_INGEST_TOKEN" in (await r.json())["error"]
+
+
+async def test_allowed_sources() -> None:
+    h = make_harness()
+    client = await serve(h, HttpIngestConfig(enabled=True, allowed_sources=["crm", "http"]))
+    r = await client.post(
+        "/api/v1/mentions", json=[item(1, source="crm"), item(2, source="spam")], headers=AUTH
+    )
+    assert [i.get("reason") for i in (await r.json())["items"]] == [None, "unknown_source"]
+    await client.close()
+
+
+junk = st.one_of(
+    st.binary(max_size=200).filter(lambda b: b"\n" not in b),
+    st.builds(
+        lambda d: json.dumps(d).encode(),
+        st.dictionaries(st.text(max_size=8), st.integers(), max_size=4),
+    ),
+    st.builds(
+        lambda k, v: json.dumps(item(0, **{k: v})).encode(),
+        st.sampled_from(["id", "text", "created_at", "author", "kind", "metrics", "lang"]),
+        st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2), st.floats()),
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(junk, min_size=50, max_size=100))
+def test_thousands_of_bad_payloads_are_dead_lettered_and_the_endpoint_lives(
+    lines: list[bytes],
+) -> None:
+    async def run() -> None:
+        h = make_harness()
+        client = await serve(h)
+        try:
+            body = b"\n".join(lines) + b"\n" + json.dumps(item(999_999)).encode()
+            r = await client.post(
+                "/api/v1/mentions",
+                data=body,
+                headers={**AUTH, "Content-Type": "application/x-ndjson"},
+            )
+            assert r.status in (200, 207)
+            out = await r.json()
+            results = out["items"]
+            assert results[-1]["status"] == "accepted"  # the good one after all the junk
+            rejected = [x for x in results if x["status"] == "rejected"]
+            assert len(rejected) == len(h.letters.items)
+            assert all(x["reason"] in REASONS for x in rejected)
+            assert len(results) == out["accepted"] + out["duplicate"] + out["rejected"]
+            r2 = await client.post("/api/v1/mentions", json=item(1_000_000), headers=AUTH)
+            assert r2.status == 200
+        finally:
+            await client.close()
+
+    asyncio.run(run())

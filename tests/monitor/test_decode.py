@@ -1,0 +1,153 @@
+"""The mention schema: decode, encode, every failure reason, and never anything but DecodeError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.decode import REASONS, decode_json_bytes, decode_mention, encode_mention
+from monitor.errors import DecodeError
+from monitor.model import Author, Mention
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "mention-schema.json"
+
+GOOD: dict[str, Any] = {
+    "id": "42",
+    "source": "http",
+    "channel": "x",
+    "text": "acme is down again",
+    "created_at": "2024-05-01T12:00:00Z",
+    "author": {"id": "u1", "handle": "@ann", "followers": 120, "verified": True},
+    "lang": "en",
+    "url": "https://x.com/ann/status/42",
+    "kind": "reply",
+    "in_reply_to": "41",
+    "metrics": {"likes": 3, "shares": 1},
+}
+
+
+def test_full_mention_roundtrips() -> None:
+    m = decode_mention(GOOD)
+    assert m.author == Author(id="u1", handle="@ann", followers=120, verified=True)
+    assert m.metrics == (("likes", 3), ("shares", 1))
+    assert m.kind == "reply" and m.in_reply_to == "41"
+    assert decode_mention(encode_mention(m)) == m
+    assert decode_json_bytes(json.dumps(encode_mention(m)).encode()) == m
+
+
+def test_source_argument_fills_in_but_does_not_override() -> None:
+    body = {k: v for k, v in GOOD.items() if k != "source"}
+    assert decode_mention(body, source="mqtt").source == "mqtt"
+    assert decode_mention(GOOD, source="mqtt").source == "http"
+    with pytest.raises(DecodeError) as e:
+        decode_mention(body)
+    assert e.value.reason == "missing_field"
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [
+        ({"id": None}, "missing_field"),
+        ({"id": 42}, "wrong_type"),
+        ({"id": ""}, "invalid_value"),
+        ({"text": None}, "missing_field"),
+        ({"text": ["a"]}, "wrong_type"),
+        ({"created_at": "yesterday"}, "invalid_value"),
+        ({"created_at": "2024-05-01T12:00:00"}, "invalid_value"),
+        ({"created_at": 1e15}, "invalid_value"),
+        ({"created_at": True}, "wrong_type"),
+        ({"author": "ann"}, "wrong_type"),
+        ({"author": None}, "missing_field"),
+        ({"author": {"handle": "@a"}}, "missing_field"),
+        ({"author": {"id": "a", "followers": -1}}, "invalid_value"),
+        ({"author": {"id": "a", "followers": "many"}}, "wrong_type"),
+        ({"author": {"id": "a", "verified": "yes"}}, "wrong_type"),
+        ({"author": {"id": "a", "karma": 1}}, "unknown_field"),
+        ({"kind": "tweet"}, "invalid_value"),
+        ({"metrics": {"likes": 1.5}}, "wrong_type"),
+        ({"metrics": [1]}, "wrong_type"),
+        ({"source": "has space"}, "invalid_value"),
+        ({"schema_version": 2}, "unsupported_version"),
+        ({"colour": "red"}, "unknown_field"),
+    ],
+)
+def test_each_failure_has_its_reason(patch: dict[str, Any], reason: str) -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_mention({**GOOD, **patch})
+    assert e.value.reason == reason
+    assert reason in REASONS
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xc3\x28", "invalid_utf8"),
+        (b'{"id": "1",', "malformed_json"),
+        (b"[1]", "not_object"),
+        (b"null", "not_object"),
+        (b"[" * 100_000, "malformed_json"),
+        (b" " * 300_000, "oversize"),
+    ],
+)
+def test_byte_level_failures(raw: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_json_bytes(raw)
+    assert e.value.reason == reason
+
+
+def test_schema_file_matches_the_decoder() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    assert schema["properties"]["schema_version"]["const"] == 1
+    assert set(schema["required"]) == {"id", "text", "created_at", "author"}
+    assert set(schema["properties"]) >= set(encode_mention(decode_mention(GOOD)))
+    assert schema["additionalProperties"] is False
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> object:
+    """A valid mention with fields dropped, retyped or added: near misses find the edges."""
+    obj: dict[str, Any] = dict(GOOD)
+    for key in draw(st.lists(st.sampled_from([*GOOD, "author.id", "extra"]), max_size=3)):
+        action = draw(st.sampled_from(["drop", "retype"]))
+        if key == "author.id":
+            obj["author"] = {**GOOD["author"], "id": draw(json_values)}
+        elif action == "drop":
+            obj.pop(key, None)
+        else:
+            obj[key] = draw(json_values)
+    return obj
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(json_values, mutated()))
+def test_any_json_value_decodes_or_raises_decode_error(value: object) -> None:
+    try:
+        m = decode_mention(value, source="fuzz")
+    except DecodeError as e:
+        assert e.reason in REASONS
+    else:
+        assert isinstance(m, Mention)
+        assert decode_mention(encode_mention(m)) == m
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_decode_or_raise_decode_error(raw: bytes) -> None:
+    try:
+        decode_json_bytes(raw, source="fuzz", max_bytes=300)
+    except DecodeError as e:
+        assert e.reason in REASONS
