@@ -122,9 +122,7 @@ class Incident:
         ...          labels={"region": "emea"}).match_labels()["severity"]
         'SEV2'
         """
-        out = dict(self.labels)
-        out.update(topic=self.topic, kind=self.kind, severity=label(self.severity), key=self.key)
-        return out
+        return match_labels(self.to_dict())
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +141,23 @@ class IncidentEvent:
             "t": self.t,
             "incident": self.incident.to_dict(),
         }
+
+
+def match_labels(incident: Mapping[str, Any]) -> dict[str, str]:
+    """Matcher labels of a JSON incident snapshot (what escalation events carry).
+
+    >>> match_labels({"topic": "acme", "kind": "volume", "severity": 1, "key": "acme/volume",
+    ...               "labels": {"region": "emea", "topic": "ignored"}})["topic"]
+    'acme'
+    """
+    out = {str(k): str(v) for k, v in dict(incident.get("labels") or {}).items()}
+    out.update(
+        topic=str(incident.get("topic", "")),
+        kind=str(incident.get("kind", "")),
+        severity=label(int(incident.get("severity", 4))),
+        key=str(incident.get("key", "")),
+    )
+    return out
 
 
 def topic_of(series: str) -> str:
