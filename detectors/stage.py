@@ -12,12 +12,15 @@ signal can carry it and weak signals that agree reinforce each other.
 >>> quiet = [stage.observe(Bucket("acme", i * 60.0, 60.0, count=5 + i % 3)) for i in range(600)]
 >>> any(v.onset for v in quiet)
 False
->>> v = stage.observe(Bucket("acme", 600 * 60.0, 60.0, count=400))
->>> v.onset, v.active, v.severity, v.explanation["fired"]
-('open', True, 1, ['volume'])
+>>> storm = [stage.observe(Bucket("acme", i * 60.0, 60.0, count=400)) for i in range(600, 610)]
+>>> [v.onset for v in storm if v.onset]
+['open']
+>>> v = storm[-1]
+>>> v.active, v.severity, v.explanation["fired"]
+(True, 4, ['volume'])
 >>> restored = DetectionStage(DetectionConfig(warmup_seconds=3600))
 >>> restored.restore(stage.checkpoint())
->>> restored.observe(Bucket("acme", 601 * 60.0, 60.0, count=6)).active
+>>> restored.observe(Bucket("acme", 611 * 60.0, 60.0, count=6)).active
 True
 """
 
@@ -81,8 +84,11 @@ def build_volume(cfg: DetectionConfig) -> Detector:
         dispersion_halflife=cfg.dispersion_halflife_seconds,
         slot_seconds=cfg.season_slot_seconds,
         weekly=cfg.weekly,
+        spread_halflife=cfg.spread_halflife_seconds,
         scales=cfg.scales_seconds,
-        surprise_max=cfg.surprise_max,
+        pseudo_rate=cfg.pseudo_count_per_second,
+        z_half=cfg.z_half,
+        tail_guard=cfg.tail_guard,
         clip=cfg.robust_clip,
         warmup=cfg.warmup_seconds,
     )

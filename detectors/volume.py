@@ -1,13 +1,20 @@
 """Count-aware volume-spike detector: seasonal negative-binomial baseline, tail probabilities.
 
-Model per series: expected count ``mu = level * daily[slot] * weekly[dow] * width`` where
-``level`` is a rate per second and the seasonal factors are multiplicative (mean 1). The
-observed count is judged against a negative binomial with mean ``mu`` and a dispersion
-``phi`` (var = mu + phi * mu^2) the series estimates for itself, so a bursty dense series
-(median 47, bursts to 13,000) and a sparse one (most buckets zero) each get their own tail
-heaviness. Sums over several windows (``scales``, in seconds) catch slower ramps. The
-signal is ``-log10(tail p) / surprise_max`` clipped to [0, 1]. Learning uses values
-winsorised at ``clip`` standard deviations so a burst does not become the new normal at once.
+Baseline per series: expected count ``mu = level * daily[slot] * weekly[dow] * width``;
+``level`` is a rate per second, the seasonal factors are multiplicative (mean 1) and learn
+from values winsorised at ``clip`` standard deviations, so a burst does not become the new
+normal at once. Missing buckets are learned as zeros by the stage.
+
+Evidence: for each time scale (seconds, e.g. 1 h / 3 h / 6 h) the detector keeps an
+exponentially weighted mean of observed and of expected counts and takes the log ratio
+``r = log((x̄ + c) / (μ̄ + c))`` (``c`` a pseudo-count, so 0 → 2 mentions in a sparse series
+is no crisis). ``r`` is divided by the series' *own* typical |r| at that scale (a slow,
+clipped EWMA), so a bursty dense series (median 47, bursts to 13,000) and a sparse one (most
+buckets zero) are both judged against their own tail heaviness. ``z = max r / spread``
+becomes the signal ``z / (z + z_half)`` (0.5 at ``z_half``). A count model confirms it:
+the window's sum must also be improbable under a negative binomial with the series'
+estimated overdispersion ``phi`` (var = mu + phi mu^2); that tail probability is what the
+explanation reports.
 
 >>> from monitor.model import Bucket
 >>> d = VolumeDetector(warmup=0.0)
@@ -16,7 +23,7 @@ winsorised at ``clip`` standard deviations so a burst does not become the new no
 ...     d.learn_one(Bucket("s", i * 300.0, 300.0, count=10 + i % 3))
 >>> d.score_one(Bucket("s", 2000 * 300.0, 300.0, count=11)) < 0.1
 True
->>> d.score_one(Bucket("s", 2000 * 300.0, 300.0, count=200)) > 0.9
+>>> d.score_one(Bucket("s", 2000 * 300.0, 300.0, count=200)) > 0.7
 True
 """
 
@@ -25,7 +32,6 @@ from __future__ import annotations
 import copy
 import math
 from array import array
-from collections import deque
 from typing import Any, Self
 
 from scipy.special import betainc
@@ -71,16 +77,17 @@ def surprise_of(p: float) -> float:
 
 
 class VolumeDetector:
-    """Seasonal negative-binomial spike detector for one series (clone per series)."""
+    """Seasonal, count-aware, multi-scale spike detector for one series (clone per series)."""
 
     name = "volume"
     __slots__ = (
-        "_alpha_cache",
+        "_a",
         "_daily",
         "_last",
         "_mu",
         "_mu_t",
-        "_ring",
+        "_pending",
+        "_scale",
         "_weekly",
         "clip",
         "disp_den",
@@ -89,36 +96,45 @@ class VolumeDetector:
         "level",
         "level_halflife",
         "n",
+        "pseudo_rate",
         "scales",
         "season_halflife_days",
         "slot_seconds",
-        "surprise_max",
+        "spread_halflife",
         "t0",
         "t_last",
+        "tail_guard",
         "warmup",
         "weekly",
+        "z_half",
     )
 
     def __init__(
         self,
         *,
-        level_halflife: float = 6 * 3600.0,
+        level_halflife: float = 3 * DAY,
         season_halflife_days: float = 7.0,
         dispersion_halflife: float = 3 * DAY,
+        spread_halflife: float = 3 * DAY,
         slot_seconds: float = 3600.0,
         weekly: bool = True,
-        scales: tuple[float, ...] = (0.0, 900.0, 3600.0),
-        surprise_max: float = 16.0,
+        scales: tuple[float, ...] = (3600.0, 3 * 3600.0, 6 * 3600.0),
+        pseudo_rate: float = 2.0 / 300.0,
+        z_half: float = 4.0,
+        tail_guard: float = 1e-2,
         clip: float = 3.0,
         warmup: float = DAY,
     ) -> None:
         self.level_halflife = level_halflife
         self.season_halflife_days = season_halflife_days
         self.dispersion_halflife = dispersion_halflife
+        self.spread_halflife = spread_halflife
         self.slot_seconds = slot_seconds
         self.weekly = weekly
         self.scales = scales
-        self.surprise_max = surprise_max
+        self.pseudo_rate = pseudo_rate
+        self.z_half = z_half
+        self.tail_guard = tail_guard
         self.clip = clip
         self.warmup = warmup
         self.n = 0
@@ -129,12 +145,15 @@ class VolumeDetector:
         self.disp_den = 0.0
         self._daily = array("d", [1.0] * max(1, math.ceil(DAY / slot_seconds)))
         self._weekly = array("d", [1.0] * 7)
-        # (count, mu, mu^2) of the most recent buckets, for the multi-bucket windows
-        self._ring: deque[tuple[float, float, float]] = deque(maxlen=1)
-        self._alpha_cache: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+        # per scale: mean observed, mean expected, typical |log ratio|
+        self._scale = array("d", [0.0, 0.0, 0.3] * len(scales))
+        # width, then per-bucket weights: level, daily, weekly, dispersion, spread, scales...
+        self._a = array("d", [0.0] * (6 + len(scales)))
+        self._pending = array("d", [0.0] * (2 * len(scales)))
         self._mu = 0.0
         self._mu_t = math.nan
-        self._last: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 0.0)
+        # observed, expected, tail p, z, scale index
+        self._last: tuple[float, float, float, float, int] = (0.0, 0.0, 1.0, 0.0, 0)
 
     # -- model pieces -------------------------------------------------------------------
     def _slot(self, t: float) -> tuple[int, int]:
@@ -164,48 +183,52 @@ class VolumeDetector:
     def warm(self) -> bool:
         return self.n > 0 and self.t_last - self.t0 >= self.warmup
 
-    def _alphas(self, width: float) -> tuple[float, float, float, float]:
-        c = self._alpha_cache
-        if c[0] != width:
-            visits_day = DAY / width  # buckets per day; each daily slot is visited once a day
-            a_level = halflife_alpha(width, self.level_halflife)
-            a_daily = halflife_alpha(1.0, self.season_halflife_days * self.slot_seconds / width)
-            a_weekly = halflife_alpha(1.0, 3.0 * visits_day)
-            a_disp = halflife_alpha(width, self.dispersion_halflife)
-            c = self._alpha_cache = (width, a_level, a_daily, a_weekly, a_disp)
-            ks = [max(1, round(s / width)) for s in self.scales]
-            self._ring = deque(self._ring, maxlen=max(ks))
-        return c[1], c[2], c[3], c[4]
+    def _weights(self, width: float) -> array[float]:
+        a = self._a
+        if a[0] != width:
+            a[0] = width
+            a[1] = halflife_alpha(width, self.level_halflife)
+            # each daily slot is visited slot_seconds / width times a day
+            a[2] = halflife_alpha(1.0, self.season_halflife_days * self.slot_seconds / width)
+            a[3] = halflife_alpha(1.0, 3.0 * DAY / width)  # a weekday: three weeks of memory
+            a[4] = halflife_alpha(width, self.dispersion_halflife)
+            a[5] = halflife_alpha(width, self.spread_halflife)
+            for j, s in enumerate(self.scales):
+                a[6 + j] = 1.0 - math.exp(-width / max(s, width))
+        return a
 
     # -- protocol -------------------------------------------------------------------------
     def score_one(self, bucket: Bucket) -> float:
         x = float(bucket.count)
         if self.n == 0:
-            self._last = (x, 0.0, 1.0, 0.0)
+            self._last = (x, 0.0, 1.0, 0.0, 0)
             return 0.0
-        self._alphas(bucket.width)
+        a = self._weights(bucket.width)
         mu = self.expected(bucket)
-        phi = self.phi
-        best_p = 1.0
-        ring = self._ring
-        sx, sm, sm2 = x, mu, mu * mu
-        k_done = 1
-        width = bucket.width
-        for s in self.scales:
-            k = max(1, round(s / width))
-            while k_done < k and k_done <= len(ring):
-                rx, rm, rm2 = ring[-k_done]
-                sx += rx
-                sm += rm
-                sm2 += rm2
-                k_done += 1
-            if sx > sm and sm > 0.0:
-                # sum of k NB(mu_i, phi) ~ NB with the same mean and variance sm + phi * sm2
-                p = nb_tail(sx, sm, phi * sm2 / (sm * sm))
-                best_p = min(best_p, p)
-        surprise = surprise_of(best_p)
-        self._last = (x, mu, best_p, surprise)
-        return min(1.0, surprise / self.surprise_max)
+        c = self.pseudo_rate * bucket.width
+        sc, pend = self._scale, self._pending
+        best_z, best_j = 0.0, 0
+        for j in range(len(self.scales)):
+            aj = a[6 + j]
+            ex = sc[3 * j]
+            ex += aj * (x - ex)
+            em = sc[3 * j + 1]
+            em += aj * (mu - em)
+            pend[2 * j], pend[2 * j + 1] = ex, em
+            z = math.log((ex + c) / (em + c)) / sc[3 * j + 2]
+            if z > best_z:
+                best_z, best_j = z, j
+        p = 1.0
+        if best_z > 1.0:
+            # the same evidence under the count model: the window's sum as one NB draw
+            aj = a[6 + best_j]
+            n_eff = (2.0 - aj) / aj
+            ex, em = pend[2 * best_j], pend[2 * best_j + 1]
+            p = nb_tail(ex * n_eff, em * n_eff, self.phi / n_eff)
+            if p > self.tail_guard:
+                best_z = 0.0
+        self._last = (x, mu, p, best_z, best_j)
+        return best_z / (best_z + self.z_half) if best_z > 0.0 else 0.0
 
     def learn_one(self, bucket: Bucket) -> None:
         x = float(bucket.count)
@@ -214,33 +237,47 @@ class VolumeDetector:
         if self.n == 0:
             self.t0 = t
             self.level = max(x, 0.5) / width
-        a_level, a_daily, a_weekly, a_disp = self._alphas(width)
+        a = self._weights(width)
         mu = self.expected(bucket)
         new_day = self.n > 0 and int(t // DAY) != int(self.t_last // DAY)
         self.n += 1
         self.t_last = t
+        # multi-scale evidence state and each scale's own typical |log ratio|
+        c = self.pseudo_rate * width
+        sc = self._scale
+        a_s = a[5]
+        for j in range(len(self.scales)):
+            aj = a[6 + j]
+            ex = sc[3 * j] + aj * (x - sc[3 * j])
+            em = sc[3 * j + 1] + aj * (mu - sc[3 * j + 1])
+            sc[3 * j], sc[3 * j + 1] = ex, em
+            if self.n > 1:
+                sp = sc[3 * j + 2]
+                r = abs(math.log((ex + c) / (em + c)))
+                # 1.25 * mean |r| estimates a standard deviation; clipped so bursts don't count
+                sp += a_s * (1.25 * min(r, 4.0 * sp) - sp)
+                sc[3 * j + 2] = max(sp, 0.02)
+        # baseline
         phi = self.phi
         sd = math.sqrt(mu + phi * mu * mu)
         xw = min(x, mu + self.clip * sd) if self.n > 12 else x
         # dispersion: ratio of EWMAs, robust for tiny mu where per-bucket ratios explode
-        self.disp_num += a_disp * (((xw - mu) ** 2 - mu) - self.disp_num)
-        self.disp_den += a_disp * (mu * mu - self.disp_den)
+        self.disp_num += a[4] * (((xw - mu) ** 2 - mu) - self.disp_num)
+        self.disp_den += a[4] * (mu * mu - self.disp_den)
         slot, dow = self._slot(t)
         daily = self._daily[slot]
         weekly = self._weekly[dow] if self.weekly else 1.0
         # fast start: plain mean for the first buckets, then exponential forgetting
-        a = max(a_level, 1.0 / self.n)
-        base = width * daily * weekly
-        self.level += a * (xw / base - self.level)
+        al = max(a[1], 1.0 / self.n)
+        self.level += al * (xw / (width * daily * weekly) - self.level)
         if self.level <= 0.0:
             self.level = 1e-9
         lvl = max(self.level * width, 1e-9)
-        self._daily[slot] = daily + a_daily * (xw / (lvl * weekly) - daily)
+        self._daily[slot] = daily + a[2] * (xw / (lvl * weekly) - daily)
         if self.weekly:
-            self._weekly[dow] = weekly + a_weekly * (xw / (lvl * daily) - weekly)
+            self._weekly[dow] = weekly + a[3] * (xw / (lvl * daily) - weekly)
         if new_day:
             self._renormalise()
-        self._ring.append((x, mu, mu * mu))
         self._mu_t = math.nan
 
     def _renormalise(self) -> None:
@@ -253,14 +290,15 @@ class VolumeDetector:
                 self.level *= m
 
     def details(self) -> dict[str, Any]:
-        x, mu, p, surprise = self._last
+        x, mu, p, z, j = self._last
         sd = math.sqrt(mu + self.phi * mu * mu)
         return {
             "observed": x,
             "expected": round(mu, 3),
             "band": [round(max(0.0, mu - 2.0 * sd), 3), round(mu + 2.0 * sd, 3)],
             "tail_p": p,
-            "surprise": round(surprise, 3),
+            "z": round(z, 3),
+            "scale_seconds": self.scales[j] if self.scales else 0.0,
             "dispersion": round(self.phi, 4),
         }
 

@@ -26,15 +26,21 @@ class DetectionConfig(Section):
     """``count``: seasonal negative-binomial tail model; ``hst``: river HalfSpaceTrees."""
     warmup_seconds: float = Field(default=86_400.0, ge=0)
     """No verdict may open an incident before a series has this much history."""
-    level_halflife_seconds: float = Field(default=6 * 3600.0, gt=0)
+    level_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
     season_halflife_days: float = Field(default=7.0, gt=0)
     dispersion_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
+    spread_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
+    """Memory of each series' own typical deviation (its tail heaviness) per scale."""
     season_slot_seconds: float = Field(default=3600.0, gt=0)
     weekly: bool = True
-    scales_seconds: tuple[float, ...] = (0.0, 900.0, 3600.0)
-    """Windows over which observed vs expected sums are tested (0 = the bucket alone)."""
-    surprise_max: float = Field(default=16.0, gt=0)
-    """-log10(tail p) that maps to signal 1.0; signal = surprise / surprise_max."""
+    scales_seconds: tuple[float, ...] = (3600.0, 3 * 3600.0, 6 * 3600.0)
+    """Time constants of the observed-vs-expected evidence windows."""
+    pseudo_count_per_second: float = Field(default=2.0 / 300.0, ge=0)
+    """Added to observed and expected rates, so a sparse series' 0 -> 2 is no crisis."""
+    z_half: float = Field(default=4.0, gt=0)
+    """Deviation (in the series' own typical deviations) that maps to volume signal 0.5."""
+    tail_guard: float = Field(default=1e-2, gt=0, le=1)
+    """The count model must also find the window's sum this improbable (NB tail p)."""
     robust_clip: float = Field(default=3.0, gt=0)
     """Baseline learns from values winsorised at this many standard deviations."""
     # --- sentiment / terms --------------------------------------------------------------
@@ -46,7 +52,7 @@ class DetectionConfig(Section):
     # --- decisions ----------------------------------------------------------------------
     open_threshold: float = Field(default=0.5, gt=0, le=1)
     close_threshold: float = Field(default=0.3, gt=0, le=1)
-    calm_seconds: float = Field(default=2 * 3600.0, ge=0)
+    calm_seconds: float = Field(default=6 * 3600.0, ge=0)
     """An active crisis resolves after this long with the score below ``close_threshold``."""
     cooldown_seconds: float = Field(default=3600.0, ge=0)
     """After a resolve, no new incident opens on the series for this long."""

@@ -54,7 +54,7 @@ def test_spike_opens_once_then_resolves_after_calm() -> None:
     spikes = {i: 400 for i in range(4 * 288, 4 * 288 + 6)}
     verdicts = run(DetectionStage(cfg), series("s", 5 * 288, 20.0, 3, spikes))
     opens = [i for i, v in enumerate(verdicts) if v.onset == "open"]
-    assert opens == [4 * 288]
+    assert len(opens) == 1 and 4 * 288 <= opens[0] <= 4 * 288 + 2
     resolved = [i for i, v in enumerate(verdicts) if v.resolved]
     assert len(resolved) == 1 and resolved[0] > opens[0]
     # resolves after about calm_seconds of quiet, not immediately

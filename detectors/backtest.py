@@ -1,0 +1,197 @@
+"""Backtest: NAB-format CSVs through the live :class:`DetectionStage`, in event time.
+
+Each input row becomes one bucket of the series named after the file; the stage that
+serves production judges it; the output row carries the crisis score and ``alert = 1``
+exactly where the service would open or re-page an incident. With labels, NAB scores are
+printed (see :mod:`detectors.nab`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from detectors.nab import PROFILES, FileScore, median_delay, normalized, score_file
+from detectors.stage import DetectionStage
+from monitor.config.detection import DetectionConfig
+from monitor.errors import CrisiswatchError
+from monitor.model import Bucket
+
+
+class BacktestInputError(CrisiswatchError):
+    """An input file or the labels file cannot be used; names the file and the line."""
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+        self.path, self.reason, self.line = path, reason, line
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(slots=True)
+class Series:
+    """One NAB file: raw timestamp and value text (echoed back verbatim) and parsed values."""
+
+    name: str
+    stamps: list[str]
+    raw_values: list[str]
+    t: list[float]
+    values: list[float]
+
+
+def parse_time(text: str) -> float:
+    """NAB timestamp (no zone, treated as UTC) to epoch seconds.
+
+    >>> parse_time("2015-02-26 21:42:53"), parse_time("2015-02-26 21:42:53.000000")
+    (1424986973.0, 1424986973.0)
+    """
+    return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).timestamp()
+
+
+def read_series(path: Path) -> Series:
+    """Read ``timestamp,value`` rows; raises :class:`BacktestInputError` on bad input."""
+    try:
+        fh = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise BacktestInputError(str(path), f"cannot read: {exc.strerror}") from None
+    s = Series(path.name, [], [], [], [])
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+            raise BacktestInputError(str(path), "expected header 'timestamp,value'", 1)
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                t, v = parse_time(row[0]), float(row[1])
+            except (ValueError, IndexError):
+                raise BacktestInputError(str(path), f"bad row {row!r}", lineno) from None
+            # repeated or backward stamps occur in NAB (clock artefacts); they are kept
+            # and the stage judges them as late buckets (scored, never learned or paged)
+            s.stamps.append(row[0])
+            s.raw_values.append(row[1])
+            s.t.append(t)
+            s.values.append(v)
+    return s
+
+
+def to_buckets(s: Series) -> list[Bucket]:
+    """Rows as buckets; the width is the series' typical step (NAB realTweets: 300 s).
+
+    Values are mention counts; non-count series (e.g. temperatures) are rounded and
+    clipped at zero because a bucket holds a count.
+    """
+    diffs = [b - a for a, b in zip(s.t, s.t[1:], strict=False)]
+    width = statistics.median(diffs) if diffs else 300.0
+    return [
+        Bucket(s.name, t, width, count=max(0, round(v)) if math.isfinite(v) else 0)
+        for t, v in zip(s.t, s.values, strict=True)
+    ]
+
+
+def run_series(stage: DetectionStage, s: Series) -> tuple[list[float], list[int]]:
+    """Feed one series through ``stage`` bucket by bucket; returns (scores, alerts)."""
+    scores: list[float] = []
+    alerts: list[int] = []
+    for b in to_buckets(s):
+        (v,) = stage.observe_many([b])
+        scores.append(v.score)
+        alerts.append(1 if v.onset is not None else 0)
+    return scores, alerts
+
+
+def load_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """NAB ``combined_windows.json``: relative file path -> [[start, end], ...]."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BacktestInputError(str(path), f"cannot read labels: {exc}") from None
+    if not isinstance(data, dict):
+        raise BacktestInputError(str(path), "labels must be an object of file -> windows")
+    return {k: [(parse_time(a), parse_time(b)) for a, b in v] for k, v in data.items()}
+
+
+def windows_for(
+    path: Path, s: Series, labels: dict[str, list[tuple[float, float]]]
+) -> list[tuple[int, int]] | None:
+    """Row-index windows of ``path`` (matched by ``dir/name`` then by name), None if unlabelled."""
+    key = f"{path.parent.name}/{path.name}"
+    wins = labels.get(key)
+    if wins is None:
+        matches = [v for k, v in labels.items() if Path(k).name == path.name]
+        if len(matches) != 1:
+            return None
+        wins = matches[0]
+    index: dict[float, int] = {}
+    for i, t in enumerate(s.t):
+        index.setdefault(t, i)
+    out = []
+    for a, b in wins:
+        if a not in index or b not in index:
+            raise BacktestInputError(str(path), "label window does not match a row timestamp")
+        out.append((index[a], index[b]))
+    return out
+
+
+def write_output(out: Path, s: Series, scores: list[float], alerts: list[int]) -> None:
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["timestamp", "value", "anomaly_score", "alert"])
+        for row in zip(s.stamps, s.raw_values, scores, alerts, strict=True):
+            w.writerow([row[0], row[1], f"{row[2]:.6f}", row[3]])
+
+
+def run_backtest(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    config: DetectionConfig,
+    labels: Path | None,
+    log: TextIO,
+) -> int:
+    """Backtest every input; exit code 0 on success, 2 on unusable input."""
+    try:
+        label_map = load_windows(labels) if labels is not None else None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        per_profile: dict[str, list[FileScore]] = {p: [] for p in PROFILES}
+        rows: list[str] = []
+        for path in inputs:
+            s = read_series(path)
+            scores, alerts = run_series(DetectionStage(config), s)
+            write_output(out_dir / path.name, s, scores, alerts)
+            days = (s.t[-1] - s.t[0]) / 86_400.0 if len(s.t) > 1 else 0.0
+            print(f"{path.name}: {len(s.t)} rows, {sum(alerts)} alerts", file=log)
+            if label_map is None:
+                continue
+            wins = windows_for(path, s, label_map)
+            if wins is None:
+                print(f"{path.name}: no labels, not scored", file=log)
+                continue
+            flags = [a == 1 for a in alerts]
+            for name, prof in PROFILES.items():
+                per_profile[name].append(score_file(flags, wins, prof))
+            f = per_profile["standard"][-1]
+            rows.append(
+                f"{path.name:<45} {f.tp + f.fn:>3} {f.tp:>3} {f.fp:>4} "
+                f"{f.fp / days if days else 0.0:>8.3f}"
+            )
+    except (BacktestInputError, OSError) as exc:
+        print(f"error: {exc}", file=log)
+        return 2
+    if label_map is not None and rows:
+        out = sys.stdout
+        print(f"{'file':<45} {'win':>3} {'hit':>3} {'fp':>4} {'fp/day':>8}", file=out)
+        for r in rows:
+            print(r, file=out)
+        delay = median_delay(per_profile["standard"])
+        print(f"median delay from window start: {delay} rows", file=out)
+        for name in PROFILES:
+            print(f"NAB {name}: {normalized(per_profile[name]):.2f}", file=out)
+    return 0

@@ -1,0 +1,137 @@
+"""Tune and report the frozen detection default on the shared NAB data (never per file).
+
+    .venv/bin/python scripts/tune_detectors.py report      # the numbers in docs/detection.md
+    .venv/bin/python scripts/tune_detectors.py loso        # leave-one-series-out + sensitivity
+
+Everything runs the production :class:`detectors.stage.DetectionStage` (through
+:func:`detectors.backtest.run_series`); the grid is small on purpose (see DESIGN.md on
+overfitting) and LOSO picks parameters on four realTweets series and scores the fifth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from detectors.backtest import Series, load_windows, read_series, run_series, windows_for
+from detectors.nab import PROFILES, FileScore, normalized, score_file
+from detectors.stage import DetectionStage
+from monitor.config.detection import DetectionConfig
+
+NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+if not NAB.exists():
+    NAB = Path("/work/shared/data/nab")
+GROUPS = ("realTweets", "realKnownCause", "artificialNoAnomaly", "artificialWithAnomaly")
+
+
+def load_group(group: str) -> list[tuple[Series, list[tuple[int, int]]]]:
+    labels = load_windows(NAB / "labels" / "combined_windows.json")
+    out = []
+    for p in sorted((NAB / "data" / group).glob("*.csv")):
+        s = read_series(p)
+        w = windows_for(p, s, labels)
+        out.append((s, w or []))
+    return out
+
+
+def evaluate(
+    cfg: DetectionConfig, data: Sequence[tuple[Series, list[tuple[int, int]]]]
+) -> dict[str, Any]:
+    """Run every series through a fresh stage; NAB scores, FP/day, hits, delays."""
+    per: dict[str, list[FileScore]] = {p: [] for p in PROFILES}
+    fp = 0
+    days = 0.0
+    alerts_total = 0
+    for s, wins in data:
+        _scores, alerts = run_series(DetectionStage(cfg), s)
+        flags = [a == 1 for a in alerts]
+        alerts_total += sum(alerts)
+        days += (s.t[-1] - s.t[0]) / 86_400.0
+        for name, prof in PROFILES.items():
+            per[name].append(score_file(flags, wins, prof))
+        fp += per["standard"][-1].fp
+    std = per["standard"]
+    step = statistics.median(s.t[1] - s.t[0] for s, _ in data)
+    delays = [d * step / 3600.0 for f in std for d in f.delays]
+    return {
+        "standard": normalized(std),
+        "reward_low_FP": normalized(per["reward_low_FP_rate"]),
+        "reward_low_FN": normalized(per["reward_low_FN_rate"]),
+        "windows": sum(f.tp + f.fn for f in std),
+        "hit": sum(f.tp for f in std),
+        "fp": fp,
+        "alerts": alerts_total,
+        "fp_per_series_day": fp / days if days else 0.0,
+        "median_delay_h": statistics.median(delays) if delays else None,
+        "files": std,
+    }
+
+
+GRID: dict[str, Sequence[Any]] = {
+    "open_threshold": (0.5, 0.6, 0.7, 0.8),
+    "calm_seconds": (3600.0, 4 * 3600.0, 12 * 3600.0),
+}
+
+
+def grid(base: DetectionConfig) -> Iterable[tuple[dict[str, Any], DetectionConfig]]:
+    keys = list(GRID)
+    for combo in itertools.product(*(GRID[k] for k in keys)):
+        params = dict(zip(keys, combo, strict=True))
+        if "close_threshold" not in params:
+            params["close_threshold"] = min(base.close_threshold, params["open_threshold"])
+        yield params, base.model_copy(update=params)
+
+
+def loso(base: DetectionConfig) -> None:
+    data = load_group("realTweets")
+    results = []
+    for params, cfg in grid(base):
+        per_file = [evaluate(cfg, [d]) for d in data]
+        results.append((params, per_file))
+        tot = normalized(f for r in per_file for f in r["files"])
+        print(json.dumps(params), f"in-sample standard {tot:.2f}", file=sys.stderr)
+    held: list[FileScore] = []
+    for k, (s, _w) in enumerate(data):
+        best = max(
+            results,
+            key=lambda r: normalized(f for j, x in enumerate(r[1]) if j != k for f in x["files"]),
+        )
+        held.extend(best[1][k]["files"])
+        print(f"LOSO held out {s.name}: chose {json.dumps(best[0])}")
+    print(f"LOSO standard (held-out files combined): {normalized(held):.2f}")
+    print("sensitivity (in-sample standard on 5 realTweets):")
+    for params, per_file in results:
+        tot = normalized(f for r in per_file for f in r["files"])
+        fp = sum(r["fp"] for r in per_file)
+        print(f"  {json.dumps(params)}  standard={tot:6.2f}  fp={fp}")
+
+
+def report(cfg: DetectionConfig) -> None:
+    for g in GROUPS:
+        r = evaluate(cfg, load_group(g))
+        r.pop("files")
+        print(g, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("mode", choices=["report", "loso"])
+    ap.add_argument("--set", action="append", default=[], help="field=json value override")
+    a = ap.parse_args(argv)
+    upd = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
+    cfg = DetectionConfig.model_validate(DetectionConfig().model_dump() | upd)
+    if a.mode == "report":
+        report(cfg)
+    else:
+        loso(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
