@@ -1,0 +1,346 @@
+"""HTTP routes for acting on incidents: REST (bearer token), one-click links, PagerDuty webhooks.
+
+* ``GET  /api/v1/incidents/{id}`` — one incident (role viewer or responder).
+* ``POST /api/v1/incidents/{id}/acknowledge|resolve|snooze`` — role responder; snooze takes
+  ``{"seconds": N}`` or ``{"until": epoch}``.
+* ``GET  /act/{token}`` — a signed link from a notification: shows what it will do and a
+  confirm button; ``POST /act/{token}`` does it. The GET never acts because mail scanners and
+  chat unfurlers fetch every link they see, and an acknowledgement made by a robot would stop
+  the paging of a real crisis.
+* ``POST /api/v1/webhooks/pagerduty`` — PagerDuty v3 webhook; ``X-PagerDuty-Signature``
+  (``v1=<hex HMAC-SHA256 of the raw body>``, comma-separated during rotation) is verified
+  before anything is parsed; ``incident.acknowledged``/``incident.resolved`` are applied to the
+  incident whose dedup key is the PagerDuty ``incident_key``.
+
+>>> bearer("Bearer abc"), bearer("Basic abc"), bearer(None)
+('abc', None, None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from alerting.links import LinkClaim, LinkError, LinkSigner
+from alerting.metrics import ActionMetrics
+from alerting.notifiers.webhook import verify_body
+from monitor.clock import Clock
+from monitor.config.receivers import ApiConfig, secret
+
+log = logging.getLogger(__name__)
+
+
+class IncidentActions(Protocol):
+    """What the API needs from the incident book. Each returns the incident after the change
+    (a JSON-able dict) or None when there is no such incident. Repeating an action is harmless.
+    """
+
+    async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any] | None: ...
+
+    async def resolve(self, incident_id: str, who: str) -> dict[str, Any] | None: ...
+
+    async def snooze(self, incident_id: str, until: float, who: str) -> dict[str, Any] | None: ...
+
+    async def get(self, incident_id: str) -> dict[str, Any] | None: ...
+
+    async def list(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    roles: frozenset[str]
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class TokenBook:
+    """Bearer tokens → principals. Only SHA-256 digests are kept in memory.
+
+    >>> book = TokenBook({"t0ken": Principal("ana", frozenset({"responder"}))})
+    >>> book.find("t0ken").name, book.find("nope")
+    ('ana', None)
+    """
+
+    def __init__(self, tokens: Mapping[str, Principal]) -> None:
+        self._by_digest = {hashlib.sha256(t.encode()).digest(): p for t, p in tokens.items()}
+
+    @classmethod
+    def from_config(cls, cfg: ApiConfig, env: Mapping[str, str]) -> TokenBook:
+        return cls(
+            {
+                secret(env, t.token_env, f"delivery.api.tokens[{i}].token_env"): Principal(
+                    t.name, frozenset(t.roles)
+                )
+                for i, t in enumerate(cfg.tokens)
+            }
+        )
+
+    def find(self, token: str | None) -> Principal | None:
+        if not token:
+            return None
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for d, p in self._by_digest.items():  # constant time over the whole book
+            if hmac.compare_digest(d, digest):
+                found = p
+        return found
+
+
+def pagerduty_action(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(action, incident_key, who) for a v3 webhook body we act on, else None.
+
+    >>> pagerduty_action({"event": {"event_type": "incident.acknowledged",
+    ...     "agent": {"summary": "Jane Doe"}, "data": {"incident_key": "acme/volume"}}})
+    ('acknowledge', 'acme/volume', 'pagerduty:Jane Doe')
+    >>> pagerduty_action({"event": {"event_type": "incident.priority_updated", "data": {}}})
+    """
+    ev = event.get("event")
+    if not isinstance(ev, Mapping):
+        return None
+    action = {"incident.acknowledged": "acknowledge", "incident.resolved": "resolve"}.get(
+        str(ev.get("event_type"))
+    )
+    data = ev.get("data")
+    if action is None or not isinstance(data, Mapping):
+        return None
+    key = data.get("incident_key")
+    if not isinstance(key, str) or not key:
+        return None
+    agent = ev.get("agent")
+    name = agent.get("summary") if isinstance(agent, Mapping) else None
+    return action, key, f"pagerduty:{name or 'unknown'}"
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="robots" content="noindex"><title>{title}</title>
+<style>body{{font:16px system-ui,sans-serif;max-width:34em;margin:3em auto;padding:0 1em}}
+button{{font-size:1.2em;padding:.6em 1.4em;cursor:pointer}}.muted{{color:#666}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    text = _PAGE.format(title=html.escape(title), body=body)
+    return web.Response(
+        text=text,
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+_VERB = {"acknowledge": "Acknowledge", "resolve": "Resolve", "snooze": "Snooze"}
+
+
+def api_routes(
+    actions: IncidentActions,
+    config: ApiConfig,
+    *,
+    clock: Clock,
+    registry: CollectorRegistry,
+    env: Mapping[str, str],
+    links: LinkSigner | None = None,
+) -> list[web.RouteDef]:
+    """The routes above, bound to `actions`. Secrets are read from `env` here, once."""
+    tokens = TokenBook.from_config(config, env)
+    pd_keys: list[bytes] = []
+    if config.pagerduty_webhook_secret_env:
+        pd_keys = [
+            secret(
+                env,
+                config.pagerduty_webhook_secret_env,
+                "delivery.api.pagerduty_webhook_secret_env",
+            ).encode()
+        ]
+    metrics = ActionMetrics(registry)
+
+    def authorize(request: web.Request, role: str | None) -> Principal:
+        p = tokens.find(bearer(request.headers.get("Authorization")))
+        if p is None:
+            metrics.rejected.labels(via="api", reason="unauthorized").inc()
+            raise web.HTTPUnauthorized(
+                text='{"error": "missing or unknown bearer token"}',
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="crisiswatch"'},
+            )
+        if role is not None and role not in p.roles:
+            metrics.rejected.labels(via="api", reason="forbidden").inc()
+            raise web.HTTPForbidden(
+                text=json.dumps({"error": f"role {role} required"}),
+                content_type="application/json",
+            )
+        return p
+
+    async def apply(
+        action: str, incident_id: str, who: str, via: str, until: float | None = None
+    ) -> dict[str, Any] | None:
+        if action == "acknowledge":
+            result = await actions.acknowledge(incident_id, who)
+        elif action == "resolve":
+            result = await actions.resolve(incident_id, who)
+        else:
+            assert until is not None
+            result = await actions.snooze(incident_id, until, who)
+        if result is not None:
+            metrics.actions.labels(action=action, via=via).inc()
+            log.info("%s %s by %s via %s", action, incident_id, who, via)
+        return result
+
+    async def get_incident(request: web.Request) -> web.Response:
+        authorize(request, None)
+        inc = await actions.get(request.match_info["id"])
+        if inc is None:
+            raise web.HTTPNotFound(
+                text='{"error": "no such incident"}', content_type="application/json"
+            )
+        return web.json_response({"incident": inc})
+
+    async def act(request: web.Request) -> web.Response:
+        who = authorize(request, "responder").name
+        action = request.match_info["action"]
+        action = "acknowledge" if action == "ack" else action
+        until = None
+        if action == "snooze":
+            until = await _snooze_until(request, clock.now(), config.max_snooze_seconds)
+        inc = await apply(action, request.match_info["id"], who, "api", until)
+        if inc is None:
+            raise web.HTTPNotFound(
+                text='{"error": "no such incident"}', content_type="application/json"
+            )
+        return web.json_response({"incident": inc})
+
+    def claim_of(request: web.Request) -> LinkClaim | web.Response:
+        if links is None:
+            return _page("Links are disabled", "<p>This server signs no action links.</p>", 404)
+        try:
+            return links.verify(request.match_info["token"], clock.now())
+        except LinkError as exc:
+            metrics.rejected.labels(via="link", reason=exc.reason).inc()
+            if exc.reason == "expired":
+                return _page(
+                    "Link expired",
+                    "<p>This link has expired. Open the wall or use the API instead.</p>",
+                    410,
+                )
+            return _page("Invalid link", "<p>This link is not valid.</p>", 403)
+
+    async def link_page(request: web.Request) -> web.Response:
+        claim = claim_of(request)
+        if isinstance(claim, web.Response):
+            return claim
+        inc = await actions.get(claim.incident_id)
+        if inc is None:
+            return _page("No such incident", "<p>The incident no longer exists.</p>", 404)
+        verb = _VERB[claim.action]
+        what = html.escape(str(inc.get("title") or inc.get("summary") or claim.incident_id))
+        extra = ""
+        if claim.action == "snooze" and claim.param.isdigit():
+            extra = f" for {int(claim.param) // 60} minutes"
+        state = html.escape(str(inc.get("state", "?")))
+        body = (
+            f"<p><b>{what}</b></p><p class=muted>incident {html.escape(claim.incident_id)},"
+            f" currently {state}</p>"
+            f'<form method="post"><button type="submit">{verb}{extra}</button></form>'
+            f"<p class=muted>as {html.escape(claim.who or 'link holder')}</p>"
+        )
+        return _page(f"{verb} incident?", body)
+
+    async def link_act(request: web.Request) -> web.Response:
+        claim = claim_of(request)
+        if isinstance(claim, web.Response):
+            return claim
+        until = None
+        if claim.action == "snooze":
+            seconds = float(claim.param) if claim.param.isdigit() else 3600.0
+            until = clock.now() + min(seconds, config.max_snooze_seconds)
+        inc = await apply(claim.action, claim.incident_id, claim.who or "link", "link", until)
+        if inc is None:
+            return _page("No such incident", "<p>The incident no longer exists.</p>", 404)
+        state = html.escape(str(inc.get("state", "?")))
+        return _page("Done", f"<p>Incident {html.escape(claim.incident_id)} is now {state}.</p>")
+
+    async def pagerduty_webhook(request: web.Request) -> web.Response:
+        if not pd_keys:
+            raise web.HTTPNotFound()
+        raw = await request.read()
+        header = request.headers.get("X-PagerDuty-Signature")
+        if not header:
+            metrics.rejected.labels(via="pagerduty", reason="unsigned").inc()
+            raise web.HTTPBadRequest(text="missing X-PagerDuty-Signature")
+        if not verify_body(pd_keys, raw, header):
+            metrics.rejected.labels(via="pagerduty", reason="bad_signature").inc()
+            raise web.HTTPForbidden(text="invalid signature")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            metrics.rejected.labels(via="pagerduty", reason="malformed").inc()
+            raise web.HTTPBadRequest(text="body is not JSON") from None
+        found = pagerduty_action(body) if isinstance(body, dict) else None
+        if found is None:
+            return web.json_response({"applied": False, "reason": "ignored event"})
+        action, key, who = found
+        incident_id = await _resolve_key(actions, key)
+        if incident_id is None:
+            # 2xx all the same: a retry from PagerDuty cannot make the incident appear.
+            return web.json_response({"applied": False, "reason": "unknown incident"})
+        inc = await apply(action, incident_id, who, "pagerduty")
+        return web.json_response({"applied": inc is not None, "incident_id": incident_id})
+
+    return [
+        web.get("/api/v1/incidents/{id}", get_incident),
+        web.post("/api/v1/incidents/{id}/{action:acknowledge|ack|resolve|snooze}", act),
+        web.get("/act/{token}", link_page),
+        web.post("/act/{token}", link_act),
+        web.post("/api/v1/webhooks/pagerduty", pagerduty_webhook),
+    ]
+
+
+async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise web.HTTPBadRequest(text="body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    if "until" in body and isinstance(body["until"], int | float):
+        until = float(body["until"])
+    elif "seconds" in body and isinstance(body["seconds"], int | float):
+        until = now + float(body["seconds"])
+    else:
+        raise web.HTTPBadRequest(text='snooze needs {"seconds": N} or {"until": epoch}')
+    if until <= now:
+        raise web.HTTPBadRequest(text="snooze must end in the future")
+    if until - now > cap:
+        raise web.HTTPBadRequest(text=f"snooze longer than {cap:.0f} seconds")
+    return until
+
+
+async def _resolve_key(actions: IncidentActions, key: str) -> str | None:
+    """Our incident for a PagerDuty incident_key (= the dedup_key we sent)."""
+    if await actions.get(key) is not None:
+        return key
+    matches = [
+        inc
+        for inc in await actions.list()
+        if key in (inc.get("dedup_key"), inc.get("key")) and inc.get("id")
+    ]
+    # An incident key recurs over time; the open incident is the one PagerDuty refers to.
+    matches.sort(key=lambda inc: inc.get("state") == "resolved")
+    return str(matches[0]["id"]) if matches else None
