@@ -1,0 +1,233 @@
+"""The async shell around the escalation machine: feeds it incident events and timers.
+
+It owns one :class:`~alerting.escalation.EscalationState` per open incident, decides mutes
+(silences, inhibition) with the pure functions, executes the commands (``emit`` each
+notification, ``record`` each timeline entry) and sleeps on the injected clock until the
+earliest wake. After every change it hands its JSON state to ``persist``; built again with
+that state, it resumes each incident at the same level and wakes at the same time.
+
+Ordering for "never lose a page": notifications are emitted (``emit`` must make them durable,
+e.g. into the outbox) *before* the new state is persisted. A crash in between replays the same
+step on restart, which makes the same notification ids, which the outbox deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from alerting.escalation import (
+    Acknowledge,
+    Command,
+    EscalationEvent,
+    EscalationState,
+    Log,
+    Notify,
+    Plan,
+    Resolve,
+    Trigger,
+    Update,
+    Wake,
+    step,
+)
+from alerting.incidents import Incident, IncidentEvent
+from alerting.inhibition import InhibitRule, Mute, mute_of
+from alerting.notification import Notification
+from alerting.silences import Silence, SilenceBook
+from monitor.clock import Clock
+from monitor.config.alerting import AlertingConfig
+
+Emit = Callable[[Notification], Awaitable[None]]
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
+Record = Callable[[str, str, dict[str, Any], float], None]
+
+
+class EscalationRunner:
+    """Drive escalations for all incidents. One instance per process; not thread-safe."""
+
+    def __init__(
+        self,
+        config: AlertingConfig,
+        clock: Clock,
+        emit: Emit,
+        *,
+        persist: Persist | None = None,
+        record: Record | None = None,
+        silences: SilenceBook | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.plan = Plan.from_config(config)
+        self.rules = [InhibitRule.from_config(r) for r in config.inhibit_rules]
+        self.silences = (
+            silences if silences is not None else SilenceBook.from_config(config.silences)
+        )
+        self._emit = emit
+        self._persist = persist
+        self._record = record
+        self._states: dict[str, EscalationState] = {}
+        self._open: dict[str, dict[str, Any]] = {}  # latest snapshot of every open incident
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        if state:
+            self._restore(state)
+
+    # --- inputs ------------------------------------------------------------------------------
+    async def handle(self, event: IncidentEvent) -> None:
+        """Feed one :class:`IncidentEvent` from the book."""
+        async with self._lock:
+            inc = event.incident.to_dict()
+            iid = inc["id"]
+            now = self.clock.now()
+            if inc["state"] == "resolved":
+                self._open.pop(iid, None)
+            else:
+                self._open[iid] = inc
+            ev = self._translate(event.kind, inc, event.who, now)
+            if ev is not None:
+                await self._step(iid, ev, now)
+            if event.kind == "resolved":
+                self._states.pop(iid, None)
+                await self._recheck_muted(now)  # an inhibiting SEV1 may have gone
+            await self._save()
+        self._changed.set()
+
+    async def resume(self, incidents: Iterable[Incident]) -> None:
+        """At start-up: every triggered incident without an escalation starts one (a page
+        owed before a crash is still owed); snapshots of the others are refreshed."""
+        async with self._lock:
+            now = self.clock.now()
+            for inc in incidents:
+                d = inc.to_dict()
+                if not inc.is_open:
+                    continue
+                self._open[inc.id] = d
+                if inc.id not in self._states and inc.state == "triggered":
+                    await self._step(inc.id, Trigger(d, "resumed", self._mute(d, now)), now)
+            await self._save()
+        self._changed.set()
+
+    async def add_silence(self, silence: Silence) -> None:
+        async with self._lock:
+            self.silences.add(silence)
+            await self._save()
+        self._changed.set()
+
+    async def expire_silence(self, silence_id: str) -> Silence:
+        async with self._lock:
+            s = self.silences.expire(silence_id, self.clock.now())
+            await self._recheck_muted(self.clock.now())
+            await self._save()
+        self._changed.set()
+        return s
+
+    # --- time --------------------------------------------------------------------------------
+    def next_wake(self) -> float | None:
+        times = [s.wake_at for s in self._states.values() if s.active and s.wake_at is not None]
+        return min(times) if times else None
+
+    async def wake_due(self) -> int:
+        """Step every escalation whose wake time has come; returns how many woke."""
+        async with self._lock:
+            now = self.clock.now()
+            due = [
+                iid
+                for iid, s in sorted(self._states.items(), key=lambda kv: kv[1].wake_at or 0.0)
+                if s.active and s.wake_at is not None and s.wake_at <= now
+            ]
+            for iid in due:
+                inc = self._open.get(iid, dict(self._states[iid].incident))
+                await self._step(iid, Wake(self._mute(inc, now)), now)
+            if due:
+                await self._save()
+        return len(due)
+
+    async def run(self) -> None:
+        """Sleep on the clock until the next wake (or until an input changes it); forever."""
+        while True:
+            self._changed.clear()
+            await self.wake_due()
+            nxt = self.next_wake()
+            if nxt is not None and nxt <= self.clock.now():
+                continue
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
+            if nxt is not None:
+                waiters.append(asyncio.ensure_future(self.clock.sleep(nxt - self.clock.now())))
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await w
+
+    # --- views -------------------------------------------------------------------------------
+    def escalation(self, incident_id: str) -> EscalationState | None:
+        return self._states.get(incident_id)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "escalations": [s.to_dict() for s in self._states.values()],
+            "open": list(self._open.values()),
+            "silences": self.silences.to_state(),
+        }
+
+    # --- internals ---------------------------------------------------------------------------
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        for d in state.get("escalations", []):
+            # An escalation whose policy left the config is dropped; resume() restarts it.
+            if d.get("policy") in self.plan.policies or d.get("status") not in ("paging", "muted"):
+                s = EscalationState.from_dict(d, self.plan)
+                self._states[s.incident_id] = s
+        self._open = {str(d["id"]): dict(d) for d in state.get("open", [])}
+        for d in state.get("silences", []):
+            self.silences.add(Silence.from_dict(d))
+
+    def _mute(self, incident: Mapping[str, Any], now: float) -> Mute | None:
+        return mute_of(incident, self._open.values(), self.silences, self.rules, now)
+
+    def _translate(
+        self, kind: str, inc: dict[str, Any], who: str | None, now: float
+    ) -> EscalationEvent | None:
+        iid = inc["id"]
+        if kind in ("opened", "repaged", "retriggered"):
+            return Trigger(inc, kind, self._mute(inc, now))
+        if kind in ("acknowledged", "snoozed"):
+            return Acknowledge(inc, who) if iid in self._states else None
+        if kind == "resolved":
+            return Resolve(inc, who) if iid in self._states else None
+        if iid not in self._states:
+            # An update for a triggered incident we have no escalation for (state lost):
+            # start one rather than stay silent.
+            return (
+                Trigger(inc, "resumed", self._mute(inc, now))
+                if inc["state"] == "triggered"
+                else None
+            )
+        return Update(inc)
+
+    async def _step(self, iid: str, event: EscalationEvent, now: float) -> None:
+        state = self._states.get(iid) or EscalationState.new(iid, self.plan)
+        new, commands = step(state, event, now)
+        await self._execute(commands, now)
+        self._states[iid] = new
+
+    async def _execute(self, commands: list[Command], now: float) -> None:
+        for c in commands:
+            if isinstance(c, Notify):
+                await self._emit(c.notification)
+            elif isinstance(c, Log) and self._record is not None:
+                self._record(c.incident_id, c.event, c.detail, now)
+
+    async def _recheck_muted(self, now: float) -> None:
+        for iid, s in list(self._states.items()):
+            if s.status == "muted":
+                inc = self._open.get(iid, dict(s.incident))
+                await self._step(iid, Wake(self._mute(inc, now)), now)
+
+    async def _save(self) -> None:
+        if self._persist is not None:
+            await self._persist(self.to_state())
