@@ -236,3 +236,50 @@ async def test_run_delivers_to_a_real_receiver_promptly() -> None:
             await task
     assert rx.requests[0].json()["dedup_key"] == "k"
     await store.close()
+
+
+async def test_kill_minus_9_loses_no_notification(tmp_path: Path) -> None:
+    """Every notification that was durable before SIGKILL is delivered after a restart."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    from tests.alerting.notifiers.receiver import Answer
+
+    driver = Path(__file__).with_name("outbox_driver.py")
+    root = str(Path(__file__).resolve().parents[2])
+    environ = {**os.environ, "PYTHONPATH": root}
+    db = str(tmp_path / "kill.db")
+    # 503 every third answer keeps retries in flight when the kill lands.
+    async with Receiver(Answer(200), Answer(200), Answer(503)) as rx:
+        rx.script(*([Answer(200), Answer(200), Answer(503)] * 200), Answer(200))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(driver), "produce", db, rx.url("/hook"), "80",
+            stdout=asyncio.subprocess.PIPE, env=environ,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        durable: list[str] = []
+        while len(durable) < 40:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, "driver exited early"
+            durable.append(line.decode().split()[1])
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        before_restart = {r.headers["X-Crisiswatch-Id"] for r in rx.requests if r.status == 200}
+        assert len(before_restart) < 80  # the kill really interrupted delivery
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(driver), "drain", db, rx.url("/hook"),
+            stdout=asyncio.subprocess.PIPE, env=environ,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0 and out.strip().endswith(b"drained")
+        ok = {r.headers["X-Crisiswatch-Id"] for r in rx.requests if r.status == 200}
+        assert any(r.status == 503 for r in rx.requests)
+    assert set(durable) <= ok  # at least once: nothing durable was lost
+    store = await open_store(f"sqlite:///{db}")
+    stats = await store.outbox_stats(0.0)
+    await store.close()
+    assert stats["pending"] == 0 and stats["delivered"] >= len(durable)

@@ -16,6 +16,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # what the receiver answered
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -48,10 +49,11 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
         a = Answer()
         if self._answers:
             a = self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
+        rec = Recorded(request.method, request.path, dict(request.headers), body, a.status)
+        self.requests.append(rec)
         return web.Response(status=a.status, text=a.body, headers=a.headers)
 
     async def __aenter__(self) -> Receiver:
