@@ -1,0 +1,116 @@
+"""``crisiswatch oncall [--at TIME]``: who is on call, who is next, who each policy pages.
+
+>>> import io
+>>> from monitor.config.alerting import AlertingConfig
+>>> buf = io.StringIO()
+>>> run_oncall(AlertingConfig(), parse_at("2026-01-14T10:00Z"), buf)
+0
+>>> print(buf.getvalue(), end="")
+On call at 2026-01-14 10:00 UTC (Wed)
+<BLANKLINE>
+schedule follow-the-sun
+  now:  ana (layer emea, 11:00 Europe/Berlin)
+  next: carla from 2026-01-14 12:00 UTC, in 2h00m (layer amer)
+  layer amer: carla (off duty)
+  layer emea: ana (on duty)
+  layer backstop: lead (on duty)
+<BLANKLINE>
+policy default
+  level 1 at +0m: schedule:follow-the-sun -> ana
+  level 2 at +5m: user:lead -> lead
+  then repeats 2 more times
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from alerting.escalation import Policy
+from alerting.schedules import Directory, Schedule
+from monitor.clock import Clock, SystemClock
+from monitor.config.alerting import AlertingConfig, parse_when, parse_zone
+
+
+def parse_at(text: str, zone: ZoneInfo | None = None) -> datetime:
+    """The ``--at`` value: ISO date-time, local to ``zone`` (UTC) when it has no offset.
+
+    >>> parse_at("2026-03-29 09:00", ZoneInfo("Europe/Berlin")).isoformat()
+    '2026-03-29T09:00:00+02:00'
+    """
+    return parse_when(text, zone or ZoneInfo("UTC"))
+
+
+def _duration(seconds: float) -> str:
+    """``2h05m`` / ``3d04h``.
+
+    >>> _duration(7500), _duration(3 * 86400 + 4 * 3600 + 59)
+    ('2h05m', '3d04h')
+    """
+    m = int(seconds // 60)
+    d, h, mi = m // 1440, (m // 60) % 24, m % 60
+    return f"{d}d{h:02d}h" if d else f"{h}h{mi:02d}m"
+
+
+def _fmt(t: float, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _schedule_lines(s: Schedule, d: Directory, t: float, zone: ZoneInfo) -> list[str]:
+    lines = [f"schedule {s.name}"]
+    who = s.who(t)
+    if who is None:
+        lines.append("  now:  nobody")
+    else:
+        src = "override" if who.source == "override" else who.source.replace(":", " ")
+        user = d.users[who.user]
+        here = datetime.fromtimestamp(t, user.zone).strftime("%H:%M")
+        quiet = ", quiet hours: SEV1 only" if user.is_quiet(t) else ""
+        lines.append(f"  now:  {who.user} ({src}, {here} {user.zone.key}{quiet})")
+    change = s.next_change(t)
+    if change is None:
+        lines.append("  next: no change within 8 days")
+    else:
+        at, nxt = change
+        name = nxt.user if nxt else "nobody"
+        src = "" if nxt is None else f" ({nxt.source.replace(':', ' ')})"
+        lines.append(f"  next: {name} from {_fmt(at, zone)}, in {_duration(at - t)}{src}")
+    for layer in reversed(s.layers):
+        state = "on duty" if layer.covers(t) else "off duty"
+        lines.append(f"  layer {layer.name}: {layer.rotation_user(t)} ({state})")
+    return lines
+
+
+def _policy_lines(p: Policy, d: Directory, t: float) -> list[str]:
+    lines = [f"policy {p.name}"]
+    offset = 0.0
+    for i, level in enumerate(p.levels, start=1):
+        r = d.resolve(level.targets, t)
+        names = [u + (" (quiet: SEV1 only)" if d.users[u].is_quiet(t) else "") for u in r.users]
+        names += [f"receiver {x}" for x in r.receivers]
+        mode = " (round robin)" if level.mode == "round_robin" else ""
+        whom = ", ".join(names) or "nobody"
+        targets = ", ".join(level.targets)
+        lines.append(f"  level {i} at +{offset / 60:g}m: {targets} -> {whom}{mode}")
+        offset += level.delay_seconds
+    if p.repeat:
+        lines.append(f"  then repeats {p.repeat} more times")
+    return lines
+
+
+def run_oncall(
+    config: AlertingConfig, at: datetime | None, out: TextIO, *, clock: Clock | None = None
+) -> int:
+    """Print who is on call at ``at`` (default: now) for every schedule and policy; exit code."""
+    zone = parse_zone(config.timezone)
+    t = at.timestamp() if at is not None else (clock or SystemClock()).now()
+    d = Directory.from_config(config)
+    stamp = datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M %Z (%a)")
+    blocks = [[f"On call at {stamp}"]]
+    blocks += [_schedule_lines(s, d, t, zone) for s in d.schedules.values()]
+    blocks += [_policy_lines(Policy.from_config(p), d, t) for p in config.policies]
+    if not d.schedules:
+        blocks.append(["no schedules configured"])
+    out.write("\n\n".join("\n".join(b) for b in blocks) + "\n")
+    return 0
