@@ -217,8 +217,14 @@ def build_notifiers(
     *,
     env: Mapping[str, str],
     clock: Clock,
+    contacts: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Notifier]:
-    """One notifier per configured receiver, by name. Secrets are resolved here from `env`."""
+    """One notifier per configured receiver, by name. Secrets are resolved here from `env`.
+
+    `contacts` maps a user name (``Notification.recipient``) to addresses by receiver type,
+    e.g. ``{"ana": {"email": "ana@example.org", "slack": "<@U123>"}}`` (``alerting.users``).
+    """
+    book = contacts or {}
     from alerting.notifiers.alertmanager import AlertmanagerNotifier
     from alerting.notifiers.email import EmailNotifier
     from alerting.notifiers.pagerduty import PagerDutyNotifier
@@ -232,9 +238,9 @@ def build_notifiers(
         elif r.type == "alertmanager":
             out[r.name] = AlertmanagerNotifier(r, session, clock=clock)
         elif r.type == "slack":
-            out[r.name] = SlackNotifier.from_config(r, session, env=env, clock=clock)
+            out[r.name] = SlackNotifier.from_config(r, session, env=env, clock=clock, contacts=book)
         elif r.type == "webhook":
             out[r.name] = WebhookNotifier.from_config(r, session, env=env, clock=clock)
         else:
-            out[r.name] = EmailNotifier.from_config(r, env=env, clock=clock)
+            out[r.name] = EmailNotifier.from_config(r, env=env, clock=clock, contacts=book)
     return out

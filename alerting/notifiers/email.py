@@ -89,25 +89,41 @@ def _smtp_error(target: str, exc: Exception) -> DeliveryError:
 
 
 class EmailNotifier:
-    def __init__(self, cfg: EmailReceiver, *, password: str | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        cfg: EmailReceiver,
+        *,
+        password: str | None,
+        clock: Clock,
+        contacts: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self._cfg, self._password, self._clock = cfg, password, clock
+        self._contacts = contacts or {}
 
     @classmethod
     def from_config(
-        cls, cfg: EmailReceiver, *, env: Mapping[str, str], clock: Clock
+        cls,
+        cfg: EmailReceiver,
+        *,
+        env: Mapping[str, str],
+        clock: Clock,
+        contacts: Mapping[str, Mapping[str, str]] | None = None,
     ) -> EmailNotifier:
         pw = None
         if cfg.password_env:
             pw = secret(env, cfg.password_env, f"receivers.{cfg.name}.password_env")
-        return cls(cfg, password=pw, clock=clock)
+        return cls(cfg, password=pw, clock=clock, contacts=contacts)
 
     def __repr__(self) -> str:
         return f"EmailNotifier({self._cfg.name!r}, host={self._cfg.host!r})"
 
     def recipients(self, n: Notification) -> list[str]:
+        """Configured `to`, plus the paged user's address (from contacts, or the name itself)."""
         to = list(self._cfg.to)
-        if n.recipient and "@" in n.recipient and n.recipient not in to:
-            to.append(n.recipient)
+        if n.recipient:
+            addr = self._contacts.get(n.recipient, {}).get("email") or n.recipient
+            if "@" in addr and addr not in to:
+                to.append(addr)
         return to
 
     async def send(self, n: Notification) -> None:

@@ -39,7 +39,9 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def slack_message(n: Notification, *, max_samples: int = 3) -> dict[str, Any]:
+def slack_message(
+    n: Notification, *, max_samples: int = 3, mention: str | None = None
+) -> dict[str, Any]:
     """The webhook body for `n`: a plain `text` fallback plus blocks."""
     v = IncidentView.of(n.incident)
     title = _truncate(v.summary, 140)
@@ -94,20 +96,26 @@ def slack_message(n: Notification, *, max_samples: int = 3) -> dict[str, Any]:
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     if n.recipient:
+        # A Slack mention (``<@U123>``) is markup on purpose, so it is not escaped.
+        who = mention or slack_escape(n.recipient)
         blocks.append(
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"paging {slack_escape(n.recipient)}"}],
-            }
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"paging {who}"}]}
         )
     return {"text": f"SEV{v.severity}: {title} (score {score})", "blocks": blocks}
 
 
 class SlackNotifier:
     def __init__(
-        self, cfg: SlackReceiver, session: aiohttp.ClientSession, *, url: str, clock: Clock
+        self,
+        cfg: SlackReceiver,
+        session: aiohttp.ClientSession,
+        *,
+        url: str,
+        clock: Clock,
+        contacts: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self._cfg, self._session, self._url, self._clock = cfg, session, url, clock
+        self._contacts = contacts or {}
 
     @classmethod
     def from_config(
@@ -117,15 +125,17 @@ class SlackNotifier:
         *,
         env: Mapping[str, str],
         clock: Clock,
+        contacts: Mapping[str, Mapping[str, str]] | None = None,
     ) -> SlackNotifier:
         url = secret(env, cfg.url_env, f"receivers.{cfg.name}.url_env")
-        return cls(cfg, session, url=url, clock=clock)
+        return cls(cfg, session, url=url, clock=clock, contacts=contacts)
 
     def __repr__(self) -> str:  # the webhook URL is a credential
         return f"SlackNotifier({self._cfg.name!r})"
 
     async def send(self, n: Notification) -> None:
-        body = slack_message(n, max_samples=self._cfg.max_samples)
+        mention = self._contacts.get(n.recipient or "", {}).get("slack")
+        body = slack_message(n, max_samples=self._cfg.max_samples, mention=mention)
         await post(
             self._session,
             self._cfg.name,

@@ -130,3 +130,15 @@ async def test_unreachable_server_is_transient_and_no_address_is_permanent(
     with pytest.raises(DeliveryError) as ei:
         await notifier(port, to=[]).send(n)
     assert not ei.value.recoverable and ei.value.reason == "no recipient address"
+
+
+async def test_paged_user_address_comes_from_contacts(smtp: tuple[Sink, int]) -> None:
+    sink, port = smtp
+    c = EmailReceiver.model_validate(
+        {"name": "mail", "type": "email", "host": "127.0.0.1", "port": port,
+         "sender": "cw@example.org"}
+    )  # fmt: skip
+    contacts = {"ana": {"email": "ana@example.org"}}
+    n = EmailNotifier.from_config(c, env={}, clock=FakeClock(), contacts=contacts)
+    await n.send(Notification("n-1", "mail", "trigger", "k", INC, 0.0, recipient="ana"))
+    assert sink.mails[0].rcpt_tos == ["ana@example.org"]

@@ -360,3 +360,15 @@ async def test_webhook_is_signed_over_the_raw_body() -> None:
         "incident": INCIDENT,
         "links": LINKS,
     }
+
+
+async def test_slack_mentions_the_paged_user_from_contacts() -> None:
+    async with Receiver(200) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "sl", "type": "slack", "url_env": "U"})
+        contacts = {"alice": {"slack": "<@U024BE7LH>"}}
+        n = build_notifiers(
+            c.receivers, s, env={"U": rx.url()}, clock=FakeClock(), contacts=contacts
+        )["sl"]
+        await n.send(note())
+    context = rx.requests[0].json()["blocks"][-1]
+    assert context["elements"] == [{"type": "mrkdwn", "text": "paging <@U024BE7LH>"}]
