@@ -108,6 +108,8 @@ class Incident:
         d = asdict(self)
         d["severity_label"] = label(self.severity)
         d["pagerduty_severity"] = pagerduty_severity(self.severity)
+        d["acknowledged_by"] = self.acked_by  # the name notifiers and the API read
+        d["dedup_key"] = self.id
         return d
 
     @classmethod

@@ -1,0 +1,149 @@
+"""The async face of the decision core: the incident book and the escalation runner together.
+
+The composition root builds one :class:`IncidentService`, feeds it verdicts, and hands it to
+the REST API (it implements ``alerting.api.IncidentActions``). It keeps the book and the
+runner consistent (one lock, book first, runner second), publishes every incident event (for
+the wall) and persists both as one JSON document after every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from alerting.incidents import IncidentBook, IncidentError, IncidentEvent, VerdictLike
+from alerting.runner import Emit, EscalationRunner
+from monitor.clock import Clock
+from monitor.config.alerting import AlertingConfig
+
+Publish = Callable[[IncidentEvent], Awaitable[None]]
+PersistAll = Callable[[dict[str, Any]], Awaitable[None]]
+Events = list[IncidentEvent]  # aliases: the class defines a method named ``list``
+Snapshots = list[dict[str, Any]]
+
+
+class IncidentService:
+    """Book + runner behind one lock. ``state`` is what ``persist`` last received."""
+
+    def __init__(
+        self,
+        config: AlertingConfig,
+        clock: Clock,
+        emit: Emit,
+        *,
+        state: Mapping[str, Any] | None = None,
+        persist: PersistAll | None = None,
+        publish: Publish | None = None,
+        topic_labels: Mapping[str, Mapping[str, str]] | None = None,
+        tick_seconds: float = 30.0,
+    ) -> None:
+        self.clock = clock
+        state = state or {}
+        if "book" in state:
+            self.book = IncidentBook.from_state(state["book"], config.incidents, topic_labels)
+        else:
+            self.book = IncidentBook(config.incidents, topic_labels)
+        self.runner = EscalationRunner(
+            config,
+            clock,
+            emit,
+            persist=self._save_runner,
+            record=self.book.record,
+            state=state.get("escalation"),
+        )
+        self._persist = persist
+        self._publish = publish
+        self._tick_seconds = tick_seconds
+        self._lock = asyncio.Lock()
+
+    # --- inputs ------------------------------------------------------------------------------
+    async def on_verdict(self, verdict: VerdictLike) -> Events:
+        async with self._lock:
+            events = self.book.on_verdict(verdict, self.clock.now())
+            await self._dispatch(events)
+        return events
+
+    async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any] | None:
+        return await self._act(
+            lambda now: self.book.acknowledge(incident_id, who, now), incident_id
+        )
+
+    async def resolve(self, incident_id: str, who: str) -> dict[str, Any] | None:
+        return await self._act(lambda now: self.book.resolve(incident_id, who, now), incident_id)
+
+    async def snooze(self, incident_id: str, until: float, who: str) -> dict[str, Any] | None:
+        return await self._act(
+            lambda now: self.book.snooze(incident_id, until, who, now), incident_id
+        )
+
+    async def add_note(self, incident_id: str, who: str, text: str) -> dict[str, Any] | None:
+        return await self._act(
+            lambda now: self.book.add_note(incident_id, who, text, now), incident_id
+        )
+
+    async def get(self, incident_id: str) -> dict[str, Any] | None:
+        try:
+            return self.book.get(incident_id).to_dict()
+        except IncidentError:
+            return None
+
+    async def list(self) -> Snapshots:
+        incs = sorted(self.book.all_incidents(), key=lambda i: -i.opened_at)
+        return [i.to_dict() for i in incs]
+
+    # --- time --------------------------------------------------------------------------------
+    async def tick(self) -> Events:
+        """Ack timeouts, snooze expiry, auto-resolve (call whenever; ``run`` does it)."""
+        async with self._lock:
+            events = self.book.tick(self.clock.now())
+            await self._dispatch(events)
+        return events
+
+    async def run(self) -> None:
+        """Resume owed pages, then run the escalation timers and the book's clock; forever."""
+        await self.runner.resume(self.book.open_incidents())
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.runner.run())
+            tg.create_task(self._tick_loop())
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await self.tick()
+            nxt = self.book.next_deadline()
+            now = self.clock.now()
+            wait = self._tick_seconds if nxt is None else min(self._tick_seconds, nxt - now)
+            await self.clock.sleep(max(0.5, wait))
+
+    # --- persistence -------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {"book": self.book.to_state(), "escalation": self.runner.to_state()}
+
+    # --- internals ---------------------------------------------------------------------------
+    async def _act(
+        self, action: Callable[[float], Events], incident_id: str
+    ) -> dict[str, Any] | None:
+        async with self._lock:
+            try:
+                events = action(self.clock.now())
+            except IncidentError as exc:
+                if exc.reason == "no such incident":
+                    return None
+                raise
+            await self._dispatch(events)
+            return self.book.get(incident_id).to_dict()
+
+    async def _dispatch(self, events: Events) -> None:
+        for e in events:
+            await self.runner.handle(e)  # persists via _save_runner
+            if self._publish is not None:
+                await self._publish(e)
+        if events:
+            await self._save()
+
+    async def _save_runner(self, _runner_state: dict[str, Any]) -> None:
+        await self._save()
+
+    async def _save(self) -> None:
+        if self._persist is not None:
+            await self._persist(self.to_state())
