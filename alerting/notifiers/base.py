@@ -79,6 +79,39 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
+def explanation_drivers(expl: Mapping[str, Any]) -> list[str]:
+    """Human lines for what drove the score, from a detector explanation.
+
+    >>> for line in explanation_drivers({"observed": 120, "expected": 20.0,
+    ...     "signals": {"volume": 0.97, "sentiment": 0.4}, "fired": ["volume"],
+    ...     "top_terms": [["outage", 9.1]], "top_channels": [["x", 80], ["reddit", 30]]}):
+    ...     print(line)
+    volume 120 vs 20.0 expected (6.0x)
+    signal volume 0.97
+    terms: outage
+    channels: x 80, reddit 30
+    """
+    out: list[str] = []
+    observed, expected = expl.get("observed"), expl.get("expected")
+    if isinstance(observed, int | float) and isinstance(expected, int | float):
+        ratio = f" ({observed / expected:.1f}x)" if expected > 0 else ""
+        out.append(f"volume {observed:.0f} vs {expected:.1f} expected{ratio}")
+    signals = expl.get("signals")
+    signals = signals if isinstance(signals, Mapping) else {}
+    for name in expl.get("fired") or ():
+        value = signals.get(name)
+        out.append(f"signal {name} {value:.2f}" if isinstance(value, float) else f"signal {name}")
+    terms = [str(t[0]) for t in expl.get("top_terms") or () if isinstance(t, list | tuple) and t]
+    if terms:
+        out.append("terms: " + ", ".join(terms[:5]))
+    channels = [
+        f"{c[0]} {c[1]}" for c in expl.get("top_channels") or () if isinstance(c, list | tuple)
+    ]
+    if channels:
+        out.append("channels: " + ", ".join(channels[:4]))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     text: str
@@ -131,9 +164,11 @@ class IncidentView:
             title = f"Crisis on {topic} (SEV{sev}" + (
                 f", score {score:.2f})" if score is not None else ")"
             )
-        raw_drivers = inc.get("drivers")
-        if raw_drivers is None and isinstance(inc.get("explanation"), Mapping):
-            raw_drivers = inc["explanation"].get("drivers")
+        expl = inc.get("explanation")
+        expl = expl if isinstance(expl, Mapping) else {}
+        raw_drivers = inc.get("drivers", expl.get("drivers"))
+        if raw_drivers is None:
+            raw_drivers = explanation_drivers(expl)
         drivers: list[str] = []
         for d in raw_drivers or ():
             if isinstance(d, Mapping):
@@ -143,7 +178,7 @@ class IncidentView:
             else:
                 drivers.append(str(d))
         samples: list[Sample] = []
-        for s in inc.get("samples") or inc.get("sample_posts") or ():
+        for s in inc.get("samples") or inc.get("sample_posts") or expl.get("samples") or ():
             if isinstance(s, Mapping):
                 author = s.get("author")
                 if isinstance(author, Mapping):

@@ -372,3 +372,25 @@ async def test_slack_mentions_the_paged_user_from_contacts() -> None:
         await n.send(note())
     context = rx.requests[0].json()["blocks"][-1]
     assert context["elements"] == [{"type": "mrkdwn", "text": "paging <@U024BE7LH>"}]
+
+
+async def test_drivers_and_samples_come_from_the_detector_explanation() -> None:
+    incident = {
+        "id": "acme/volume#3", "key": "acme/volume", "topic": "acme", "kind": "volume",
+        "state": "triggered", "severity": 2, "score": 0.9, "opened_at": 0.0,
+        "explanation": {
+            "observed": 90, "expected": 30.0, "signals": {"volume": 0.9}, "fired": ["volume"],
+            "top_terms": [["refund", 4.2]], "top_channels": [["x", 70]],
+            "samples": [{"id": "m1", "channel": "x", "author": "@c", "followers": 10,
+                         "text": "refund now", "sentiment": -0.8, "url": "https://x/m1"}],
+        },
+    }  # fmt: skip
+    async with Receiver(202) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        await n.send(note(incident=incident, dedup_key="acme/volume#3"))
+    details = rx.requests[0].json()["payload"]["custom_details"]
+    assert details["drivers"] == [
+        "volume 90 vs 30.0 expected (3.0x)", "signal volume 0.90", "terms: refund",
+        "channels: x 70"]  # fmt: skip
+    assert details["samples"] == [{"text": "refund now", "url": "https://x/m1", "author": "@c"}]
