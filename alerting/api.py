@@ -35,6 +35,7 @@ from alerting.metrics import ActionMetrics
 from alerting.notifiers.webhook import verify_body
 from monitor.clock import Clock
 from monitor.config.receivers import ApiConfig, secret
+from monitor.errors import CrisiswatchError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ class IncidentActions(Protocol):
     async def get(self, incident_id: str) -> dict[str, Any] | None: ...
 
     async def list(self) -> list[dict[str, Any]]: ...
+
+
+class Refused(CrisiswatchError):
+    """The incident's state does not allow the action (HTTP 409)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +200,18 @@ def api_routes(
     async def apply(
         action: str, incident_id: str, who: str, via: str, until: float | None = None
     ) -> dict[str, Any] | None:
-        if action == "acknowledge":
-            result = await actions.acknowledge(incident_id, who)
-        elif action == "resolve":
-            result = await actions.resolve(incident_id, who)
-        else:
-            assert until is not None
-            result = await actions.snooze(incident_id, until, who)
+        """The incident after `action`, None if unknown; Refused if its state forbids it."""
+        try:
+            if action == "acknowledge":
+                result = await actions.acknowledge(incident_id, who)
+            elif action == "resolve":
+                result = await actions.resolve(incident_id, who)
+            else:
+                assert until is not None
+                result = await actions.snooze(incident_id, until, who)
+        except CrisiswatchError as exc:  # e.g. acknowledging a resolved incident
+            metrics.rejected.labels(via=via, reason="conflict").inc()
+            raise Refused(str(getattr(exc, "reason", exc))) from None
         if result is not None:
             metrics.actions.labels(action=action, via=via).inc()
             log.info("%s %s by %s via %s", action, incident_id, who, via)
@@ -219,7 +233,12 @@ def api_routes(
         until = None
         if action == "snooze":
             until = await _snooze_until(request, clock.now(), config.max_snooze_seconds)
-        inc = await apply(action, request.match_info["id"], who, "api", until)
+        try:
+            inc = await apply(action, request.match_info["id"], who, "api", until)
+        except Refused as exc:
+            raise web.HTTPConflict(
+                text=json.dumps({"error": exc.reason}), content_type="application/json"
+            ) from None
         if inc is None:
             raise web.HTTPNotFound(
                 text='{"error": "no such incident"}', content_type="application/json"
@@ -270,7 +289,10 @@ def api_routes(
         if claim.action == "snooze":
             seconds = float(claim.param) if claim.param.isdigit() else 3600.0
             until = clock.now() + min(seconds, config.max_snooze_seconds)
-        inc = await apply(claim.action, claim.incident_id, claim.who or "link", "link", until)
+        try:
+            inc = await apply(claim.action, claim.incident_id, claim.who or "link", "link", until)
+        except Refused as exc:
+            return _page("Not possible", f"<p>{html.escape(exc.reason)}</p>", 409)
         if inc is None:
             return _page("No such incident", "<p>The incident no longer exists.</p>", 404)
         state = html.escape(str(inc.get("state", "?")))
@@ -300,7 +322,10 @@ def api_routes(
         if incident_id is None:
             # 2xx all the same: a retry from PagerDuty cannot make the incident appear.
             return web.json_response({"applied": False, "reason": "unknown incident"})
-        inc = await apply(action, incident_id, who, "pagerduty")
+        try:
+            inc = await apply(action, incident_id, who, "pagerduty")
+        except Refused as exc:
+            return web.json_response({"applied": False, "reason": exc.reason})
         return web.json_response({"applied": inc is not None, "incident_id": incident_id})
 
     return [

@@ -15,7 +15,14 @@ from alerting.api import api_routes
 from alerting.links import LinkClaim, LinkSigner
 from monitor.clock import FakeClock
 from monitor.config.receivers import ApiConfig
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, CrisiswatchError
+
+
+class IncidentRefused(CrisiswatchError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
 
 ENV = {"TOK_ANA": "ana-token", "TOK_VIEW": "view-token", "PD_WEBHOOK": "pd-secret"}
 CONFIG = ApiConfig.model_validate(
@@ -45,6 +52,8 @@ class Book:
         self.calls.append(call)
         if i not in self.incidents:
             return None
+        if self.incidents[i]["state"] == "resolved" and state != "resolved":
+            raise IncidentRefused("incident is resolved")
         self.incidents[i] = {**self.incidents[i], "state": state}
         return self.incidents[i]
 
@@ -264,3 +273,14 @@ async def test_pagerduty_other_events_and_unknown_incidents_are_ignored(env: Env
 def test_missing_token_secret_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"delivery\.api\.tokens\[0\]\.token_env"):
         api_routes(Book(), CONFIG, clock=FakeClock(), registry=CollectorRegistry(), env={})
+
+
+async def test_state_conflicts_are_409_not_500(env: Env, signer: LinkSigner) -> None:
+    client, _, _ = env
+    r = await client.post("/api/v1/incidents/inc-0/acknowledge", headers=auth("ana-token"))
+    assert r.status == 409 and await r.json() == {"error": "incident is resolved"}
+    link = signer.url(LinkClaim("acknowledge", "inc-0", expires_at=2000)).removeprefix(
+        "http://cw.test"
+    )
+    r = await client.post(link)
+    assert r.status == 409 and "incident is resolved" in await r.text()
