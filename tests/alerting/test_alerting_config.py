@@ -1,0 +1,98 @@
+"""The `alerting:` config section: defaults, the documented example, error paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.config import parse_config
+from monitor.config.alerting import AlertingConfig, check_receivers
+from monitor.errors import ConfigError
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "alerting.md"
+
+
+def test_no_alerting_block_gives_the_demo() -> None:
+    cfg = parse_config({"topics": []}).alerting
+    assert [u.name for u in cfg.users] == ["ana", "ben", "carla", "dan", "lead"]
+    [policy] = cfg.policies
+    assert [lv.delay_seconds for lv in policy.levels] == [300, 300] and policy.repeat == 2
+    assert cfg.route.policy == "default"
+
+
+def test_documented_example_parses() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert blocks, "docs/alerting.md lost its example"
+    data = yaml.safe_load(blocks[0])
+    cfg = parse_config({"topics": [], **data}).alerting
+    assert {p.name for p in cfg.policies} == {"default", "major"}
+    names = ["pagerduty", "email", "slack-crisis"]
+    check_receivers(cfg, names)
+    with pytest.raises(ConfigError) as err:
+        check_receivers(cfg, ["pagerduty", "email"])
+    assert err.value.path == "alerting.policies[0].levels[1].targets[1]"
+
+
+@pytest.mark.parametrize(
+    ("alerting", "path"),
+    [
+        ({"users": [{"name": "a"}, {"name": "a"}]}, "alerting.users[1].name"),
+        (
+            {"schedules": [{"name": "s", "layers": [{"users": ["zed"]}]}]},
+            "alerting.schedules[0].layers[0].users[0]",
+        ),
+        (
+            {"schedules": [{"name": "s", "layers": [{"users": ["ana"], "rotation": "0d"}]}]},
+            "alerting.schedules[0].layers[0].rotation",
+        ),
+        (
+            {
+                "schedules": [
+                    {
+                        "name": "s",
+                        "layers": [{"users": ["ana"]}],
+                        "overrides": [
+                            {"user": "ana", "start": "2026-01-02T00:00", "end": "2026-01-01T00:00"}
+                        ],
+                    }
+                ]
+            },
+            "alerting.schedules[0].overrides[0].end",
+        ),
+        ({"users": [{"name": "a", "quiet_hours": "late"}]}, "alerting.users[0].quiet_hours"),
+        ({"teams": [{"name": "t", "schedule": "nope"}]}, "alerting.teams[0].schedule"),
+        (
+            {"policies": [{"name": "p", "levels": []}], "route": {"policy": "p"}},
+            "alerting.policies[0].levels",
+        ),
+        (
+            {
+                "policies": [{"name": "p", "levels": [{"targets": ["team:x"]}]}],
+                "route": {"policy": "p"},
+            },
+            "alerting.policies[0].levels[0].targets[0]",
+        ),
+        (
+            {"policies": [{"name": "p", "levels": [{"targets": ["user:ana"], "mode": "random"}]}]},
+            "alerting.policies[0].levels[0].mode",
+        ),
+        ({"route": {"routes": []}}, "alerting.route.policy"),
+        (
+            {"inhibit_rules": [{"source_matchers": ["=SEV1"]}]},
+            "alerting.inhibit_rules[0].source_matchers[0]",
+        ),
+        ({"escalation": {}}, "alerting.escalation"),
+    ],
+)
+def test_errors_name_the_path(alerting: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"topics": [], "alerting": alerting})
+    assert err.value.path == path
+
+
+def test_demo_has_no_receiver_references() -> None:
+    check_receivers(AlertingConfig(), [])
