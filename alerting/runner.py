@@ -92,7 +92,9 @@ class EscalationRunner:
             if event.kind == "resolved":
                 self._states.pop(iid, None)
                 await self._recheck_muted(now)  # an inhibiting SEV1 may have gone
-            await self._save()
+            if not isinstance(ev, Update):
+                # A fresher snapshot alone is not worth a write: the book holds it anyway.
+                await self._save()
         self._changed.set()
 
     async def resume(self, incidents: Iterable[Incident]) -> None:

@@ -138,7 +138,9 @@ class IncidentService:
             await self.runner.handle(e)  # persists via _save_runner
             if self._publish is not None:
                 await self._publish(e)
-        if events:
+        if any(e.kind != "updated" for e in events):
+            # Score updates arrive every bucket; losing the latest one in a crash is harmless
+            # (the next verdict brings it back), so they do not each cost a write.
             await self._save()
 
     async def _save_runner(self, _runner_state: dict[str, Any]) -> None:
