@@ -1,66 +1,53 @@
-"""The wall's view model and its websocket: snapshot on connect, then deltas.
+"""The wall's HTTP and websocket shell: page, static assets, `/ws` (protocol v1, docs/wall.md).
 
-Protocol v1 (server -> client JSON text frames):
-  {"v": 1, "type": "snapshot", "data": {...}}   on connect and after a resync
-  {"v": 1, "type": "delta", "topic": "series"|"incident"|"source"|..., "data": {...}}
-The hub never waits for a client: each client has a bounded drop-oldest queue; a client that
-fell behind gets a fresh snapshot instead of the messages it missed.
+One websocket per wall: a snapshot on connect, then deltas. The hub never waits for a client:
+each client has a bounded drop-oldest queue; a client that fell behind gets a fresh snapshot
+(``reason: "dropped"``) instead of the messages it missed. A client whose socket does not drain
+within `send_timeout` is disconnected (its wall reconnects and resyncs).
+
+Kiosk screens authenticate with a viewer token in the URL (``/?token=...``); the page passes it
+on to ``/ws?token=...``. Acknowledging is done by the incident actions API with a responder's
+bearer token, entered on the wall (never put in the URL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from dashboards.view import PROTOCOL_VERSION, WallState, encode, live_view
+from monitor.clock import Clock
 from monitor.hub import Hub
 
-PROTOCOL_VERSION = 1
+__all__ = ["PROTOCOL_VERSION", "WallState", "live_view", "run_live", "wall_routes"]
+
+#: ``authorize(token) -> bool``: may a screen holding this viewer token watch the wall?
+Authorize = Callable[[str | None], bool]
+CLOSE_UNAUTHORIZED = 4401
+
+_TYPES = {".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-class WallState:
-    """What a newly connected wall needs: recent series per topic, incidents, sources."""
+def client_message(text: str) -> str | None:
+    """The request type of a client frame (``{"type": "resync"}``; bare ``resync`` is accepted).
 
-    def __init__(self, topics: list[dict[str, Any]], history: int = 240) -> None:
-        self.topics = topics
-        self.series: dict[str, deque[dict[str, Any]]] = {
-            t["name"]: deque(maxlen=history) for t in topics
-        }
-        self.incidents: dict[str, dict[str, Any]] = {}
-        self.sources: dict[str, dict[str, Any]] = {}
-        self.extra: dict[str, Any] = {}
-
-    def apply(self, topic: str, msg: dict[str, Any]) -> None:
-        if topic == "series":
-            self.series.setdefault(msg["topic"], deque(maxlen=240)).append(msg)
-        elif topic == "incident":
-            inc = msg["incident"]
-            self.incidents[inc["id"]] = inc
-            if len(self.incidents) > 200:  # keep the newest; resolved ones age out first
-                oldest = min(self.incidents.values(), key=lambda i: i["updated_at"])
-                self.incidents.pop(oldest["id"], None)
-        elif topic == "source":
-            self.sources[msg["name"]] = msg
-        else:
-            self.extra[topic] = msg
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "topics": self.topics,
-            "series": {k: list(v) for k, v in self.series.items()},
-            "incidents": sorted(self.incidents.values(), key=lambda i: -i["updated_at"]),
-            "sources": list(self.sources.values()),
-            **self.extra,
-        }
-
-
-def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"v": PROTOCOL_VERSION, "type": kind, **fields}, separators=(",", ":"))
+    >>> client_message('{"type":"resync"}'), client_message("resync"), client_message("{]")
+    ('resync', 'resync', None)
+    """
+    if text == "resync":
+        return text
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    kind = msg.get("type") if isinstance(msg, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def wall_routes(
@@ -68,48 +55,120 @@ def wall_routes(
     hub: Hub,
     *,
     client_queue: int = 256,
+    clock: Clock | None = None,
+    authorize: Authorize | None = None,
+    heartbeat_seconds: float = 2.0,
+    send_timeout: float = 10.0,
     on_client: Callable[[int], None] | None = None,
 ) -> list[web.RouteDef]:
-    static = resources.files("dashboards") / "static"
+    """Routes for ``/``, ``/static/{name}`` and ``/ws``.
 
-    async def index(_: web.Request) -> web.Response:
+    `clock` stamps snapshots and heartbeats so walls show ages and countdowns in service time
+    (the demo runs faster than real time); without it the newest time seen in data is used.
+    `authorize` checks viewer tokens; None leaves the wall open (local demo).
+    """
+    static = resources.files("dashboards") / "static"
+    # A client queue longer than the frame cache could hold messages whose frame was evicted;
+    # such a client would then be resynced. Keep them consistent.
+    client_queue = min(client_queue, state.frame_cache)
+
+    def now() -> float | None:
+        return clock.now() if clock is not None else None
+
+    def allowed(request: web.Request) -> bool:
+        return authorize is None or authorize(request.query.get("token"))
+
+    async def index(request: web.Request) -> web.Response:
+        if not allowed(request):
+            return web.Response(
+                status=401,
+                text="<!doctype html><title>crisiswatch</title><h1>401: viewer token required</h1>"
+                "<p>Open the wall as <code>/?token=VIEWER_TOKEN</code>.</p>",
+                content_type="text/html",
+            )
         return web.Response(
-            text=(static / "index.html").read_text("utf-8"), content_type="text/html"
+            text=(static / "index.html").read_text("utf-8"),
+            content_type="text/html",
+            headers={"Cache-Control": "no-cache"},
         )
 
     async def asset(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        types = {".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
         ext = name[name.rfind(".") :] if "." in name else ""
         path = static / name
-        if "/" in name or ext not in types or not path.is_file():
+        if "/" in name or name.startswith(".") or ext not in _TYPES or not path.is_file():
             raise web.HTTPNotFound()
-        return web.Response(text=path.read_text("utf-8"), content_type=types[ext])
+        return web.Response(
+            text=path.read_text("utf-8"),
+            content_type=_TYPES[ext],
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def send(ws: web.WebSocketResponse, frame: str) -> None:
+        # A wall that stopped reading must not hold its pump (and memory) forever.
+        await asyncio.wait_for(ws.send_str(frame), send_timeout)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=20)
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
         await ws.prepare(request)
+        if not allowed(request):
+            err = {"v": PROTOCOL_VERSION, "type": "error", "code": "unauthorized"}
+            await ws.send_str(encode(err))
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"viewer token required")
+            return ws
         with hub.subscribe(client_queue) as sub:
             if on_client:
                 on_client(hub.subscribers)
-            await ws.send_str(_frame("snapshot", data=state.snapshot()))
+            # subscribe and snapshot with no await in between: nothing published is missed
+            first = state.snapshot_frame("connect", now(), heartbeat=heartbeat_seconds)
+            first_seq = state.seq
 
             async def pump() -> None:
-                async for topic, msg in sub:
-                    if sub.resync:
-                        sub.resync = False
-                        sub.drain()
-                        await ws.send_str(_frame("snapshot", data=state.snapshot()))
-                        continue
-                    await ws.send_str(_frame("delta", topic=topic, data=msg))
+                try:
+                    await stream()
+                finally:
+                    # a failed send (timeout, reset) ends the reader below too
+                    await ws.close()
+
+            async def stream() -> None:
+                await send(ws, first)
+                loop = asyncio.get_running_loop()
+                last_hb = loop.time()
+                seq, reported = first_seq, 0
+                while True:
+                    wait = max(0.0, heartbeat_seconds - (loop.time() - last_hb))
+                    try:
+                        topic, msg = await asyncio.wait_for(anext(sub), wait or 0.001)
+                    except TimeoutError:
+                        topic, msg = "", {}
+                    if topic:
+                        hit = state.frame(msg)
+                        if sub.resync or hit is None:
+                            reason = "dropped" if sub.dropped > reported else "requested"
+                            reported, sub.resync = sub.dropped, False
+                            sub.drain()
+                            snap = state.snapshot_frame(
+                                reason, now(), sub.dropped, heartbeat_seconds
+                            )
+                            hit = (state.seq, snap)
+                        seq = hit[0]
+                        await send(ws, hit[1])
+                    # heartbeats also flow while deltas do: they carry the service clock
+                    if loop.time() - last_hb >= heartbeat_seconds:
+                        await send(ws, state.heartbeat_frame(now(), seq))
+                        last_hb = loop.time()
 
             sender = asyncio.create_task(pump())
             try:
-                async for m in ws:  # the client may only ask for a resync
-                    if m.type == WSMsgType.TEXT and m.data == "resync":
-                        await ws.send_str(_frame("snapshot", data=state.snapshot()))
+                async for m in ws:
+                    if m.type == WSMsgType.TEXT and client_message(m.data) == "resync":
+                        # the pump owns the socket; asking it to resync keeps frames in order
+                        sub.resync = True
+                        sub.offer(("resync", {}))
             finally:
                 sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
         if on_client:
             on_client(hub.subscribers)
         return ws
@@ -119,3 +178,24 @@ def wall_routes(
         web.get("/static/{name}", asset),
         web.get("/ws", websocket),
     ]
+
+
+async def run_live(
+    hub: Hub,
+    read: Callable[[], dict[str, Any]],
+    *,
+    interval: float = 0.25,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+) -> None:
+    """Publish ``live`` (see `live_view`) every `interval` seconds of real time when it changed.
+
+    This is what makes a single mention visible on the wall within a second: closed buckets
+    arrive only once per bucket width. Real (not service) time: it is a screen refresh rate.
+    """
+    last: dict[str, Any] | None = None
+    while True:
+        await sleep(interval)
+        cur = read()
+        if cur != last:
+            hub.publish("live", cur)
+            last = cur

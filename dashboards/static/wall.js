@@ -1,80 +1,414 @@
-// crisiswatch wall: one websocket, snapshot then deltas (protocol v1, see dashboards/wall.py).
+// crisiswatch wall: one websocket, a snapshot then deltas (protocol v1, docs/wall.md).
+// Plain browser JS, no build step. State lives in `S`; render() draws it, coalesced per frame.
 "use strict";
-const state = { topics: [], series: {}, incidents: {}, sources: {} };
+
+const PROTOCOL = 1;
+const HISTORY = 240;
+const S = {
+  topics: [], series: {}, incidents: {}, sources: {}, oncall: null, live: null,
+  seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0,
+};
+const stats = { snapshots: 0, deltas: 0, heartbeats: 0, resyncs: 0, connects: 0 };
+const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function render() {
-  const tiles = $("tiles");
-  for (const t of state.topics) {
-    let el = document.getElementById("tile-" + t.name);
-    if (!el) {
-      el = document.createElement("div");
-      el.id = "tile-" + t.name;
-      el.className = "tile";
-      el.innerHTML = `<h3><span>${t.title || t.name}</span><span class="score"></span></h3>
-        <div class="stats"></div><canvas width="600" height="140"></canvas>`;
-      tiles.appendChild(el);
-    }
-    const pts = state.series[t.name] || [];
-    const last = pts[pts.length - 1];
-    el.className = "tile" + (last && last.active && last.severity ? " sev" + last.severity : "");
-    el.querySelector(".score").textContent = last ? `score ${last.score.toFixed(2)}` : "";
-    el.querySelector(".stats").textContent = last
-      ? `${last.count} mentions/bucket · ${(100 * last.negative_share).toFixed(0)}% negative`
-      : "waiting for data…";
-    draw(el.querySelector("canvas"), pts);
+// --- service clock: the demo runs faster than real time, so ages and countdowns use the
+// server's clock, interpolated between heartbeats at the measured rate.
+const clk = { server: null, local: 0, rate: 1 };
+function syncClock(now) {
+  if (typeof now !== "number") return;
+  const l = performance.now() / 1000;
+  if (clk.server !== null && l - clk.local > 0.5) {
+    const r = (now - clk.server) / (l - clk.local);
+    if (r > 0 && Number.isFinite(r)) clk.rate = clk.rate * 0.5 + r * 0.5;
   }
-  const inc = Object.values(state.incidents).sort((a, b) => b.updated_at - a.updated_at);
-  $("incidents").innerHTML = inc.slice(0, 12).map((i) =>
-    `<li class="sev${i.severity} ${i.state}" data-id="${i.id}">SEV${i.severity} ${i.topic}
-     · ${i.kind} · <b>${i.state}</b></li>`).join("") || "<li>no incidents</li>";
-  $("sources").innerHTML = Object.values(state.sources).map((s) =>
-    `<li class="${s.stale ? "stale" : ""}">${s.name}: ${s.connected ? "connected" : "down"}
-     ${s.stale ? " — STALE" : ""}</li>`).join("");
+  clk.server = now; clk.local = l;
 }
+const serverNow = () =>
+  clk.server === null ? Date.now() / 1000 : clk.server + (performance.now() / 1000 - clk.local) * clk.rate;
 
-function draw(canvas, pts) {
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height;
-  ctx.clearRect(0, 0, w, h);
-  if (pts.length < 2) return;
-  const max = Math.max(1, ...pts.map((p) => Math.max(p.count, (p.band && p.band[1]) || 0)));
-  const x = (i) => (i / (pts.length - 1)) * w, y = (v) => h - (v / max) * (h - 4);
-  ctx.fillStyle = "rgba(100,210,255,0.15)";
-  pts.forEach((p, i) => { if (p.band) ctx.fillRect(x(i), y(p.band[1]), w / pts.length + 1, y(p.band[0]) - y(p.band[1])); });
-  ctx.strokeStyle = "#e6edf3"; ctx.lineWidth = 2; ctx.beginPath();
-  pts.forEach((p, i) => (i ? ctx.lineTo(x(i), y(p.count)) : ctx.moveTo(x(i), y(p.count))));
-  ctx.stroke();
-  ctx.fillStyle = "#ff3b30";
-  pts.forEach((p, i) => { if (p.onset) ctx.fillRect(x(i) - 3, 0, 6, h); });
+function dur(s) {
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}`;
+  return `${Math.floor(s / 86400)}d`;
 }
+const hhmm = (t, tz) => new Date(t * 1000).toLocaleTimeString("en-GB",
+  { hour: "2-digit", minute: "2-digit", timeZone: tz || "UTC" });
+const per = (w) => (w === 60 ? "per minute" : `per ${dur(w)}`);
+const title = (name) => (S.topics.find((t) => t.name === name) || {}).title || name;
 
-function onMessage(msg) {
+// --- protocol ------------------------------------------------------------------------------
+function onFrame(msg) {
+  S.lastFrame = performance.now();
+  if (msg.v !== PROTOCOL) { location.reload(); return; } // the server was upgraded
   if (msg.type === "snapshot") {
+    stats.snapshots++;
     const d = msg.data;
-    state.topics = d.topics; state.series = d.series; state.incidents = {}; state.sources = {};
-    for (const i of d.incidents) state.incidents[i.id] = i;
-    for (const s of d.sources) state.sources[s.name] = s;
+    S.topics = d.topics; S.series = d.series; S.oncall = d.oncall; S.live = d.live;
+    S.incidents = {}; S.sources = {};
+    for (const i of d.incidents) S.incidents[i.id] = i;
+    for (const s of d.sources) S.sources[s.name] = s;
+    S.seq = msg.seq; S.heartbeat = msg.heartbeat || 2;
+    syncClock(msg.now);
   } else if (msg.type === "delta") {
-    const d = msg.data;
-    if (msg.topic === "series") {
-      const arr = state.series[d.topic] || (state.series[d.topic] = []);
-      arr.push(d); if (arr.length > 240) arr.shift();
-    } else if (msg.topic === "incident") state.incidents[d.incident.id] = d.incident;
-    else if (msg.topic === "source") state.sources[d.name] = d;
+    if (msg.seq <= S.seq) return;
+    if (msg.seq !== S.seq + 1) { resync("gap"); return; }
+    S.seq = msg.seq; stats.deltas++;
+    applyDelta(msg.topic, msg.data);
+  } else if (msg.type === "heartbeat") {
+    stats.heartbeats++; syncClock(msg.now);
+    if (msg.seq !== S.seq) resync("heartbeat");
+    return;
+  } else if (msg.type === "error") {
+    setConn("unauthorized", msg.code === "unauthorized" ? "VIEWER TOKEN REQUIRED" : msg.code);
+    return;
   }
-  render();
+  schedule();
 }
 
-let delay = 500;
+function applyDelta(topic, d) {
+  if (topic === "series") {
+    const arr = S.series[d.topic] || (S.series[d.topic] = []);
+    while (arr.length && arr[arr.length - 1].t >= d.t) arr.pop();
+    arr.push(d); if (arr.length > HISTORY) arr.shift();
+  } else if (topic === "incident") {
+    const prev = S.incidents[d.incident.id];
+    S.incidents[d.incident.id] = { ...d.incident, escalation: d.escalation ?? prev?.escalation ?? null };
+  } else if (topic === "escalation") {
+    const inc = S.incidents[d.incident_id];
+    if (inc) inc.escalation = d;
+  } else if (topic === "source") S.sources[d.name] = d;
+  else if (topic === "oncall") S.oncall = d;
+  else if (topic === "live") S.live = d;
+}
+
+let ws = null, delay = 500, timer = null;
+function resync(why) {
+  stats.resyncs++;
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "resync", why }));
+}
 function connect() {
-  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  ws.onopen = () => { delay = 500; $("conn").className = "conn up"; $("conn").textContent = "live"; };
-  ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-  ws.onclose = () => {
-    $("conn").className = "conn down"; $("conn").textContent = "reconnecting…";
-    setTimeout(connect, delay + Math.random() * delay); delay = Math.min(delay * 2, 15000);
+  const token = params.get("token");
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
+    (token ? "?token=" + encodeURIComponent(token) : "");
+  ws = new WebSocket(url);
+  stats.connects++;
+  ws.onopen = () => { delay = 500; S.connected = true; S.everConnected = true; setConn("live", "LIVE"); };
+  ws.onmessage = (e) => onFrame(JSON.parse(e.data));
+  ws.onclose = (e) => {
+    S.connected = false; ws = null;
+    if (e.code === 4401) { setConn("unauthorized", "VIEWER TOKEN REQUIRED"); delay = 30000; }
+    // jittered exponential backoff; a snapshot on the next connect resyncs everything
+    const wait = delay / 2 + Math.random() * delay;
+    delay = Math.min(delay * 2, 15000);
+    if (e.code !== 4401) setConn("down", `RECONNECTING ${Math.ceil(wait / 1000)}s`);
+    clearTimeout(timer); timer = setTimeout(connect, wait);
+    schedule();
   };
 }
-setInterval(() => { $("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC"; }, 1000);
+function setConn(state, text) {
+  const el = $("conn");
+  el.dataset.state = state; el.textContent = text;
+  document.body.classList.toggle("offline", state !== "live");
+}
+// A half-open connection sends nothing: no frame for 3 heartbeats means reconnect.
+setInterval(() => {
+  if (ws && S.connected && performance.now() - S.lastFrame > 3000 * (S.heartbeat || 2)) ws.close();
+}, 1000);
+
+// --- rendering -----------------------------------------------------------------------------
+let pending = false;
+function schedule() {
+  if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; render(); }); }
+}
+function render() {
+  renderTiles(); renderIncidents(); renderOncall(); renderSources(); renderHeader(); renderAlarm();
+}
+
+function openIncidentFor(topic) {
+  let best = null;
+  for (const i of Object.values(S.incidents)) {
+    if (i.topic === topic && i.state !== "resolved" && (!best || i.severity < best.severity)) best = i;
+  }
+  return best;
+}
+
+function renderTiles() {
+  const box = $("tiles");
+  const n = S.topics.length;
+  // wide tiles read best as timelines: one column up to 3 topics, then a grid
+  box.style.setProperty("--cols", n <= 3 ? 1 : n <= 8 ? 2 : n <= 15 ? 3 : 4);
+  for (const t of S.topics) {
+    let el = document.getElementById("tile-" + t.name);
+    if (!el) {
+      el = $("tile-tpl").content.firstElementChild.cloneNode(true);
+      el.id = "tile-" + t.name; el.dataset.topic = t.name;
+      el.querySelector(".title").textContent = t.title || t.name;
+      box.appendChild(el);
+    }
+    const pts = S.series[t.name] || [];
+    const last = pts[pts.length - 1];
+    const inc = openIncidentFor(t.name);
+    const sev = inc ? inc.severity : last && last.active && last.severity ? last.severity : 0;
+    el.className = "tile" + (sev ? " sev" + sev : "");
+    el.querySelector(".score").className = "score" + (sev ? " s" + sev : "");
+    el.querySelector(".score-v").textContent = last ? last.score.toFixed(2) : "–";
+    const sv = el.querySelector(".sev");
+    sv.className = "sev" + (sev ? " s" + sev : ""); sv.textContent = sev ? "SEV" + sev : "";
+    el.querySelector(".count").textContent = last ? last.count : "–";
+    el.querySelector(".expected").textContent = last && last.expected != null
+      ? `${per(last.width)} · expected ${Math.round(last.expected)}` : per(last ? last.width : 60);
+    el.querySelector(".neg").textContent = last ? `${Math.round(100 * last.negative_share)}%` : "–";
+    el.querySelector(".sent").textContent = last ? (last.sentiment >= 0 ? "+" : "") + last.sentiment.toFixed(2) : "–";
+    const lv = S.live && S.live.topics && S.live.topics[t.name];
+    el.querySelector(".now").textContent = lv ? lv.count : "–";
+    drawVolume(el.querySelector("canvas.volume"), pts);
+    drawSpark(el.querySelector("canvas.spark"), pts);
+  }
+}
+
+function fit(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
+  const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.clearRect(0, 0, w, h);
+  return [ctx, w, h, dpr];
+}
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+function drawVolume(canvas, pts) {
+  const [ctx, w, h, dpr] = fit(canvas);
+  const fs = Math.round(parseFloat(getComputedStyle(document.documentElement).fontSize) * 0.85 * dpr);
+  ctx.font = `${fs}px sans-serif`; ctx.fillStyle = css("--dim");
+  if (pts.length < 2) { ctx.fillText("waiting for data…", 4, fs + 4); return; }
+  const t0 = pts[0].t, t1 = pts[pts.length - 1].t, span = Math.max(1, t1 - t0);
+  const max = Math.max(1, ...pts.map((p) => Math.max(p.count, p.band ? p.band[1] : 0)));
+  const top = fs + 6, bottom = h - 2;
+  const x = (t) => ((t - t0) / span) * (w - 2) + 1;
+  const y = (v) => bottom - (v / max) * (bottom - top);
+  const bw = Math.max(1, (w / pts.length));
+  // anomaly: shaded columns while active, a marker on onset
+  for (const p of pts) {
+    if (!p.active) continue;
+    ctx.fillStyle = `${css("--sev" + (p.severity || 3))}33`;
+    ctx.fillRect(x(p.t) - bw / 2, top, bw, bottom - top);
+  }
+  const banded = pts.filter((p) => p.band);
+  if (banded.length > 1) {
+    ctx.fillStyle = css("--band"); ctx.beginPath();
+    banded.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.band[1])) : ctx.moveTo(x(p.t), y(p.band[1]))));
+    for (let i = banded.length - 1; i >= 0; i--) ctx.lineTo(x(banded[i].t), y(banded[i].band[0]));
+    ctx.closePath(); ctx.fill();
+    ctx.strokeStyle = "rgba(100,210,255,0.7)"; ctx.lineWidth = dpr; ctx.setLineDash([4 * dpr, 4 * dpr]);
+    ctx.beginPath();
+    banded.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.expected ?? p.count)) : ctx.moveTo(x(p.t), y(p.expected ?? p.count))));
+    ctx.stroke(); ctx.setLineDash([]);
+  }
+  ctx.strokeStyle = css("--fg"); ctx.lineWidth = 2 * dpr; ctx.beginPath();
+  pts.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.count)) : ctx.moveTo(x(p.t), y(p.count))));
+  ctx.stroke();
+  for (const p of pts) {
+    if (!p.onset) continue;
+    const c = css("--sev" + (p.severity || 2)), px = x(p.t), s = 7 * dpr;
+    ctx.fillStyle = c; ctx.fillRect(px - dpr, top, 2 * dpr, bottom - top);
+    ctx.beginPath(); ctx.moveTo(px - s, top); ctx.lineTo(px + s, top); ctx.lineTo(px, top + 1.6 * s);
+    ctx.closePath(); ctx.fill();
+  }
+  ctx.fillStyle = css("--dim");
+  ctx.fillText(`${Math.round(max)} max · last ${dur(span + pts[0].width)}`, 4, fs);
+}
+
+function drawSpark(canvas, pts) {
+  const [ctx, w, h, dpr] = fit(canvas);
+  if (pts.length < 2) return;
+  const x = (i) => (i / (pts.length - 1)) * (w - 2) + 1;
+  // negative share as a red area (0..1), mean sentiment as a line (-1..1) around the mid line
+  ctx.fillStyle = "rgba(255,59,48,0.35)"; ctx.beginPath(); ctx.moveTo(x(0), h);
+  pts.forEach((p, i) => ctx.lineTo(x(i), h - p.negative_share * h));
+  ctx.lineTo(x(pts.length - 1), h); ctx.closePath(); ctx.fill();
+  ctx.strokeStyle = "rgba(147,161,176,0.5)"; ctx.lineWidth = dpr;
+  ctx.beginPath(); ctx.moveTo(0, h / 2); ctx.lineTo(w, h / 2); ctx.stroke();
+  ctx.strokeStyle = css("--ok"); ctx.lineWidth = 2 * dpr; ctx.beginPath();
+  pts.forEach((p, i) => { const yy = h / 2 - (p.sentiment * h) / 2; i ? ctx.lineTo(x(i), yy) : ctx.moveTo(x(i), yy); });
+  ctx.stroke();
+}
+
+function incidentRank(a, b) {
+  const st = { triggered: 0, acknowledged: 1, resolved: 2 };
+  return (st[a.state] ?? 3) - (st[b.state] ?? 3) || a.severity - b.severity || b.opened_at - a.opened_at;
+}
+
+function renderIncidents() {
+  const list = Object.values(S.incidents).sort(incidentRank);
+  const open = list.filter((i) => i.state !== "resolved");
+  $("inc-count").textContent = open.length ? `${open.length} open` : "";
+  const box = $("incidents");
+  // no scrolling: show what fits (about one per 4rem of panel height), then "+N more"
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
+  const fits = Math.max(1, Math.floor((box.parentElement.clientHeight - 2.5 * rem) / (4.6 * rem)));
+  const shown = list.slice(0, list.length > fits ? fits - 1 : fits);
+  const now = serverNow();
+  // keyed update: rows persist between renders, so a click never lands on a replaced button
+  const rows = shown.map((i) => {
+    let li = box.querySelector(`li[data-id="${CSS.escape(i.id)}"]`);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.id = i.id;
+      li.innerHTML = `<span class="sev"></span><div><div class="t"></div><div class="m"></div></div>
+        <button class="ack" type="button">ACK</button>`;
+      li.querySelector(".ack").dataset.id = i.id;
+    }
+    const e = i.escalation;
+    const who = i.state === "acknowledged" ? `acked by ${esc(i.acked_by)}`
+      : e && e.paged && e.paged.length ? `paged: ${e.paged.map((p) => esc(p.name)).join(", ")}` : "";
+    const next = i.state === "triggered" && e && e.next_escalation_at != null
+      ? `next escalation in <span class="mono">${dur(e.next_escalation_at - now)}</span>` : "";
+    const lvl = e && e.level ? `level ${e.level}${e.levels ? "/" + e.levels : ""}` : "";
+    const age = i.state === "resolved" ? `resolved ${dur(now - (i.resolved_at || i.updated_at))} ago`
+      : `age <span class="mono">${dur(now - i.opened_at)}</span>`;
+    li.className = `inc sev${i.severity} ${i.state}`;
+    li.dataset.state = i.state;
+    const sv = li.querySelector(".sev");
+    sv.className = `sev s${i.severity}`; sv.textContent = `SEV${i.severity}`;
+    li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
+    li.querySelector(".m").innerHTML =
+      [`<span class="state">${esc(i.state)}</span>`, age, lvl, who, next].filter(Boolean).join(" · ");
+    const btn = li.querySelector(".ack");
+    btn.hidden = i.state !== "triggered";
+    if (i.state !== "triggered") btn.disabled = false;
+    return li;
+  });
+  if (list.length > shown.length) {
+    const more = document.createElement("li");
+    more.className = "inc more"; more.textContent = `+${list.length - shown.length} more`;
+    rows.push(more);
+  }
+  if (!rows.length) {
+    const none = document.createElement("li");
+    none.className = "dim"; none.textContent = "no incidents";
+    rows.push(none);
+  }
+  box.replaceChildren(...rows);
+}
+
+function renderOncall() {
+  const oc = S.oncall;
+  if (!oc || !oc.regions) return;
+  const now = serverNow();
+  $("oncall").innerHTML = oc.regions.map((r) =>
+    `<li><span><b>${esc(r.region)}</b> ${esc(r.name || r.user || "nobody")}</span>
+     <span class="mono">${hhmm(now, r.timezone)} <small class="dim">${esc(r.timezone || "UTC")}</small>
+     ${r.until ? `<small class="dim">until ${hhmm(r.until, r.timezone)}</small>` : ""}</span></li>`).join("")
+    || `<li class="dim">nobody on call</li>`;
+}
+
+function renderSources() {
+  const now = serverNow();
+  const list = Object.values(S.sources);
+  if (!list.length) return;
+  $("sources").innerHTML = list.map((s) => {
+    const age = s.last_event_time ? `last event ${dur(now - s.last_event_time)} ago` : "no events yet";
+    const cls = s.stale ? "stale" : s.connected ? "" : "down";
+    const flag = s.stale ? "STALE" : s.connected ? "● ok" : "DOWN";
+    return `<li class="${cls}" data-name="${esc(s.name)}"><span><b>${esc(s.name)}</b> ${flag}</span>
+      <span class="mono">${age}</span></li>`;
+  }).join("");
+}
+
+function renderHeader() {
+  const stale = Object.values(S.sources).filter((s) => s.stale);
+  const el = $("stale");
+  el.hidden = !stale.length;
+  el.textContent = stale.length ? `⚠ STALE DATA: ${stale.map((s) => s.name).join(", ")}` : "";
+  document.body.classList.toggle("stale", stale.length > 0);
+  const lv = S.live;
+  $("live").textContent = lv ? `${lv.processed.toLocaleString("en")} mentions processed` : "";
+  $("clock").textContent = new Date(serverNow() * 1000).toISOString().slice(11, 19) + " UTC";
+  $("login").textContent = token() ? "responder ✓ (log out)" : "responder login";
+}
+
+// --- alarm: a triggered SEV1/SEV2 flashes until someone acks it; optional sound ------------
+let soundOn = params.get("sound") === "1", audio = null;
+function renderAlarm() {
+  const list = Object.values(S.incidents).filter((i) => i.state === "triggered" && i.severity <= 2)
+    .sort(incidentRank);
+  const el = $("alarm");
+  el.hidden = !list.length;
+  document.body.classList.toggle("alarm", list.length > 0);
+  if (list.length) {
+    const i = list[0];
+    el.className = "sev" + i.severity;
+    el.textContent = `SEV${i.severity} · ${title(i.topic)} · ${i.kind} · NOT ACKNOWLEDGED · ${dur(serverNow() - i.opened_at)}`
+      + (list.length > 1 ? ` (+${list.length - 1})` : "");
+  }
+  const ids = new Set(list.map((i) => i.id));
+  for (const id of ids) if (!S.alarms.has(id)) { beep(); break; }
+  S.alarms = ids;
+}
+function beep() {
+  if (!soundOn) return;
+  try {
+    audio = audio || new AudioContext();
+    [0, 0.35, 0.7].forEach((at) => {
+      const o = audio.createOscillator(), g = audio.createGain();
+      o.frequency.value = 880; g.gain.value = 0.25;
+      o.connect(g).connect(audio.destination);
+      o.start(audio.currentTime + at); o.stop(audio.currentTime + at + 0.2);
+    });
+  } catch (_) { /* no audio device: the flash still shows */ }
+}
+$("sound").onclick = () => {
+  soundOn = !soundOn; $("sound").textContent = soundOn ? "sound on" : "sound off";
+  if (soundOn) beep();
+};
+$("sound").textContent = soundOn ? "sound on" : "sound off";
+
+// --- responder login and ack (incident actions API, bearer token with role responder) ------
+const token = () => sessionStorage.getItem("cw.responder");
+let afterLogin = null;
+function toast(text) {
+  const t = $("toast"); t.textContent = text; t.hidden = false;
+  clearTimeout(toast.timer); toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
+}
+$("login").onclick = () => {
+  if (token()) { sessionStorage.removeItem("cw.responder"); toast("logged out"); schedule(); return; }
+  afterLogin = null; $("login-dialog").showModal();
+};
+$("login-cancel").onclick = () => { afterLogin = null; $("login-dialog").close(); };
+$("login-form").onsubmit = (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("cw.responder", $("login-token").value.trim());
+  $("login-token").value = ""; $("login-dialog").close(); schedule();
+  if (afterLogin) { const f = afterLogin; afterLogin = null; f(); }
+};
+async function ack(id) {
+  if (!token()) { afterLogin = () => ack(id); $("login-dialog").showModal(); return; }
+  const r = await fetch(`/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {
+    method: "POST", headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json" },
+    body: "{}",
+  }).catch(() => null);
+  if (r && r.ok) {
+    const body = await r.json();
+    if (body.incident) applyDelta("incident", { incident: body.incident });
+    toast(`acknowledged ${title(body.incident?.topic || "")}`); schedule();
+  } else if (r && (r.status === 401 || r.status === 403)) {
+    sessionStorage.removeItem("cw.responder"); toast("token rejected: log in as a responder");
+    schedule();
+  } else toast(`ack failed${r ? ": HTTP " + r.status : ": network error"}`);
+}
+$("incidents").addEventListener("click", (e) => {
+  const b = e.target.closest("button.ack");
+  if (b) { b.disabled = true; ack(b.dataset.id); }
+});
+
+// ages, countdowns and local times move every second even without data
+setInterval(() => { renderIncidents(); renderOncall(); renderSources(); renderHeader(); renderAlarm(); }, 1000);
+window.addEventListener("resize", schedule);
+window.crisiswatch = { S, stats, serverNow };
 connect();
+render();
