@@ -4,10 +4,12 @@ Hysteresis: a crisis opens when the score reaches ``open_threshold`` (and the se
 warm and not cooling down) and stays active while the score is at or above
 ``close_threshold``. It resolves once the score has stayed below ``close_threshold`` for
 ``calm_seconds`` of event time; then ``cooldown_seconds`` must pass before it may open again.
-While active, a rise of at least one severity level re-pages (if ``repage``).
+While active, a rise of at least one severity level re-pages (if ``repage``), but not
+sooner than ``repage_seconds`` after the last page: a crisis ramping up through SEV4..SEV1
+in four buckets pages once at onset and once more when it is clearly worse.
 
 >>> g = Gate(open_threshold=0.5, close_threshold=0.3, calm_seconds=120, cooldown_seconds=60,
-...          severity_thresholds=(0.95, 0.85, 0.7))
+...          severity_thresholds=(0.95, 0.85, 0.7), repage_seconds=60)
 >>> [g.step(t * 60.0, 60.0, s, warm=True)[:2] for t, s in enumerate([0.1, 0.6, 0.9, 0.4, 0.2])]
 [(None, None), ('open', 4), ('repage', 2), (None, 2), (None, 2)]
 >>> g.step(300.0, 60.0, 0.1, warm=True)
@@ -43,7 +45,9 @@ class Gate:
         "cooldown_until",
         "open_threshold",
         "paged",
+        "paged_at",
         "repage",
+        "repage_seconds",
         "severity_thresholds",
     )
 
@@ -56,10 +60,13 @@ class Gate:
         cooldown_seconds: float,
         severity_thresholds: tuple[float, float, float],
         repage: bool = True,
+        repage_seconds: float = 1800.0,
     ) -> None:
         self.open_threshold, self.close_threshold = open_threshold, close_threshold
         self.calm_seconds, self.cooldown_seconds = calm_seconds, cooldown_seconds
         self.severity_thresholds, self.repage = severity_thresholds, repage
+        self.repage_seconds = repage_seconds
+        self.paged_at = -math.inf
         self.active = False
         self.calm_since = math.nan
         self.cooldown_until = -math.inf
@@ -72,10 +79,14 @@ class Gate:
         if self.active:
             if score >= self.close_threshold:
                 self.calm_since = math.nan
-                if score >= self.open_threshold and self.repage:
+                if (
+                    self.repage
+                    and score >= self.open_threshold
+                    and t - self.paged_at >= self.repage_seconds
+                ):
                     sev = severity_of(score, self.severity_thresholds)
                     if sev < self.paged:
-                        self.paged = sev
+                        self.paged, self.paged_at = sev, t
                         return "repage", sev, True, False
                 return None, self.paged, True, False
             if math.isnan(self.calm_since):
@@ -90,5 +101,6 @@ class Gate:
             self.active = True
             self.calm_since = math.nan
             self.paged = severity_of(score, self.severity_thresholds)
+            self.paged_at = t
             return "open", self.paged, True, False
         return None, None, False, False

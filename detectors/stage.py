@@ -129,6 +129,7 @@ class DetectionStage:
             cooldown_seconds=c.cooldown_seconds,
             severity_thresholds=c.severity_thresholds,
             repage=c.repage,
+            repage_seconds=c.repage_seconds,
         )
         return _Series(self._volume.clone(), self._sentiment.clone(), self._terms.clone(), gate)
 

@@ -74,8 +74,9 @@ def evaluate(
 
 
 GRID: dict[str, Sequence[Any]] = {
-    "open_threshold": (0.5, 0.6, 0.7, 0.8),
-    "calm_seconds": (3600.0, 4 * 3600.0, 12 * 3600.0),
+    "z_half": (3.5, 4.0, 4.5),
+    "spread_halflife_seconds": (86_400.0, 3 * 86_400.0),
+    "scales_seconds": ((3600.0, 10_800.0, 21_600.0), (900.0, 3600.0, 10_800.0, 21_600.0)),
 }
 
 
@@ -83,8 +84,6 @@ def grid(base: DetectionConfig) -> Iterable[tuple[dict[str, Any], DetectionConfi
     keys = list(GRID)
     for combo in itertools.product(*(GRID[k] for k in keys)):
         params = dict(zip(keys, combo, strict=True))
-        if "close_threshold" not in params:
-            params["close_threshold"] = min(base.close_threshold, params["open_threshold"])
         yield params, base.model_copy(update=params)
 
 

@@ -59,6 +59,8 @@ class DetectionConfig(Section):
     severity_thresholds: tuple[float, float, float] = (0.95, 0.85, 0.7)
     """Scores at or above these map to SEV1, SEV2, SEV3; anything else alerting is SEV4."""
     repage: bool = True
+    repage_seconds: float = Field(default=1800.0, ge=0)
+    """A re-page needs a severity rise and this long since the last page of the incident."""
     # --- explanation --------------------------------------------------------------------
     top_channels: int = Field(default=3, ge=0)
     top_terms: int = Field(default=5, ge=0)

@@ -1,0 +1,115 @@
+"""Detector stack speed and memory: µs per series-bucket and bytes per series.
+
+    .venv/bin/python bench/bench_detectors.py [--series 1000] [--rounds 20] [--nab]
+
+Method: S synthetic series (Poisson counts, a third of them sparse) are warmed up for 300
+buckets each, then ``observe_many`` is called with one bucket per series per round (as the
+live pipeline does when the watermark closes a bucket); the median over rounds of
+elapsed / S is the update cost. Memory per series is the tracemalloc growth while the S
+warmed series were built, divided by S (checkpoint bytes per series are printed too).
+With ``--nab`` the volume models (count vs river HalfSpaceTrees) are also compared on the
+shared NAB realTweets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Sequence
+from typing import Literal
+
+from detectors.stage import DetectionStage
+from monitor.config.detection import DetectionConfig
+from monitor.model import Bucket
+
+WIDTH = 60.0
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    k, p, limit = 0, 1.0, pow(2.718281828459045, -lam)
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def make_rounds(series: int, rounds: int, seed: int = 7) -> list[list[Bucket]]:
+    rng = random.Random(seed)
+    lams = [0.2 if i % 3 == 0 else 5.0 + 40.0 * rng.random() for i in range(series)]
+    return [
+        [Bucket(f"s{i}", r * WIDTH, WIDTH, count=poisson(rng, lams[i])) for i in range(series)]
+        for r in range(rounds)
+    ]
+
+
+def bench(cfg: DetectionConfig, series: int, warm: int, rounds: int) -> dict[str, float]:
+    data = make_rounds(series, warm + rounds)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    stage = DetectionStage(cfg)
+    for batch in data[:warm]:
+        stage.observe_many(batch)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    per_bucket = []
+    for batch in data[warm:]:
+        t0 = time.perf_counter()
+        stage.observe_many(batch)
+        per_bucket.append((time.perf_counter() - t0) / len(batch) * 1e6)
+    return {
+        "us_per_series_bucket": statistics.median(per_bucket),
+        "bytes_per_series": (after - before) / series,
+        "checkpoint_bytes_per_series": len(stage.checkpoint()) / series,
+    }
+
+
+def nab_compare() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from tune_detectors import evaluate, load_group
+
+    data = load_group("realTweets")
+    models: tuple[Literal["count", "hst"], ...] = ("count", "hst")
+    for model in models:
+        r = evaluate(DetectionConfig(volume_model=model), data)
+        print(
+            f"NAB realTweets volume_model={model}: standard {r['standard']:.2f} "
+            f"hit {r['hit']}/{r['windows']} fp {r['fp']}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--warm", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--nab", action="store_true")
+    a = ap.parse_args(argv)
+    runs: tuple[tuple[Literal["count", "hst"], int], ...] = (
+        ("count", a.series),
+        ("hst", max(1, a.series // 20)),
+    )
+    for model, n in runs:
+        r = bench(DetectionConfig(volume_model=model), n, a.warm, a.rounds)
+        print(
+            f"volume_model={model} series={n}: "
+            f"{r['us_per_series_bucket']:.1f} µs/series-bucket (median of {a.rounds} rounds), "
+            f"{r['bytes_per_series']:.0f} B/series (tracemalloc), "
+            f"{r['checkpoint_bytes_per_series']:.0f} B/series checkpointed"
+        )
+    if a.nab:
+        nab_compare()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
