@@ -1,0 +1,182 @@
+"""The wall's websocket over real HTTP: snapshot then deltas, drop-oldest resync, heartbeats,
+viewer tokens, and a hub that never waits for a wall that does not read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from dashboards.wall import WallState, client_message, run_live, wall_routes
+from monitor.clock import FakeClock
+from monitor.hub import Hub
+
+Frame = dict[str, Any]
+
+
+@asynccontextmanager
+async def serve(**kw: Any) -> AsyncIterator[tuple[Hub, WallState, TestServer]]:
+    hub, state = Hub(), WallState([{"name": "acme", "title": "ACME"}], history=50)
+    hub.add_listener(state.apply)
+    app = web.Application()
+    app.add_routes(wall_routes(state, hub, **kw))
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield hub, state, server
+    finally:
+        await server.close()
+
+
+async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Frame:
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    frame: Frame = json.loads(msg.data)
+    return frame
+
+
+async def recv_until(
+    ws: aiohttp.ClientWebSocketResponse, pred: Callable[[Frame], bool], limit: int = 200
+) -> Frame:
+    for _ in range(limit):
+        f = await recv(ws)
+        if pred(f):
+            return f
+    raise AssertionError("frame not received")
+
+
+def series(t: float, count: int = 1) -> dict[str, Any]:
+    return {"topic": "acme", "t": t, "width": 60.0, "count": count}
+
+
+async def test_snapshot_on_connect_then_contiguous_deltas() -> None:
+    clock = FakeClock(1000.0)
+    async with serve(clock=clock) as (hub, _, server), aiohttp.ClientSession() as http:
+        hub.publish("series", series(0.0, 5))
+        async with http.ws_connect(server.make_url("/ws")) as ws:
+            snap = await recv(ws)
+            assert snap["v"] == 1 and snap["type"] == "snapshot" and snap["reason"] == "connect"
+            assert snap["seq"] == 1 and snap["now"] == 1000.0
+            assert snap["data"]["series"]["acme"][0]["count"] == 5
+            for i in range(1, 6):
+                hub.publish("series", series(60.0 * i, i))
+            hub.publish("source", {"name": "demo", "stale": False})
+            got = [await recv_until(ws, lambda f: f["type"] == "delta") for _ in range(6)]
+            assert [f["seq"] for f in got] == [2, 3, 4, 5, 6, 7]
+            assert [f["topic"] for f in got] == ["series"] * 5 + ["source"]
+
+
+async def test_a_wall_that_falls_behind_gets_a_snapshot_not_a_backlog() -> None:
+    async with serve(client_queue=4) as (hub, state, server), aiohttp.ClientSession() as http:
+        async with http.ws_connect(server.make_url("/ws")) as ws:
+            assert (await recv(ws))["type"] == "snapshot"
+            for i in range(40):  # no await in between: the client's queue overflows
+                hub.publish("series", series(60.0 * i, i))
+            f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+            assert f["reason"] == "dropped" and f["dropped"] >= 36
+            assert f["seq"] == state.seq == 40
+            assert f["data"]["series"]["acme"][-1]["count"] == 39
+            hub.publish("series", series(60.0 * 40, 40))
+            nxt = await recv_until(ws, lambda f: f["type"] == "delta")
+            assert nxt["seq"] == 41
+
+
+async def test_client_may_ask_for_a_resync() -> None:
+    async with serve() as (_hub, _, server), aiohttp.ClientSession() as http:
+        async with http.ws_connect(server.make_url("/ws")) as ws:
+            await recv(ws)
+            await ws.send_str(json.dumps({"type": "resync"}))
+            f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+            assert f["reason"] == "requested" and f["dropped"] == 0
+
+
+async def test_heartbeats_carry_the_service_clock_and_last_seq() -> None:
+    clock = FakeClock(5000.0)
+    async with (
+        serve(clock=clock, heartbeat_seconds=0.1) as (hub, _, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws")) as ws,
+    ):
+        await recv(ws)
+        hub.publish("series", series(0.0))
+        clock.advance(30.0)
+        hb = await recv_until(ws, lambda f: f["type"] == "heartbeat")
+        assert hb["now"] == 5030.0 and hb["seq"] == 1
+
+
+async def test_viewer_token_guards_page_and_socket() -> None:
+    def authorize(token: str | None) -> bool:
+        return token == "kiosk-1"
+
+    async with serve(authorize=authorize) as (_, _, server), aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/")) as r:
+            assert r.status == 401
+        async with http.get(server.make_url("/?token=kiosk-1")) as r:
+            assert r.status == 200 and "wall.js" in await r.text()
+        async with http.get(server.make_url("/static/wall.js")) as r:
+            assert r.status == 200  # assets hold no data
+        async with http.ws_connect(server.make_url("/ws?token=wrong")) as ws:
+            f = await recv(ws)
+            assert f == {"v": 1, "type": "error", "code": "unauthorized"}
+            closed = await ws.receive(timeout=5)
+            assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4401
+        async with http.ws_connect(server.make_url("/ws?token=kiosk-1")) as ws:
+            assert (await recv(ws))["type"] == "snapshot"
+
+
+async def test_static_assets_only_from_the_static_folder() -> None:
+    async with serve() as (_, _, server), aiohttp.ClientSession() as http:
+        for bad in ("/static/..%2Fwall.py", "/static/wall.py", "/static/.hidden.js"):
+            async with http.get(server.make_url(bad)) as r:
+                assert r.status == 404, bad
+        async with http.get(server.make_url("/static/wall.css")) as r:
+            assert r.status == 200 and r.content_type == "text/css"
+
+
+async def test_publish_never_waits_for_walls_that_do_not_read() -> None:
+    async with serve(client_queue=8) as (hub, _, server), aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(server.make_url("/ws")) for _ in range(20)]
+        for _ in range(50):
+            if hub.subscribers == 20:
+                break
+            await asyncio.sleep(0.02)
+        assert hub.subscribers == 20
+        big = "x" * 20_000  # fills socket buffers of clients that never read
+        for i in range(2000):
+            hub.publish("source", {"name": f"s{i % 3}", "blob": big})
+        # publish returned without awaiting; every client holds at most its queue
+        assert hub.dropped > 0
+        for ws in sockets:
+            await ws.close()
+    assert hub.subscribers == 0
+
+
+async def test_run_live_publishes_only_changes() -> None:
+    hub = Hub()
+    seen: list[dict[str, Any]] = []
+    hub.add_listener(lambda topic, msg: seen.append(msg) if topic == "live" else None)
+    values = iter([{"processed": 1}, {"processed": 1}, {"processed": 2}])
+
+    async def sleep(_: float) -> None:
+        await asyncio.sleep(0)
+
+    def read() -> dict[str, Any]:
+        try:
+            return next(values)
+        except StopIteration:
+            raise asyncio.CancelledError from None
+
+    with suppress(asyncio.CancelledError):
+        await run_live(hub, read, interval=0.01, sleep=sleep)
+    assert seen == [{"processed": 1}, {"processed": 2}]
+
+
+def test_client_message() -> None:
+    assert client_message('{"type": "resync", "why": "gap"}') == "resync"
+    assert client_message("[1]") is None
