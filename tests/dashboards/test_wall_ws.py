@@ -73,27 +73,33 @@ async def test_snapshot_on_connect_then_contiguous_deltas() -> None:
 
 
 async def test_a_wall_that_falls_behind_gets_a_snapshot_not_a_backlog() -> None:
-    async with serve(client_queue=4) as (hub, state, server), aiohttp.ClientSession() as http:
-        async with http.ws_connect(server.make_url("/ws")) as ws:
-            assert (await recv(ws))["type"] == "snapshot"
-            for i in range(40):  # no await in between: the client's queue overflows
-                hub.publish("series", series(60.0 * i, i))
-            f = await recv_until(ws, lambda f: f["type"] == "snapshot")
-            assert f["reason"] == "dropped" and f["dropped"] >= 36
-            assert f["seq"] == state.seq == 40
-            assert f["data"]["series"]["acme"][-1]["count"] == 39
-            hub.publish("series", series(60.0 * 40, 40))
-            nxt = await recv_until(ws, lambda f: f["type"] == "delta")
-            assert nxt["seq"] == 41
+    async with (
+        serve(client_queue=4) as (hub, state, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws")) as ws,
+    ):
+        assert (await recv(ws))["type"] == "snapshot"
+        for i in range(40):  # no await in between: the client's queue overflows
+            hub.publish("series", series(60.0 * i, i))
+        f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+        assert f["reason"] == "dropped" and f["dropped"] >= 36
+        assert f["seq"] == state.seq == 40
+        assert f["data"]["series"]["acme"][-1]["count"] == 39
+        hub.publish("series", series(60.0 * 40, 40))
+        nxt = await recv_until(ws, lambda f: f["type"] == "delta")
+        assert nxt["seq"] == 41
 
 
 async def test_client_may_ask_for_a_resync() -> None:
-    async with serve() as (_hub, _, server), aiohttp.ClientSession() as http:
-        async with http.ws_connect(server.make_url("/ws")) as ws:
-            await recv(ws)
-            await ws.send_str(json.dumps({"type": "resync"}))
-            f = await recv_until(ws, lambda f: f["type"] == "snapshot")
-            assert f["reason"] == "requested" and f["dropped"] == 0
+    async with (
+        serve() as (_hub, _, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws")) as ws,
+    ):
+        await recv(ws)
+        await ws.send_str(json.dumps({"type": "resync"}))
+        f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+        assert f["reason"] == "requested" and f["dropped"] == 0
 
 
 async def test_heartbeats_carry_the_service_clock_and_last_seq() -> None:
