@@ -283,3 +283,63 @@ async def test_kill_minus_9_loses_no_notification(tmp_path: Path) -> None:
     stats = await store.outbox_stats(0.0)
     await store.close()
     assert stats["pending"] == 0 and stats["delivered"] >= len(durable)
+
+
+async def _escalation_restart(
+    tmp_path: Path, down_seconds: float
+) -> tuple[float, float, list[Any]]:
+    """Open a crisis in a driver process, SIGKILL it right after level 1 was paged, keep it
+    down `down_seconds`, restart it; return (opened_at, restarted_at, requests)."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    driver = Path(__file__).with_name("escalation_driver.py")
+    environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    db, clock, delay = str(tmp_path / "esc.db"), SystemClock(), "4"
+    async with Receiver(200) as rx:
+        args = (str(driver), "open", db, rx.url("/hook"), delay)
+        proc = await asyncio.create_subprocess_exec(sys.executable, *args, env=environ)
+        for _ in range(400):
+            if rx.requests:
+                break
+            await asyncio.sleep(0.05)
+        assert rx.requests and rx.requests[0].json()["recipient"] == "ana"
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        await asyncio.sleep(down_seconds)
+        restarted = clock.now()
+        args = (str(driver), "resume", db, rx.url("/hook"), delay)
+        proc = await asyncio.create_subprocess_exec(sys.executable, *args, env=environ)
+        try:
+            for _ in range(200):
+                if any(r.json()["recipient"] == "lead" for r in rx.requests):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # would a duplicate follow?
+        finally:
+            proc.terminate()
+            await proc.wait()
+        opened = float(rx.requests[0].json()["incident"]["opened_at"])
+        return opened, restarted, list(rx.requests)
+
+
+async def test_kill_minus_9_mid_escalation_next_level_on_time(tmp_path: Path) -> None:
+    """Killed after level 1 (ana), back before level 2 is due: lead is paged on schedule."""
+    opened, _, reqs = await _escalation_restart(tmp_path, down_seconds=0.2)
+    pages = [(r.json()["recipient"], r.at) for r in reqs]
+    assert [p for p, _ in pages] == ["ana", "lead"]  # the replayed level 1 was not re-sent
+    lead_at = pages[1][1]
+    assert opened + 4 - 0.2 <= lead_at <= opened + 4 + 1.5
+
+
+async def test_kill_minus_9_past_due_pages_next_level_right_after_restart(
+    tmp_path: Path,
+) -> None:
+    """Down while level 2 fell due: lead is paged as soon as the service is back."""
+    opened, restarted, reqs = await _escalation_restart(tmp_path, down_seconds=5.0)
+    pages = [(r.json()["recipient"], r.at) for r in reqs]
+    assert [p for p, _ in pages] == ["ana", "lead"]
+    assert restarted > opened + 4
+    assert pages[1][1] <= restarted + 5.0  # interpreter start-up included, on a shared 2-core box

@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.clock import SystemClock
+
 
 @dataclass
 class Recorded:
@@ -17,6 +19,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     status: int = 0  # what the receiver answered
+    at: float = 0.0  # wall-clock arrival time
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -37,6 +40,7 @@ class Receiver:
 
     def __init__(self, *answers: Answer | int) -> None:
         self.requests: list[Recorded] = []
+        self._clock = SystemClock()
         self._answers = [a if isinstance(a, Answer) else Answer(a) for a in answers]
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -52,7 +56,9 @@ class Receiver:
         a = Answer()
         if self._answers:
             a = self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
-        rec = Recorded(request.method, request.path, dict(request.headers), body, a.status)
+        rec = Recorded(
+            request.method, request.path, dict(request.headers), body, a.status, self._clock.now()
+        )
         self.requests.append(rec)
         return web.Response(status=a.status, text=a.body, headers=a.headers)
 
