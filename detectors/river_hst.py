@@ -2,8 +2,10 @@
 
 Kept for comparison in the benchmark and docs: it is generic (no count model, no tail
 probability), slower, and needs features scaled to [0, 1]. Features: log count scaled by
-the series' running maximum, and the time of day on the unit circle. The seed is fixed so
-backtests are reproducible.
+the series' running maximum, and the time of day on the unit circle. The raw HST score sits
+high for every point (median about 0.9 on NAB realTweets), so like the count model it is
+judged against the series' own history: ``z = (score - mean) / spread`` (slow EWMAs) and
+the signal is ``z / (z + z_half)``. The seed is fixed so backtests are reproducible.
 
 >>> from monitor.model import Bucket
 >>> d = HSTVolumeDetector(warmup=0.0, window_size=50, n_trees=5)
@@ -40,6 +42,8 @@ class HSTVolumeDetector:
         height: int = 8,
         window_size: int = 250,
         seed: int = 42,
+        z_half: float = 4.0,
+        halflife: float = 3 * DAY,
     ) -> None:
         self.warmup = warmup
         self.hst = HalfSpaceTrees(
@@ -49,6 +53,8 @@ class HSTVolumeDetector:
         self.n = 0
         self.t0 = self.t_last = math.nan
         self.max_log = 1.0
+        self.z_half, self.halflife = z_half, halflife
+        self.mean, self.spread = 0.5, 0.1
         self._last: tuple[float, float] = (0.0, 0.0)
 
     @property
@@ -70,7 +76,8 @@ class HSTVolumeDetector:
             return 0.0
         s = float(self.hst.score_one(self._features(bucket)))  # type: ignore[no-untyped-call]
         self._last = (float(bucket.count), s)
-        return s
+        z = (s - self.mean) / max(self.spread, 1e-3)
+        return z / (z + self.z_half) if z > 0.0 else 0.0
 
     def learn_one(self, bucket: Bucket) -> None:
         if self.n == 0:
@@ -78,6 +85,11 @@ class HSTVolumeDetector:
         self.n += 1
         self.t_last = bucket.start
         self.max_log = max(self.max_log, math.log1p(bucket.count))
+        if self.n > self.window_size:
+            s = self._last[1]
+            a = 1.0 - math.pow(0.5, bucket.width / self.halflife)
+            self.spread += a * (1.25 * min(abs(s - self.mean), 4.0 * self.spread) - self.spread)
+            self.mean += a * (s - self.mean)
         self.hst.learn_one(self._features(bucket))  # type: ignore[no-untyped-call]
 
     def details(self) -> dict[str, Any]:

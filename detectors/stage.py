@@ -77,7 +77,7 @@ def build_volume(cfg: DetectionConfig) -> Detector:
     if cfg.volume_model == "hst":
         from detectors.river_hst import HSTVolumeDetector
 
-        return HSTVolumeDetector(warmup=cfg.warmup_seconds)
+        return HSTVolumeDetector(warmup=cfg.warmup_seconds, z_half=cfg.z_half)
     return VolumeDetector(
         level_halflife=cfg.level_halflife_seconds,
         season_halflife_days=cfg.season_halflife_days,
