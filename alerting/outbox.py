@@ -197,6 +197,7 @@ class Outbox:
         self._oldest_created: float | None = None
         self._counts = {"delivered": 0, "retried": 0, "failed": 0, "expired": 0}
         self._last_scan: float | None = None
+        self._store_error: str | None = None
 
     # ---- producer side -------------------------------------------------------------------
 
@@ -227,7 +228,13 @@ class Outbox:
         try:
             while True:
                 self._wake.clear()
-                wait = await self._dispatch()
+                try:
+                    wait = await self._dispatch()
+                    self._store_error = None
+                except Exception as exc:  # store hiccup: keep the loop, report it, try again
+                    log.exception("outbox scan failed")
+                    self._store_error = f"{type(exc).__name__}"
+                    wait = max(self._poll, 1.0)
                 waiter = asyncio.ensure_future(self._wake.wait())
                 sleeper = asyncio.ensure_future(self._clock.sleep(wait))
                 try:
@@ -456,7 +463,8 @@ class Outbox:
         failing = sorted(n for n, h in self._receivers.items() if h.consecutive_failures >= 3)
         oldest = None if self._oldest_created is None else max(0.0, now - self._oldest_created)
         return {
-            "status": "degraded" if failing else "ok",
+            "status": "degraded" if failing or self._store_error else "ok",
+            "store_error": self._store_error,
             "pending": self._pending,
             "in_flight": len(self._in_flight),
             "oldest_pending_age": oldest,

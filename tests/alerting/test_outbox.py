@@ -343,3 +343,35 @@ async def test_kill_minus_9_past_due_pages_next_level_right_after_restart(
     assert [p for p, _ in pages] == ["ana", "lead"]
     assert restarted > opened + 4
     assert pages[1][1] <= restarted + 5.0  # interpreter start-up included, on a shared 2-core box
+
+
+async def test_run_survives_a_failing_store_scan(store: Store) -> None:
+    import asyncio
+
+    class Flaky:
+        def __init__(self, inner: Store) -> None:
+            self.inner, self.fail = inner, 1
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        async def outbox_due(self, now: float, limit: int = 100) -> list[Any]:
+            if self.fail:
+                self.fail -= 1
+                raise OSError("disk hiccup")
+            return await self.inner.outbox_due(now, limit)
+
+    fake = Fake()
+    flaky = Flaky(store)
+    ob = Outbox(flaky, {"r": fake}, SystemClock(), CollectorRegistry())  # type: ignore[arg-type]
+    task = asyncio.create_task(ob.run())
+    await asyncio.sleep(0.05)
+    assert ob.health()["store_error"] == "OSError" and ob.health()["status"] == "degraded"
+    await ob.enqueue(note("n1"))
+    for _ in range(100):
+        if fake.sent:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [n.id for n in fake.sent] == ["n1"] and ob.health()["store_error"] is None
