@@ -169,6 +169,28 @@ class App:
             "wall_clients": self.hub.subscribers,
         }
 
+    def complete_until(self) -> float:
+        """Event time up to which no more input is expected (see `run_ticker`).
+
+        While mentions wait in the queue, or a source is catching up (it delivered recently
+        but its newest event is older than the allowed lateness: a backlog after a restart,
+        the demo's backfill), the watermark follows what was actually ingested instead of
+        the clock, so nothing of the backlog arrives "late".
+        """
+        now = self.clock.now()
+        lateness = self.config.aggregation.watermark_seconds
+        t = now
+        newest = self.pipeline.newest_event_time
+        if not self.queue.empty() and newest is not None:
+            t = min(t, newest)
+        for s in self.sources:
+            h = s.health
+            if h.last_event_time is None or h.last_received_at is None:
+                continue
+            if now - h.last_received_at < lateness and h.last_event_time < now - lateness:
+                t = min(t, h.last_event_time, newest if newest is not None else t)
+        return t
+
     async def list_incidents(self, open_only: bool, limit: int) -> list[dict[str, Any]]:
         return await self.store.list_incidents(open_only=open_only, limit=limit)
 
@@ -212,6 +234,7 @@ class App:
                         run_ticker(
                             self.pipeline,
                             self.clock,
+                            self.complete_until,
                             agg.watermark_seconds,
                             interval=min(5.0, agg.bucket_seconds / 4),
                         )

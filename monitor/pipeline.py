@@ -142,11 +142,19 @@ async def batches(queue: asyncio.Queue[Mention], max_batch: int) -> AsyncIterato
 
 
 async def run_ticker(
-    pipeline: Pipeline, clock: Clock, watermark_seconds: float, interval: float
+    pipeline: Pipeline,
+    clock: Clock,
+    complete_until: Callable[[], float],
+    watermark_seconds: float,
+    interval: float,
 ) -> None:
-    """Advance the watermark on clock time, so silent buckets close too."""
+    """Advance the watermark on clock time, so silent buckets close too.
+
+    `complete_until` says up to which event time the input is complete (the clock's now
+    for live sources; less while a source is catching up on a backlog or a backfill).
+    """
     while True:
         await clock.sleep(interval)
-        wm = clock.now() - watermark_seconds
-        pipeline.metrics.watermark_lag.set(watermark_seconds)
+        wm = complete_until() - watermark_seconds
+        pipeline.metrics.watermark_lag.set(max(0.0, clock.now() - wm))
         await pipeline.advance(wm)
