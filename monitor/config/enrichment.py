@@ -18,7 +18,7 @@ class EnrichmentConfig(Section):
     collector already knew instead of re-detecting it.
     """
 
-    sentiment: Literal["baseline", "linear"] = "baseline"
+    sentiment: Literal["baseline", "linear"] = "linear"
     languages: list[str] = Field(default=["en", "de"], min_length=1)
     language_boost: float = Field(default=4.0, ge=1.0, le=100.0)
     trust_source_lang: bool = True

@@ -26,8 +26,10 @@ def run_sentiment(
     status.
 
     >>> import io
+    >>> from monitor.enrich.sentiment import LexiconScorer
     >>> out = io.StringIO()
-    >>> run_sentiment("en", io.StringIO("I love it\\n\\nawful, broken again\\n"), out)
+    >>> lines = io.StringIO("I love it\\n\\nawful, broken again\\n")
+    >>> run_sentiment("en", lines, out, scorer_factory=LexiconScorer)
     0
     >>> out.getvalue().splitlines()
     ['positive\\t0.4621', 'neutral\\t0.0000', 'negative\\t-0.7616']

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from monitor.config.enrichment import EnrichmentConfig
 from monitor.config.system import TopicConfig
 from monitor.enrich.lang import LanguageDetector
+from monitor.enrich.linear import load_default_model
 from monitor.enrich.matcher import TopicMatcher
 from monitor.enrich.query import make_doc, parse_query
 from monitor.enrich.sentiment import LexiconScorer, SentimentScorer
 from monitor.enrich.terms import content_terms
 from monitor.enrich.text import tokenize
-from monitor.errors import ConfigError
 from monitor.model import Enriched, Mention
 
 __all__ = ["Enricher", "make_scorer"]
@@ -33,7 +33,7 @@ __all__ = ["Enricher", "make_scorer"]
 def make_scorer(config: EnrichmentConfig) -> SentimentScorer:
     """The scorer the config asks for."""
     if config.sentiment == "linear":
-        raise ConfigError("enrichment.sentiment", "the trained model is not shipped yet")
+        return load_default_model()
     return LexiconScorer()
 
 

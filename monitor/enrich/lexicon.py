@@ -11,19 +11,27 @@ a stem (``enttausch*`` covers enttäuscht, enttäuschend, Enttäuschung).
 
 from __future__ import annotations
 
-_POSITIVE = """
+_POSITIVE_EN = """
 good great excellent amazing awesome love loved loving lovely like liked best better nice happy
 glad thanks thank thx fantastic wonderful perfect fun cool brilliant enjoy enjoyed beautiful
 superb win winning won excited exciting congrats congratulations recommend recommended
 fixed resolved helpful fast smooth reliable impressed impressive yay proud favorite favourite
 awesome outstanding pleased grateful appreciate appreciated sweet yes wow kudos solid legit
+haha lol
+"""
+
+_POSITIVE_DE = """
 gut super toll tolle toller klasse prima danke dank liebe lieben geil genial schone
 perfekt freue freut froh glucklich begeistert empfehlen empfehlung spitze hervorragend
 wunderbar wunderschon zufrieden lecker schnell erfolgreich erfolg gewonnen gewinnen bravo
 juhu endlich stark starke lieb sympathisch herzlich gluckwunsch hilfreich geklappt behoben
+freu* gluck* liebling lustig witzig cool schones schonen schoner hubsch* grossartig wow yeah
+haha hihi hehe lol
+gefallt gefallen mag spass vergnugen feier* gewinn* sieg* traum* schatz* suss* lachen lacht
+danke* dankbar beste besten bester bestes gern gerne jaa yay genies* wunder* klasse*
 """
 
-_NEGATIVE = """
+_NEGATIVE_EN = """
 bad worse worst terrible awful horrible hate hated hating sucks suck sucked poor angry annoyed
 annoying disappointed disappointing disappointment broken broke fail failed failing failure
 outage down crash crashed crashing bug buggy scam fraud refund useless waste slow sad sorry
@@ -31,11 +39,18 @@ lost lose losing problem problems issue issues error errors never ridiculous dis
 unacceptable shame shameful boycott lawsuit recall recalled scandal rude late delay delayed
 cancel cancelled canceled stupid wtf fuck fucking shit crap damn die dead death kill killed
 angry pathetic ugly nightmare complaint complain complaining hacked breach leak leaked toxic
+"""
+
+_NEGATIVE_DE = """
 schlecht schlechter schlechteste scheisse mist kaputt ausfall ausgefallen storung defekt
 ruckruf skandal betrug betruger enttausch* argerlich arger wutend sauer traurig leider
 furchtbar schrecklich katastrophe katastrophal nervig nervt hasse hass peinlich langsam
 verspatung verspatet unverschamt frechheit abzocke klage beschwerde problem probleme fehler
 schade dumm blod doof ekelhaft ekel tot tod angst sorge sorgen kritik versagt versagen
+hass* wut* arger* argern nerv* langweilig traurig* heul* wein* kotz* mies* ubel
+scheiss* verdammt kacke krank* schmerz* stress* genervt hasslich fies gemein unfair luge* lugt
+verlier* verlor* niederlage* pleite schlimm* fehl* angst* panik gefahr* tragisch verletzt
+opfer krieg terror mord* unfall* bose dreck* schrott* unmoglich bloed bescheuert
 """
 
 _EMOJI_POSITIVE = "😀😃😄😁😆😊🙂😍🥰😘😎🤩👍👏🙌💪🎉🥳❤💕💖💙💚💛💜🧡😂🤣✨🔥⭐✅😇☺♥"
@@ -47,29 +62,35 @@ _NEGATORS_TEXT = """
     keiner keinen keinem keines nie niemals nichts ohne weder"""
 NEGATORS = frozenset(_NEGATORS_TEXT.split())
 
-_STEMS_POS = tuple(w[:-1] for w in _POSITIVE.split() if w.endswith("*"))
-_STEMS_NEG = tuple(w[:-1] for w in _NEGATIVE.split() if w.endswith("*"))
-LEXICON: dict[str, float] = {}
-for _w in _POSITIVE.split():
-    LEXICON[_w] = 1.0
-for _w in _NEGATIVE.split():
-    LEXICON[_w] = -1.0
-for _c in _EMOJI_POSITIVE:
-    LEXICON[_c] = 1.0
-for _c in _EMOJI_NEGATIVE:
-    LEXICON[_c] = -1.0
+
+def _table(words: str) -> tuple[dict[str, float], tuple[str, ...]]:
+    exact = {w: 1.0 for w in words.split() if not w.endswith("*")}
+    return exact, tuple(w[:-1] for w in words.split() if w.endswith("*"))
 
 
-def polarity(token: str) -> float:
-    """+1 / -1 / 0 for a folded token (a hashtag counts as its word)."""
+# Per language, because the same spelling differs across them ("die", "bad", "gift").
+_TABLES: dict[str, tuple[dict[str, float], tuple[str, ...], dict[str, float], tuple[str, ...]]] = {
+    "en": (*_table(_POSITIVE_EN), *_table(_NEGATIVE_EN)),
+    "de": (*_table(_POSITIVE_DE), *_table(_NEGATIVE_DE)),
+}
+_EMOJI: dict[str, float] = {c: 1.0 for c in _EMOJI_POSITIVE} | {c: -1.0 for c in _EMOJI_NEGATIVE}
+
+
+def polarity(token: str, lang: str = "") -> float:
+    """+1 / -1 / 0 for a folded token (a hashtag counts as its word) in ``lang``.
+
+    Emoji count in every language; an empty ``lang`` tries English, then German.
+    """
     word = token[1:] if token[:1] == "#" else token
-    value = LEXICON.get(word)
+    value = _EMOJI.get(word)
     if value is not None:
         return value
-    if word.startswith(_STEMS_NEG):
-        return -1.0
-    if word.startswith(_STEMS_POS):
-        return 1.0
+    for code in (lang,) if lang in _TABLES else ("en", "de"):
+        pos, pos_stems, neg, neg_stems = _TABLES[code]
+        if word in neg or (neg_stems and word.startswith(neg_stems)):
+            return -1.0
+        if word in pos or (pos_stems and word.startswith(pos_stems)):
+            return 1.0
     return 0.0
 
 

@@ -46,7 +46,7 @@ def label_for(score: float, threshold: float = 0.2) -> SentimentLabel:
 class LexiconScorer:
     """Counts lexicon hits, flipping those within a few tokens after a negator."""
 
-    def score_one(self, text: str) -> Sentiment:
+    def score_one(self, text: str, lang: str = "") -> Sentiment:
         """Score one text.
 
         >>> s = LexiconScorer().score_one("Rückruf bei Acme, ich bin nicht zufrieden 😡")
@@ -59,7 +59,7 @@ class LexiconScorer:
             if is_negator(tok):
                 negated_until = i + NEGATION_SCOPE
                 continue
-            p = polarity(tok)
+            p = polarity(tok, lang)
             if p:
                 # Emoji express the writer's mood directly; negation does not flip them.
                 total += -p if i <= negated_until and tok[-1].isalnum() else p
@@ -67,5 +67,5 @@ class LexiconScorer:
         return Sentiment(label_for(score), score)
 
     def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]:
-        """Score each text; the lexicon mixes languages, so ``langs`` is not needed."""
-        return [self.score_one(t) for t in texts]
+        """Score each text with the lexicon of its language (both for unknown languages)."""
+        return [self.score_one(t, g) for t, g in zip(texts, langs, strict=True)]

@@ -31,7 +31,12 @@ def test_detect(detector: LanguageDetector, text: str, lang: str) -> None:
 
 
 def test_cli_keeps_order_and_count() -> None:
-    lines = ["I love this, thank you!", "", "Totaler Skandal, alles kaputt", "ok"] * 300
+    lines = [
+        "I love this, thank you!",
+        "",
+        "Totaler Skandal, alles kaputt",
+        "Acme announces quarterly results on Tuesday",
+    ] * 300
     out = io.StringIO()
     assert run_sentiment("auto", io.StringIO("\n".join(lines) + "\n"), out) == 0
     rows = [r.split("\t") for r in out.getvalue().splitlines()]
