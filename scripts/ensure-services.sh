@@ -38,4 +38,7 @@ if command -v psql >/dev/null; then
   psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" postgres \
     | grep -q 1 || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" postgres >/dev/null
 fi
+# optional: a real Alertmanager for the notifier test (skipped when it cannot be installed)
+command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager \
+  || echo "ensure-services: prometheus-alertmanager not installable; its test will skip" >&2
 echo "ensure-services: mosquitto and postgresql are up"

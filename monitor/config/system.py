@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from monitor.config.base import Section
 
@@ -14,6 +14,19 @@ class TopicConfig(Section):
     query: str = Field(min_length=1)
     title: str | None = None
     labels: dict[str, str] = {}
+
+    @field_validator("query")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        # imported here: the query language is enrichment's; config only asks whether it parses
+        from monitor.enrich.query import parse_query
+        from monitor.errors import QuerySyntaxError
+
+        try:
+            parse_query(v)
+        except QuerySyntaxError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class AggregationConfig(Section):

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config, parse_config
+from monitor.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def topics(*queries: str) -> list[dict[str, str]]:
+    return [{"name": f"t{i}", "query": q} for i, q in enumerate(queries)]
+
+
+def test_the_shipped_configs_are_valid() -> None:
+    cfg = load_config(ROOT / "config" / "default.yaml")
+    assert [t.name for t in cfg.topics] == ["acme", "globex", "initech"]
+    assert cfg.sources.demo.enabled and cfg.server.port == 8080
+    assert cfg.storage.url.startswith("sqlite:///var/")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"topics": topics("acme", "(acme OR globex")}, r"^topics\[1\]\.query: .*column \d+"),
+        ({"topics": topics("acme"), "sever": {}}, r"^sever: unknown key$"),
+        ({"topics": [{"name": "a", "query": "x", "qq": 1}]}, r"^topics\[0\]\.qq: unknown key$"),
+        ({"topics": topics("a", "b") + topics("c")}, r"^topics\[2\]\.name: duplicate topic 't0'$"),
+        ({"topics": topics("a"), "server": {"port": 70000}}, r"^server\.port: .*70000"),
+        (
+            {"topics": topics("a"), "aggregation": {"bucket_seconds": 0}},
+            r"^aggregation\.bucket_seconds: ",
+        ),
+        ({"topics": "acme"}, r"^topics: "),
+    ],
+)
+def test_errors_name_the_path_and_the_value(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("topics:\n  - name: a\n   query: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid YAML at line \d+"):
+        load_config(p)
+
+
+def test_check_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("topics:\n  - {name: a, query: acme}\n  - {name: b, query: '(acme OR x'}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check-config", str(p)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: topics[1].query: ")
+    ok = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check-config", "config/default.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert ok.returncode == 0 and "ok (3 topics)" in ok.stdout
