@@ -47,7 +47,7 @@ async def one_run(lines: list[bytes], batch: int) -> tuple[float, int, int]:
         )
         clock = FakeClock(ORIGIN)
         store = await open_store(config.storage.url)
-        app = App(config, clock, store)
+        app = await App.open(config, clock, store)
         wm = config.aggregation.watermark_seconds
         t0 = time.perf_counter()
         for lo in range(0, len(lines), batch):
@@ -57,7 +57,7 @@ async def one_run(lines: list[bytes], batch: int) -> tuple[float, int, int]:
             clock.set(newest)
             await app.pipeline.advance(newest - wm)
         elapsed = time.perf_counter() - t0
-        incidents = len(app.incidents.all_incidents())
+        incidents = len(app.incidents.book.all_incidents())
         await store.close()
     return len(lines) / elapsed, app.pipeline.processed, incidents
 

@@ -12,13 +12,21 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from alerting.incidents import IncidentBook, IncidentEvent
+from alerting.api import api_routes
+from alerting.incidents import IncidentEvent
+from alerting.links import LinkSigner
+from alerting.notifiers import build_notifiers
+from alerting.outbox import Outbox
+from alerting.service import IncidentService
 from dashboards.wall import WallState, wall_routes
 from detectors.stage import DetectionStage
 from monitor.aggregate import Aggregator
@@ -26,8 +34,10 @@ from monitor.clock import Clock
 from monitor.collectors.base import Source
 from monitor.collectors.demo import DemoSource
 from monitor.config import Config
+from monitor.config.receivers import secret
 from monitor.deadletter import DeadLetters
 from monitor.enrich.enricher import Enricher
+from monitor.errors import CrisiswatchError
 from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
 from monitor.model import Mention
@@ -38,10 +48,23 @@ from monitor.storage import Store, open_store
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+ALERTING_KEY = "alerting.state"
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """State a previous run left in the store."""
+
+    detectors: bytes | None = None
+    alerting: dict[str, Any] | None = None
+    closed_until: float | None = None
 
 
 class App:
-    def __init__(self, config: Config, clock: Clock, store: Store) -> None:
+    def __init__(
+        self, config: Config, clock: Clock, store: Store, saved: Saved | None = None
+    ) -> None:
+        saved = saved or Saved()
         self.config, self.clock, self.store = config, clock, store
         self.registry = CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
@@ -60,7 +83,35 @@ class App:
             [t.name for t in topics], agg.bucket_seconds, agg.samples_per_bucket
         )
         self.detector = DetectionStage(config.detection)
-        self.incidents = IncidentBook(topic_labels={t.name: t.labels for t in topics})
+        if saved.detectors:
+            try:
+                self.detector.restore(saved.detectors)
+            except CrisiswatchError as exc:  # a bad checkpoint must not keep the service down
+                log.warning("detector checkpoint ignored, starting fresh: %s", exc)
+        self.aggregator.closed_until = saved.closed_until
+        # alerting: incidents + escalation decide, the outbox delivers (persisted first)
+        env = os.environ
+        self.http = aiohttp.ClientSession()
+        notifiers = build_notifiers(
+            config.delivery.receivers,
+            self.http,
+            env=env,
+            clock=clock,
+            contacts={u.name: u.contact for u in config.alerting.users},
+        )
+        self.links = self._link_signer(config, env)
+        self.outbox = Outbox(
+            store, notifiers, clock, self.registry, config=config.delivery.outbox, links=self.links
+        )
+        self.incidents = IncidentService(
+            config.alerting,
+            clock,
+            self.outbox.enqueue,
+            state=saved.alerting,
+            persist=self.persist_alerting,
+            publish=self.publish_incident_event,
+            topic_labels={t.name: t.labels for t in topics},
+        )
         self.pipeline = Pipeline(
             enricher=self.enricher,
             aggregator=self.aggregator,
@@ -77,79 +128,89 @@ class App:
             [{"name": t.name, "title": t.title or t.name} for t in topics], agg.history_buckets
         )
         self.hub.add_listener(self.wall.apply)
+        for inc in self.incidents.book.all_incidents():
+            self.wall.apply("incident", {"incident": inc.to_dict()})
         self.web = build_web_app(
             registry=self.registry,
             health=self.health,
             incidents=self.list_incidents,
-            routes=wall_routes(self.wall, self.hub, client_queue=config.server.client_queue),
+            routes=[
+                *wall_routes(self.wall, self.hub, client_queue=config.server.client_queue),
+                *api_routes(
+                    self.incidents,
+                    config.delivery.api,
+                    clock=clock,
+                    registry=self.registry,
+                    env=env,
+                    links=self.links,
+                ),
+            ],
         )
         self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
         self._last_checkpoint = clock.now()
         self.bound_port: int | None = None
 
+    @staticmethod
+    def _link_signer(config: Config, env: Mapping[str, str]) -> LinkSigner | None:
+        links = config.delivery.links
+        if not links.secret_env:
+            return None
+        key = secret(env, links.secret_env, "delivery.links.secret_env").encode()
+        return LinkSigner(
+            [key],
+            base_url=links.base_url,
+            ttl_seconds=links.ttl_seconds,
+            snooze_seconds=links.snooze_seconds,
+        )
+
     # --- verdicts -> incidents -------------------------------------------------------------
     async def on_verdicts(self, verdicts: Sequence[VerdictLike]) -> None:
-        now = self.clock.now()
-        events: list[IncidentEvent] = []
         for v in verdicts:
-            events.extend(self.incidents.on_verdict(v, now))
-        await self.publish_incident_events(events)
-        if now - self._last_checkpoint >= self.config.storage.checkpoint_seconds:
+            await self.incidents.on_verdict(v)
+        if self.clock.now() - self._last_checkpoint >= self.config.storage.checkpoint_seconds:
             await self.checkpoint()
 
-    async def publish_incident_events(self, events: Sequence[IncidentEvent]) -> None:
-        for ev in events:
-            doc = ev.incident.to_dict()
-            await self.store.upsert_incident(doc)
-            self.hub.publish("incident", ev.to_dict())
-            level = logging.DEBUG if ev.kind == "updated" else logging.INFO
-            log.log(
-                level,
-                "incident %s %s (%s SEV%s)",
-                doc["id"],
-                ev.kind,
-                doc["topic"],
-                doc["severity"],
-            )
-        if events:
+    async def publish_incident_event(self, ev: IncidentEvent) -> None:
+        doc = ev.incident.to_dict()
+        await self.store.upsert_incident(doc)
+        self.hub.publish("incident", ev.to_dict())
+        level = logging.DEBUG if ev.kind == "updated" else logging.INFO
+        log.log(
+            level, "incident %s %s (%s SEV%s)", doc["id"], ev.kind, doc["topic"], doc["severity"]
+        )
+        if ev.kind != "updated":
             self._count_incidents()
 
     def _count_incidents(self) -> None:
         self.incident_gauge.clear()
-        for inc in self.incidents.all_incidents():
+        for inc in self.incidents.book.all_incidents():
             self.incident_gauge.labels(inc.state, f"SEV{inc.severity}").inc()
 
-    async def tick_incidents(self) -> None:
-        """Timeouts, snoozes and auto-resolve happen on clock time, not on data."""
-        while True:
-            await self.clock.sleep(5.0)
-            await self.publish_incident_events(self.incidents.tick(self.clock.now()))
+    async def persist_alerting(self, state: dict[str, Any]) -> None:
+        await self.store.put(ALERTING_KEY, json.dumps(state).encode())
 
     # --- persistence ---------------------------------------------------------------------
     async def checkpoint(self) -> None:
         self._last_checkpoint = self.clock.now()
         await self.store.put("detectors", self.detector.checkpoint())
-        await self.store.put("incidents", json.dumps(self.incidents.to_state()).encode())
+        await self.persist_alerting(self.incidents.to_state())
         closed = self.aggregator.closed_until
         await self.store.put("aggregator", json.dumps({"closed_until": closed}).encode())
 
-    async def restore(self) -> None:
-        blob = await self.store.get("detectors")
-        if blob:
-            try:
-                self.detector.restore(blob)
-            except Exception as exc:  # a bad checkpoint must not keep the service down
-                log.warning("detector checkpoint ignored: %s", exc)
-        inc = await self.store.get("incidents")
-        if inc:
-            self.incidents = IncidentBook.from_state(
-                json.loads(inc), topic_labels=self.incidents.topic_labels
-            )
-            for i in self.incidents.all_incidents():
-                self.wall.apply("incident", {"incident": i.to_dict()})
-        agg = await self.store.get("aggregator")
-        if agg:
-            self.aggregator.closed_until = json.loads(agg).get("closed_until")
+    @classmethod
+    async def open(cls, config: Config, clock: Clock, store: Store) -> App:
+        """Build the app from what the store kept: detector baselines, incidents and
+        escalation cursors, and how far event time had been closed."""
+        saved = Saved(
+            detectors=await store.get("detectors"),
+            alerting=json.loads(raw) if (raw := await store.get(ALERTING_KEY)) else None,
+            closed_until=(
+                json.loads(raw).get("closed_until")
+                if (raw := await store.get("aggregator"))
+                else None
+            ),
+        )
+        return cls(config, clock, store, saved)
 
     # --- read side -----------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -166,6 +227,7 @@ class App:
             "processed": self.pipeline.processed,
             "queue_depth": self.queue.qsize(),
             "dead_letters": self.dead_letters.count,
+            "outbox": self.outbox.health(),
             "wall_clients": self.hub.subscribers,
         }
 
@@ -215,7 +277,7 @@ class App:
             await self.clock.sleep(10.0)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.restore()
+        self._count_incidents()
         runner = web.AppRunner(self.web, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
@@ -239,7 +301,8 @@ class App:
                             interval=min(5.0, agg.bucket_seconds / 4),
                         )
                     ),
-                    tg.create_task(self.tick_incidents()),
+                    tg.create_task(self.incidents.run()),
+                    tg.create_task(self.outbox.run()),
                     tg.create_task(self.publish_sources()),
                 ]
                 await stop.wait()
@@ -250,13 +313,14 @@ class App:
                 await self.checkpoint()
             await self.dead_letters.flush()
             await runner.cleanup()
+            await self.http.close()
 
 
 async def serve(config: Config, clock: Clock, stop: asyncio.Event) -> None:
     """Open the store, run the app until `stop` is set, flush and close."""
     store = await open_store(config.storage.url)
     try:
-        app = App(config, clock, store)
+        app = await App.open(config, clock, store)
         await app.run(stop)
     finally:
         await store.close()

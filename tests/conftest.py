@@ -47,7 +47,7 @@ def demo_config(tmp: Path, **overrides: Any) -> Config:
 async def running_app(config: Config, speed: float) -> AsyncIterator[Running]:
     clock = ScaledClock(SystemClock(), speed)
     store = await open_store(config.storage.url)
-    app = App(config, clock, store)
+    app = await App.open(config, clock, store)
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))
     try:

@@ -21,10 +21,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
-from monitor.config.alerting import AlertingConfig
+from monitor.config.alerting import AlertingConfig, check_receivers
 from monitor.config.base import Section, at
 from monitor.config.detection import DetectionConfig
 from monitor.config.enrichment import EnrichmentConfig
+from monitor.config.receivers import DeliveryConfig
 from monitor.config.sources import SourcesConfig
 from monitor.config.system import AggregationConfig, ServerConfig, StorageConfig, TopicConfig
 from monitor.errors import ConfigError
@@ -39,6 +40,7 @@ class Config(Section):
     aggregation: AggregationConfig = AggregationConfig()
     detection: DetectionConfig = DetectionConfig()
     alerting: AlertingConfig = AlertingConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     storage: StorageConfig = StorageConfig()
     server: ServerConfig = ServerConfig()
 
@@ -49,6 +51,10 @@ class Config(Section):
             if t.name in seen:
                 raise at(f"topics[{i}].name", f"duplicate topic {t.name!r}")
             seen.add(t.name)
+        try:
+            check_receivers(self.alerting, [r.name for r in self.delivery.receivers])
+        except ConfigError as exc:  # re-raised through pydantic with its precise path
+            raise at(exc.path, exc.reason) from None
         return self
 
 
