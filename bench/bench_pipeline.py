@@ -58,6 +58,7 @@ async def one_run(lines: list[bytes], batch: int) -> tuple[float, int, int]:
             await app.pipeline.advance(newest - wm)
         elapsed = time.perf_counter() - t0
         incidents = len(app.incidents.book.all_incidents())
+        await app.close()
         await store.close()
     return len(lines) / elapsed, app.pipeline.processed, incidents
 

@@ -313,7 +313,11 @@ class App:
                 await self.checkpoint()
             await self.dead_letters.flush()
             await runner.cleanup()
-            await self.http.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Release what the constructor opened (the HTTP client of the notifiers)."""
+        await self.http.close()
 
 
 async def serve(config: Config, clock: Clock, stop: asyncio.Event) -> None:
