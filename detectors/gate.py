@@ -33,6 +33,28 @@ def severity_of(score: float, thresholds: tuple[float, float, float]) -> int:
     return 4
 
 
+def magnitude_severity(
+    observed: float, expected: float, negative_turn: bool, *, min_count: float = 20.0
+) -> int:
+    """Severity implied by the size of a burst, so a huge crisis does not open as SEV4.
+
+    The score is a probability-like confidence and saturates slowly; responders also need
+    to know *how big* it is. ``observed / expected`` of 10x (or 5x with a negative turn) is
+    SEV1/SEV2 territory; a bucket needs ``min_count`` mentions for its ratio to count.
+
+    >>> magnitude_severity(240, 40, True), magnitude_severity(240, 40, False)
+    (2, 3)
+    >>> magnitude_severity(500, 40, True), magnitude_severity(12, 0.5, True)
+    (1, 4)
+    """
+    if observed < min_count:
+        return 4
+    ratio = observed / max(expected, 1.0)
+    if negative_turn:
+        return 1 if ratio >= 10.0 else 2 if ratio >= 5.0 else 3 if ratio >= 3.0 else 4
+    return 2 if ratio >= 10.0 else 3 if ratio >= 5.0 else 4
+
+
 class Gate:
     """Per-series onset state machine (pure, event time)."""
 
@@ -73,9 +95,13 @@ class Gate:
         self.paged = 5  # worst severity paged in the current incident (5 = none)
 
     def step(
-        self, t: float, width: float, score: float, *, warm: bool
+        self, t: float, width: float, score: float, *, warm: bool, magnitude: int = 4
     ) -> tuple[str | None, int | None, bool, bool]:
-        """Advance one bucket: returns (onset, severity, active, resolved)."""
+        """Advance one bucket: returns (onset, severity, active, resolved).
+
+        ``magnitude`` is a severity implied by the size of the crisis itself (see
+        :func:`magnitude_severity`); the worse of it and the score's severity is paged.
+        """
         if self.active:
             if score >= self.close_threshold:
                 self.calm_since = math.nan
@@ -84,7 +110,7 @@ class Gate:
                     and score >= self.open_threshold
                     and t - self.paged_at >= self.repage_seconds
                 ):
-                    sev = severity_of(score, self.severity_thresholds)
+                    sev = min(severity_of(score, self.severity_thresholds), magnitude)
                     if sev < self.paged:
                         self.paged, self.paged_at = sev, t
                         return "repage", sev, True, False
@@ -100,7 +126,7 @@ class Gate:
         if warm and score >= self.open_threshold and t >= self.cooldown_until:
             self.active = True
             self.calm_since = math.nan
-            self.paged = severity_of(score, self.severity_thresholds)
+            self.paged = min(severity_of(score, self.severity_thresholds), magnitude)
             self.paged_at = t
             return "open", self.paged, True, False
         return None, None, False, False

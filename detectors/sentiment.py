@@ -1,11 +1,15 @@
 """Sentiment-turn detector: is the negative share of this bucket above the series' own norm?
 
-The baseline negative share is a count-weighted EWMA (a ratio of EWMAs, so busy buckets
-weigh more than quiet ones). A bucket is judged by a binomial tail on its negative count
-given how many mentions it holds, with the count shrunk by an intra-bucket correlation
-``rho`` (a beta-binomial design effect): replies to one viral post are not independent
-opinions, so 2,000 mentions must not give the certainty of 2,000 coin flips. Buckets with
-fewer than ``min_count`` mentions score 0: three angry posts are not a sentiment turn.
+The baseline negative share is a ratio of exponentially decayed sums (negative mentions over
+all mentions, so busy buckets weigh more than quiet ones), shrunk towards ``prior_share``
+by ``prior_mentions`` pseudo-mentions: a ratio of sums needs no warm-up debiasing, and a
+young series' share is not trusted more than its history allows. A bucket is judged by a
+binomial tail on its negative count, with the count shrunk by a design effect: an
+intra-bucket correlation ``rho`` (replies to one viral post are not independent opinions,
+so 2,000 mentions must not give the certainty of 2,000 coin flips) times ``1 + n / N``, the
+beta-binomial widening for a baseline learned from only ``N`` mentions. Surprises
+(-log10 p) up to ``surprise_min`` are noise and give 0. Buckets with fewer than
+``min_count`` mentions score 0: three angry posts are not a sentiment turn.
 
 >>> from monitor.model import Bucket
 >>> d = SentimentDetector(warmup=0.0, min_count=5)
@@ -27,8 +31,18 @@ from typing import Any, Self
 
 from scipy.special import betainc
 
-from detectors.base import halflife_alpha
 from detectors.volume import surprise_of
+
+
+def ramp(surprise: float, lo: float, hi: float) -> float:
+    """Map a surprise (-log10 p) to a signal: 0 up to ``lo``, linear to 1 at ``hi``.
+
+    >>> ramp(2.0, 3.0, 12.0), ramp(7.5, 3.0, 12.0), ramp(40.0, 3.0, 12.0)
+    (0.0, 0.5, 1.0)
+    """
+    if surprise <= lo:
+        return 0.0
+    return min(1.0, (surprise - lo) / (hi - lo))
 
 
 def binom_tail(k: float, n: float, p: float) -> float:
@@ -56,8 +70,11 @@ class SentimentDetector:
         "min_count",
         "n",
         "neg",
+        "prior_mentions",
+        "prior_share",
         "rho",
         "surprise_max",
+        "surprise_min",
         "t0",
         "t_last",
         "tot",
@@ -70,11 +87,15 @@ class SentimentDetector:
         halflife: float = 86_400.0,
         min_count: int = 5,
         rho: float = 0.02,
-        surprise_max: float = 12.0,
+        prior_share: float = 0.1,
+        prior_mentions: float = 5.0,
+        surprise_min: float = 2.0,
+        surprise_max: float = 8.0,
         warmup: float = 86_400.0,
     ) -> None:
         self.halflife, self.min_count, self.rho = halflife, min_count, rho
-        self.surprise_max, self.warmup = surprise_max, warmup
+        self.prior_share, self.prior_mentions = prior_share, prior_mentions
+        self.surprise_min, self.surprise_max, self.warmup = surprise_min, surprise_max, warmup
         self.n, self.neg, self.tot = 0, 0.0, 0.0
         self.t0 = self.t_last = math.nan
         self._last: tuple[float, float, float] = (0.0, 0.0, 1.0)
@@ -85,8 +106,9 @@ class SentimentDetector:
 
     @property
     def share(self) -> float:
-        """Baseline negative share (with a weak prior of 10% before any data)."""
-        return (self.neg + 0.1) / (self.tot + 1.0)
+        """Baseline negative share, shrunk towards ``prior_share`` while history is short."""
+        k = self.prior_mentions
+        return (self.neg + k * self.prior_share) / (self.tot + k)
 
     def score_one(self, bucket: Any) -> float:
         c = bucket.count
@@ -94,21 +116,23 @@ class SentimentDetector:
         if c < self.min_count or bucket.negative <= share * c:
             self._last = (bucket.negative / c if c else 0.0, share, 1.0)
             return 0.0
-        deff = 1.0 + (c - 1) * self.rho  # design effect of correlated mentions
-        n_eff = c / deff
-        k_eff = bucket.negative / deff
-        p = binom_tail(k_eff, n_eff, min(0.999, share))
+        # correlated mentions, and a baseline known from only tot + prior mentions
+        deff = (1.0 + (c - 1) * self.rho) * (1.0 + c / (self.tot + self.prior_mentions))
+        p = binom_tail(bucket.negative / deff, c / deff, min(0.999, share))
         self._last = (bucket.negative / c, share, p)
-        return min(1.0, surprise_of(p) / self.surprise_max)
+        return ramp(surprise_of(p), self.surprise_min, self.surprise_max)
 
     def learn_one(self, bucket: Any) -> None:
         if self.n == 0:
             self.t0 = bucket.start
         self.n += 1
+        if self.n > 1:
+            k = math.pow(0.5, max(bucket.start - self.t_last, 0.0) / self.halflife)
+            self.neg *= k
+            self.tot *= k
         self.t_last = bucket.start
-        a = halflife_alpha(bucket.width, self.halflife)
-        self.neg += a * (bucket.negative - self.neg)
-        self.tot += a * (bucket.count - self.tot)
+        self.neg += bucket.negative
+        self.tot += bucket.count
 
     def details(self) -> dict[str, Any]:
         obs, base, p = self._last

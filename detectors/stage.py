@@ -17,7 +17,7 @@ False
 ['open']
 >>> v = storm[-1]
 >>> v.active, v.severity, v.explanation["fired"]
-(True, 4, ['volume'])
+(True, 2, ['volume'])
 >>> restored = DetectionStage(DetectionConfig(warmup_seconds=3600))
 >>> restored.restore(stage.checkpoint())
 >>> restored.observe(Bucket("acme", 611 * 60.0, 60.0, count=6)).active
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 from detectors.base import Detector
-from detectors.gate import Gate
+from detectors.gate import Gate, magnitude_severity
 from detectors.sentiment import SentimentDetector
 from detectors.terms import TermsDetector
 from detectors.volume import VolumeDetector
@@ -160,10 +160,16 @@ class DetectionStage:
         st.volume.learn_one(bucket)
         if bucket.count:
             st.sentiment.learn_one(bucket)
-        if bucket.terms:
-            st.terms.learn_one(bucket)
+            st.terms.learn_one(bucket)  # every mention counts in the term mix, termless or not
         score = self._combine(v, s, m)
-        onset, sev, _active, resolved = st.gate.step(bucket.start, width, score, warm=warm)
+        mag = 4
+        if score >= self.config.close_threshold:
+            vol = st.volume.details()
+            turn = s >= self.config.close_threshold
+            mag = magnitude_severity(vol.get("observed", 0.0), vol.get("expected", 0.0), turn)
+        onset, sev, _active, resolved = st.gate.step(
+            bucket.start, width, score, warm=warm, magnitude=mag
+        )
         return self._verdict(st, bucket, v, s, m, onset, sev, resolved)
 
     def observe_many(self, buckets: Sequence[Bucket]) -> list[Verdict]:

@@ -1,19 +1,32 @@
-"""Emerging-term detector: terms whose frequency bursts against their own baseline.
+"""Emerging-term detector: terms whose *share of mentions* bursts against the series' own mix.
 
-Each series tracks at most ``max_tracked`` terms, each with a per-second rate that decays
-lazily (only when the term is touched), so a bucket costs O(terms in the bucket), not
-O(tracked terms). A term never seen before is expected at ``floor_per_day`` occurrences a
-day. A bucket's signal is the most surprising term (Poisson tail, Bonferroni-corrected for
-the number of terms tested); ``top`` lists the terms with the highest observed/expected ratio.
+Volume is the volume detector's business; this one asks whether the bucket's mentions talk
+about something else than usual. Each series keeps exponentially decayed counts: ``M``
+mentions seen and, for at most ``max_tracked`` terms, ``m[w]`` mentions that contained the
+term (terms are deduplicated per mention by enrichment, so ``m[w] <= M``). Decay is lazy
+(applied when an entry is touched), so a bucket costs O(terms in the bucket).
+
+A term's baseline share is ``(m[w] + 0.5) / (M + 1)``: a ratio of sums, so it needs no warm-up
+debiasing, and the pseudo-counts shrink it for a young series (a term never seen in 300
+mentions is not as surprising as one never seen in 300,000). Tracking is Space-Saving
+style: a term evicted to make room leaves its count as ``bound``, and an untracked term is
+assumed to have had up to ``bound`` mentions — so a regular word that was evicted does not
+come back looking brand new.
+
+A bucket's term ``w`` appearing in ``k`` of its ``n`` mentions is judged by a binomial tail with
+the same design effect as the sentiment detector (replies to one viral post are not
+independent), Bonferroni-corrected over the terms tested; surprises below ``surprise_min``
+(-log10 p) are noise and give 0, ``surprise_max`` gives 1.
 
 >>> from collections import Counter
 >>> from monitor.model import Bucket
 >>> d = TermsDetector(warmup=0.0)
->>> for i in range(300):
-...     d.learn_one(Bucket("s", i * 60.0, 60.0, count=5, terms=Counter({"price": 1})))
->>> d.score_one(Bucket("s", 300 * 60.0, 60.0, count=5, terms=Counter({"price": 1})))
+>>> calm = Counter({"price": 2, "store": 3, "order": 2})
+>>> for i in range(180):
+...     d.learn_one(Bucket("s", i * 60.0, 60.0, count=30, terms=calm))
+>>> d.score_one(Bucket("s", 180 * 60.0, 60.0, count=30, terms=Counter({"price": 4})))
 0.0
->>> d.score_one(Bucket("s", 300 * 60.0, 60.0, count=60, terms=Counter({"recall": 40}))) > 0.5
+>>> d.score_one(Bucket("s", 180 * 60.0, 60.0, count=90, terms=Counter({"recall": 50}))) > 0.9
 True
 >>> d.top(1)[0][0]
 'recall'
@@ -25,36 +38,27 @@ import copy
 import math
 from typing import Any, Self
 
-from scipy.special import gammainc
-
+from detectors.sentiment import binom_tail, ramp
 from detectors.volume import surprise_of
 from monitor.model import Bucket
 
 
-def poisson_tail(k: float, mu: float) -> float:
-    """P(X >= k) for X ~ Poisson(mu).
-
-    >>> round(poisson_tail(1, 1.0), 4)
-    0.6321
-    """
-    if k <= 0:
-        return 1.0
-    return float(gammainc(k, mu))
-
-
 class TermsDetector:
-    """Per-series emerging-term detector."""
+    """Per-series emerging-term detector (count-normalised, Space-Saving tracked)."""
 
     name = "terms"
     __slots__ = (
         "_last",
-        "floor_per_day",
+        "bound",
+        "counts",
         "halflife",
         "max_tracked",
+        "mentions",
         "min_count",
         "n",
-        "rates",
+        "rho",
         "surprise_max",
+        "surprise_min",
         "t0",
         "t_last",
         "warmup",
@@ -66,50 +70,65 @@ class TermsDetector:
         max_tracked: int = 48,
         min_count: int = 3,
         halflife: float = 3 * 86_400.0,
-        floor_per_day: float = 1.0,
-        surprise_max: float = 12.0,
+        rho: float = 0.02,
+        surprise_min: float = 2.0,
+        surprise_max: float = 8.0,
         warmup: float = 86_400.0,
     ) -> None:
         self.max_tracked, self.min_count, self.halflife = max_tracked, min_count, halflife
-        self.floor_per_day, self.surprise_max, self.warmup = floor_per_day, surprise_max, warmup
+        self.rho, self.surprise_min, self.surprise_max = rho, surprise_min, surprise_max
+        self.warmup = warmup
         self.n = 0
         self.t0 = self.t_last = math.nan
-        self.rates: dict[str, tuple[float, float]] = {}  # term -> (rate per s, t of rate)
+        self.mentions = 0.0  # decayed mention count M, as of t_last
+        self.bound = 0.0  # decayed count of the largest evicted term, as of t_last
+        self.counts: dict[str, tuple[float, float]] = {}  # term -> (decayed count, as of t)
         self._last: list[tuple[str, float, float]] = []  # (term, observed, expected)
 
     @property
     def warm(self) -> bool:
         return self.n > 0 and self.t_last - self.t0 >= self.warmup
 
-    def _rate(self, term: str, t: float) -> float:
-        r = self.rates.get(term)
-        floor = self.floor_per_day / 86_400.0
-        if r is None:
-            return floor
-        # The EWMA starts from zero at the series' first bucket; divide by the weight it has
-        # accumulated since then, or every term looks like a burst early in a series' life.
-        seen = max(t - self.t0, 1.0) if self.n else 1.0
-        weight = 1.0 - math.pow(0.5, seen / self.halflife)
-        return max(floor, r[0] * math.pow(0.5, (t - r[1]) / self.halflife) / max(weight, 1e-9))
+    def _decay(self, dt: float) -> float:
+        return math.pow(0.5, dt / self.halflife) if dt > 0.0 else 1.0
+
+    def share(self, term: str, t: float) -> float:
+        """Baseline share of mentions containing ``term`` as of time ``t`` (shrunk when young).
+
+        >>> from collections import Counter
+        >>> d = TermsDetector()
+        >>> d.learn_one(Bucket("s", 0.0, 60.0, count=9, terms=Counter({"app": 3})))
+        >>> round(d.share("app", 0.0), 3), round(d.share("never", 0.0), 3)
+        (0.35, 0.05)
+        """
+        k = self._decay(t - self.t_last) if self.n else 1.0
+        entry = self.counts.get(term)
+        m = self.bound * k if entry is None else entry[0] * self._decay(t - entry[1])
+        return (m + 0.5) / (self.mentions * k + 1.0)
 
     def score_one(self, bucket: Bucket) -> float:
         terms = bucket.terms
-        if not terms:
+        n = bucket.count
+        if not terms or n <= 0:
             self._last = []
             return 0.0
         tested = [(w, c) for w, c in terms.items() if c >= self.min_count]
         if not tested:
             self._last = []
             return 0.0
+        # design effect: correlated mentions, and a mix known from only M + 1 mentions
+        deff = (1.0 + (n - 1) * self.rho) * (1.0 + n / (self.mentions + 1.0))
+        n_eff = n / deff
         best = 1.0
         found = []
         for w, c in tested:
-            e = self._rate(w, bucket.start) * bucket.width
+            s = min(self.share(w, bucket.start), 0.999)
+            e = s * n
             if c > e:
-                best = min(best, poisson_tail(c, e))
+                best = min(best, binom_tail(min(c, n) / deff, n_eff, s))
                 found.append((w, float(c), e))
         self._last = found
-        return min(1.0, surprise_of(min(1.0, best * len(tested))) / self.surprise_max)
+        return ramp(surprise_of(min(1.0, best * len(tested))), self.surprise_min, self.surprise_max)
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """Top ``k`` terms of the last scored bucket by observed/expected ratio."""
@@ -117,22 +136,27 @@ class TermsDetector:
         return [(w, round(c / e, 1)) for w, c, e in ranked]
 
     def learn_one(self, bucket: Bucket) -> None:
-        t, width = bucket.start, bucket.width
+        t = bucket.start
         if self.n == 0:
             self.t0 = t
+        else:
+            k = self._decay(t - self.t_last)
+            self.mentions *= k
+            self.bound *= k
         self.n += 1
         self.t_last = t
-        decay = math.log(2.0) / self.halflife
+        self.mentions += bucket.count
+        counts = self.counts
         for w, c in bucket.terms.items():
-            r = self.rates.get(w)
-            old = 0.0 if r is None else r[0] * math.exp(-decay * (t - r[1]))
-            # continuous-time EWMA of the rate: weight of the new bucket = 1 - exp(-decay*width)
-            a = 1.0 - math.exp(-decay * width)
-            self.rates[w] = (old + a * (c / width - old), t)
-        if len(self.rates) > self.max_tracked:
-            ranked = sorted(self.rates, key=lambda w: self._rate(w, t))
-            for w in ranked[: len(self.rates) - self.max_tracked]:
-                del self.rates[w]
+            entry = counts.get(w)
+            old = self.bound if entry is None else entry[0] * self._decay(t - entry[1])
+            counts[w] = (old + c, t)
+        if len(counts) > self.max_tracked:
+            current = {w: m * self._decay(t - tw) for w, (m, tw) in counts.items()}
+            ranked = sorted(current, key=current.__getitem__)
+            for w in ranked[: len(counts) - self.max_tracked]:
+                self.bound = max(self.bound, current[w])
+                del counts[w]
 
     def details(self) -> dict[str, Any]:
         return {"terms_tested": len(self._last)}
