@@ -91,7 +91,9 @@ class EscalationRunner:
                 await self._step(iid, ev, now)
             if event.kind == "resolved":
                 self._states.pop(iid, None)
-                await self._recheck_muted(now)  # an inhibiting SEV1 may have gone
+                await self._recheck(now, muted_only=True)  # an inhibiting SEV1 may have gone
+            elif event.kind in ("opened", "repaged"):
+                await self._recheck(now, muted_only=False, skip=iid)  # it may inhibit others
             if not isinstance(ev, Update):
                 # A fresher snapshot alone is not worth a write: the book holds it anyway.
                 await self._save()
@@ -115,13 +117,14 @@ class EscalationRunner:
     async def add_silence(self, silence: Silence) -> None:
         async with self._lock:
             self.silences.add(silence)
+            await self._recheck(self.clock.now(), muted_only=False)
             await self._save()
         self._changed.set()
 
     async def expire_silence(self, silence_id: str) -> Silence:
         async with self._lock:
             s = self.silences.expire(silence_id, self.clock.now())
-            await self._recheck_muted(self.clock.now())
+            await self._recheck(self.clock.now(), muted_only=True)
             await self._save()
         self._changed.set()
         return s
@@ -224,11 +227,15 @@ class EscalationRunner:
             elif isinstance(c, Log) and self._record is not None:
                 self._record(c.incident_id, c.event, c.detail, now)
 
-    async def _recheck_muted(self, now: float) -> None:
+    async def _recheck(self, now: float, *, muted_only: bool, skip: str = "") -> None:
+        """Re-decide mutes now instead of at the next wake (a wake not yet due pages nobody)."""
         for iid, s in list(self._states.items()):
-            if s.status == "muted":
-                inc = self._open.get(iid, dict(s.incident))
-                await self._step(iid, Wake(self._mute(inc, now)), now)
+            if iid == skip or not s.active or (muted_only and s.status != "muted"):
+                continue
+            inc = self._open.get(iid, dict(s.incident))
+            mute = self._mute(inc, now)
+            if s.status == "muted" or mute is not None:
+                await self._step(iid, Wake(mute), now)
 
     async def _save(self) -> None:
         if self._persist is not None:

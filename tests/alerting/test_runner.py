@@ -169,6 +169,34 @@ async def test_sev1_inhibits_lower_severity_of_same_topic_until_resolved() -> No
     assert rig.sent[-1].dedup_key == small
 
 
+async def test_a_new_sev1_mutes_a_lower_incident_already_paging() -> None:
+    rig = Rig()
+    terms = V("acme", 0, 0.75, 3, onset="open", explanation={"fired": ["terms"]})
+    small = await rig.verdict(terms)
+    rig.clock.set(T0 + 100)
+    big = await rig.verdict(V("acme/tw", 100, 0.99, 1, onset="open"))
+    esc = rig.runner.escalation(small)
+    assert esc is not None and esc.status == "muted"
+    await rig.at(300)  # the SEV3's level 2 would be due now; it stays quiet
+    assert rig.log() == ["t=0 trigger ana", "t=100 trigger ana"]
+    assert [n.dedup_key for n in rig.sent] == [small, big]
+    rig.clock.set(T0 + 400)
+    await rig.feed(rig.book.resolve(big, "ana", rig.clock.now()))
+    # un-muted: the level that was held back (level 1, paged before the mute) goes again
+    assert rig.log()[-1] == "t=400 trigger ana" and rig.sent[-1].dedup_key == small
+
+
+async def test_silence_added_mid_escalation_holds_it() -> None:
+    rig = Rig()
+    await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    rig.clock.set(T0 + 100)
+    await rig.runner.add_silence(Silence.new("m", ["topic=acme"], T0 + 100, T0 + 700, "a", "c"))
+    await rig.at(300)
+    assert rig.log() == ["t=0 trigger ana"]
+    await rig.at(700)
+    assert rig.log()[-1] == "t=700 trigger ana"
+
+
 async def test_runtime_silence_defers_until_it_ends() -> None:
     rig = Rig()
     await rig.runner.add_silence(
