@@ -108,6 +108,7 @@ class Incident:
         d = asdict(self)
         d["severity_label"] = label(self.severity)
         d["pagerduty_severity"] = pagerduty_severity(self.severity)
+        d["title"] = f"{label(self.severity)} {self.topic}: {self.kind} crisis"
         d["acknowledged_by"] = self.acked_by  # the name notifiers and the API read
         d["dedup_key"] = self.id
         return d

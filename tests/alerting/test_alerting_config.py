@@ -28,12 +28,17 @@ def test_documented_example_parses() -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     assert blocks, "docs/alerting.md lost its example"
     data = yaml.safe_load(blocks[0])
-    cfg = parse_config({"topics": [], **data}).alerting
+    receivers = [
+        {"name": "pagerduty", "type": "pagerduty", "routing_key_env": "PD_KEY"},
+        {"name": "email", "type": "email", "sender": "crisiswatch@example.org"},
+        {"name": "slack-crisis", "type": "slack", "url_env": "SLACK_URL"},
+    ]
+    full = parse_config({"topics": [], **data, "delivery": {"receivers": receivers}})
+    cfg = full.alerting
     assert {p.name for p in cfg.policies} == {"default", "major"}
-    names = ["pagerduty", "email", "slack-crisis"]
-    check_receivers(cfg, names)
-    with pytest.raises(ConfigError) as err:
-        check_receivers(cfg, ["pagerduty", "email"])
+    check_receivers(cfg, ["pagerduty", "email", "slack-crisis"])
+    with pytest.raises(ConfigError) as err:  # the whole tree cross-checks receivers too
+        parse_config({"topics": [], **data, "delivery": {"receivers": receivers[:2]}})
     assert err.value.path == "alerting.policies[0].levels[1].targets[1]"
 
 
