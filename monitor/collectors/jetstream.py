@@ -1,0 +1,267 @@
+"""Bluesky Jetstream: the AT Protocol firehose as JSON over a websocket.
+
+Frames (one JSON object each)::
+
+    {"did": "did:plc:…", "time_us": 1725911162329308, "kind": "commit",
+     "commit": {"rev": "…", "operation": "create", "collection": "app.bsky.feed.post",
+                "rkey": "3l3qo2vutsw2b", "record": {"$type": "app.bsky.feed.post",
+                "text": "…", "createdAt": "2024-09-09T19:46:02.102Z", "langs": ["en"],
+                "reply": {"parent": {"uri": "at://…", "cid": "…"}, "root": {…}}},
+                "cid": "bafy…"}}
+    {"did": "…", "time_us": …, "kind": "identity", "identity": {"did": "…", "handle": "…", …}}
+    {"did": "…", "time_us": …, "kind": "account", "account": {"active": true, …}}
+
+``time_us`` is the cursor. It is persisted (with the newest dedup keys) every few seconds and
+on shutdown; a reconnect asks for ``cursor - rewind`` so events in flight when the link
+dropped are replayed, and the overlap is removed by dedup. The *gap* metric is how far the
+first event after a reconnect lies beyond the last cursor: stream time that may be missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlencode
+
+import websockets
+from websockets.asyncio.client import connect
+
+from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.collectors.common import Backoff, Dedup, Intake
+from monitor.config.sources import JetstreamConfig
+from monitor.decode import loads, parse_time
+from monitor.errors import DecodeError
+from monitor.model import Author, Mention
+
+log = logging.getLogger("monitor.collectors.jetstream")
+
+POST = "app.bsky.feed.post"
+_FUTURE_SLACK = 300.0  # a createdAt this far past the relay's clock is the poster's clock lying
+
+
+@dataclass(frozen=True, slots=True)
+class JetEvent:
+    """What one frame means. `mention` for create/update of a post; `key` for a delete."""
+
+    time_us: int
+    action: Literal["create", "update", "delete", "identity", "skip"]
+    mention: Mention | None = None
+    key: tuple[str, str] | None = None
+    did: str | None = None
+    handle: str | None = None
+
+
+def post_url(did: str, rkey: str) -> str:
+    """Web link of a post.
+
+    >>> post_url("did:plc:abc", "3k")
+    'https://bsky.app/profile/did:plc:abc/post/3k'
+    """
+    return f"https://bsky.app/profile/{did}/post/{rkey}"
+
+
+def parse_frame(
+    obj: object, *, source: str = "bluesky", handles: Mapping[str, str] | None = None
+) -> JetEvent:
+    """A decoded Jetstream frame -> :class:`JetEvent`; raises DecodeError if malformed. Pure.
+
+    >>> ev = parse_frame({"did": "did:plc:a", "time_us": 1725911162329308, "kind": "commit",
+    ...     "commit": {"operation": "create", "collection": "app.bsky.feed.post", "rkey": "3l",
+    ...                "record": {"text": "hi", "createdAt": "2024-09-09T19:46:02Z"}}})
+    >>> ev.action, ev.mention.id, ev.mention.created_at
+    ('create', 'at://did:plc:a/app.bsky.feed.post/3l', 1725911162.0)
+    """
+    if not isinstance(obj, Mapping):
+        raise DecodeError("not_object", "frame is not an object")
+    t = obj.get("time_us")
+    if isinstance(t, bool) or not isinstance(t, int):
+        raise DecodeError("missing_field" if t is None else "wrong_type", "time_us")
+    did = obj.get("did")
+    if not isinstance(did, str) or not did:
+        raise DecodeError("missing_field" if did is None else "wrong_type", "did")
+    kind = obj.get("kind")
+    if kind == "identity":
+        ident = obj.get("identity")
+        handle = ident.get("handle") if isinstance(ident, Mapping) else None
+        return JetEvent(t, "identity", did=did, handle=handle if isinstance(handle, str) else None)
+    if kind != "commit":
+        return JetEvent(t, "skip")  # account status and future kinds
+    commit = obj.get("commit")
+    if not isinstance(commit, Mapping):
+        raise DecodeError("missing_field", "commit")
+    op, coll, rkey = commit.get("operation"), commit.get("collection"), commit.get("rkey")
+    if not isinstance(rkey, str) or not isinstance(coll, str):
+        raise DecodeError("missing_field", "commit.rkey/collection")
+    if coll != POST:
+        return JetEvent(t, "skip")
+    uri = f"at://{did}/{coll}/{rkey}"
+    if op == "delete":
+        return JetEvent(t, "delete", key=(source, uri))
+    if op not in ("create", "update"):
+        raise DecodeError("invalid_value", f"commit.operation {str(op)[:20]!r}")
+    rec = commit.get("record")
+    if not isinstance(rec, Mapping):
+        raise DecodeError("missing_field", "commit.record")
+    text = rec.get("text", "")
+    if not isinstance(text, str):
+        raise DecodeError("wrong_type", "record.text")
+    seen_at = t / 1e6
+    try:
+        created = parse_time(rec.get("createdAt"), "record.createdAt")
+    except DecodeError:
+        created = seen_at
+    if created > seen_at + _FUTURE_SLACK:
+        created = seen_at
+    langs = rec.get("langs")
+    lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
+    reply = rec.get("reply")
+    parent = reply.get("parent") if isinstance(reply, Mapping) else None
+    parent_uri = parent.get("uri") if isinstance(parent, Mapping) else None
+    handle = (handles or {}).get(did, did)
+    mention = Mention(
+        id=uri,
+        source=source,
+        channel="bluesky",
+        text=text,
+        created_at=created,
+        author=Author(id=did, handle=handle),
+        lang=lang[:16] if lang else None,
+        url=post_url(did, rkey),
+        kind="reply" if isinstance(parent_uri, str) else "post",
+        in_reply_to=parent_uri if isinstance(parent_uri, str) else None,
+    )
+    return JetEvent(t, op, mention=mention)
+
+
+def subscribe_url(cfg: JetstreamConfig, cursor_us: int | None) -> str:
+    """The subscribe URL with the wanted collections/DIDs and the resume cursor.
+
+    >>> subscribe_url(JetstreamConfig(url="ws://h/subscribe"), 5)
+    'ws://h/subscribe?wantedCollections=app.bsky.feed.post&cursor=5'
+    """
+    q: list[tuple[str, str]] = [("wantedCollections", c) for c in cfg.wanted_collections]
+    q += [("wantedDids", d) for d in cfg.wanted_dids]
+    if cursor_us is not None:
+        q.append(("cursor", str(max(0, cursor_us))))
+    return cfg.url + ("&" if "?" in cfg.url else "?") + urlencode(q)
+
+
+class JetstreamSource:
+    """Bluesky posts from Jetstream, resumable by cursor, deduplicated across rewinds."""
+
+    def __init__(
+        self, cfg: JetstreamConfig, ctx: SourceContext, *, seed: int | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.name = cfg.name
+        self._intake = Intake(cfg.name, "jetstream", ctx)
+        self._seed = seed
+        self._state_key = f"collector:{cfg.name}:cursor"
+        self._handles: OrderedDict[str, str] = OrderedDict()
+        self.cursor: int | None = None
+
+    @property
+    def health(self) -> SourceHealth:
+        return self._intake.health
+
+    async def _load(self) -> None:
+        raw = await self.ctx.state.get(self._state_key)
+        if not raw:
+            return
+        try:
+            state = json.loads(raw)
+            self.cursor = int(state["cursor"])
+            self._intake.dedup = Dedup.restore(json.dumps(state.get("recent", [])).encode())
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s: unreadable saved cursor, starting live", self.name)
+
+    async def _save(self) -> None:
+        if self.cursor is None:
+            return
+        # keys seen in the rewind window must survive a restart, or the rewind duplicates them
+        recent = self._intake.dedup.recent(5000)
+        state = {"cursor": self.cursor, "recent": recent}
+        await self.ctx.state.put(self._state_key, json.dumps(state).encode())
+
+    def _remember_handle(self, did: str, handle: str) -> None:
+        self._handles[did] = handle
+        self._handles.move_to_end(did)
+        if len(self._handles) > 50_000:
+            self._handles.popitem(last=False)
+
+    async def stream(self) -> AsyncGenerator[Mention, None]:
+        clock = self.ctx.clock
+        await self._load()
+        backoff = Backoff(
+            self.cfg.backoff.initial_seconds, self.cfg.backoff.max_seconds, seed=self._seed
+        )
+        rewind_us = int(self.cfg.rewind_seconds * 1e6)
+        attempts = 0
+        last_save = clock.monotonic()
+        try:
+            while True:
+                if attempts:
+                    self._intake.reconnected()
+                attempts += 1
+                resumed_from = self.cursor
+                url = subscribe_url(
+                    self.cfg, None if resumed_from is None else resumed_from - rewind_us
+                )
+                first = True
+                try:
+                    async with connect(
+                        url, max_size=self.cfg.max_frame_bytes, open_timeout=15
+                    ) as ws:
+                        self._intake.set_connected(True)
+                        log.info("%s: connected, cursor %s", self.name, resumed_from)
+                        async for frame in ws:
+                            raw = frame.encode() if isinstance(frame, str) else bytes(frame)
+                            try:
+                                ev = parse_frame(
+                                    loads(raw, max_bytes=self.cfg.max_frame_bytes),
+                                    source=self.name,
+                                    handles=self._handles,
+                                )
+                            except DecodeError as err:
+                                self._intake.reject_error(err, raw[: self.cfg.max_frame_bytes])
+                                continue
+                            backoff.reset()  # only a stream that delivers counts as healthy
+                            if first and resumed_from is not None:
+                                gap = max(0.0, (ev.time_us - resumed_from) / 1e6)
+                                self._intake.metrics.gap.labels(self.name).set(gap)
+                                self._intake.metrics.gap_total.labels(self.name).inc(gap)
+                            first = False
+                            if self.cursor is None or ev.time_us > self.cursor:
+                                self.cursor = ev.time_us
+                            if ev.action == "identity" and ev.did and ev.handle:
+                                self._remember_handle(ev.did, ev.handle)
+                            elif ev.action == "delete" and ev.key is not None:
+                                await self._intake.deleted(ev.key)
+                            elif ev.mention is not None and self._intake.accept(ev.mention):
+                                # an update of a post seen before is dropped by accept():
+                                # the volume series already counted it once
+                                yield ev.mention
+                            if clock.monotonic() - last_save >= self.cfg.cursor_save_seconds:
+                                last_save = clock.monotonic()
+                                await self._save()
+                except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+                    log.warning("%s: connection lost: %s", self.name, _describe(exc))
+                finally:
+                    self._intake.set_connected(False)
+                await self._save()
+                await clock.sleep(backoff.next())
+        finally:
+            await self._save()
+
+
+def _describe(exc: BaseException) -> str:
+    # never echo URLs with query strings into logs wholesale: keep it to the error class + text
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+__all__ = ["JetEvent", "JetstreamSource", "parse_frame", "subscribe_url"]

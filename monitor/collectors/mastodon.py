@@ -1,0 +1,254 @@
+"""Mastodon streaming API over one websocket (``/api/v1/streaming``).
+
+After connecting (token in ``Authorization: Bearer``), the client sends one subscribe frame
+per stream::
+
+    {"type": "subscribe", "stream": "public"}
+    {"type": "subscribe", "stream": "hashtag", "tag": "acme"}
+    {"type": "subscribe", "stream": "list", "list": "42"}
+
+and receives ``{"stream": ["hashtag", "acme"], "event": "update", "payload": "<Status JSON as a
+string>"}``; ``status.update`` carries an edited status, ``delete`` a status id as payload.
+A status can arrive on several subscribed streams at once: dedup keeps the first.
+Mastodon has no resume cursor; what is posted during a disconnect is not replayed (counted as
+reconnects; backfill via the REST timelines is not implemented).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Literal
+
+import websockets
+from websockets.asyncio.client import connect
+
+from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.collectors.common import Backoff, Intake, Secret
+from monitor.config.sources import MastodonConfig, MastodonStreamConfig
+from monitor.decode import loads, parse_time
+from monitor.errors import DecodeError
+from monitor.model import Author, Kind, Mention
+
+log = logging.getLogger("monitor.collectors.mastodon")
+
+
+class _Text(HTMLParser):
+    _BLOCK = frozenset({"p", "div", "blockquote", "li", "ul", "ol", "pre"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag in self._BLOCK and self.parts and not self.parts[-1].endswith("\n\n"):
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Status HTML -> plain text: paragraphs and line breaks kept, tags dropped, entities decoded.
+
+    >>> html_to_text('<p>Hi <a href="https://x"><span class="invisible">https://</span>'
+    ...              '<span>x.org</span></a> &amp; you</p><p>2nd<br>line</p>')
+    'Hi https://x.org & you\\n\\n2nd\\nline'
+    """
+    p = _Text()
+    p.feed(html)
+    p.close()
+    text = "".join(p.parts)
+    lines = [ln.strip() for ln in text.split("\n")]
+    out = "\n".join(lines)
+    while "\n\n\n" in out:
+        out = out.replace("\n\n\n", "\n\n")
+    return out.strip()
+
+
+def subscribe_frames(streams: list[MastodonStreamConfig]) -> list[str]:
+    """The subscribe frames for the configured streams.
+
+    >>> subscribe_frames([MastodonStreamConfig(stream="hashtag", tag="acme")])
+    ['{"type":"subscribe","stream":"hashtag","tag":"acme"}']
+    """
+    out = []
+    for s in streams:
+        frame: dict[str, str] = {"type": "subscribe", "stream": s.stream}
+        if s.tag:
+            frame["tag"] = s.tag
+        if s.list:
+            frame["list"] = s.list
+        out.append(json.dumps(frame, separators=(",", ":")))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class MastoEvent:
+    action: Literal["update", "edit", "delete", "skip"]
+    mention: Mention | None = None
+    key: tuple[str, str] | None = None
+
+
+def _int(v: object) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def status_to_mention(status: object, *, source: str = "mastodon") -> Mention:
+    """A Mastodon Status entity -> :class:`Mention`; DecodeError if it lacks the essentials.
+
+    >>> m = status_to_mention({"id": "1", "created_at": "2024-05-01T12:00:00.000Z",
+    ...     "content": "<p>acme &lt;3</p>", "account": {"id": "9", "acct": "ann@x.social",
+    ...     "followers_count": 5}, "visibility": "public", "favourites_count": 2})
+    >>> m.text, m.author.handle, m.metrics
+    ('acme <3', '@ann@x.social', (('favourites', 2),))
+    """
+    if not isinstance(status, Mapping):
+        raise DecodeError("not_object", "status is not an object")
+    sid = status.get("id")
+    if not isinstance(sid, str) or not sid:
+        raise DecodeError("missing_field" if sid is None else "wrong_type", "status.id")
+    acct = status.get("account")
+    if not isinstance(acct, Mapping) or not isinstance(acct.get("id"), str):
+        raise DecodeError("missing_field", "status.account.id")
+    content = status.get("content", "")
+    if not isinstance(content, str):
+        raise DecodeError("wrong_type", "status.content")
+    text = html_to_text(content)
+    spoiler = status.get("spoiler_text")
+    if isinstance(spoiler, str) and spoiler:
+        text = f"{spoiler}\n\n{text}" if text else spoiler
+    reply_to = status.get("in_reply_to_id")
+    kind: Kind = "dm" if status.get("visibility") == "direct" else "reply" if reply_to else "post"
+    fields = acct.get("fields")
+    verified = isinstance(fields, list) and any(
+        isinstance(f, Mapping) and f.get("verified_at") for f in fields
+    )
+    handle = acct.get("acct") or acct.get("username") or acct["id"]
+    lang = status.get("language")
+    url = status.get("url") or status.get("uri")
+    metrics = tuple(
+        (name, _int(status.get(f"{name}_count")))
+        for name in ("favourites", "reblogs", "replies")
+        if _int(status.get(f"{name}_count"))
+    )
+    return Mention(
+        id=sid,
+        source=source,
+        channel="mastodon",
+        text=text,
+        created_at=parse_time(status.get("created_at"), "status.created_at"),
+        author=Author(
+            id=str(acct["id"]),
+            handle=f"@{handle}",
+            followers=_int(acct.get("followers_count")),
+            verified=verified,
+        ),
+        lang=lang[:16] if isinstance(lang, str) and lang else None,
+        url=url if isinstance(url, str) else None,
+        kind=kind,
+        in_reply_to=str(reply_to) if isinstance(reply_to, str | int) and reply_to else None,
+        metrics=tuple(sorted(metrics)),
+    )
+
+
+def parse_event(obj: object, *, source: str = "mastodon") -> MastoEvent:
+    """One streaming frame -> :class:`MastoEvent` (the payload is itself a JSON string). Pure.
+
+    >>> parse_event({"stream": ["public"], "event": "delete", "payload": "1090"})
+    MastoEvent(action='delete', mention=None, key=('mastodon', '1090'))
+    """
+    if not isinstance(obj, Mapping):
+        raise DecodeError("not_object", "frame is not an object")
+    event = obj.get("event")
+    if "error" in obj and event is None:
+        raise DecodeError("invalid_value", f"server error: {str(obj.get('error'))[:100]}")
+    payload = obj.get("payload")
+    if event == "delete":
+        if not isinstance(payload, str | int) or isinstance(payload, bool):
+            raise DecodeError("wrong_type", "delete payload")
+        return MastoEvent("delete", key=(source, str(payload)))
+    if event not in ("update", "status.update"):
+        return MastoEvent("skip")  # notification, filters_changed, announcement, ...
+    if not isinstance(payload, str):
+        raise DecodeError("wrong_type", f"{event} payload is not a string")
+    status = loads(payload.encode("utf-8", "surrogatepass"), max_bytes=4 * 1024 * 1024)
+    m = status_to_mention(status, source=source)
+    return MastoEvent("update" if event == "update" else "edit", mention=m)
+
+
+class MastodonSource:
+    """Statuses from the Mastodon streaming API (public, hashtag and list streams)."""
+
+    def __init__(
+        self,
+        cfg: MastodonConfig,
+        ctx: SourceContext,
+        *,
+        token: Secret | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.name = cfg.name
+        self._intake = Intake(cfg.name, "mastodon", ctx)
+        self._token = token
+        self._seed = seed
+
+    @property
+    def health(self) -> SourceHealth:
+        return self._intake.health
+
+    async def stream(self) -> AsyncGenerator[Mention, None]:
+        backoff = Backoff(
+            self.cfg.backoff.initial_seconds, self.cfg.backoff.max_seconds, seed=self._seed
+        )
+        headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
+        frames = subscribe_frames(self.cfg.streams)
+        attempts = 0
+        while True:
+            if attempts:
+                self._intake.reconnected()
+            attempts += 1
+            try:
+                async with connect(
+                    self.cfg.url,
+                    additional_headers=headers,
+                    max_size=self.cfg.max_frame_bytes,
+                    open_timeout=15,
+                ) as ws:
+                    for f in frames:
+                        await ws.send(f)
+                    self._intake.set_connected(True)
+                    log.info("%s: connected, %d stream(s)", self.name, len(frames))
+                    async for frame in ws:
+                        raw = frame.encode() if isinstance(frame, str) else bytes(frame)
+                        try:
+                            ev = parse_event(
+                                loads(raw, max_bytes=self.cfg.max_frame_bytes), source=self.name
+                            )
+                        except DecodeError as err:
+                            self._intake.reject_error(err, raw[: self.cfg.max_frame_bytes])
+                            continue
+                        backoff.reset()
+                        if ev.action == "delete" and ev.key is not None:
+                            await self._intake.deleted(ev.key)
+                        elif ev.mention is not None and self._intake.accept(ev.mention):
+                            yield ev.mention
+            except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+                # the exception text never includes our headers, so the token stays out of logs
+                log.warning(
+                    "%s: connection lost: %s: %s", self.name, type(exc).__name__, str(exc)[:200]
+                )
+            finally:
+                self._intake.set_connected(False)
+            await self.ctx.clock.sleep(backoff.next())

@@ -1,0 +1,212 @@
+"""Jetstream collector against a local websocket server replaying recorded frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from monitor.collectors.jetstream import JetstreamSource, parse_frame
+from monitor.config.sources import JetstreamConfig
+from monitor.errors import DecodeError
+from monitor.model import Mention
+
+from .conftest import Harness, make_harness
+
+FRAMES = [
+    json.loads(line)
+    for line in (Path(__file__).parents[2] / "data/collectors/jetstream_frames.jsonl")
+    .read_text()
+    .splitlines()
+]
+CREATED = {
+    f"at://{f['did']}/app.bsky.feed.post/{f['commit']['rkey']}"
+    for f in FRAMES
+    if f["kind"] == "commit"
+    and f["commit"]["operation"] == "create"
+    and f["commit"]["collection"].endswith("post")
+}
+
+
+class FakeJetstream:
+    """Serves frames from `cursor` on, filtered by wantedCollections, like the real service.
+
+    `drop_after[n]` = on the n-th connection, abort the TCP connection after that many frames.
+    `skip_on_resume` = drop that many frames after the cursor (retention loss -> a gap).
+    """
+
+    def __init__(
+        self, frames: list[dict[str, Any]], drop_after: list[int | None], skip_on_resume: int = 0
+    ):
+        self.frames, self.drop_after, self.skip = frames, drop_after, skip_on_resume
+        self.queries: list[dict[str, list[str]]] = []
+
+    async def handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        q = parse_qs(urlsplit(ws.request.path).query)
+        self.queries.append(q)
+        cursor = int(q["cursor"][0]) if "cursor" in q else None
+        wanted = set(q.get("wantedCollections", []))
+        out = [
+            f
+            for f in self.frames
+            if (cursor is None or f["time_us"] >= cursor)
+            and (f["kind"] != "commit" or not wanted or f["commit"]["collection"] in wanted)
+        ]
+        if cursor is not None:
+            out = out[self.skip :]
+        n = len(self.queries) - 1
+        limit = self.drop_after[n] if n < len(self.drop_after) else None
+        for i, f in enumerate(out):
+            if limit is not None and i == limit:
+                ws.transport.abort()  # the link dies mid-stream, no close frame
+                return
+            await ws.send(json.dumps(f))
+        await ws.wait_closed()  # then stay open, like a quiet live stream
+
+
+async def run_until(
+    src: JetstreamSource, h: Harness, done: Callable[[list[Mention]], bool], timeout: float = 10
+) -> list[Mention]:
+    got: list[Mention] = []
+
+    async def consume() -> None:
+        async with aclosing(src.stream()) as stream:
+            async for m in stream:
+                got.append(m)
+
+    task = asyncio.create_task(consume())
+    try:
+        async with asyncio.timeout(timeout):
+            while not done(got):
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return got
+
+
+async def test_disconnect_mid_stream_resumes_by_cursor_without_loss_or_duplicates() -> None:
+    h = make_harness()
+    fake = FakeJetstream(FRAMES, drop_after=[9])
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
+        )
+        src = JetstreamSource(cfg, h.ctx, seed=1)
+        got = await run_until(src, h, lambda g: len(g) >= len(CREATED) and bool(h.retracted))
+    assert {m.id for m in got} == CREATED
+    assert len(got) == len(CREATED)  # the rewind overlap and the update were deduplicated
+    assert h.metric("crisiswatch_collector_duplicates_total", source="bluesky") >= 1
+    assert (
+        src.health.reconnects == 1
+        and h.metric("crisiswatch_collector_reconnects_total", source="bluesky") == 1
+    )
+    assert len(h.retracted) == 1 and h.retracted[0][1].startswith("at://")
+    # the resume asked for the last cursor minus the rewind, for posts only
+    assert fake.queries[0] == {"wantedCollections": ["app.bsky.feed.post"]}
+    resumed = int(fake.queries[1]["cursor"][0])
+    last_before_drop = [
+        f for f in FRAMES if f["kind"] != "commit" or f["commit"]["collection"].endswith("post")
+    ][8]
+    assert resumed == last_before_drop["time_us"] - 200_000
+    assert h.metric("crisiswatch_collector_stream_gap_seconds", source="bluesky") == 0.0
+    # handles learned from identity events replace DIDs on later posts
+    ident = {f["did"]: f["identity"]["handle"] for f in FRAMES if f["kind"] == "identity"}
+    assert any(m.author.handle in ident.values() for m in got)
+    replies = [m for m in got if m.kind == "reply"]
+    assert replies and all(r.in_reply_to and r.in_reply_to.startswith("at://") for r in replies)
+    assert {m.lang for m in got} == {"en", "de"}
+    assert not h.letters.items
+
+
+async def test_restart_resumes_from_the_persisted_cursor() -> None:
+    h = make_harness()
+    first_half = FRAMES[:12]
+    fake1 = FakeJetstream(first_half, drop_after=[])
+    seen: list[Mention] = []
+    async with serve(fake1.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=5
+        )
+        n_first = len(
+            [
+                i
+                for i in CREATED
+                if any(i.endswith(f["commit"]["rkey"]) for f in first_half if f["kind"] == "commit")
+            ]
+        )
+        seen += await run_until(JetstreamSource(cfg, h.ctx), h, lambda g: len(g) >= n_first)
+    saved = json.loads(h.kv.data["collector:bluesky:cursor"])
+    assert saved["cursor"] == first_half[-1]["time_us"]
+    fake2 = FakeJetstream(FRAMES, drop_after=[])
+    async with serve(fake2.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=5
+        )
+        seen += await run_until(
+            JetstreamSource(cfg, h.ctx), h, lambda g: len(g) + len(seen) >= len(CREATED)
+        )
+    assert int(fake2.queries[0]["cursor"][0]) == saved["cursor"] - 5_000_000
+    assert sorted(m.id for m in seen) == sorted(CREATED)  # none twice across the restart
+
+
+async def test_gap_after_reconnect_is_measured() -> None:
+    h = make_harness()
+    fake = FakeJetstream(FRAMES, drop_after=[5], skip_on_resume=8)
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0
+        )
+        src = JetstreamSource(cfg, h.ctx)
+        await run_until(src, h, lambda g: src.health.reconnects == 1 and len(g) >= 8)
+    assert h.metric("crisiswatch_collector_stream_gap_seconds", source="bluesky") > 0.1
+    assert h.metric("crisiswatch_collector_missed_stream_seconds_total", source="bluesky") > 0.1
+
+
+async def test_bad_frames_are_dead_lettered_and_the_stream_continues() -> None:
+    h = make_harness()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("{not json")
+        await ws.send(b"\xff\xfe")
+        await ws.send(json.dumps({"kind": "commit"}))
+        await ws.send(json.dumps({**FRAMES[0], "time_us": "soon"}))
+        bad = json.loads(json.dumps(FRAMES[0]))
+        bad["commit"]["record"]["text"] = 5
+        await ws.send(json.dumps(bad))
+        await ws.send(json.dumps(FRAMES[0]))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        src = JetstreamSource(JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/"), h.ctx)
+        got = await run_until(src, h, lambda g: len(g) == 1)
+    assert h.letters.reasons == {
+        "malformed_json": 1,
+        "invalid_utf8": 1,
+        "missing_field": 1,
+        "wrong_type": 2,
+    }
+    assert got[0].text == FRAMES[0]["commit"]["record"]["text"]
+
+
+def test_parse_frame_edge_cases() -> None:
+    f = json.loads(json.dumps(FRAMES[0]))
+    f["commit"]["record"]["createdAt"] = "2999-01-01T00:00:00Z"  # a lying client clock
+    m = parse_frame(f).mention
+    assert m is not None and m.created_at == f["time_us"] / 1e6
+    with pytest.raises(DecodeError):
+        parse_frame({**f, "commit": {**f["commit"], "operation": "upsert"}})
+    assert parse_frame({"did": "d", "time_us": 1, "kind": "account"}).action == "skip"
