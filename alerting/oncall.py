@@ -104,6 +104,8 @@ def run_oncall(
 ) -> int:
     """Print who is on call at ``at`` (default: now) for every schedule and policy; exit code."""
     zone = parse_zone(config.timezone)
+    if at is not None and at.tzinfo is None:  # a bare --at is local to alerting.timezone
+        at = at.replace(tzinfo=zone)
     t = at.timestamp() if at is not None else (clock or SystemClock()).now()
     d = Directory.from_config(config)
     stamp = datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M %Z (%a)")

@@ -73,3 +73,10 @@ def test_overrides_round_robin_receivers_and_nobody() -> None:
     late = render(cfg, parse_at("2026-01-14T20:00Z"))
     assert "now:  nobody" in late
     assert "schedule:day, receiver:slack -> receiver slack" in late
+
+
+def test_naive_at_is_local_to_the_configured_zone() -> None:
+    cfg = AlertingConfig(timezone="America/New_York")
+    text = render(cfg, datetime(2026, 1, 14, 7, 30))  # what `--at 2026-01-14T07:30` gives
+    assert text.startswith("On call at 2026-01-14 07:30 EST (Wed)\n")
+    assert "now:  carla (layer amer, 07:30 America/New_York)" in text
