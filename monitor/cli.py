@@ -11,7 +11,6 @@ import asyncio
 import logging
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from monitor.config import Config, load_config
@@ -70,13 +69,15 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
 
 
 def cmd_oncall(args: argparse.Namespace) -> int:
-    from alerting.oncall import run_oncall
+    from zoneinfo import ZoneInfo
+
+    from alerting.oncall import parse_at, run_oncall
 
     config = _load(args.config)
     at = None
     if args.at:
         try:
-            at = datetime.fromisoformat(args.at)
+            at = parse_at(args.at, ZoneInfo(config.alerting.timezone))
         except ValueError:
             raise ConfigError("--at", "expected an ISO 8601 time", args.at) from None
     return run_oncall(config.alerting, at, sys.stdout)
@@ -110,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("oncall", help="print who is on call")
     o.add_argument("--config", default=DEFAULT_CONFIG)
-    o.add_argument("--at", help="ISO 8601 time (default: now)")
+    o.add_argument("--at", help="ISO 8601 time, local to alerting.timezone without offset")
     o.set_defaults(fn=cmd_oncall)
     return p
 
