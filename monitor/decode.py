@@ -46,6 +46,7 @@ REASONS: Final = (
     "unknown_field",
     "unknown_source",
     "unsupported_version",
+    "malformed_feed",
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -1,0 +1,156 @@
+"""RSS/Atom poller against a local HTTP server: conditional GET and guid/link dedup."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import aclosing
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from monitor.clock import FakeClock
+from monitor.collectors.rss import RssSource
+from monitor.config.sources import FeedConfig, RssConfig
+from monitor.model import Mention
+
+from .conftest import make_harness
+
+DATA = Path(__file__).parents[2] / "data/collectors"
+V1 = (DATA / "news_v1.rss").read_text()
+NEW_ITEM = """    <item>
+      <title>Acme CEO apologises</title>
+      <link>https://news.example/2024/05/02/acme-apology</link>
+      <pubDate>Thu, 02 May 2024 08:00:00 GMT</pubDate>
+    </item>
+  </channel>"""
+V2 = V1.replace("  </channel>", NEW_ITEM)
+ATOM = (DATA / "news.atom").read_text()
+MODIFIED = "Wed, 01 May 2024 13:00:00 GMT"
+
+
+class NewsSite:
+    def __init__(self) -> None:
+        self.version = 1
+        self.log: list[tuple[str, int, str | None]] = []
+
+    async def rss(self, request: web.Request) -> web.Response:
+        etag = f'"v{self.version}"'
+        if request.headers.get("If-None-Match") == etag:
+            self.log.append(("rss", 304, etag))
+            return web.Response(status=304)
+        self.log.append(("rss", 200, request.headers.get("If-None-Match")))
+        body = V1 if self.version == 1 else V2
+        return web.Response(text=body, content_type="application/rss+xml", headers={"ETag": etag})
+
+    async def atom(self, request: web.Request) -> web.Response:
+        if request.headers.get("If-Modified-Since") == MODIFIED:
+            self.log.append(("atom", 304, MODIFIED))
+            return web.Response(status=304)
+        self.log.append(("atom", 200, None))
+        return web.Response(
+            text=ATOM, content_type="application/atom+xml", headers={"Last-Modified": MODIFIED}
+        )
+
+    async def broken(self, request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+
+async def test_conditional_get_and_dedup_across_versions_and_restarts() -> None:
+    h = make_harness(FakeClock(1_720_000_000.0))  # after the items' dates
+    site = NewsSite()
+    app = web.Application()
+    app.add_routes(
+        [web.get("/rss", site.rss), web.get("/atom", site.atom), web.get("/500", site.broken)]
+    )
+    server = TestServer(app)
+    await server.start_server()
+    base = str(server.make_url(""))
+    cfg = RssConfig(
+        enabled=True,
+        interval_seconds=60,
+        feeds=[
+            FeedConfig(url=f"{base}/rss"),
+            FeedConfig(url=f"{base}/atom", name="ticker"),
+            FeedConfig(url=f"{base}/500"),
+        ],
+    )
+    got: list[Mention] = []
+
+    def both_304() -> bool:
+        return sum(code == 304 for _, code, _ in site.log) >= 2
+
+    async def run(src: RssSource, until: int, done: Callable[[], bool]) -> None:
+        async def consume() -> None:
+            async with aclosing(src.stream()) as stream:
+                async for m in stream:
+                    got.append(m)
+
+        task = asyncio.create_task(consume())
+        async with asyncio.timeout(10):
+            while len(got) < until or not done():
+                await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    src = RssSource(cfg, h.ctx, seed=1)
+    await run(src, until=4, done=both_304)  # each feed polled again: 304 this time
+    assert ("rss", 304, '"v1"') in site.log and ("atom", 304, MODIFIED) in site.log
+    assert src.not_modified >= 2
+    assert src.health.reconnects >= 1  # the 500 feed counts as failing, the others go on
+
+    site.version = 2
+    src2 = RssSource(cfg, h.ctx)  # a restart: state comes from the KeyValue store
+    await run(src2, until=5, done=lambda: src2.polls >= 3)
+    ids = [m.id for m in got]
+    assert len(ids) == len(set(ids)) == 5
+    assert f"{base}/rss#48151623" in ids  # a non-URL guid is scoped to its feed
+    assert "https://ticker.example/nur-link" in ids  # no guid: the link is the id
+    assert "https://news.example/2024/05/02/acme-apology" == ids[-1]
+    by = {m.id: m for m in got}
+    outage = by["https://news.example/2024/05/01/acme-outage"]
+    assert (
+        outage.text
+        == "Acme outage leaves thousands without service\n\nCustomers of Acme reported failures since 9am."
+    )
+    assert (outage.created_at, outage.author.handle, outage.lang, outage.channel) == (
+        1714564800.0,
+        "Jane Reporter",
+        "en-us",
+        "news",
+    )
+    german = by["tag:ticker.example,2024:1"]
+    assert german.lang == "de" and german.author.handle == "Max Muster"
+    await server.close()
+
+
+async def test_malformed_feed_is_dead_lettered() -> None:
+    h = make_harness()
+
+    async def junk(request: web.Request) -> web.Response:
+        return web.Response(
+            text="<html><body>502 Bad Gateway</body", content_type="application/rss+xml"
+        )
+
+    app = web.Application()
+    app.add_routes([web.get("/junk", junk)])
+    server = TestServer(app)
+    await server.start_server()
+    src = RssSource(
+        RssConfig(enabled=True, feeds=[FeedConfig(url=str(server.make_url("/junk")))]), h.ctx
+    )
+
+    async def consume() -> None:
+        async with aclosing(src.stream()) as stream:
+            async for _ in stream:
+                pass
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(10):
+        while not h.letters.items:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await server.close()
+    assert h.letters.reasons["malformed_feed"] >= 1
