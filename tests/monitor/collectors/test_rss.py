@@ -107,12 +107,12 @@ async def test_conditional_get_and_dedup_across_versions_and_restarts() -> None:
     assert len(ids) == len(set(ids)) == 5
     assert f"{base}/rss#48151623" in ids  # a non-URL guid is scoped to its feed
     assert "https://ticker.example/nur-link" in ids  # no guid: the link is the id
-    assert "https://news.example/2024/05/02/acme-apology" == ids[-1]
+    assert ids[-1] == "https://news.example/2024/05/02/acme-apology"
     by = {m.id: m for m in got}
     outage = by["https://news.example/2024/05/01/acme-outage"]
-    assert (
-        outage.text
-        == "Acme outage leaves thousands without service\n\nCustomers of Acme reported failures since 9am."
+    assert outage.text == (
+        "Acme outage leaves thousands without service\n\n"
+        "Customers of Acme reported failures since 9am."
     )
     assert (outage.created_at, outage.author.handle, outage.lang, outage.channel) == (
         1714564800.0,
