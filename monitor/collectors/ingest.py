@@ -121,13 +121,10 @@ class MentionIngest:
         self.cfg = cfg
         self.ctx = ctx
         self.intake = Intake(cfg.name, "http", ctx)
+        self.health: SourceHealth = self.intake.health
         self.token = token
         self._metrics = metrics_for(ctx.registry)
         self._allowed = frozenset(cfg.allowed_sources)
-
-    @property
-    def health(self) -> SourceHealth:
-        return self.intake.health
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(PATH, self.handle)]

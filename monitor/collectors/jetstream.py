@@ -160,14 +160,11 @@ class JetstreamSource:
         self.ctx = ctx
         self.name = cfg.name
         self._intake = Intake(cfg.name, "jetstream", ctx)
+        self.health: SourceHealth = self._intake.health
         self._seed = seed
         self._state_key = f"collector:{cfg.name}:cursor"
         self._handles: OrderedDict[str, str] = OrderedDict()
         self.cursor: int | None = None
-
-    @property
-    def health(self) -> SourceHealth:
-        return self._intake.health
 
     async def _load(self) -> None:
         raw = await self.ctx.state.get(self._state_key)

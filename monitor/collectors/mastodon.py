@@ -201,12 +201,9 @@ class MastodonSource:
         self.ctx = ctx
         self.name = cfg.name
         self._intake = Intake(cfg.name, "mastodon", ctx)
+        self.health: SourceHealth = self._intake.health
         self._token = token
         self._seed = seed
-
-    @property
-    def health(self) -> SourceHealth:
-        return self._intake.health
 
     async def stream(self) -> AsyncGenerator[Mention, None]:
         backoff = Backoff(

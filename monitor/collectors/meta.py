@@ -285,13 +285,10 @@ class MetaWebhook:
         self.cfg = cfg
         self.ctx = ctx
         self.intake = Intake(cfg.name, "webhook", ctx)
+        self.health: SourceHealth = self.intake.health
         self._verify = verify_token
         self._secret = app_secret
         self._metrics = metrics_for(ctx.registry)
-
-    @property
-    def health(self) -> SourceHealth:
-        return self.intake.health
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(self.cfg.path, self.verify), web.post(self.cfg.path, self.receive)]

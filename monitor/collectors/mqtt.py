@@ -93,13 +93,10 @@ class MqttSource:
         self.ctx = ctx
         self.name = cfg.name
         self._intake = Intake(cfg.name, "mqtt", ctx)
+        self.health: SourceHealth = self._intake.health
         self._password = password
         self._seed = seed
         self._state_key = f"collector:{cfg.name}:dedup"
-
-    @property
-    def health(self) -> SourceHealth:
-        return self._intake.health
 
     def decode(self, payload: bytes) -> Mention | None:
         """Payload -> mention, or None (dead-lettered, or a duplicate)."""

@@ -139,11 +139,8 @@ class ReplaySource:
         self.ctx = ctx
         self.name = cfg.name
         self._intake = Intake(cfg.name, "replay", ctx)
+        self.health: SourceHealth = self._intake.health
         self.done = False
-
-    @property
-    def health(self) -> SourceHealth:
-        return self._intake.health
 
     async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock

@@ -134,13 +134,10 @@ class RssSource:
         self.ctx = ctx
         self.name = cfg.name
         self._intake = Intake(cfg.name, "rss", ctx)
+        self.health: SourceHealth = self._intake.health
         self._seed = seed
         self.polls = 0
         self.not_modified = 0
-
-    @property
-    def health(self) -> SourceHealth:
-        return self._intake.health
 
     def _key(self, feed: FeedConfig) -> str:
         return f"collector:{self.name}:feed:{hashlib.sha1(feed.url.encode()).hexdigest()[:16]}"
