@@ -148,7 +148,7 @@ class CollectorMetrics:
         r = registry
         self.received = Counter(
             "crisiswatch_collector_mentions_total",
-            "Mentions accepted from a source (after validation, before dedup)",
+            "Mentions accepted from a source (validated, not a duplicate)",
             ["source"],
             registry=r,
         )

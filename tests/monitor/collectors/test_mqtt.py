@@ -210,3 +210,37 @@ async def test_publisher_sends_hub_messages_to_documented_topics() -> None:
         (f"{prefix}/incident/inc-7", {"id": "inc-7", "state": "triggered"}),
     ]
     assert out_topic(prefix, "source", {"name": "a/b"}) == f"{prefix}/source/a_b"
+
+
+@pytest.mark.integration
+async def test_reconnects_with_backoff_after_losing_the_connection() -> None:
+    run = uuid.uuid4().hex[:12]
+    cid = f"cw-kick-{run}"
+    cfg = MqttSourceConfig(enabled=True, client_id=cid, topics=[f"cwtest/{run}/in"])
+    h = make_harness(SystemClock())
+    src = MqttSource(cfg, h.ctx, seed=3)
+    got: list[str] = []
+
+    async def consume() -> None:
+        async with aclosing(src.stream()) as stream:
+            async for m in stream:
+                got.append(m.id)
+
+    task = asyncio.create_task(consume())
+    await _wait(lambda: src.health.connected, 10)
+    async with aiomqtt.Client(HOST, PORT) as pub:
+        for i in range(50):
+            await pub.publish(f"cwtest/{run}/in", json.dumps(encode_mention(_mention(i))), qos=1)
+        await _wait(lambda: len(got) == 50, 10)
+        # A client with the same id takes the session over: the broker drops our connection.
+        # It does not subscribe; it leaves at once and the session stays for us.
+        async with aiomqtt.Client(HOST, PORT, identifier=cid, clean_session=False):
+            await _wait(lambda: not src.health.connected, 10)
+        for i in range(50, 100):
+            await pub.publish(f"cwtest/{run}/in", json.dumps(encode_mention(_mention(i))), qos=1)
+        await _wait(lambda: len(got) == 100, 20)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert got == [str(i) for i in range(100)]
+    assert src.health.reconnects >= 1
+    assert h.metric("crisiswatch_collector_reconnects_total", source="mqtt") >= 1
