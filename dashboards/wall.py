@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, MutableSet
 from importlib import resources
 from typing import Any
 
@@ -25,7 +25,14 @@ from dashboards.view import PROTOCOL_VERSION, WallState, encode, live_view
 from monitor.clock import Clock
 from monitor.hub import Hub
 
-__all__ = ["PROTOCOL_VERSION", "WallState", "live_view", "run_live", "wall_routes"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "WallState",
+    "close_walls",
+    "live_view",
+    "run_live",
+    "wall_routes",
+]
 
 #: ``authorize(token) -> bool``: may a screen holding this viewer token watch the wall?
 Authorize = Callable[[str | None], bool]
@@ -60,12 +67,15 @@ def wall_routes(
     heartbeat_seconds: float = 2.0,
     send_timeout: float = 10.0,
     on_client: Callable[[int], None] | None = None,
+    sockets: MutableSet[web.WebSocketResponse] | None = None,
 ) -> list[web.RouteDef]:
     """Routes for ``/``, ``/static/{name}`` and ``/ws``.
 
     `clock` stamps snapshots and heartbeats so walls show ages and countdowns in service time
     (the demo runs faster than real time); without it the newest time seen in data is used.
     `authorize` checks viewer tokens; None leaves the wall open (local demo).
+    `sockets` collects open walls so a shutdown hook can close them (`close_walls`): otherwise
+    aiohttp waits its whole shutdown timeout for these never-ending handlers.
     """
     static = resources.files("dashboards") / "static"
     # A client queue longer than the frame cache could hold messages whose frame was evicted;
@@ -116,6 +126,8 @@ def wall_routes(
             await ws.send_str(encode(err))
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"viewer token required")
             return ws
+        if sockets is not None:
+            sockets.add(ws)
         with hub.subscribe(client_queue) as sub:
             if on_client:
                 on_client(hub.subscribers)
@@ -169,6 +181,8 @@ def wall_routes(
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sender
+                if sockets is not None:
+                    sockets.discard(ws)
         if on_client:
             on_client(hub.subscribers)
         return ws
@@ -178,6 +192,17 @@ def wall_routes(
         web.get("/static/{name}", asset),
         web.get("/ws", websocket),
     ]
+
+
+async def close_walls(sockets: MutableSet[web.WebSocketResponse]) -> None:
+    """Close every open wall with 1001 (going away); walls reconnect with backoff and resync.
+
+    Wire as ``web_app.on_shutdown.append(lambda _: close_walls(sockets))``.
+    """
+    for ws in list(sockets):
+        with contextlib.suppress(Exception):
+            await ws.close(code=1001, message=b"server shutting down")
+    sockets.clear()
 
 
 async def run_live(

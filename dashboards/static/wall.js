@@ -278,9 +278,7 @@ function renderIncidents() {
     li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
     li.querySelector(".m").innerHTML =
       [`<span class="state">${esc(i.state)}</span>`, age, lvl, who, next].filter(Boolean).join(" · ");
-    const btn = li.querySelector(".ack");
-    btn.hidden = i.state !== "triggered";
-    if (i.state !== "triggered") btn.disabled = false;
+    li.querySelector(".ack").hidden = i.state !== "triggered";
     return li;
   });
   if (list.length > shown.length) {
@@ -343,7 +341,7 @@ function renderAlarm() {
   if (list.length) {
     const i = list[0];
     el.className = "sev" + i.severity;
-    el.textContent = `SEV${i.severity} · ${title(i.topic)} · ${i.kind} · NOT ACKNOWLEDGED · ${dur(serverNow() - i.opened_at)}`
+    el.textContent = `SEV${i.severity} · ${title(i.topic)} · ${i.kind} · NOT ACKED · ${dur(serverNow() - i.opened_at)}`
       + (list.length > 1 ? ` (+${list.length - 1})` : "");
   }
   const ids = new Set(list.map((i) => i.id));
@@ -386,24 +384,26 @@ $("login-form").onsubmit = (e) => {
   $("login-token").value = ""; $("login-dialog").close(); schedule();
   if (afterLogin) { const f = afterLogin; afterLogin = null; f(); }
 };
-async function ack(id) {
-  if (!token()) { afterLogin = () => ack(id); $("login-dialog").showModal(); return; }
+async function ack(id, btn) {
+  if (!token()) { afterLogin = () => ack(id, btn); $("login-dialog").showModal(); return; }
+  btn.disabled = true; // one request at a time; the incident delta hides the button
   const r = await fetch(`/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {
     method: "POST", headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json" },
     body: "{}",
   }).catch(() => null);
+  btn.disabled = false;
   if (r && r.ok) {
     const body = await r.json();
     if (body.incident) applyDelta("incident", { incident: body.incident });
-    toast(`acknowledged ${title(body.incident?.topic || "")}`); schedule();
+    toast(`acknowledged ${title(body.incident?.topic || "")}`);
   } else if (r && (r.status === 401 || r.status === 403)) {
     sessionStorage.removeItem("cw.responder"); toast("token rejected: log in as a responder");
-    schedule();
   } else toast(`ack failed${r ? ": HTTP " + r.status : ": network error"}`);
+  schedule();
 }
 $("incidents").addEventListener("click", (e) => {
   const b = e.target.closest("button.ack");
-  if (b) { b.disabled = true; ack(b.dataset.id); }
+  if (b && !b.disabled) ack(b.dataset.id, b);
 });
 
 // ages, countdowns and local times move every second even without data
