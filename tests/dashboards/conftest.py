@@ -45,7 +45,8 @@ def wall_config_doc(tmp: Path, port: int = 0) -> dict[str, Any]:
 
 # The wall does not depend on which sentiment model runs; the lexicon loads instantly.
 LEXICON: dict[str, Any] = {"enrichment": {"sentiment": "baseline"}}
-RESPONDER = {"name": "ana", "token_env": "CW_WALL_TEST_TOKEN", "roles": ["responder"]}
+TOKEN_ENV = "CW_WALL_TEST_TOKEN"
+RESPONDER = {"name": "ana", "token_env": TOKEN_ENV, "roles": ["responder"]}
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def wall_app(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[[float], contextlib.AbstractAsyncContextManager[Any]]:
     """The real App (tests/conftest.py) with a responder token for the actions API."""
-    monkeypatch.setenv(RESPONDER["token_env"], RESPONDER_TOKEN)
+    monkeypatch.setenv(TOKEN_ENV, RESPONDER_TOKEN)
 
     def make(speed: float) -> contextlib.AbstractAsyncContextManager[Any]:
         return app_factory(speed=speed, delivery={"api": {"tokens": [RESPONDER]}}, **LEXICON)
