@@ -47,6 +47,7 @@ REASONS: Final = (
     "unknown_source",
     "unsupported_version",
     "malformed_feed",
+    "decoder_error",  # a collector's decoder raised something unforeseen (a bug, kept as data)
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -269,6 +270,19 @@ def decode_json_bytes(
 ) -> Mention:
     """One JSON document (bytes) -> a :class:`Mention`, or :class:`DecodeError`."""
     return decode_mention(loads(raw, max_bytes=max_bytes), source=source)
+
+
+def check_mention(m: Mention) -> Mention:
+    """Hold a mention a collector built from a foreign format (Jetstream, Mastodon, Meta, RSS)
+    to the same schema as everything else; raises DecodeError naming the offending field.
+
+    >>> check_mention(Mention(id="1", source="s", channel="x", text="t", created_at=-5.0,
+    ...                       author=Author(id="a", handle="a")))
+    Traceback (most recent call last):
+    ...
+    monitor.errors.DecodeError: invalid_value: created_at: out of range
+    """
+    return decode_mention(encode_mention(m))
 
 
 def encode_mention(m: Mention) -> dict[str, Any]:

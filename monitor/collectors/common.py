@@ -267,6 +267,11 @@ class Intake:
     def reject_error(self, err: DecodeError, payload: bytes) -> None:
         self.reject(err.reason, err.detail, payload)
 
+    def reject_unexpected(self, exc: Exception, payload: bytes) -> None:
+        """A decoder bug met an input: dead-letter it (reason ``decoder_error``) and log it."""
+        log.error("%s: decoder failed on an input", self.name, exc_info=exc)
+        self.reject("decoder_error", f"{type(exc).__name__}: {str(exc)[:200]}", payload)
+
     def set_connected(self, up: bool) -> None:
         self.health.connected = up
         self.metrics.connected.labels(self.name).set(1.0 if up else 0.0)

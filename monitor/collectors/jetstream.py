@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect
 from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Backoff, Dedup, Intake
 from monitor.config.sources import JetstreamConfig
-from monitor.decode import loads, parse_time
+from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
 from monitor.model import Author, Mention
 
@@ -122,17 +122,19 @@ def parse_frame(
     parent = reply.get("parent") if isinstance(reply, Mapping) else None
     parent_uri = parent.get("uri") if isinstance(parent, Mapping) else None
     handle = (handles or {}).get(did, did)
-    mention = Mention(
-        id=uri,
-        source=source,
-        channel="bluesky",
-        text=text,
-        created_at=created,
-        author=Author(id=did, handle=handle),
-        lang=lang[:16] if lang else None,
-        url=post_url(did, rkey),
-        kind="reply" if isinstance(parent_uri, str) else "post",
-        in_reply_to=parent_uri if isinstance(parent_uri, str) else None,
+    mention = check_mention(
+        Mention(
+            id=uri,
+            source=source,
+            channel="bluesky",
+            text=text,
+            created_at=created,
+            author=Author(id=did, handle=handle),
+            lang=lang[:16] if lang else None,
+            url=post_url(did, rkey),
+            kind="reply" if isinstance(parent_uri, str) else "post",
+            in_reply_to=parent_uri if isinstance(parent_uri, str) else None,
+        )
     )
     return JetEvent(t, op, mention=mention)
 
@@ -226,6 +228,10 @@ class JetstreamSource:
                                 )
                             except DecodeError as err:
                                 self._intake.reject_error(err, raw[: self.cfg.max_frame_bytes])
+                                continue
+                            except Exception as exc:
+                                # a frame shape nobody foresaw must cost one frame, not the stream
+                                self._intake.reject_unexpected(exc, raw[: self.cfg.max_frame_bytes])
                                 continue
                             backoff.reset()  # only a stream that delivers counts as healthy
                             if first and resumed_from is not None:

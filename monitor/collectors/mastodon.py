@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Backoff, Intake, Secret
 from monitor.config.sources import MastodonConfig, MastodonStreamConfig
-from monitor.decode import loads, parse_time
+from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
 from monitor.model import Author, Kind, Mention
 
@@ -141,23 +141,25 @@ def status_to_mention(status: object, *, source: str = "mastodon") -> Mention:
         for name in ("favourites", "reblogs", "replies")
         if _int(status.get(f"{name}_count"))
     )
-    return Mention(
-        id=sid,
-        source=source,
-        channel="mastodon",
-        text=text,
-        created_at=parse_time(status.get("created_at"), "status.created_at"),
-        author=Author(
-            id=str(acct["id"]),
-            handle=f"@{handle}",
-            followers=_int(acct.get("followers_count")),
-            verified=verified,
-        ),
-        lang=lang[:16] if isinstance(lang, str) and lang else None,
-        url=url if isinstance(url, str) else None,
-        kind=kind,
-        in_reply_to=str(reply_to) if isinstance(reply_to, str | int) and reply_to else None,
-        metrics=tuple(sorted(metrics)),
+    return check_mention(
+        Mention(
+            id=sid,
+            source=source,
+            channel="mastodon",
+            text=text,
+            created_at=parse_time(status.get("created_at"), "status.created_at"),
+            author=Author(
+                id=str(acct["id"]),
+                handle=f"@{handle}",
+                followers=_int(acct.get("followers_count")),
+                verified=verified,
+            ),
+            lang=lang[:16] if isinstance(lang, str) and lang else None,
+            url=url if isinstance(url, str) else None,
+            kind=kind,
+            in_reply_to=str(reply_to) if isinstance(reply_to, str | int) and reply_to else None,
+            metrics=tuple(sorted(metrics)),
+        )
     )
 
 
@@ -235,6 +237,10 @@ class MastodonSource:
                             )
                         except DecodeError as err:
                             self._intake.reject_error(err, raw[: self.cfg.max_frame_bytes])
+                            continue
+                        except Exception as exc:
+                            # a frame shape nobody foresaw must cost one frame, not the stream
+                            self._intake.reject_unexpected(exc, raw[: self.cfg.max_frame_bytes])
                             continue
                         backoff.reset()
                         if ev.action == "delete" and ev.key is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes
 from monitor.collectors.ingest import read_limited
 from monitor.config.sources import MetaWebhookConfig
-from monitor.decode import loads
+from monitor.decode import check_mention, loads
 from monitor.errors import DecodeError
 from monitor.model import Author, Kind, Mention
 
@@ -93,7 +94,8 @@ def _epoch(v: object) -> float | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
     t = float(v)
-    return t / 1000.0 if t > 1e11 else t
+    t = t / 1000.0 if t > 1e11 else t
+    return t if math.isfinite(t) and t > 0 else None
 
 
 def _s(v: object) -> str | None:
@@ -134,9 +136,16 @@ def meta_events(payload: object, *, source: str = "meta") -> Iterator[Outcome]:
             )
             continue
         entry_time = _epoch(entry.get("time"))
-        for change in entry.get("changes") or ():
+        changes, messaging = entry.get("changes") or [], entry.get("messaging") or []
+        if not isinstance(changes, list) or not isinstance(messaging, list):
+            yield Rejected(
+                DecodeError("wrong_type", "entry[].changes/messaging: not a list"),
+                payload_bytes(entry),
+            )
+            continue
+        for change in changes:
             yield _change(change, channel, entry_time, source)
-        for msg in entry.get("messaging") or ():
+        for msg in messaging:
             yield _messaging(msg, channel, source)
 
 
@@ -158,7 +167,7 @@ def _change(change: object, channel: str, entry_time: float | None, source: str)
         kind: Kind
         if item == "comment":
             mid, kind = _s(v.get("comment_id")), "comment"
-        elif item in _POST_ITEMS:
+        elif isinstance(item, str) and item in _POST_ITEMS:
             mid, kind = _s(v.get("post_id")), "post"
         else:
             return Skipped(f"feed item {str(item)[:20]}")
@@ -258,17 +267,22 @@ def _mention(
         return Rejected(DecodeError("wrong_type", "message text is not a string"), raw)
     if created is None:
         return Rejected(DecodeError("missing_field", "created_time"), raw)
-    return Mention(
-        id=mid,
-        source=source,
-        channel=channel,
-        text=text,
-        created_at=created,
-        author=author,
-        kind=kind,
-        in_reply_to=in_reply_to,
-        url=url,
-    )
+    try:
+        return check_mention(
+            Mention(
+                id=mid,
+                source=source,
+                channel=channel,
+                text=text,
+                created_at=created,
+                author=author,
+                kind=kind,
+                in_reply_to=in_reply_to,
+                url=url,
+            )
+        )
+    except DecodeError as err:
+        return Rejected(err, raw)
 
 
 class MetaWebhook:
@@ -323,7 +337,13 @@ class MetaWebhook:
             self.intake.reject_error(err, raw)
             return web.json_response({"error": str(err)}, status=400)
         counts = {"accepted": 0, "duplicate": 0, "deleted": 0, "skipped": 0, "rejected": 0}
-        for out in meta_events(doc, source=self.cfg.name):
+        try:
+            outcomes = list(meta_events(doc, source=self.cfg.name))
+        except Exception as exc:
+            # a body shape nobody foresaw: keep it whole in the dead-letter store
+            self.intake.reject_unexpected(exc, raw)
+            return web.json_response({**counts, "rejected": 1})
+        for out in outcomes:
             if isinstance(out, Mention):
                 if self.intake.accept(out):
                     await self.ctx.submit(out)

@@ -23,6 +23,7 @@ from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Backoff, Dedup, Intake
 from monitor.collectors.mastodon import html_to_text
 from monitor.config.sources import FeedConfig, RssConfig
+from monitor.decode import check_mention
 from monitor.errors import DecodeError
 from monitor.model import Author, Mention
 
@@ -75,17 +76,24 @@ def feed_mentions(
             _epoch(entry.get("published_parsed")) or _epoch(entry.get("updated_parsed")) or now
         )
         author = str(entry.get("author") or title)
-        yield Mention(
-            id=mid[:512],
-            source=source,
-            channel="news",
-            text=text[:100_000],
-            created_at=min(created, now + 300.0),  # a feed dated in the future is a wrong clock
-            author=Author(id=f"{feed.url}#{author}"[:256], handle=author[:256]),
-            lang=str(lang)[:16] if lang else None,
-            url=str(link) if link else None,
-            kind="post",
-        )
+        try:
+            yield check_mention(
+                Mention(
+                    id=mid[:512],
+                    source=source,
+                    channel="news",
+                    text=text[:100_000],
+                    created_at=min(
+                        created, now + 300.0
+                    ),  # a feed dated in the future is a wrong clock
+                    author=Author(id=f"{feed.url}#{author}"[:256], handle=author[:256]),
+                    lang=str(lang)[:16] if lang else None,
+                    url=str(link) if link else None,
+                    kind="post",
+                )
+            )
+        except DecodeError as err:
+            yield err
 
 
 @dataclass
@@ -205,8 +213,14 @@ class RssSource:
         seen = Dedup(self.cfg.remember_items)
         for k in state.seen:
             seen.seen(k)
+        try:
+            items = list(feed_mentions(parsed, feed, source=self.name, now=self.ctx.clock.now()))
+        except Exception as exc:
+            # an entry shape nobody foresaw: keep the feed body, try again next interval
+            self._intake.reject_unexpected(exc, body[:65536])
+            return [], None
         out: list[Mention] = []
-        for item in feed_mentions(parsed, feed, source=self.name, now=self.ctx.clock.now()):
+        for item in items:
             if isinstance(item, DecodeError):
                 self._intake.reject_error(item, b"")
             elif not seen.seen(item.id) and self._intake.accept(item):

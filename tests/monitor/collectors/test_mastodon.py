@@ -128,3 +128,50 @@ def test_html_to_text_and_entities() -> None:
         "post",
         (("favourites", 1), ("reblogs", 1), ("replies", 1)),
     )
+
+
+async def test_an_unforeseen_decoder_failure_costs_one_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.collectors.mastodon as mod
+
+    real = mod.parse_event
+    calls = 0
+
+    def flaky(obj: object, *, source: str = "mastodon") -> mod.MastoEvent:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("a bug")
+        return real(obj, source=source)
+
+    monkeypatch.setattr(mod, "parse_event", flaky)
+    h = make_harness()
+
+    async def handler(ws: ServerConnection) -> None:
+        for _ in STREAMS[:1]:
+            await ws.recv()
+        await ws.send(json.dumps(FRAMES[0]))
+        await ws.send(json.dumps(FRAMES[2]))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = MastodonConfig(enabled=True, url=f"ws://127.0.0.1:{port}/", streams=STREAMS[:1])
+        src = MastodonSource(cfg, h.ctx)
+        got: list[Mention] = []
+
+        async def consume() -> None:
+            async with aclosing(src.stream()) as stream:
+                async for m in stream:
+                    got.append(m)
+
+        task = asyncio.create_task(consume())
+        async with asyncio.timeout(10):
+            while not got:
+                await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [m.id for m in got] == ["112345678900000002"]
+    assert h.letters.reasons == {"decoder_error": 1}
+    assert "KeyError" in h.letters.items[0][2]
