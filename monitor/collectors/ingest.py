@@ -123,6 +123,8 @@ class MentionIngest:
         self.intake = Intake(cfg.name, "http", ctx)
         self.health: SourceHealth = self.intake.health
         self.token = token
+        # a push endpoint is "connected" while it can accept: i.e. its token is configured
+        self.intake.set_connected(token is not None)
         self._metrics = metrics_for(ctx.registry)
         self._allowed = frozenset(cfg.allowed_sources)
 

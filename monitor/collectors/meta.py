@@ -303,6 +303,7 @@ class MetaWebhook:
         self._verify = verify_token
         self._secret = app_secret
         self._metrics = metrics_for(ctx.registry)
+        self.intake.set_connected(app_secret is not None and verify_token is not None)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(self.cfg.path, self.verify), web.post(self.cfg.path, self.receive)]
