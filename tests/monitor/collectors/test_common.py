@@ -1,0 +1,48 @@
+"""Backoff, dedup, secrets: the shared pieces."""
+
+from __future__ import annotations
+
+import statistics
+
+from monitor.collectors.common import Backoff, Dedup, Secret
+
+
+def test_backoff_grows_is_capped_jittered_and_resets() -> None:
+    b = Backoff(initial=1.0, maximum=10.0, floor=0.05, seed=42)
+    caps = [1, 2, 4, 8, 10, 10, 10]
+    waits = [b.next() for _ in caps]
+    assert all(0.05 <= w <= c for w, c in zip(waits, caps, strict=True))
+    b.reset()
+    assert b.attempt == 0 and b.next() <= 1.0
+    # full jitter: at the cap the waits spread over the whole range, mean about half the cap
+    many = [Backoff(1.0, 10.0, seed=s) for s in range(2000)]
+    for x in many:
+        for _ in range(6):
+            x.next()
+    last = [x.next() for x in many]
+    assert 4.0 < statistics.mean(last) < 6.0
+    assert min(last) < 1.0 and max(last) > 9.0
+    # seeded: reproducible
+    assert [Backoff(seed=7).next() for _ in range(3)] == [Backoff(seed=7).next() for _ in range(3)]
+
+
+def test_dedup_is_bounded_lru_and_snapshots() -> None:
+    d = Dedup(3)
+    for k in "abc":
+        assert not d.seen(k)
+    assert d.seen("a")  # refreshes a
+    assert not d.seen("d")  # evicts b, the least recently seen
+    assert "b" not in d and "a" in d and len(d) == 3
+    assert d.recent(2) == ["a", "d"]
+    r = Dedup.restore(d.snapshot(2), 10)
+    assert r.recent(10) == ["a", "d"]
+    assert len(Dedup.restore(b"not json")) == 0
+    assert len(Dedup.restore(b'{"a": 1}')) == 0
+
+
+def test_secret_hides_its_value() -> None:
+    s = Secret.from_env({"T": "abc"}, "T")
+    assert s is not None and s.reveal() == "abc"
+    assert "abc" not in f"{s} {s!r} {[s]} { ({'k': s}) }"
+    assert Secret.from_env({}, "T") is None and Secret.from_env({"T": ""}, "T") is None
+    assert Secret.from_env({"T": "x"}, None) is None
