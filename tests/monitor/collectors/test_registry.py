@@ -165,3 +165,17 @@ def test_intake_metrics_per_source() -> None:
     )
     assert h.metric("crisiswatch_collector_last_event_timestamp_seconds", source="mqtt") == 5.0
     assert src.health.dead_letters == 1 and src.health.events == 1
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).parents[3] / "docs/collectors.md").read_text()
+    match = re.search(r"## Example config\n\n```yaml\n(.*?)```", doc, re.S)
+    assert match is not None
+    data = yaml.safe_load(match.group(1))
+    cfg = parse_config({**data, "topics": []}).sources
+    assert cfg.mqtt.enabled and cfg.http.enabled and cfg.mqtt.publish.enabled
