@@ -42,7 +42,7 @@ from monitor.config.detection import DetectionConfig
 from monitor.errors import CrisiswatchError
 from monitor.model import Bucket
 
-_MAGIC = b"cwdet1"
+_MAGIC = b"cwdet2"  # bumped whenever per-series state changes shape
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
 
 
@@ -86,6 +86,7 @@ def build_volume(cfg: DetectionConfig) -> Detector:
         weekly=cfg.weekly,
         spread_halflife=cfg.spread_halflife_seconds,
         scales=cfg.scales_seconds,
+        weights=cfg.scale_weights,
         pseudo_rate=cfg.pseudo_count_per_second,
         z_half=cfg.z_half,
         tail_guard=cfg.tail_guard,

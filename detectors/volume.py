@@ -10,8 +10,10 @@ exponentially weighted mean of observed and of expected counts and takes the log
 ``r = log((x̄ + c) / (μ̄ + c))`` (``c`` a pseudo-count, so 0 → 2 mentions in a sparse series
 is no crisis). ``r`` is divided by the series' *own* typical |r| at that scale (a slow,
 clipped EWMA), so a bursty dense series (median 47, bursts to 13,000) and a sparse one (most
-buckets zero) are both judged against their own tail heaviness. ``z = max r / spread``
-becomes the signal ``z / (z + z_half)`` (0.5 at ``z_half``). A count model confirms it:
+buckets zero) are both judged against their own tail heaviness. ``z = max w r / spread``
+(``w`` a per-scale weight: the bucket itself, scale 0, is noisier evidence than an hour and
+counts at a discount) becomes the signal ``z / (z + z_half)`` (0.5 at ``z_half``). A count
+model confirms it:
 the window's sum must also be improbable under a negative binomial with the series'
 estimated overdispersion ``phi`` (var = mu + phi mu^2); that tail probability is what the
 explanation reports.
@@ -106,6 +108,7 @@ class VolumeDetector:
         "tail_guard",
         "warmup",
         "weekly",
+        "weights",
         "z_half",
     )
 
@@ -119,6 +122,7 @@ class VolumeDetector:
         slot_seconds: float = 3600.0,
         weekly: bool = True,
         scales: tuple[float, ...] = (3600.0, 3 * 3600.0, 6 * 3600.0),
+        weights: tuple[float, ...] | None = None,
         pseudo_rate: float = 2.0 / 300.0,
         z_half: float = 4.0,
         tail_guard: float = 1e-2,
@@ -132,6 +136,7 @@ class VolumeDetector:
         self.slot_seconds = slot_seconds
         self.weekly = weekly
         self.scales = scales
+        self.weights = array("d", weights if weights is not None else [1.0] * len(scales))
         self.pseudo_rate = pseudo_rate
         self.z_half = z_half
         self.tail_guard = tail_guard
@@ -215,7 +220,7 @@ class VolumeDetector:
             em = sc[3 * j + 1]
             em += aj * (mu - em)
             pend[2 * j], pend[2 * j + 1] = ex, em
-            z = math.log((ex + c) / (em + c)) / sc[3 * j + 2]
+            z = self.weights[j] * math.log((ex + c) / (em + c)) / sc[3 * j + 2]
             if z > best_z:
                 best_z, best_j = z, j
         p = 1.0

@@ -33,8 +33,10 @@ class DetectionConfig(Section):
     """Memory of each series' own typical deviation (its tail heaviness) per scale."""
     season_slot_seconds: float = Field(default=3600.0, gt=0)
     weekly: bool = True
-    scales_seconds: tuple[float, ...] = (3600.0, 3 * 3600.0, 6 * 3600.0)
-    """Time constants of the observed-vs-expected evidence windows."""
+    scales_seconds: tuple[float, ...] = (0.0, 3600.0, 3 * 3600.0, 6 * 3600.0)
+    """Time constants of the observed-vs-expected evidence windows (0 = the bucket itself)."""
+    scale_weights: tuple[float, ...] = (0.6, 1.0, 1.0, 1.0)
+    """Each scale's evidence counts times this: a single bucket is noisier than an hour."""
     pseudo_count_per_second: float = Field(default=2.0 / 300.0, ge=0)
     """Added to observed and expected rates, so a sparse series' 0 -> 2 is no crisis."""
     z_half: float = Field(default=4.0, gt=0)
@@ -75,4 +77,6 @@ class DetectionConfig(Section):
             raise at("severity_thresholds", "must be descending (SEV1 first)")
         if any(x < 0 for x in self.scales_seconds) or not self.scales_seconds:
             raise at("scales_seconds", "needs at least one non-negative window")
+        if len(self.scale_weights) != len(self.scales_seconds):
+            raise at("scale_weights", "needs one weight per entry of scales_seconds")
         return self
