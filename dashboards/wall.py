@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from dashboards.view import PROTOCOL_VERSION, WallState, encode, live_view
 from monitor.clock import Clock
-from monitor.hub import Hub
+from monitor.hub import Hub, Subscription
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -38,6 +38,7 @@ __all__ = [
 Authorize = Callable[[str | None], bool]
 CLOSE_UNAUTHORIZED = 4401
 
+HEARTBEAT: tuple[str, dict[str, Any]] = ("heartbeat", {})
 _TYPES = {".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
@@ -116,7 +117,20 @@ def wall_routes(
 
     async def send(ws: web.WebSocketResponse, frame: str) -> None:
         # A wall that stopped reading must not hold its pump (and memory) forever.
-        await asyncio.wait_for(ws.send_str(frame), send_timeout)
+        # (asyncio.timeout, not wait_for: no task per frame, which matters at 500 walls)
+        async with asyncio.timeout(send_timeout):
+            await ws.send_str(frame)
+
+    # One ticker for all walls puts a heartbeat marker in every queue: cheaper than a timer
+    # per wall, and the marker keeps frames in order behind the deltas already queued.
+    subs: set[Subscription] = set()
+    ticker: list[asyncio.Task[None]] = []
+
+    async def tick() -> None:
+        while subs:
+            await asyncio.sleep(heartbeat_seconds)
+            for sub in list(subs):
+                sub.offer(HEARTBEAT)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
@@ -134,6 +148,9 @@ def wall_routes(
             # subscribe and snapshot with no await in between: nothing published is missed
             first = state.snapshot_frame("connect", now(), heartbeat=heartbeat_seconds)
             first_seq = state.seq
+            subs.add(sub)
+            if not ticker or ticker[0].done():
+                ticker[:] = [asyncio.create_task(tick())]
 
             async def pump() -> None:
                 try:
@@ -144,31 +161,20 @@ def wall_routes(
 
             async def stream() -> None:
                 await send(ws, first)
-                loop = asyncio.get_running_loop()
-                last_hb = loop.time()
                 seq, reported = first_seq, 0
-                while True:
-                    wait = max(0.0, heartbeat_seconds - (loop.time() - last_hb))
-                    try:
-                        topic, msg = await asyncio.wait_for(anext(sub), wait or 0.001)
-                    except TimeoutError:
-                        topic, msg = "", {}
-                    if topic:
-                        hit = state.frame(msg)
-                        if sub.resync or hit is None:
-                            reason = "dropped" if sub.dropped > reported else "requested"
-                            reported, sub.resync = sub.dropped, False
-                            sub.drain()
-                            snap = state.snapshot_frame(
-                                reason, now(), sub.dropped, heartbeat_seconds
-                            )
-                            hit = (state.seq, snap)
-                        seq = hit[0]
-                        await send(ws, hit[1])
-                    # heartbeats also flow while deltas do: they carry the service clock
-                    if loop.time() - last_hb >= heartbeat_seconds:
+                async for _topic, msg in sub:
+                    if msg is HEARTBEAT[1]:
                         await send(ws, state.heartbeat_frame(now(), seq))
-                        last_hb = loop.time()
+                        continue
+                    hit = state.frame(msg)
+                    if sub.resync or hit is None:
+                        reason = "dropped" if sub.dropped > reported else "requested"
+                        reported, sub.resync = sub.dropped, False
+                        sub.drain()
+                        snap = state.snapshot_frame(reason, now(), sub.dropped, heartbeat_seconds)
+                        hit = (state.seq, snap)
+                    seq = hit[0]
+                    await send(ws, hit[1])
 
             sender = asyncio.create_task(pump())
             try:
@@ -181,6 +187,7 @@ def wall_routes(
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sender
+                subs.discard(sub)
                 if sockets is not None:
                     sockets.discard(ws)
         if on_client:
