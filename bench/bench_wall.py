@@ -59,7 +59,7 @@ def mentions(n: int, first_minute: int) -> tuple[list[Mention], int]:
     out.sort(key=lambda x: x.created_at)
     t0 = first_minute * 60.0
     out = [dataclasses.replace(x, created_at=t0 + i / 1000.0) for i, x in enumerate(out[:n])]
-    return out, first_minute + n // 60_000 + 2
+    return out, m  # the next unused demo minute: ids never repeat, event time only grows
 
 
 async def feed(app: App, batch: list[Mention]) -> None:
