@@ -161,7 +161,10 @@ class DetectionStage:
         st.volume.learn_one(bucket)
         if bucket.count:
             st.sentiment.learn_one(bucket)
-            st.terms.learn_one(bucket)  # every mention counts in the term mix, termless or not
+            if bucket.terms or st.terms.n:
+                # every mention counts in the term mix, termless or not (once terms appeared;
+                # a count-only series, e.g. a NAB file, never pays for the term detector)
+                st.terms.learn_one(bucket)
         score = self._combine(v, s, m)
         mag = 4
         if score >= self.config.close_threshold:

@@ -51,6 +51,7 @@ class TermsDetector:
         "_last",
         "bound",
         "counts",
+        "epoch",
         "halflife",
         "max_tracked",
         "mentions",
@@ -82,7 +83,10 @@ class TermsDetector:
         self.t0 = self.t_last = math.nan
         self.mentions = 0.0  # decayed mention count M, as of t_last
         self.bound = 0.0  # decayed count of the largest evicted term, as of t_last
-        self.counts: dict[str, tuple[float, float]] = {}  # term -> (decayed count, as of t)
+        # term -> count scaled to ``epoch``: count(t) = v * 2 ** -((t - epoch) / halflife); one
+        # float per term instead of a (count, t) tuple keeps a tracked term at ~100 B
+        self.counts: dict[str, float] = {}
+        self.epoch = 0.0
         self._last: list[tuple[str, float, float]] = []  # (term, observed, expected)
 
     @property
@@ -103,7 +107,7 @@ class TermsDetector:
         """
         k = self._decay(t - self.t_last) if self.n else 1.0
         entry = self.counts.get(term)
-        m = self.bound * k if entry is None else entry[0] * self._decay(t - entry[1])
+        m = self.bound * k if entry is None else entry * self._decay(t - self.epoch)
         return (m + 0.5) / (self.mentions * k + 1.0)
 
     def score_one(self, bucket: Bucket) -> float:
@@ -138,7 +142,7 @@ class TermsDetector:
     def learn_one(self, bucket: Bucket) -> None:
         t = bucket.start
         if self.n == 0:
-            self.t0 = t
+            self.t0 = self.epoch = t
         else:
             k = self._decay(t - self.t_last)
             self.mentions *= k
@@ -147,16 +151,18 @@ class TermsDetector:
         self.t_last = t
         self.mentions += bucket.count
         counts = self.counts
+        grow = 1.0 / self._decay(t - self.epoch)  # a count added now, in epoch units
+        if grow > 1e100:  # move the epoch before the scaled counts overflow (every ~3 years)
+            for w in counts:
+                counts[w] /= grow
+            self.epoch, grow = t, 1.0
         for w, c in bucket.terms.items():
-            entry = counts.get(w)
-            old = self.bound if entry is None else entry[0] * self._decay(t - entry[1])
-            counts[w] = (old + c, t)
+            v = counts.get(w)
+            counts[w] = (self.bound * grow if v is None else v) + c * grow
         if len(counts) > self.max_tracked:
-            current = {w: m * self._decay(t - tw) for w, (m, tw) in counts.items()}
-            ranked = sorted(current, key=current.__getitem__)
+            ranked = sorted(counts, key=counts.__getitem__)
             for w in ranked[: len(counts) - self.max_tracked]:
-                self.bound = max(self.bound, current[w])
-                del counts[w]
+                self.bound = max(self.bound, counts.pop(w) / grow)
 
     def details(self) -> dict[str, Any]:
         return {"terms_tested": len(self._last)}

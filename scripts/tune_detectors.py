@@ -75,8 +75,8 @@ def evaluate(
 
 GRID: dict[str, Sequence[Any]] = {
     "z_half": (3.5, 4.0, 4.5),
-    "spread_halflife_seconds": (86_400.0, 3 * 86_400.0),
-    "scales_seconds": ((3600.0, 10_800.0, 21_600.0), (900.0, 3600.0, 10_800.0, 21_600.0)),
+    # weight of the bucket-scale evidence (0 = off, the hour scales alone)
+    "scale_weights": tuple((w, 1.0, 1.0, 1.0) for w in (0.0, 0.5, 0.6, 0.7)),
 }
 
 
