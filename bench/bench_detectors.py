@@ -91,7 +91,7 @@ def nab_compare() -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from tune_detectors import evaluate, load_group  # type: ignore[import-not-found]
+    from tune_detectors import evaluate, load_group  # type: ignore[import-not-found,unused-ignore]
 
     data = load_group("realTweets")
     models: tuple[Literal["count", "hst"], ...] = ("count", "hst")

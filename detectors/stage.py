@@ -161,7 +161,7 @@ class DetectionStage:
         st.volume.learn_one(bucket)
         if bucket.count:
             st.sentiment.learn_one(bucket)
-            if bucket.terms or st.terms.n:
+            if bucket.terms or (isinstance(st.terms, TermsDetector) and st.terms.n):
                 # every mention counts in the term mix, termless or not (once terms appeared;
                 # a count-only series, e.g. a NAB file, never pays for the term detector)
                 st.terms.learn_one(bucket)
