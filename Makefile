@@ -22,6 +22,7 @@ services:
 
 browser:
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-prometheus.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

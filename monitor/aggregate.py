@@ -93,3 +93,7 @@ class Aggregator:
 
     def pending(self) -> int:
         return len(self._open)
+
+    def open_buckets(self) -> list[Bucket]:
+        """Buckets still collecting (for live counters; do not mutate)."""
+        return list(self._open.values())

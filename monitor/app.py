@@ -21,18 +21,28 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from alerting.api import api_routes
+from alerting.api import TokenBook, api_routes
 from alerting.incidents import IncidentEvent
 from alerting.links import LinkSigner
 from alerting.notifiers import build_notifiers
 from alerting.outbox import Outbox
+from alerting.schedules import Directory
 from alerting.service import IncidentService
-from dashboards.wall import WallState, wall_routes
+from alerting.views import escalation_summary, oncall_summary
+from dashboards.view import WallState, live_view
+from dashboards.wall import close_walls, run_live, wall_routes
 from detectors.stage import DetectionStage
 from monitor.aggregate import Aggregator
 from monitor.clock import Clock
-from monitor.collectors.base import Source
+from monitor.collectors.base import Source, SourceContext, SourceHealth
 from monitor.collectors.demo import DemoSource
+from monitor.collectors.registry import (
+    build_ingest,
+    build_sources,
+    health_dict,
+    publisher,
+    watch_health,
+)
 from monitor.config import Config
 from monitor.config.receivers import secret
 from monitor.deadletter import DeadLetters
@@ -75,7 +85,7 @@ class App:
             registry=self.registry,
         )
         self.hub = Hub()
-        self.dead_letters = DeadLetters(store, clock, self.metrics)
+        self.dead_letters = DeadLetters(store, clock)
         topics = config.topics
         self.enricher = Enricher(topics, config.enrichment)
         agg = config.aggregation
@@ -120,14 +130,30 @@ class App:
             hub=self.hub,
             metrics=self.metrics,
         )
+        # collectors: pull sources stream into the queue, push sources (HTTP) submit to it
+        self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
+        ctx = SourceContext(clock, self.dead_letters, store, self.registry, self.queue.put)
         self.sources: list[Source] = []
         demo = config.sources.demo
         if demo.enabled:
             self.sources.append(DemoSource(demo, clock, backfill_seconds=demo.backfill_seconds))
+        self.sources += build_sources(config.sources, ctx)
+        ingest = build_ingest(config.sources, ctx)
+        self.push_health: list[SourceHealth] = ingest.health
+        self.publisher = publisher(config.sources, ctx)
+        watch_health(self.registry, self.source_health, clock, config.sources.stale_floor_seconds)
         self.wall = WallState(
             [{"name": t.name, "title": t.title or t.name} for t in topics], agg.history_buckets
         )
         self.hub.add_listener(self.wall.apply)
+        self.wall_sockets: set[web.WebSocketResponse] = set()
+        self.wall_clients = Gauge(
+            "crisiswatch_wall_clients", "Connected wall websockets.", registry=self.registry
+        )
+        self.tokens = TokenBook.from_config(config.delivery.api, env)
+        # kiosk screens need a viewer token only once one is configured (the demo is open)
+        viewer_tokens = any("viewer" in t.roles for t in config.delivery.api.tokens)
+        self.directory = Directory.from_config(config.alerting)
         for inc in self.incidents.book.all_incidents():
             self.wall.apply("incident", {"incident": inc.to_dict()})
         self.web = build_web_app(
@@ -135,7 +161,16 @@ class App:
             health=self.health,
             incidents=self.list_incidents,
             routes=[
-                *wall_routes(self.wall, self.hub, client_queue=config.server.client_queue),
+                *wall_routes(
+                    self.wall,
+                    self.hub,
+                    client_queue=config.server.client_queue,
+                    clock=clock,
+                    authorize=self._viewer_ok if viewer_tokens else None,
+                    sockets=self.wall_sockets,
+                    on_client=self.wall_clients.set,
+                ),
+                *ingest.routes,
                 *api_routes(
                     self.incidents,
                     config.delivery.api,
@@ -146,7 +181,7 @@ class App:
                 ),
             ],
         )
-        self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
+        self.web.on_shutdown.append(lambda _: close_walls(self.wall_sockets))
         self._last_checkpoint = clock.now()
         self.bound_port: int | None = None
 
@@ -173,7 +208,11 @@ class App:
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
         doc = ev.incident.to_dict()
         await self.store.upsert_incident(doc)
-        self.hub.publish("incident", ev.to_dict())
+        msg = ev.to_dict()
+        esc = self.incidents.runner.escalation(doc["id"])
+        if esc is not None:
+            msg["incident"]["escalation"] = escalation_summary(esc, self.clock.now())
+        self.hub.publish("incident", msg)
         level = logging.DEBUG if ev.kind == "updated" else logging.INFO
         log.log(
             level, "incident %s %s (%s SEV%s)", doc["id"], ev.kind, doc["topic"], doc["severity"]
@@ -216,7 +255,7 @@ class App:
     async def health(self) -> dict[str, Any]:
         now = self.clock.now()
         newest = self.pipeline.newest_event_time
-        sources = [s.health.to_dict(now) for s in self.sources]
+        sources = self.source_reports(now)
         return {
             "ok": all(not s["stale"] for s in sources),
             "now": now,
@@ -230,6 +269,21 @@ class App:
             "outbox": self.outbox.health(),
             "wall_clients": self.hub.subscribers,
         }
+
+    def live(self) -> dict[str, Any]:
+        p = self.pipeline
+        return live_view(p.processed, p.newest_event_time, self.aggregator.open_buckets())
+
+    def _viewer_ok(self, token: str | None) -> bool:
+        who = self.tokens.find(token)
+        return who is not None and bool({"viewer", "responder"} & who.roles)
+
+    def source_health(self) -> list[SourceHealth]:
+        return [s.health for s in self.sources] + self.push_health
+
+    def source_reports(self, now: float) -> list[dict[str, Any]]:
+        floor = self.config.sources.stale_floor_seconds
+        return [health_dict(h, now, floor) for h in self.source_health()]
 
     def complete_until(self) -> float:
         """Event time up to which no more input is expected (see `run_ticker`).
@@ -258,22 +312,35 @@ class App:
 
     # --- running ---------------------------------------------------------------------------
     async def pump(self, source: Source) -> None:
-        async for mention in source.stream():
-            await self.queue.put(mention)
+        """Feed one source into the queue; a source that fails is logged and restarted."""
+        delay = 1.0
+        while True:
+            try:
+                async with contextlib.aclosing(source.stream()) as stream:  # type: ignore[type-var]
+                    async for mention in stream:
+                        await self.queue.put(mention)
+                        delay = 1.0
+                return
+            except Exception:
+                source.health.connected = False
+                log.exception("source %s failed; restarting in %.0f s", source.name, delay)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 60.0)
 
     async def consume(self) -> None:
         async for batch in batches(self.queue, self.config.enrichment.batch_size):
             self.pipeline.ingest(batch)
             await asyncio.sleep(0)  # let the server and ticker breathe between batches
 
+    async def publish_oncall(self) -> None:
+        while True:
+            self.hub.publish("oncall", oncall_summary(self.directory, self.clock.now()))
+            await self.clock.sleep(60.0)
+
     async def publish_sources(self) -> None:
         while True:
-            now = self.clock.now()
-            for s in self.sources:
-                h = s.health.to_dict(now)
-                self.hub.publish("source", h)
-                if s.health.last_event_time is not None:
-                    self.metrics.source_last_event.labels(s.name).set(s.health.last_event_time)
+            for report in self.source_reports(self.clock.now()):
+                self.hub.publish("source", report)
             await self.clock.sleep(10.0)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -304,7 +371,11 @@ class App:
                     tg.create_task(self.incidents.run()),
                     tg.create_task(self.outbox.run()),
                     tg.create_task(self.publish_sources()),
+                    tg.create_task(self.publish_oncall()),
+                    tg.create_task(run_live(self.hub, self.live)),
                 ]
+                if self.publisher is not None:
+                    tasks.append(tg.create_task(self.publisher.run(self.hub)))
                 await stop.wait()
                 for t in tasks:
                     t.cancel()

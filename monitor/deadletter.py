@@ -1,4 +1,8 @@
-"""The dead-letter sink: bad input is stored with its reason and counted, never raised."""
+"""The dead-letter sink: bad input is stored with its reason, never raised.
+
+Collectors count rejects per (source, reason) in `crisiswatch_collector_dead_letters_total`;
+this sink keeps the evidence.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import asyncio
 import logging
 
 from monitor.clock import Clock
-from monitor.metrics import PipelineMetrics
 from monitor.storage import Store
 
 log = logging.getLogger(__name__)
@@ -15,14 +18,13 @@ log = logging.getLogger(__name__)
 class DeadLetters:
     """Implements `monitor.collectors.base.DeadLetterSink` on top of the store."""
 
-    def __init__(self, store: Store, clock: Clock, metrics: PipelineMetrics) -> None:
-        self._store, self._clock, self._metrics = store, clock, metrics
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store, self._clock = store, clock
         self._pending: set[asyncio.Task[None]] = set()
         self.count = 0
 
     def reject(self, source: str, reason: str, detail: str, payload: bytes) -> None:
         self.count += 1
-        self._metrics.dead_letters.labels(source, reason).inc()
         log.info("dead letter from %s: %s", source, reason)
         task = asyncio.get_running_loop().create_task(
             self._store.add_dead_letter(

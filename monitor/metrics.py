@@ -41,12 +41,6 @@ class PipelineMetrics:
             "Mentions whose event-time bucket had already closed.",
             registry=registry,
         )
-        self.dead_letters = Counter(
-            "crisiswatch_dead_letters_total",
-            "Inputs rejected to the dead-letter store.",
-            ["source", "reason"],
-            registry=registry,
-        )
         self.bucket_count = Gauge(
             "crisiswatch_series_mentions",
             "Mentions in the last closed bucket of a topic.",

@@ -14,7 +14,17 @@ from typing import Literal
 
 Kind = Literal["post", "reply", "comment", "dm", "review"]
 SentimentLabel = Literal["negative", "neutral", "positive"]
-CHANNELS = ("x", "facebook", "instagram", "linkedin", "tiktok", "reddit", "news")
+CHANNELS = (
+    "x",
+    "facebook",
+    "instagram",
+    "linkedin",
+    "tiktok",
+    "reddit",
+    "news",
+    "bluesky",
+    "mastodon",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,9 @@ import numpy as np
 from monitor.clock import Clock
 from monitor.collectors.base import SourceHealth
 from monitor.config.sources import DemoSourceConfig
-from monitor.model import CHANNELS, Author, Mention
+from monitor.model import Author, Mention
 
+CHANNELS = ("x", "facebook", "instagram", "linkedin", "tiktok", "reddit", "news")
 CHANNEL_WEIGHTS = np.array([0.34, 0.18, 0.14, 0.06, 0.12, 0.10, 0.06])
 BRAND_WEIGHTS = (1.0, 0.6, 0.35, 0.5, 0.8)
 

@@ -1,0 +1,78 @@
+"""What the wall shows of alerting: escalation progress per incident, and who is on call now.
+
+Pure functions over the escalation state and the directory; the composition root publishes
+their results on the hub (`incident["escalation"]`, topic `oncall`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from alerting.escalation import EscalationState
+from alerting.schedules import Directory
+
+
+def escalation_summary(state: EscalationState, now: float) -> dict[str, Any]:
+    """Level reached, who that level pages now, when the next level is due, who it pages.
+
+    >>> from monitor.config.alerting import AlertingConfig
+    >>> from alerting.escalation import Plan
+    >>> plan = Plan.from_config(AlertingConfig())
+    >>> st = EscalationState.new("inc-1", plan)
+    >>> s = escalation_summary(st, 0.0)
+    >>> s["status"], s["level"], s["paged"]
+    ('paging', -1, [])
+    """
+    policy = state.plan.policies.get(state.policy)
+    levels = policy.levels if policy else ()
+    paged: list[dict[str, str]] = []
+    if 0 <= state.level < len(levels):
+        for user in state.plan.directory.resolve(levels[state.level].targets, now).users:
+            u = state.plan.directory.users.get(user)
+            paged.append({"user": user, "name": (u.full_name if u and u.full_name else user)})
+    nxt = state.level + 1
+    next_targets: list[str] = []
+    if state.wake_at is not None and levels:
+        level = levels[nxt % len(levels)]
+        next_targets = list(state.plan.directory.resolve(level.targets, state.wake_at).users)
+    return {
+        "incident_id": state.incident_id,
+        "status": state.status,
+        "policy": state.policy,
+        "level": state.level,
+        "levels": len(levels),
+        "loop": state.loop,
+        "paged": paged,
+        "next_escalation_at": state.wake_at,
+        "next_targets": next_targets,
+        "muted": state.mute is not None,
+    }
+
+
+def oncall_summary(directory: Directory, now: float) -> dict[str, Any]:
+    """Per schedule layer ("region"): whose turn it is, on duty or not, and their local time.
+
+    >>> from monitor.config.alerting import AlertingConfig
+    >>> d = Directory.from_config(AlertingConfig())
+    >>> view = oncall_summary(d, 1_795_000_000.0)
+    >>> sorted(view["regions"][0])
+    ['local_time', 'name', 'on_duty', 'region', 'schedule', 'timezone', 'user']
+    """
+    regions: list[dict[str, Any]] = []
+    for schedule in directory.schedules.values():
+        for layer in reversed(schedule.layers):
+            user = layer.rotation_user(now)
+            u = directory.users.get(user)
+            regions.append(
+                {
+                    "schedule": schedule.name,
+                    "region": layer.name,
+                    "user": user,
+                    "name": (u.full_name if u and u.full_name else user),
+                    "timezone": layer.zone.key,
+                    "local_time": datetime.fromtimestamp(now, layer.zone).strftime("%H:%M"),
+                    "on_duty": layer.covers(now),
+                }
+            )
+    return {"t": now, "regions": regions}
