@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from monitor.app import App
 from monitor.clock import ScaledClock, SystemClock
@@ -41,6 +43,22 @@ def demo_config(tmp: Path, **overrides: Any) -> Config:
             else:
                 base[section][k] = v
     return parse_config(base)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def config_doc(tmp: Path, port: int = 0) -> dict[str, Any]:
+    """config/default.yaml as a plain document with a temp store and the given port, for
+    running the service as a subprocess (`crisiswatch run --config <file>`)."""
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
+    doc["storage"] = {"url": f"sqlite:///{tmp}/cw.db"}
+    doc["server"] = {"host": "127.0.0.1", "port": port}
+    return doc
 
 
 @contextlib.asynccontextmanager

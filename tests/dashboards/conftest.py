@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.conftest import config_doc, free_port
+
+__all__ = ["free_port", "wall_config_doc"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -27,18 +29,9 @@ CHROMIUM_ARGS = [
 RESPONDER_TOKEN = "responder-secret-ana"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wall_config_doc(tmp: Path, port: int = 0) -> dict[str, Any]:
     """config/default.yaml with a temp store, a port and the lexicon (for a subprocess run)."""
-    doc: dict[str, Any] = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
-    doc["storage"] = {"url": f"sqlite:///{tmp}/cw.db"}
-    doc["server"] = {"host": "127.0.0.1", "port": port}
+    doc = config_doc(tmp, port)
     doc.setdefault("enrichment", {})["sentiment"] = "baseline"
     return doc
 
