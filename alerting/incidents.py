@@ -25,11 +25,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from alerting.severity import clamp, label, pagerduty_severity, severity_from_score
 from monitor.config.alerting import IncidentSettings
 from monitor.errors import CrisiswatchError
+from monitor.pipeline import VerdictLike
 
 State = Literal["triggered", "acknowledged", "resolved"]
 EventKind = Literal[
@@ -40,27 +41,6 @@ DEFAULT_KIND = "crisis"
 #: When several detectors fire at once, the kind names the first of these (then alphabetical),
 #: so one crisis keeps one key while its explanation changes.
 KIND_PRIORITY = ("volume", "sentiment", "terms")
-
-
-class VerdictLike(Protocol):
-    """What the book reads from a detection verdict (structural, no import of detectors)."""
-
-    @property
-    def series(self) -> str: ...
-    @property
-    def t(self) -> float: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def severity(self) -> int | None: ...
-    @property
-    def onset(self) -> str | None: ...
-    @property
-    def active(self) -> bool: ...
-    @property
-    def resolved(self) -> bool: ...
-    @property
-    def explanation(self) -> Mapping[str, Any]: ...
 
 
 class IncidentError(CrisiswatchError):

@@ -12,10 +12,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from alerting.incidents import IncidentBook, IncidentError, IncidentEvent, VerdictLike
+from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
 from alerting.runner import Emit, EscalationRunner
 from monitor.clock import Clock
 from monitor.config.alerting import AlertingConfig
+from monitor.pipeline import VerdictLike
 
 Publish = Callable[[IncidentEvent], Awaitable[None]]
 PersistAll = Callable[[dict[str, Any]], Awaitable[None]]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from monitor.aggregate import Aggregator
 from monitor.clock import Clock
@@ -28,6 +28,8 @@ class Enrich(Protocol):
 
 
 class VerdictLike(Protocol):
+    """What the flow reads from a detection verdict (structural: `detectors.stage.Verdict`)."""
+
     @property
     def series(self) -> str: ...
     @property
@@ -37,13 +39,13 @@ class VerdictLike(Protocol):
     @property
     def severity(self) -> int | None: ...
     @property
-    def onset(self) -> Literal["open", "repage"] | None: ...
+    def onset(self) -> str | None: ...  # "open" | "repage" | None
     @property
     def active(self) -> bool: ...
     @property
     def resolved(self) -> bool: ...
     @property
-    def explanation(self) -> dict[str, Any]: ...
+    def explanation(self) -> Mapping[str, Any]: ...
 
 
 class Detect(Protocol):
