@@ -9,10 +9,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -20,20 +18,9 @@ from alerting.escalation import EscalationState, Plan, Trigger, Wake, step
 from alerting.incidents import IncidentBook
 from alerting.schedules import Directory
 from monitor.config.alerting import AlertingConfig
+from tests.alerting.fakes import V
 
 T0 = datetime(2026, 1, 14, 10, 0, tzinfo=UTC).timestamp()
-
-
-@dataclass
-class V:
-    series: str
-    t: float
-    score: float
-    severity: int | None = 3
-    onset: str | None = None
-    active: bool = True
-    resolved: bool = False
-    explanation: dict[str, Any] = field(default_factory=lambda: {"fired": ["volume"]})
 
 
 def median_us(fn: Callable[[], int], runs: int = 5) -> float:

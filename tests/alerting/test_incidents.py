@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
 from monitor.config.alerting import IncidentSettings
-
-
-@dataclass
-class V:
-    series: str
-    t: float
-    score: float
-    severity: int | None = 3
-    onset: str | None = None
-    active: bool = True
-    resolved: bool = False
-    explanation: dict[str, Any] = field(default_factory=lambda: {"fired": ["volume"]})
+from tests.alerting.fakes import V
 
 
 def kinds(events: list[IncidentEvent]) -> list[str]:

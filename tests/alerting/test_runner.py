@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,20 +13,9 @@ from alerting.runner import EscalationRunner
 from alerting.silences import Silence
 from monitor.clock import FakeClock
 from monitor.config.alerting import AlertingConfig
+from tests.alerting.fakes import V
 
 T0 = datetime(2026, 1, 14, 10, 0, tzinfo=UTC).timestamp()
-
-
-@dataclass
-class V:
-    series: str
-    t: float
-    score: float
-    severity: int | None = 3
-    onset: str | None = None
-    active: bool = True
-    resolved: bool = False
-    explanation: dict[str, Any] = field(default_factory=lambda: {"fired": ["volume"]})
 
 
 def config() -> AlertingConfig:
