@@ -18,6 +18,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+
 from alerting.escalation import (
     Acknowledge,
     Command,
@@ -57,8 +59,19 @@ class EscalationRunner:
         record: Record | None = None,
         silences: SilenceBook | None = None,
         state: Mapping[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
+        self._escalations = (
+            None
+            if registry is None
+            else Counter(
+                "crisiswatch_escalations",
+                "Escalation levels paged, by policy and level (1 = first).",
+                ["policy", "level"],
+                registry=registry,
+            )
+        )
         self.clock = clock
         self.plan = Plan.from_config(config)
         self.rules = [InhibitRule.from_config(r) for r in config.inhibit_rules]
@@ -217,15 +230,18 @@ class EscalationRunner:
     async def _step(self, iid: str, event: EscalationEvent, now: float) -> None:
         state = self._states.get(iid) or EscalationState.new(iid, self.plan)
         new, commands = step(state, event, now)
-        await self._execute(commands, now)
+        await self._execute(commands, now, new.policy)
         self._states[iid] = new
 
-    async def _execute(self, commands: list[Command], now: float) -> None:
+    async def _execute(self, commands: list[Command], now: float, policy: str = "") -> None:
         for c in commands:
             if isinstance(c, Notify):
                 await self._emit(c.notification)
-            elif isinstance(c, Log) and self._record is not None:
-                self._record(c.incident_id, c.event, c.detail, now)
+            elif isinstance(c, Log):
+                if self._record is not None:
+                    self._record(c.incident_id, c.event, c.detail, now)
+                if self._escalations is not None and c.event.endswith(" paged"):
+                    self._escalations.labels(policy, str(c.detail.get("level", ""))).inc()
 
     async def _recheck(self, now: float, *, muted_only: bool, skip: str = "") -> None:
         """Re-decide mutes now instead of at the next wake (a wake not yet due pages nobody)."""

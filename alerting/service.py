@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
 from alerting.runner import Emit, EscalationRunner
 from monitor.clock import Clock
@@ -38,6 +40,7 @@ class IncidentService:
         publish: Publish | None = None,
         topic_labels: Mapping[str, Mapping[str, str]] | None = None,
         tick_seconds: float = 30.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.clock = clock
         state = state or {}
@@ -52,6 +55,7 @@ class IncidentService:
             persist=self._save_runner,
             record=self.book.record,
             state=state.get("escalation"),
+            registry=registry,
         )
         self._persist = persist
         self._publish = publish

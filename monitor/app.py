@@ -121,6 +121,7 @@ class App:
             persist=self.persist_alerting,
             publish=self.publish_incident_event,
             topic_labels={t.name: t.labels for t in topics},
+            registry=self.registry,
         )
         self.pipeline = Pipeline(
             enricher=self.enricher,
