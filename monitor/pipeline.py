@@ -18,7 +18,7 @@ from monitor.clock import Clock
 from monitor.dedup import Dedup
 from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
-from monitor.model import Bucket, Enriched, Mention
+from monitor.model import CHANNELS, Bucket, Enriched, Mention
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ class Pipeline:
                     self.metrics.duplicates.labels(m.source).inc()
             for e in self.enricher.enrich_batch(fresh):
                 m = e.mention
-                self.metrics.mentions.labels(m.source, m.channel).inc()
+                # label values stay a fixed set whatever a source sends (bounded cardinality)
+                channel = m.channel if m.channel in CHANNELS else "other"
+                self.metrics.mentions.labels(m.source, channel).inc()
                 if self.newest_event_time is None or m.created_at > self.newest_event_time:
                     self.newest_event_time = m.created_at
                 if not e.topics:
