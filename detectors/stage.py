@@ -44,6 +44,7 @@ from monitor.model import Bucket
 
 _MAGIC = b"cwdet2"  # bumped whenever per-series state changes shape
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
+Onset = Literal["open", "repage"] | None  # built once: a typing expression per verdict costs µs
 
 
 class CheckpointError(CrisiswatchError):
@@ -145,7 +146,8 @@ class DetectionStage:
             st = self._series[bucket.series] = self._new_series()
         if bucket.start <= st.last_t:
             # late or duplicate bucket: judge it but neither learn from it nor page on it
-            return self._verdict(st, bucket, *self._scores(st, bucket), None, None, False)
+            v, s, m = self._scores(st, bucket)
+            return self._verdict(st, bucket, v, s, m, self._combine(v, s, m), None, None, False)
         width = bucket.width
         gap = round((bucket.start - st.last_t) / width) - 1 if st.last_t > -math.inf else 0
         for i in range(min(gap, _MAX_GAP_FILL)):
@@ -174,7 +176,7 @@ class DetectionStage:
         onset, sev, _active, resolved = st.gate.step(
             bucket.start, width, score, warm=warm, magnitude=mag
         )
-        return self._verdict(st, bucket, v, s, m, onset, sev, resolved)
+        return self._verdict(st, bucket, v, s, m, score, onset, sev, resolved)
 
     def observe_many(self, buckets: Sequence[Bucket]) -> list[Verdict]:
         """Same results as :meth:`observe` one by one, in input order."""
@@ -198,39 +200,52 @@ class DetectionStage:
         v: float,
         s: float,
         m: float,
+        score: float,
         onset: str | None,
         sev: int | None,
         resolved: bool,
     ) -> Verdict:
-        score = self._combine(v, s, m)
         return Verdict(
             series=bucket.series,
             t=bucket.start,
             score=score,
             severity=sev,
-            onset=cast(Literal["open", "repage"] | None, onset),
+            onset=cast(Onset, onset),
             active=st.gate.active,
             resolved=resolved,
             explanation=self._explain(
-                st,
-                bucket,
-                {"volume": v, "sentiment": s, "terms": m},
-                full=onset is not None or st.gate.active,
+                st, bucket, v, s, m, full=onset is not None or st.gate.active
             ),
         )
 
     def _explain(
-        self, st: _Series, bucket: Bucket, signals: dict[str, float], *, full: bool
+        self, st: _Series, bucket: Bucket, v: float, s: float, m: float, *, full: bool
     ) -> dict[str, Any]:
         c = self.config
-        vol = st.volume.details()
+        # spelled out rather than comprehensions: this runs for every series-bucket
+        close = c.close_threshold
+        fired = []
+        if v >= close:
+            fired.append("volume")
+        if s >= close:
+            fired.append("sentiment")
+        if m >= close:
+            fired.append("terms")
+        if isinstance(st.volume, VolumeDetector):
+            observed, expected, band, tail_p = st.volume.summary()
+        else:
+            vol = st.volume.details()
+            observed = vol.get("observed", float(bucket.count))
+            expected = vol.get("expected", 0.0)
+            band = vol.get("band", [0.0, 0.0])
+            tail_p = vol.get("tail_p", 1.0)
         out: dict[str, Any] = {
-            "observed": vol.get("observed", float(bucket.count)),
-            "expected": vol.get("expected", 0.0),
-            "band": vol.get("band", [0.0, 0.0]),
-            "tail_p": vol.get("tail_p", 1.0),
-            "signals": {k: round(x, 4) for k, x in signals.items()},
-            "fired": [k for k, x in signals.items() if x >= c.close_threshold],
+            "observed": observed,
+            "expected": expected,
+            "band": band,
+            "tail_p": tail_p,
+            "signals": {"volume": round(v, 4), "sentiment": round(s, 4), "terms": round(m, 4)},
+            "fired": fired,
             "top_channels": [],
             "top_terms": [],
             "samples": [],

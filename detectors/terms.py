@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 import copy
+import heapq
 import math
 from typing import Any, Self
 
@@ -52,6 +53,7 @@ class TermsDetector:
         "bound",
         "counts",
         "epoch",
+        "exact_terms",
         "halflife",
         "max_tracked",
         "mentions",
@@ -75,7 +77,9 @@ class TermsDetector:
         surprise_min: float = 2.0,
         surprise_max: float = 8.0,
         warmup: float = 86_400.0,
+        exact_terms: int = 3,
     ) -> None:
+        self.exact_terms = exact_terms
         self.max_tracked, self.min_count, self.halflife = max_tracked, min_count, halflife
         self.rho, self.surprise_min, self.surprise_max = rho, surprise_min, surprise_max
         self.warmup = warmup
@@ -113,25 +117,52 @@ class TermsDetector:
     def score_one(self, bucket: Bucket) -> float:
         terms = bucket.terms
         n = bucket.count
+        min_count = self.min_count
         if not terms or n <= 0:
             self._last = []
             return 0.0
-        tested = [(w, c) for w, c in terms.items() if c >= self.min_count]
+        tested = [(w, c) for w, c in terms.items() if c >= min_count]
         if not tested:
             self._last = []
             return 0.0
         # design effect: correlated mentions, and a mix known from only M + 1 mentions
         deff = (1.0 + (n - 1) * self.rho) * (1.0 + n / (self.mentions + 1.0))
         n_eff = n / deff
-        best = 1.0
+        # decay factors are the same for every term of the bucket (see :meth:`share`)
+        t = bucket.start
+        k = self._decay(t - self.t_last) if self.n else 1.0
+        scale = self._decay(t - self.epoch)
+        untracked = self.bound * k
+        denom = self.mentions * k + 1.0
+        counts = self.counts
         found = []
+        ranked = []
         for w, c in tested:
-            s = min(self.share(w, bucket.start), 0.999)
+            entry = counts.get(w)
+            s = min(((untracked if entry is None else entry * scale) + 0.5) / denom, 0.999)
             e = s * n
             if c > e:
-                best = min(best, binom_tail(min(c, n) / deff, n_eff, s))
                 found.append((w, float(c), e))
+                q = min(c, n) / n
+                # Chernoff exponent n D(q || s): ranks terms like their exact binomial tails
+                d = q * math.log(q / s)
+                d += (1.0 - q) * math.log((1.0 - q) / (1.0 - s)) if q < 1.0 else -math.log(1.0 - s)
+                ranked.append((d, c, s))
         self._last = found
+        if not ranked:
+            return 0.0
+        best = 1.0
+        # Below this (Bonferroni) p a term counts; a tail that provably stays above it is
+        # noise and needs no exact value: the method-of-types bound
+        # P(X >= k) >= exp(-n D) / (n + 1) skips the incomplete beta in most calm buckets.
+        cutoff = 10.0**-self.surprise_min / len(tested)
+        # the exact tail only for the strongest candidates: the one term that decides the
+        # score is (near-)always the one with the largest exponent; the cost stays flat in
+        # the number of terms a bucket carries
+        for d, c, s in heapq.nlargest(self.exact_terms, ranked):
+            if math.exp(-n_eff * d) / (n_eff + 1.0) >= cutoff:
+                break  # this one and every weaker candidate are noise
+            best = min(best, binom_tail(min(c, n) / deff, n_eff, s))
         return ramp(surprise_of(min(1.0, best * len(tested))), self.surprise_min, self.surprise_max)
 
     def top(self, k: int) -> list[tuple[str, float]]:
@@ -156,9 +187,11 @@ class TermsDetector:
             for w in counts:
                 counts[w] /= grow
             self.epoch, grow = t, 1.0
+        bound = self.bound * grow
+        get = counts.get
         for w, c in bucket.terms.items():
-            v = counts.get(w)
-            counts[w] = (self.bound * grow if v is None else v) + c * grow
+            v = get(w)
+            counts[w] = (bound if v is None else v) + c * grow
         if len(counts) > self.max_tracked:
             ranked = sorted(counts, key=counts.__getitem__)
             for w in ranked[: len(counts) - self.max_tracked]:

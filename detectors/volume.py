@@ -294,13 +294,23 @@ class VolumeDetector:
                     arr[i] = max(arr[i] / m, 1e-3)
                 self.level *= m
 
+    def summary(self) -> tuple[float, float, list[float], float]:
+        """(observed, expected, band [mu ± 2 sd], tail p) of the last scored bucket.
+
+        The part of :meth:`details` every verdict's explanation carries, without the rest.
+        """
+        x, mu, p, _z, _j = self._last
+        phi = self.phi
+        sd = math.sqrt(mu + phi * mu * mu)
+        return x, round(mu, 3), [round(max(0.0, mu - 2.0 * sd), 3), round(mu + 2.0 * sd, 3)], p
+
     def details(self) -> dict[str, Any]:
-        x, mu, p, z, j = self._last
-        sd = math.sqrt(mu + self.phi * mu * mu)
+        x, mu, band, p = self.summary()
+        _x, _mu, _p, z, j = self._last
         return {
             "observed": x,
-            "expected": round(mu, 3),
-            "band": [round(max(0.0, mu - 2.0 * sd), 3), round(mu + 2.0 * sd, 3)],
+            "expected": mu,
+            "band": band,
             "tail_p": p,
             "z": round(z, 3),
             "scale_seconds": self.scales[j] if self.scales else 0.0,
