@@ -56,14 +56,20 @@ class Enricher:
         self.detector = detector or LanguageDetector(config.languages, config.language_boost)
         self.scorer = scorer if scorer is not None else make_scorer(config)
 
-    def _lang(self, m: Mention) -> str:
-        if self.config.trust_source_lang and m.lang:
-            return m.lang.lower().split("-")[0]
-        return self.detector.detect(m.text)
+    def _langs(self, mentions: Sequence[Mention]) -> list[str]:
+        """Languages: the source's when trusted, the rest detected in one batched call."""
+        trust = self.config.trust_source_lang
+        langs = [m.lang.lower().split("-")[0] if trust and m.lang else "" for m in mentions]
+        todo = [i for i, g in enumerate(langs) if not g]
+        if todo:
+            found = self.detector.detect_batch([mentions[i].text for i in todo])
+            for i, g in zip(todo, found, strict=True):
+                langs[i] = g
+        return langs
 
     def enrich_batch(self, mentions: Sequence[Mention]) -> list[Enriched]:
         """Enrich ``mentions``; the scorer sees them in chunks of ``config.batch_size``."""
-        langs = [self._lang(m) for m in mentions]
+        langs = self._langs(mentions)
         texts = [m.text for m in mentions]
         sentiments = []
         step = self.config.batch_size

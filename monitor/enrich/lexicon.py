@@ -73,7 +73,15 @@ _TABLES: dict[str, tuple[dict[str, float], tuple[str, ...], dict[str, float], tu
     "en": (*_table(_POSITIVE_EN), *_table(_NEGATIVE_EN)),
     "de": (*_table(_POSITIVE_DE), *_table(_NEGATIVE_DE)),
 }
-_EMOJI: dict[str, float] = {c: 1.0 for c in _EMOJI_POSITIVE} | {c: -1.0 for c in _EMOJI_NEGATIVE}
+# Emoticons as the sentiment features tokenise them (folded: ":D" -> ":d").
+_EMOTICONS_POSITIVE = ":) :-) :)) ;) ;-) :d :-d ;d =) =d <3 <33 xd ^^ ^_^ :p :-p"
+_EMOTICONS_NEGATIVE = ":( :-( :(( ;( :'( =( -_- :/ :-/ :|"
+_EMOJI: dict[str, float] = (
+    {c: 1.0 for c in _EMOJI_POSITIVE}
+    | {c: -1.0 for c in _EMOJI_NEGATIVE}
+    | {e: 1.0 for e in _EMOTICONS_POSITIVE.split()}
+    | {e: -1.0 for e in _EMOTICONS_NEGATIVE.split()}
+)
 
 
 def polarity(token: str, lang: str = "") -> float:

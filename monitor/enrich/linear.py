@@ -1,19 +1,25 @@
-"""The shipped sentiment model: named sparse features, tf-idf, multinomial logistic regression.
+"""The shipped sentiment model: named + hashed features, tf-idf, two linear heads.
 
-Inference needs numpy and scipy only. The artifact is one ``.npz`` inside the package
-(``monitor/enrich/models/``), written by ``scripts/train_sentiment.py``:
+Inference needs numpy only. The artifact is one ``.npz`` inside the package
+(``monitor/enrich/models/``), written by ``scripts/train_sentiment.py``. Columns are the named
+features (``names``, in order) followed by ``2**bits`` hashed char n-gram buckets; only columns
+seen in training are stored (``cols`` with their ``idf`` and head weights), the rest score 0 and
+do not count towards a row's length.
 
-- ``vocab``: UTF-8 bytes of the feature names joined by newlines (column order),
-- ``idf`` (V,), ``weights`` (V, 3), ``bias`` (3,), all float32; classes are
-  negative, neutral, positive,
-- ``meta``: UTF-8 JSON (training data, hyper-parameters, scores) for the record.
-
-The continuous score is P(positive) - P(negative), in [-1, 1]; the label is the arg-max class.
+A text's vector is ``sum(idf[c] * e_c over its feature occurrences) / sqrt(sum(idf[c]**2))``.
+Heads: ``en`` (multinomial logistic regression trained on English) scores every language except
+German; ``de`` (trained on German) adds, on top of its own weights, a 3×3 ``stack`` matrix applied
+to the centred ``en`` logits, so German reuses what the large English set taught the shared
+features (emoji, char n-grams, lexicon counts). Classes are negative, neutral, positive; the
+score is P(positive) - P(negative) in [-1, 1], the label the arg-max class.
 
 >>> import numpy as np
->>> vocab = Vocabulary(["w:good", "w:bad", "w:~good"], np.ones(3, dtype=np.float32))
->>> w = np.array([[0, 0, 2], [2, 0, 0], [2, 0, 0]], dtype=np.float32)
->>> model = LinearModel(vocab, w, np.array([0, 0.5, 0], dtype=np.float32))
+>>> fz = Featurizer(FeatureConfig(bits=8))
+>>> w = np.zeros((3 + 256, 3), dtype=np.float32)
+>>> w[0, 2] = w[1, 0] = w[2, 0] = 2.0   # good -> positive, bad / not good -> negative
+>>> head = Head(w, np.array([0, 0.5, 0], dtype=np.float32))
+>>> idf = np.r_[np.ones(3), np.zeros(256)].astype(np.float32)
+>>> model = LinearModel(fz, ["w:good", "w:bad", "w:~good"], idf, {"en": head})
 >>> [(s.label, round(s.score, 2)) for s in model.score_batch(["good", "not good", "meh"],
 ...                                                          ["en", "en", "en"])]
 [('positive', 0.64), ('negative', -0.64), ('neutral', 0.0)]
@@ -22,7 +28,8 @@ The continuous score is P(positive) - P(negative), in [-1, 1]; the label is the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -31,15 +38,28 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from monitor.enrich.features import analyze
+from monitor.enrich.features import I64, FeatureConfig, Featurizer
 from monitor.errors import CrisiswatchError
 from monitor.model import Sentiment, SentimentLabel
 
-__all__ = ["DEFAULT_MODEL", "LABELS", "LinearModel", "ModelError", "Vocabulary", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "LABELS",
+    "Encoded",
+    "FeatureConfig",
+    "Featurizer",
+    "Head",
+    "LinearModel",
+    "ModelError",
+    "feature_lang",
+    "load_default_model",
+    "load_model",
+]
 
 LABELS: tuple[SentimentLabel, ...] = ("negative", "neutral", "positive")
-DEFAULT_MODEL = "sentiment-v1.npz"
+DEFAULT_MODEL = "sentiment-v2.npz"
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 
 class ModelError(CrisiswatchError):
@@ -51,7 +71,7 @@ class ModelError(CrisiswatchError):
 
 
 def feature_lang(lang: str) -> str:
-    """The feature language for a detected language: German gets its own, the rest English.
+    """The head for a detected language: German gets its own, every other language English.
 
     >>> feature_lang("de"), feature_lang("en-GB"), feature_lang("und")
     ('de', 'en', 'en')
@@ -59,72 +79,166 @@ def feature_lang(lang: str) -> str:
     return "de" if lang[:2].lower() == "de" else "en"
 
 
-class Vocabulary:
-    """Feature name → column, with idf weights; turns texts into L2-normalised tf-idf rows."""
+@dataclass(frozen=True)
+class Head:
+    """One linear classifier over the shared columns.
 
-    def __init__(self, names: Sequence[str], idf: F32) -> None:
-        if len(names) != len(idf):
-            raise ValueError("names and idf differ in length")
-        self.names = list(names)
-        self.index = {name: i for i, name in enumerate(self.names)}
-        self.idf = idf
+    ``stack`` (3×3) reads the centred ``en`` logits. ``dense_cols``/``dense_weights`` (k, 3) add
+    raw (un-normalised, un-idf'd) counts of a few named columns (lexicon counts, URL, shouting):
+    in a length-normalised row they would be tiny and regularised away on small data.
+    """
 
-    def __len__(self) -> int:
-        return len(self.names)
+    weights: F32  # (V, 3)
+    bias: F32  # (3,)
+    stack: F32 | None = None
+    dense_cols: I64 | None = None
+    dense_weights: F32 | None = None
 
-    def columns(self, feats: Iterable[str]) -> list[int]:
-        """Distinct known columns of a feature list (presence, not counts)."""
-        get = self.index.get
-        cols = {get(f, -1) for f in feats}
-        cols.discard(-1)
-        return sorted(cols)
 
-    def transform_features(self, rows: Sequence[Sequence[str]]) -> sparse.csr_matrix:
-        """Feature lists → CSR matrix (n, V) of idf weights, each row scaled to unit length."""
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        cols: list[int] = []
-        for i, feats in enumerate(rows):
-            cols.extend(self.columns(feats))
-            indptr[i + 1] = len(cols)
-        indices = np.asarray(cols, dtype=np.int32)
-        data = self.idf[indices].astype(np.float32)
-        counts = np.diff(indptr)
-        row_of = np.repeat(np.arange(len(rows)), counts)
-        norms = np.sqrt(np.bincount(row_of, weights=data * data, minlength=len(rows)))
-        norms[norms == 0] = 1.0
-        data /= norms[row_of].astype(np.float32)
-        return sparse.csr_matrix((data, indices, indptr), shape=(len(rows), len(self)))
+@dataclass(frozen=True)
+class Encoded:
+    """A batch as feature occurrences: parallel arrays (row, column), plus the batch size."""
 
-    def transform(self, texts: Sequence[str], langs: Sequence[str]) -> sparse.csr_matrix:
-        """Texts (with their languages) → feature matrix."""
-        return self.transform_features(
-            [analyze(t, feature_lang(g)) for t, g in zip(texts, langs, strict=True)]
-        )
+    rows: I64
+    cols: I64
+    n: int
+    named: int  # the first ``named`` entries are named features, the rest char n-grams
+
+
+def softmax(logits: F64) -> F64:
+    """Row-wise softmax.
+
+    >>> softmax(np.array([[0.0, 0.0, 0.0]])).round(3).tolist()
+    [[0.333, 0.333, 0.333]]
+    """
+    z: F64 = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
 
 
 class LinearModel:
-    """A :class:`~monitor.enrich.sentiment.SentimentScorer` backed by a linear model."""
+    """A :class:`~monitor.enrich.sentiment.SentimentScorer` backed by linear heads."""
 
     def __init__(
-        self, vocab: Vocabulary, weights: F32, bias: F32, meta: dict[str, Any] | None = None
+        self,
+        featurizer: Featurizer,
+        names: Sequence[str],
+        idf: F32,
+        heads: Mapping[str, Head],
+        meta: dict[str, Any] | None = None,
     ) -> None:
-        if weights.shape != (len(vocab), len(LABELS)) or bias.shape != (len(LABELS),):
-            raise ValueError(f"weights {weights.shape} / bias {bias.shape} do not fit the vocab")
-        self.vocab, self.weights, self.bias = vocab, weights, bias
+        width = len(names) + (1 << featurizer.config.bits)
+        if idf.shape != (width,):
+            raise ValueError(f"idf has shape {idf.shape}, expected ({width},)")
+        if "en" not in heads:
+            raise ValueError("the en head is required")
+        for name, head in heads.items():
+            if head.weights.shape != (width, 3) or head.bias.shape != (3,):
+                raise ValueError(f"head {name}: weights {head.weights.shape} do not fit")
+        self.featurizer = featurizer
+        self.names = list(names)
+        self.index = {f: i for i, f in enumerate(self.names)}
+        self.idf = idf.astype(np.float32)
+        self.heads = dict(heads)
         self.meta = meta or {}
+        # idf folded into the weights: a row's logits are sums of gathered rows / its length.
+        self._idf2 = self.idf**2
+        self._scaled = {
+            k: np.ascontiguousarray((h.weights * self.idf[:, None]).T, dtype=np.float32)
+            for k, h in self.heads.items()
+        }
+        # named column -> row of the head's dense weights (-1: not a dense column)
+        self._dense_pos: dict[str, npt.NDArray[np.int64]] = {}
+        for k, h in self.heads.items():
+            pos = np.full(len(self.names), -1, dtype=np.int64)
+            if h.dense_cols is not None:
+                pos[h.dense_cols] = np.arange(len(h.dense_cols))
+            self._dense_pos[k] = pos
+
+    @property
+    def width(self) -> int:
+        """Number of columns (named features + hash buckets)."""
+        return len(self.idf)
+
+    def encode(self, texts: Sequence[str], langs: Sequence[str]) -> Encoded:
+        """Feature occurrences of a batch; ``langs`` are already head languages (en/de)."""
+        fz = self.featurizer
+        flat: list[str] = []
+        counts: list[int] = []
+        all_words: list[list[str]] = []
+        for text, lang in zip(texts, langs, strict=True):
+            named, words = fz.named(text, lang)
+            flat.extend(named)
+            counts.append(len(named))
+            all_words.append(words)
+        get = self.index.get
+        found = np.fromiter((get(f, -1) for f in flat), dtype=np.int64, count=len(flat))
+        keep = found >= 0
+        cols = found[keep]
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)[keep]
+        crow, bucket = fz.char_buckets(all_words)
+        return Encoded(
+            np.concatenate([rows, crow]),
+            np.concatenate([cols, bucket + len(self.names)]),
+            len(texts),
+            len(rows),
+        )
+
+    def matrix(self, enc: Encoded) -> sparse.csr_matrix:
+        """The normalised tf-idf matrix (n, width) of an encoded batch (for training)."""
+        data = self.idf[enc.cols].astype(np.float64)
+        norm = np.sqrt(np.bincount(enc.rows, weights=data * data, minlength=enc.n))
+        norm[norm == 0] = 1.0
+        data /= norm[enc.rows]
+        X = sparse.csr_matrix((data, (enc.rows, enc.cols)), shape=(enc.n, self.width))
+        X.sum_duplicates()
+        return X
+
+    def _logits(self, enc: Encoded, head: str, norm: F64) -> F64:
+        scaled = self._scaled[head]
+        out = np.empty((enc.n, 3), dtype=np.float64)
+        for k in range(3):
+            out[:, k] = np.bincount(enc.rows, weights=scaled[k][enc.cols], minlength=enc.n)
+        out /= norm[:, None]
+        h = self.heads[head]
+        out += h.bias
+        if h.dense_cols is not None and h.dense_weights is not None:
+            pos = self._dense_pos[head][enc.cols[: enc.named]]
+            hit = np.flatnonzero(pos >= 0)
+            if hit.size:
+                dw = h.dense_weights.astype(np.float64)[pos[hit]]
+                rows = enc.rows[hit]
+                for k in range(3):
+                    out[:, k] += np.bincount(rows, weights=dw[:, k], minlength=enc.n)
+        return out
+
+    def logits(self, enc: Encoded, is_de: npt.NDArray[np.bool_]) -> tuple[F64, F64]:
+        """Logits of every row (``en`` head, or ``de`` head where ``is_de``), and row lengths."""
+        norm = np.sqrt(np.bincount(enc.rows, weights=self._idf2[enc.cols], minlength=enc.n))
+        safe = np.where(norm == 0, 1.0, norm)
+        out = self._logits(enc, "en", safe)
+        de = self.heads.get("de")
+        if de is not None and is_de.any():
+            de_logits = self._logits(enc, "de", safe)
+            if de.stack is not None:
+                centred = out - out.mean(axis=1, keepdims=True)
+                de_logits += centred @ de.stack.astype(np.float64)
+            out[is_de] = de_logits[is_de]
+        return out, norm
 
     def predict_proba(self, texts: Sequence[str], langs: Sequence[str]) -> F32:
         """Class probabilities (n, 3): negative, neutral, positive."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
-        X = self.vocab.transform(texts, langs)
-        logits = np.asarray(X @ self.weights) + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
+        heads = [feature_lang(g) for g in langs]
+        enc = self.encode(texts, heads)
+        is_de = np.fromiter((h == "de" for h in heads), dtype=bool, count=len(heads))
+        logits, norm = self.logits(enc, is_de)
+        proba = softmax(logits)
         # No known feature means no evidence: call it neutral rather than echo the class prior.
-        logits[np.diff(X.indptr) == 0] = (0.0, 1.0, 0.0)
-        return cast(F32, logits.astype(np.float32))
+        proba[norm == 0] = (0.0, 1.0, 0.0)
+        return cast(F32, proba.astype(np.float32))
 
     def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]:
         """One :class:`Sentiment` per text, same order."""
@@ -137,28 +251,65 @@ class LinearModel:
         ]
 
     def save(self, path: str | Path) -> None:
-        """Write the artifact (compressed npz)."""
-        np.savez_compressed(
-            path,
-            vocab=np.frombuffer("\n".join(self.vocab.names).encode("utf-8"), dtype=np.uint8),
-            idf=self.vocab.idf.astype(np.float32),
-            weights=self.weights.astype(np.float32),
-            bias=self.bias.astype(np.float32),
-            meta=np.frombuffer(json.dumps(self.meta).encode("utf-8"), dtype=np.uint8),
-        )
+        """Write the artifact (compressed npz; only columns seen in training)."""
+        used = np.flatnonzero(self.idf > 0).astype(np.int32)
+        lex = sorted(self.featurizer.de_lexicon.items())
+        arrays: dict[str, Any] = {
+            "names": _text("\n".join(self.names)),
+            "cols": used,
+            "idf": self.idf[used],
+            "lexicon_words": _text("\n".join(w for w, _ in lex)),
+            "lexicon_polarity": np.array([p for _, p in lex], dtype=np.float32),
+            "config": _text(json.dumps(asdict(self.featurizer.config))),
+            "meta": _text(json.dumps(self.meta)),
+        }
+        for name, head in self.heads.items():
+            arrays[f"{name}_weights"] = head.weights[used].astype(np.float32)
+            arrays[f"{name}_bias"] = head.bias.astype(np.float32)
+            if head.stack is not None:
+                arrays[f"{name}_stack"] = head.stack.astype(np.float32)
+            if head.dense_cols is not None and head.dense_weights is not None:
+                arrays[f"{name}_dense_cols"] = head.dense_cols.astype(np.int32)
+                arrays[f"{name}_dense_weights"] = head.dense_weights.astype(np.float32)
+        np.savez_compressed(path, **arrays)
+
+
+def _text(s: str) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(s.encode("utf-8"), dtype=np.uint8)
+
+
+def _str(a: npt.NDArray[np.uint8]) -> str:
+    return a.tobytes().decode("utf-8")
 
 
 def load_model(path: str | Path) -> LinearModel:
     """Read an artifact written by :meth:`LinearModel.save`."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            names = z["vocab"].tobytes().decode("utf-8").split("\n")
-            vocab = Vocabulary(names, z["idf"].astype(np.float32))
-            meta = json.loads(z["meta"].tobytes().decode("utf-8"))
-            return LinearModel(
-                vocab, z["weights"].astype(np.float32), z["bias"].astype(np.float32), meta
-            )
-    except (OSError, KeyError, ValueError) as exc:
+            raw = json.loads(_str(z["config"]))
+            config = FeatureConfig(**{**raw, "ngrams": tuple(raw["ngrams"])})
+            names = _str(z["names"]).split("\n") if z["names"].size else []
+            words = _str(z["lexicon_words"]).split("\n") if z["lexicon_words"].size else []
+            lexicon = dict(zip(words, z["lexicon_polarity"].tolist(), strict=True))
+            width = len(names) + (1 << config.bits)
+            cols = z["cols"].astype(np.int64)
+            idf = np.zeros(width, dtype=np.float32)
+            idf[cols] = z["idf"]
+            heads: dict[str, Head] = {}
+            for name in ("en", "de"):
+                if f"{name}_weights" not in z:
+                    continue
+                w = np.zeros((width, 3), dtype=np.float32)
+                w[cols] = z[f"{name}_weights"]
+                stack = z.get(f"{name}_stack", None)
+                dcols = dweights = None
+                if f"{name}_dense_cols" in z:
+                    dcols = z[f"{name}_dense_cols"].astype(np.int64)
+                    dweights = z[f"{name}_dense_weights"].astype(np.float32)
+                heads[name] = Head(w, z[f"{name}_bias"].astype(np.float32), stack, dcols, dweights)
+            meta = json.loads(_str(z["meta"]))
+        return LinearModel(Featurizer(config, lexicon), names, idf, heads, meta)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise ModelError(str(path), f"cannot load sentiment model: {exc}") from None
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from monitor.enrich.cli import run_sentiment
-from monitor.enrich.lang import LanguageDetector
+from monitor.enrich.lang import LanguageDetector, clean_for_lid
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,46 @@ def detector() -> LanguageDetector:
 )
 def test_detect(detector: LanguageDetector, text: str, lang: str) -> None:
     assert detector.detect(text) == lang
+
+
+SAMPLES = [
+    "@acme my order is broken, refund please",
+    "Acme hat schon wieder eine Störung, echt ärgerlich",
+    "ALLES KAPUTT BEI ACME!!!",
+    "Le service client de Initech est vraiment nul aujourd'hui",
+    "El servicio de Initech es terrible, quiero mi dinero",
+    "Dit is echt een slechte dienst van Globex",
+    "ok",
+    "👍👍 https://t.co/abc",
+    "Это ужасный сервис",
+    "Sehr geehrte Damen und Herren, " * 20 + "mit freundlichen Grüßen",
+    "lol",
+    "Globex 😍😍 love it",
+]
+
+
+def reference(ident: LanguageIdentifier, text: str, boost: float = 4.0) -> str:
+    """py3langid one text at a time (classify, then rank with the boost) — the old path."""
+    clean = clean_for_lid(text)
+    if clean is None:
+        return "und"
+    lang, _ = ident.classify(clean)
+    if lang in ("en", "de"):
+        return str(lang)
+    best, best_p = "und", 0.0
+    for cand, p in ident.rank(clean):
+        weighted = p * boost if cand in ("en", "de") else p
+        if weighted > best_p:
+            best, best_p = cand, weighted
+    return str(best)
+
+
+def test_batch_equals_py3langid_per_text(detector: LanguageDetector) -> None:
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    expected = [reference(ident, t) for t in SAMPLES]
+    assert detector.detect_batch(SAMPLES) == expected
+    assert [detector.detect(t) for t in SAMPLES] == expected
+    assert detector.detect_batch([]) == []
 
 
 def test_cli_keeps_order_and_count() -> None:
