@@ -84,3 +84,26 @@ def test_scorer_sees_batches(detector: LanguageDetector) -> None:
     assert scorer.batches == [4, 4, 2]
     assert [o.sentiment.score for o in out] == [i / 1000 for i in range(10)]
     assert all(o.topics == () for o in out)
+
+
+class RecordingDetector(LanguageDetector):
+    def __init__(self) -> None:
+        super().__init__(("en", "de"))
+        self.calls: list[list[str]] = []
+
+    def detect_batch(self, texts: Sequence[str]) -> list[str]:
+        self.calls.append(list(texts))
+        return super().detect_batch(texts)
+
+
+def test_languages_detected_in_one_batched_call() -> None:
+    det = RecordingDetector()
+    e = Enricher([], EnrichmentConfig(sentiment="baseline"), detector=det)
+    ms = [
+        mention(1, "Rückruf bei Acme, totaler Skandal"),
+        mention(2, "the app is broken again", lang="en"),
+        mention(3, "service is broken again, refund please"),
+    ]
+    out = e.enrich_batch(ms)
+    assert det.calls == [[ms[0].text, ms[2].text]]  # the trusted source language is kept
+    assert [o.lang for o in out] == ["de", "en", "en"]
