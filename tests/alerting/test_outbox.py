@@ -325,11 +325,25 @@ async def _escalation_restart(
         return opened, restarted, list(rx.requests)
 
 
+def distinct_pages(reqs: list[Any]) -> list[tuple[str, float]]:
+    """(recipient, first arrival) per notification id, in arrival order.
+
+    Delivery is at least once: a page accepted just before the kill may arrive again after the
+    restart, always under the same notification id (the receiver's idempotency key). What must
+    not happen is a second, different level-1 page from the replayed escalation step.
+    """
+    first: dict[str, tuple[str, float]] = {}
+    for r in reqs:
+        body = r.json()
+        first.setdefault(body["id"], (body["recipient"], r.at))
+    return sorted(first.values(), key=lambda p: p[1])
+
+
 async def test_kill_minus_9_mid_escalation_next_level_on_time(tmp_path: Path) -> None:
     """Killed after level 1 (ana), back before level 2 is due: lead is paged on schedule."""
     opened, _, reqs = await _escalation_restart(tmp_path, down_seconds=0.2)
-    pages = [(r.json()["recipient"], r.at) for r in reqs]
-    assert [p for p, _ in pages] == ["ana", "lead"]  # the replayed level 1 was not re-sent
+    pages = distinct_pages(reqs)
+    assert [p for p, _ in pages] == ["ana", "lead"]
     lead_at = pages[1][1]
     assert opened + 4 - 0.2 <= lead_at <= opened + 4 + 1.5
 
@@ -339,7 +353,7 @@ async def test_kill_minus_9_past_due_pages_next_level_right_after_restart(
 ) -> None:
     """Down while level 2 fell due: lead is paged as soon as the service is back."""
     opened, restarted, reqs = await _escalation_restart(tmp_path, down_seconds=5.0)
-    pages = [(r.json()["recipient"], r.at) for r in reqs]
+    pages = distinct_pages(reqs)
     assert [p for p, _ in pages] == ["ana", "lead"]
     assert restarted > opened + 4
     assert pages[1][1] <= restarted + 5.0  # interpreter start-up included, on a shared 2-core box
