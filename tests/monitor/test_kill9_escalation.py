@@ -25,7 +25,12 @@ LEVEL_DELAY = 15.0  # seconds between level 1 (ana) and level 2 (lead)
 def scenario(tmp: Path, port: int, hook: str) -> dict[str, Any]:
     doc = config_doc(tmp, port)
     # small buckets so the scripted crisis is detected within seconds at real speed
-    doc["sources"]["demo"].update(first_crisis_after_seconds=15, crisis_every_seconds=3600)
+    doc["sources"]["demo"].update(
+        speed=1.0,
+        first_crisis_after_seconds=15,
+        crisis_every_seconds=3600,
+        crisis_duration_seconds=240,
+    )
     doc["aggregation"] = {"bucket_seconds": 10, "watermark_seconds": 3}
     doc["storage"]["checkpoint_seconds"] = 5
     doc["alerting"] = {
