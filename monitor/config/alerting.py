@@ -24,7 +24,7 @@ pydantic_core._pydantic_core.ValidationError: 1 validation error for AlertingCon
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -180,6 +180,16 @@ def parse_when(text: str, zone: ZoneInfo) -> datetime:
 
 
 # --- sections ----------------------------------------------------------------------------------
+def _each(items: list[str], parse: Callable[[str], object]) -> list[str]:
+    """Validate every item with `parse`; an error names the item's index."""
+    for i, item in enumerate(items):
+        try:
+            parse(item)
+        except ValueError as exc:
+            raise at(f"[{i}]", str(exc)) from None
+    return items
+
+
 class IncidentSettings(Section):
     """How incidents open, wait for a human and close."""
 
@@ -251,12 +261,7 @@ class LayerConfig(Section):
     @field_validator("restrictions")
     @classmethod
     def _restr(cls, v: list[str]) -> list[str]:
-        for i, w in enumerate(v):
-            try:
-                parse_window(w)
-            except ValueError as exc:
-                raise at(f"[{i}]", str(exc)) from None
-        return v
+        return _each(v, parse_window)
 
     @field_validator("start")
     @classmethod
@@ -320,12 +325,7 @@ class LevelConfig(Section):
     @field_validator("targets")
     @classmethod
     def _targets(cls, v: list[str]) -> list[str]:
-        for i, t in enumerate(v):
-            try:
-                parse_target(t)
-            except ValueError as exc:
-                raise at(f"[{i}]", str(exc)) from None
-        return v
+        return _each(v, parse_target)
 
 
 class PolicyConfig(Section):
@@ -337,12 +337,7 @@ class PolicyConfig(Section):
 
 
 def _check_matchers(v: list[str]) -> list[str]:
-    for i, m in enumerate(v):
-        try:
-            parse_matcher(m)
-        except ValueError as exc:
-            raise at(f"[{i}]", str(exc)) from None
-    return v
+    return _each(v, parse_matcher)
 
 
 class RouteConfig(Section):
