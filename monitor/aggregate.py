@@ -91,9 +91,6 @@ class Aggregator:
         self.closed_until = max(end, first)
         return out
 
-    def pending(self) -> int:
-        return len(self._open)
-
     def open_buckets(self) -> list[Bucket]:
         """Buckets still collecting (for live counters; do not mutate)."""
         return list(self._open.values())

@@ -55,7 +55,6 @@ class Hub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        self.published = 0
 
     def add_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
         """Call `fn` synchronously on every publish, before any subscriber sees it.
@@ -73,7 +72,6 @@ class Hub:
         return sum(s.dropped for s in self._subs)
 
     def publish(self, topic: str, message: dict[str, Any]) -> None:
-        self.published += 1
         for fn in self._listeners:
             fn(topic, message)
         for sub in self._subs:
