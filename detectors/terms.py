@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import heapq
 import math
+from bisect import bisect_left
 from typing import Any, Self
 
 from detectors.sentiment import binom_tail, ramp
@@ -121,33 +122,40 @@ class TermsDetector:
         if not terms or n <= 0:
             self._last = []
             return 0.0
-        tested = [(w, c) for w, c in terms.items() if c >= min_count]
-        if not tested:
-            self._last = []
-            return 0.0
         # design effect: correlated mentions, and a mix known from only M + 1 mentions
-        deff = (1.0 + (n - 1) * self.rho) * (1.0 + n / (self.mentions + 1.0))
-        n_eff = n / deff
+        mentions = self.mentions
+        deff = (1.0 + (n - 1) * self.rho) * (1.0 + n / (mentions + 1.0))
         # decay factors are the same for every term of the bucket (see :meth:`share`)
         t = bucket.start
         k = self._decay(t - self.t_last) if self.n else 1.0
         scale = self._decay(t - self.epoch)
         untracked = self.bound * k
-        denom = self.mentions * k + 1.0
-        counts = self.counts
+        denom = mentions * k + 1.0
+        get = self.counts.get
+        log = math.log
         found = []
         ranked = []
-        for w, c in tested:
-            entry = counts.get(w)
-            s = min(((untracked if entry is None else entry * scale) + 0.5) / denom, 0.999)
+        tested = 0
+        for w, c in terms.items():
+            if c < min_count:
+                continue
+            tested += 1
+            entry = get(w)
+            s = ((untracked if entry is None else entry * scale) + 0.5) / denom
+            if s > 0.999:
+                s = 0.999
             e = s * n
             if c > e:
                 found.append((w, float(c), e))
-                q = min(c, n) / n
+                q = (c if c < n else n) / n
                 # Chernoff exponent n D(q || s): ranks terms like their exact binomial tails
-                d = q * math.log(q / s)
-                d += (1.0 - q) * math.log((1.0 - q) / (1.0 - s)) if q < 1.0 else -math.log(1.0 - s)
+                d = q * log(q / s)
+                d += (1.0 - q) * log((1.0 - q) / (1.0 - s)) if q < 1.0 else -log(1.0 - s)
                 ranked.append((d, c, s))
+        if not tested:
+            self._last = []
+            return 0.0
+        n_eff = n / deff
         self._last = found
         if not ranked:
             return 0.0
@@ -155,7 +163,7 @@ class TermsDetector:
         # Below this (Bonferroni) p a term counts; a tail that provably stays above it is
         # noise and needs no exact value: the method-of-types bound
         # P(X >= k) >= exp(-n D) / (n + 1) skips the incomplete beta in most calm buckets.
-        cutoff = 10.0**-self.surprise_min / len(tested)
+        cutoff = 10.0**-self.surprise_min / tested
         # the exact tail only for the strongest candidates: the one term that decides the
         # score is (near-)always the one with the largest exponent; the cost stays flat in
         # the number of terms a bucket carries
@@ -163,7 +171,7 @@ class TermsDetector:
             if math.exp(-n_eff * d) / (n_eff + 1.0) >= cutoff:
                 break  # this one and every weaker candidate are noise
             best = min(best, binom_tail(min(c, n) / deff, n_eff, s))
-        return ramp(surprise_of(min(1.0, best * len(tested))), self.surprise_min, self.surprise_max)
+        return ramp(surprise_of(min(1.0, best * tested)), self.surprise_min, self.surprise_max)
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """Top ``k`` terms of the last scored bucket by observed/expected ratio."""
@@ -190,12 +198,23 @@ class TermsDetector:
         bound = self.bound * grow
         get = counts.get
         for w, c in bucket.terms.items():
-            v = get(w)
-            counts[w] = (bound if v is None else v) + c * grow
-        if len(counts) > self.max_tracked:
-            ranked = sorted(counts, key=counts.__getitem__)
-            for w in ranked[: len(counts) - self.max_tracked]:
-                self.bound = max(self.bound, counts.pop(w) / grow)
+            counts[w] = get(w, bound) + c * grow
+        excess = len(counts) - self.max_tracked
+        if excess > 0:
+            # Evict the ``excess`` smallest, ties in table order: the table popping
+            # ``sorted(counts, key=counts.get)[:excess]`` leaves, without the keyed sort. The
+            # largest evicted count, ``cut``, alone can raise ``bound``.
+            values = sorted(counts.values())
+            cut = values[excess - 1]
+            ties = excess - bisect_left(values, cut)  # how many counts equal to ``cut`` go
+            pop = counts.pop
+            for w, v in [(w, v) for w, v in counts.items() if v <= cut]:
+                if v < cut:
+                    pop(w)
+                elif ties:
+                    ties -= 1
+                    pop(w)
+            self.bound = max(self.bound, cut / grow)
 
     def details(self) -> dict[str, Any]:
         return {"terms_tested": len(self._last)}

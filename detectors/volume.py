@@ -208,19 +208,21 @@ class VolumeDetector:
         if self.n == 0:
             self._last = (x, 0.0, 1.0, 0.0, 0)
             return 0.0
-        a = self._weights(bucket.width)
+        width = bucket.width
+        a = self._a if self._a[0] == width else self._weights(width)
         mu = self.expected(bucket)
-        c = self.pseudo_rate * bucket.width
-        sc, pend = self._scale, self._pending
+        c = self.pseudo_rate * width
+        sc, pend, weights, log = self._scale, self._pending, self.weights, math.log
         best_z, best_j = 0.0, 0
         for j in range(len(self.scales)):
             aj = a[6 + j]
-            ex = sc[3 * j]
+            j3 = 3 * j
+            ex = sc[j3]
             ex += aj * (x - ex)
-            em = sc[3 * j + 1]
+            em = sc[j3 + 1]
             em += aj * (mu - em)
             pend[2 * j], pend[2 * j + 1] = ex, em
-            z = self.weights[j] * math.log((ex + c) / (em + c)) / sc[3 * j + 2]
+            z = weights[j] * log((ex + c) / (em + c)) / sc[j3 + 2]
             if z > best_z:
                 best_z, best_j = z, j
         p = 1.0
@@ -236,50 +238,63 @@ class VolumeDetector:
         return best_z / (best_z + self.z_half) if best_z > 0.0 else 0.0
 
     def learn_one(self, bucket: Bucket) -> None:
+        # locals instead of attribute lookups: this runs for every series-bucket
         x = float(bucket.count)
         width = bucket.width
         t = bucket.start
-        if self.n == 0:
+        n = self.n
+        if n == 0:
             self.t0 = t
             self.level = max(x, 0.5) / width
-        a = self._weights(width)
-        mu = self.expected(bucket)
-        new_day = self.n > 0 and int(t // DAY) != int(self.t_last // DAY)
-        self.n += 1
+        a = self._a if self._a[0] == width else self._weights(width)
+        mu = self._mu if self._mu_t == t else self.expected(bucket)
+        new_day = n > 0 and int(t // DAY) != int(self.t_last // DAY)
+        n += 1
+        self.n = n
         self.t_last = t
         # multi-scale evidence state and each scale's own typical |log ratio|
         c = self.pseudo_rate * width
         sc = self._scale
         a_s = a[5]
+        log = math.log
         for j in range(len(self.scales)):
             aj = a[6 + j]
-            ex = sc[3 * j] + aj * (x - sc[3 * j])
-            em = sc[3 * j + 1] + aj * (mu - sc[3 * j + 1])
-            sc[3 * j], sc[3 * j + 1] = ex, em
-            if self.n > 1:
-                sp = sc[3 * j + 2]
-                r = abs(math.log((ex + c) / (em + c)))
+            j3 = 3 * j
+            ex = sc[j3] + aj * (x - sc[j3])
+            em = sc[j3 + 1] + aj * (mu - sc[j3 + 1])
+            sc[j3], sc[j3 + 1] = ex, em
+            if n > 1:
+                sp = sc[j3 + 2]
+                r = abs(log((ex + c) / (em + c)))
                 # 1.25 * mean |r| estimates a standard deviation; clipped so bursts don't count
                 sp += a_s * (1.25 * min(r, 4.0 * sp) - sp)
-                sc[3 * j + 2] = max(sp, 0.02)
+                sc[j3 + 2] = max(sp, 0.02)
         # baseline
-        phi = self.phi
+        disp_num, disp_den = self.disp_num, self.disp_den
+        # self.phi, inlined
+        phi = 0.25 if disp_den <= 0.0 else min(_PHI_MAX, max(_PHI_MIN, disp_num / disp_den))
         sd = math.sqrt(mu + phi * mu * mu)
-        xw = min(x, mu + self.clip * sd) if self.n > 12 else x
+        xw = min(x, mu + self.clip * sd) if n > 12 else x
         # dispersion: ratio of EWMAs, robust for tiny mu where per-bucket ratios explode
-        self.disp_num += a[4] * (((xw - mu) ** 2 - mu) - self.disp_num)
-        self.disp_den += a[4] * (mu * mu - self.disp_den)
-        slot, dow = self._slot(t)
-        daily = self._daily[slot]
-        weekly = self._weekly[dow] if self.weekly else 1.0
+        a4 = a[4]
+        self.disp_num = disp_num + a4 * (((xw - mu) ** 2 - mu) - disp_num)
+        self.disp_den = disp_den + a4 * (mu * mu - disp_den)
+        slot = int((t % DAY) // self.slot_seconds)  # == self._slot(t), inlined
+        dow = (int(t // DAY) + 3) % 7
+        daily_a = self._daily
+        daily = daily_a[slot]
+        is_weekly = self.weekly
+        weekly = self._weekly[dow] if is_weekly else 1.0
         # fast start: plain mean for the first buckets, then exponential forgetting
-        al = max(a[1], 1.0 / self.n)
-        self.level += al * (xw / (width * daily * weekly) - self.level)
-        if self.level <= 0.0:
-            self.level = 1e-9
-        lvl = max(self.level * width, 1e-9)
-        self._daily[slot] = daily + a[2] * (xw / (lvl * weekly) - daily)
-        if self.weekly:
+        al = max(a[1], 1.0 / n)
+        level = self.level
+        level += al * (xw / (width * daily * weekly) - level)
+        if level <= 0.0:
+            level = 1e-9
+        self.level = level
+        lvl = max(level * width, 1e-9)
+        daily_a[slot] = daily + a[2] * (xw / (lvl * weekly) - daily)
+        if is_weekly:
             self._weekly[dow] = weekly + a[3] * (xw / (lvl * daily) - weekly)
         if new_day:
             self._renormalise()
