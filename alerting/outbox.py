@@ -168,6 +168,9 @@ class _ReceiverHealth:
     last_success_at: float | None = None
 
 
+PRUNE_EVERY = 3600.0  # seconds between prunes of finished rows
+
+
 class Outbox:
     """Async shell around the store: persist on :meth:`enqueue`, deliver in :meth:`run`."""
 
@@ -198,6 +201,8 @@ class Outbox:
         self._counts = {"delivered": 0, "retried": 0, "failed": 0, "expired": 0}
         self._last_scan: float | None = None
         self._store_error: str | None = None
+        self._keep = cfg.keep_seconds
+        self._last_prune: float | None = None
 
     # ---- producer side -------------------------------------------------------------------
 
@@ -230,6 +235,7 @@ class Outbox:
                 self._wake.clear()
                 try:
                     wait = await self._dispatch()
+                    await self._prune()
                     self._store_error = None
                 except Exception as exc:  # store hiccup: keep the loop, report it, try again
                     log.exception("outbox scan failed")
@@ -250,6 +256,16 @@ class Outbox:
             for t in tasks:
                 with contextlib.suppress(BaseException):
                     await t
+
+    async def _prune(self) -> None:
+        """Drop finished rows older than `keep_seconds`, at most once an hour."""
+        now = self._clock.now()
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        removed = await self._store.outbox_prune(now - self._keep)
+        if removed:
+            log.info("outbox: pruned %d finished notifications", removed)
 
     async def tick(self) -> int:
         """One pass: attempt every row that is due now and wait for the outcomes.

@@ -109,6 +109,8 @@ class OutboxConfig(Section):
     expire_seconds: float = Field(default=6 * 3600.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     concurrency: int = Field(default=8, ge=1, le=256)
+    keep_seconds: float = Field(default=7 * 86400.0, gt=0)
+    """Delivered, failed and expired rows are deleted once they are this old."""
 
 
 class LinksConfig(Section):

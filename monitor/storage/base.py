@@ -50,6 +50,10 @@ class Store(Protocol):
 
     async def outbox_stats(self, now: float) -> dict[str, Any]: ...
 
+    async def outbox_prune(self, before: float) -> int:
+        """Delete finished (not pending) rows created before `before`; returns how many."""
+        ...
+
     # dead letters
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float

@@ -193,6 +193,12 @@ class PostgresStore:
             "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
         }
 
+    async def outbox_prune(self, before: float) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM outbox WHERE state != 'pending' AND created_at < $1", float(before)
+        )
+        return int(status.rsplit(" ", 1)[-1])  # asyncpg returns the command tag "DELETE n"
+
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
     ) -> None:

@@ -144,6 +144,13 @@ class SqliteStore:
             "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
         }
 
+    async def outbox_prune(self, before: float) -> int:
+        cur = await self._db.execute(
+            "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (before,)
+        )
+        await self._db.commit()
+        return int(cur.rowcount)
+
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
     ) -> None:

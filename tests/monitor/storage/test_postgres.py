@@ -104,6 +104,23 @@ async def test_outbox_enqueue_due_update_stats(store: Store) -> None:
         "pending": 1, "delivered": 1, "expired": 1, "oldest_pending_age": 10.0}  # fmt: skip
 
 
+async def test_outbox_prune_drops_only_old_finished_rows(store: Store) -> None:
+    def row(i: str, created: float, state: str) -> OutboxRow:
+        return OutboxRow(i, "pager", {"id": i}, created, created, 1e9, 1, state, None)
+
+    for r in (
+        row("old-done", 1.0, "delivered"),
+        row("old-expired", 2.0, "expired"),
+        row("old-pending", 3.0, "pending"),
+        row("new-done", 50.0, "delivered"),
+    ):
+        await store.outbox_enqueue(r)
+    assert await store.outbox_prune(before=10.0) == 2
+    stats = await store.outbox_stats(60.0)
+    assert (stats["pending"], stats["delivered"], stats["expired"]) == (1, 1, 0)
+    assert await store.outbox_prune(before=10.0) == 0
+
+
 async def test_dead_letters_are_counted(store: Store) -> None:
     await store.add_dead_letter("mqtt", "malformed_json", "line 1", b"\xff{", 1.0)
     await store.add_dead_letter("mqtt", "malformed_json", "line 2", b"", 2.0)
