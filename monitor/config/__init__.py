@@ -86,7 +86,10 @@ def parse_config(data: Any) -> Config:
             inner, _, reason = msg[1:].partition(": ")
             full = inner if path == "<root>" else f"{path}.{inner}".replace(".[", "[")
             raise ConfigError(full, reason) from None
-        raise ConfigError(path, msg, err.get("input")) from None
+        value = err.get("input")
+        if isinstance(value, str) and repr(value) in msg:
+            value = None  # the reason already names the value
+        raise ConfigError(path, msg, value) from None
 
 
 def load_config(path: str | Path) -> Config:

@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from monitor.config.base import Section, at
 from monitor.errors import ConfigError
@@ -180,14 +180,24 @@ def parse_when(text: str, zone: ZoneInfo) -> datetime:
 
 
 # --- sections ----------------------------------------------------------------------------------
-def _each(items: list[str], parse: Callable[[str], object]) -> list[str]:
-    """Validate every item with `parse`; an error names the item's index."""
-    for i, item in enumerate(items):
-        try:
-            parse(item)
-        except ValueError as exc:
-            raise at(f"[{i}]", str(exc)) from None
-    return items
+def _checked(parse: Callable[[str], object]) -> AfterValidator:
+    """A pydantic validator that accepts a string when `parse` does (its ValueError says why)."""
+
+    def check(v: str) -> str:
+        parse(v)
+        return v
+
+    return AfterValidator(check)
+
+
+# Strings checked at load by the parser the runtime uses; in a list the bad item's index is
+# part of the error path (``alerting.policies[0].levels[1].targets[1]``).
+TimeZone = Annotated[str, _checked(parse_zone)]
+Window = Annotated[str, _checked(parse_window)]
+Rotation = Annotated[str, _checked(parse_rotation)]
+Instant = Annotated[str, _checked(lambda v: parse_when(v, ZoneInfo("UTC")))]
+Target = Annotated[str, _checked(parse_target)]
+Matcher = Annotated[str, _checked(parse_matcher)]
 
 
 class IncidentSettings(Section):
@@ -210,26 +220,13 @@ class UserConfig(Section):
 
     name: str = Field(pattern=_NAME)
     full_name: str | None = None
-    timezone: str = "UTC"
-    quiet_hours: str | None = None
+    timezone: TimeZone = "UTC"
+    quiet_hours: Window | None = None
     """Local window (``22:00-07:00``) in which only SEV1 may page this user."""
     receivers: list[str] = []
     """How to reach this user; empty means ``alerting.default_receivers``."""
     contact: dict[str, str] = {}
     """Addresses the receivers use, e.g. ``{"email": "ana@example.org", "slack": "@ana"}``."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        parse_zone(v)
-        return v
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_window(v)
-        return v
 
 
 class LayerConfig(Section):
@@ -237,37 +234,13 @@ class LayerConfig(Section):
 
     name: str = Field(default="layer", pattern=_NAME)
     users: list[str] = Field(min_length=1)
-    timezone: str | None = None
+    timezone: TimeZone | None = None
     """Defaults to the schedule's time zone; handoffs happen at local wall time (DST-correct)."""
-    start: str = "2024-01-01T09:00"
+    start: Instant = "2024-01-01T09:00"
     """A handoff instant; turns repeat from here in both directions."""
-    rotation: str = "1w"
-    restrictions: list[str] = []
+    rotation: Rotation = "1w"
+    restrictions: list[Window] = []
     """Local windows the layer covers (``07:00-19:00``, ``mon-fri 09:00-17:00``); empty = always."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_zone(v)
-        return v
-
-    @field_validator("rotation")
-    @classmethod
-    def _rot(cls, v: str) -> str:
-        parse_rotation(v)
-        return v
-
-    @field_validator("restrictions")
-    @classmethod
-    def _restr(cls, v: list[str]) -> list[str]:
-        return _each(v, parse_window)
-
-    @field_validator("start")
-    @classmethod
-    def _start(cls, v: str) -> str:
-        parse_when(v, ZoneInfo("UTC"))
-        return v
 
 
 class OverrideConfig(Section):
@@ -282,15 +255,9 @@ class ScheduleConfig(Section):
     """Layers stacked bottom to top: a later layer wins where it is on duty; overrides win all."""
 
     name: str = Field(pattern=_NAME)
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     layers: list[LayerConfig] = Field(min_length=1)
     overrides: list[OverrideConfig] = []
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        parse_zone(v)
-        return v
 
     @model_validator(mode="after")
     def _overrides(self) -> ScheduleConfig:
@@ -317,15 +284,10 @@ class TeamConfig(Section):
 class LevelConfig(Section):
     """One escalation step: page ``targets`` then wait ``delay_seconds`` for an acknowledgement."""
 
-    targets: list[str] = Field(min_length=1)
+    targets: list[Target] = Field(min_length=1)
     delay_seconds: float = Field(default=300.0, ge=0)
     mode: Literal["all", "round_robin"] = "all"
     """``all``: every target at once; ``round_robin``: one target per visit, the next next time."""
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, v: list[str]) -> list[str]:
-        return _each(v, parse_target)
 
 
 class PolicyConfig(Section):
@@ -336,35 +298,27 @@ class PolicyConfig(Section):
     repeat: int = Field(default=2, ge=0, le=20)
 
 
-def _check_matchers(v: list[str]) -> list[str]:
-    return _each(v, parse_matcher)
-
-
 class RouteConfig(Section):
     """A node of the routing tree (Alertmanager-like): first matching child wins unless
     ``continue`` is set; ``policy`` and ``receivers`` are inherited when left empty."""
 
-    matchers: list[str] = []
+    matchers: list[Matcher] = []
     policy: str | None = None
     receivers: list[str] = []
     """Told about every state change (trigger/ack/resolve) without escalation, e.g. a channel."""
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteConfig] = []
 
-    _m = field_validator("matchers")(_check_matchers)
-
 
 class SilenceConfig(Section):
     """A maintenance window: matching incidents page nobody between ``start`` and ``end``."""
 
     id: str | None = None
-    matchers: list[str] = Field(min_length=1)
+    matchers: list[Matcher] = Field(min_length=1)
     start: str
     end: str
     author: str = Field(min_length=1)
     comment: str = Field(min_length=1)
-
-    _m = field_validator("matchers")(_check_matchers)
 
     @model_validator(mode="after")
     def _span(self) -> SilenceConfig:
@@ -386,12 +340,9 @@ class InhibitRuleConfig(Section):
     """While an open incident matches ``source_matchers``, incidents matching
     ``target_matchers`` with equal values of ``equal`` labels page nobody."""
 
-    source_matchers: list[str] = ["severity=SEV1"]
-    target_matchers: list[str] = ["severity=~SEV[234]"]
+    source_matchers: list[Matcher] = ["severity=SEV1"]
+    target_matchers: list[Matcher] = ["severity=~SEV[234]"]
     equal: list[str] = ["topic"]
-
-    _s = field_validator("source_matchers")(_check_matchers)
-    _t = field_validator("target_matchers")(_check_matchers)
 
 
 _DEMO_USERS = [
@@ -434,7 +385,7 @@ _DEMO_SCHEDULE = ScheduleConfig(
 
 class AlertingConfig(Section):
     incidents: IncidentSettings = IncidentSettings()
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     """Time zone ``crisiswatch oncall`` prints in."""
     default_receivers: list[str] = []
     """Receivers for users that name none (e.g. one PagerDuty service for the whole team)."""
@@ -460,12 +411,6 @@ class AlertingConfig(Section):
     route: RouteConfig = RouteConfig(policy="default")
     silences: list[SilenceConfig] = []
     inhibit_rules: list[InhibitRuleConfig] = [InhibitRuleConfig()]
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        parse_zone(v)
-        return v
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:
