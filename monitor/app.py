@@ -26,7 +26,6 @@ from alerting.incidents import IncidentEvent
 from alerting.links import LinkSigner
 from alerting.notifiers import build_notifiers
 from alerting.outbox import Outbox
-from alerting.schedules import Directory
 from alerting.service import IncidentService
 from alerting.views import escalation_summary, oncall_summary
 from dashboards.view import WallState, live_view
@@ -154,7 +153,6 @@ class App:
         self.tokens = TokenBook.from_config(config.delivery.api, env)
         # kiosk screens need a viewer token only once one is configured (the demo is open)
         viewer_tokens = any("viewer" in t.roles for t in config.delivery.api.tokens)
-        self.directory = Directory.from_config(config.alerting)
         for inc in self.incidents.book.all_incidents():
             self.wall.apply("incident", {"incident": inc.to_dict()})
         self.web = build_web_app(
@@ -335,7 +333,8 @@ class App:
 
     async def publish_oncall(self) -> None:
         while True:
-            self.hub.publish("oncall", oncall_summary(self.directory, self.clock.now()))
+            directory = self.incidents.runner.plan.directory  # the one escalation pages from
+            self.hub.publish("oncall", oncall_summary(directory, self.clock.now()))
             await self.clock.sleep(60.0)
 
     async def publish_sources(self) -> None:
