@@ -46,7 +46,7 @@ class SourceHealth:
         usual = self.expected_interval or 0.0
         return now - self.last_received_at > max(floor, 10 * usual)
 
-    def to_dict(self, now: float) -> dict[str, object]:
+    def to_dict(self, now: float, stale_floor: float = 60.0) -> dict[str, object]:
         return {
             "name": self.name,
             "kind": self.kind,
@@ -56,7 +56,7 @@ class SourceHealth:
             "events": self.events,
             "reconnects": self.reconnects,
             "dead_letters": self.dead_letters,
-            "stale": self.stale(now),
+            "stale": self.stale(now, stale_floor),
         }
 
 

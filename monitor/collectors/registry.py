@@ -108,8 +108,7 @@ def health_dict(h: SourceHealth, now: float, stale_floor: float = 60.0) -> dict[
     >>> d["stale"], d["silent_seconds"], d["lag_seconds"]
     (True, 299.0, 299.0)
     """
-    d = h.to_dict(now)
-    d["stale"] = h.stale(now, stale_floor)
+    d = h.to_dict(now, stale_floor)
     d["silent_seconds"] = None if h.last_received_at is None else max(0.0, now - h.last_received_at)
     d["expected_interval"] = h.expected_interval
     return d
