@@ -42,7 +42,7 @@ from monitor.config.detection import DetectionConfig
 from monitor.errors import CrisiswatchError
 from monitor.model import Bucket
 
-_MAGIC = b"cwdet2"  # bumped whenever per-series state changes shape
+_MAGIC = b"cwdet3"  # bumped whenever per-series state changes shape
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
 Onset = Literal["open", "repage"] | None  # built once: a typing expression per verdict costs µs
 
@@ -85,6 +85,7 @@ def build_volume(cfg: DetectionConfig) -> Detector:
         dispersion_halflife=cfg.dispersion_halflife_seconds,
         slot_seconds=cfg.season_slot_seconds,
         weekly=cfg.weekly,
+        weekly_halflife_weeks=cfg.weekly_halflife_weeks,
         spread_halflife=cfg.spread_halflife_seconds,
         scales=cfg.scales_seconds,
         weights=cfg.scale_weights,

@@ -108,6 +108,7 @@ class VolumeDetector:
         "tail_guard",
         "warmup",
         "weekly",
+        "weekly_halflife_weeks",
         "weights",
         "z_half",
     )
@@ -121,6 +122,7 @@ class VolumeDetector:
         spread_halflife: float = 3 * DAY,
         slot_seconds: float = 3600.0,
         weekly: bool = True,
+        weekly_halflife_weeks: float = 4.0,
         scales: tuple[float, ...] = (3600.0, 3 * 3600.0, 6 * 3600.0),
         weights: tuple[float, ...] | None = None,
         pseudo_rate: float = 2.0 / 300.0,
@@ -135,6 +137,7 @@ class VolumeDetector:
         self.spread_halflife = spread_halflife
         self.slot_seconds = slot_seconds
         self.weekly = weekly
+        self.weekly_halflife_weeks = weekly_halflife_weeks
         self.scales = scales
         self.weights = array("d", weights if weights is not None else [1.0] * len(scales))
         self.pseudo_rate = pseudo_rate
@@ -195,7 +198,8 @@ class VolumeDetector:
             a[1] = halflife_alpha(width, self.level_halflife)
             # each daily slot is visited slot_seconds / width times a day
             a[2] = halflife_alpha(1.0, self.season_halflife_days * self.slot_seconds / width)
-            a[3] = halflife_alpha(1.0, 3.0 * DAY / width)  # a weekday: three weeks of memory
+            # a weekday's factor is visited DAY / width times a week
+            a[3] = halflife_alpha(1.0, self.weekly_halflife_weeks * DAY / width)
             a[4] = halflife_alpha(width, self.dispersion_halflife)
             a[5] = halflife_alpha(width, self.spread_halflife)
             for j, s in enumerate(self.scales):

@@ -77,6 +77,7 @@ GRID: dict[str, Sequence[Any]] = {
     "z_half": (3.5, 4.0, 4.5),
     # weight of the bucket-scale evidence (0 = off, the hour scales alone)
     "scale_weights": tuple((w, 1.0, 1.0, 1.0) for w in (0.0, 0.5, 0.6, 0.7)),
+    "weekly_halflife_weeks": (3.0, 4.0, 5.0),
 }
 
 

@@ -33,6 +33,8 @@ class DetectionConfig(Section):
     """Memory of each series' own typical deviation (its tail heaviness) per scale."""
     season_slot_seconds: float = Field(default=3600.0, gt=0)
     weekly: bool = True
+    weekly_halflife_weeks: float = Field(default=4.0, gt=0)
+    """Memory of each weekday's factor: it learns from one day a week, so it needs weeks."""
     scales_seconds: tuple[float, ...] = (0.0, 3600.0, 3 * 3600.0, 6 * 3600.0)
     """Time constants of the observed-vs-expected evidence windows (0 = the bucket itself)."""
     scale_weights: tuple[float, ...] = (0.6, 1.0, 1.0, 1.0)
