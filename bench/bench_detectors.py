@@ -25,6 +25,8 @@ import tracemalloc
 from collections.abc import Sequence
 from typing import Literal
 
+from machine import reference_ns  # bench/machine.py (scripts run with bench/ on sys.path)
+
 from detectors.stage import DetectionStage
 from monitor.config.detection import DetectionConfig
 from monitor.model import Bucket
@@ -113,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--nab", action="store_true")
     a = ap.parse_args(argv)
+    print(f"machine reference: {reference_ns():.1f} ns per loop iteration (bench/machine.py)")
     runs: tuple[tuple[Literal["count", "hst"], int], ...] = (
         ("count", a.series),
         ("hst", max(1, a.series // 20)),
