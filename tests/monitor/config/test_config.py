@@ -35,6 +35,10 @@ def test_the_shipped_configs_are_valid() -> None:
             {"topics": topics("a"), "aggregation": {"bucket_seconds": 0}},
             r"^aggregation\.bucket_seconds: ",
         ),
+        (
+            {"topics": topics("a"), "detection": {"weekly_halflife_weeks": 0}},
+            r"^detection\.weekly_halflife_weeks: .*0",
+        ),
         ({"topics": "acme"}, r"^topics: "),
     ],
 )
