@@ -88,6 +88,8 @@ class VolumeDetector:
         "_last",
         "_mu",
         "_mu_t",
+        "_pend_t",
+        "_pend_x",
         "_pending",
         "_scale",
         "_weekly",
@@ -157,7 +159,11 @@ class VolumeDetector:
         self._scale = array("d", [0.0, 0.0, 0.3] * len(scales))
         # width, then per-bucket weights: level, daily, weekly, dispersion, spread, scales...
         self._a = array("d", [0.0] * (6 + len(scales)))
-        self._pending = array("d", [0.0] * (2 * len(scales)))
+        # per scale, from the last score_one: observed and expected means and their log ratio,
+        # for (t, x); learn_one of the same bucket reuses them instead of recomputing
+        self._pending = array("d", [0.0] * (3 * len(scales)))
+        self._pend_t = math.nan
+        self._pend_x = math.nan
         self._mu = 0.0
         self._mu_t = math.nan
         # observed, expected, tail p, z, scale index
@@ -225,16 +231,18 @@ class VolumeDetector:
             ex += aj * (x - ex)
             em = sc[j3 + 1]
             em += aj * (mu - em)
-            pend[2 * j], pend[2 * j + 1] = ex, em
-            z = weights[j] * log((ex + c) / (em + c)) / sc[j3 + 2]
+            lr = log((ex + c) / (em + c))
+            pend[j3], pend[j3 + 1], pend[j3 + 2] = ex, em, lr
+            z = weights[j] * lr / sc[j3 + 2]
             if z > best_z:
                 best_z, best_j = z, j
+        self._pend_t, self._pend_x = bucket.start, x
         p = 1.0
         if best_z > 1.0:
             # the same evidence under the count model: the window's sum as one NB draw
             aj = a[6 + best_j]
             n_eff = (2.0 - aj) / aj
-            ex, em = pend[2 * best_j], pend[2 * best_j + 1]
+            ex, em = pend[3 * best_j], pend[3 * best_j + 1]
             p = nb_tail(ex * n_eff, em * n_eff, self.phi / n_eff)
             if p > self.tail_guard:
                 best_z = 0.0
@@ -257,19 +265,21 @@ class VolumeDetector:
         self.n = n
         self.t_last = t
         # multi-scale evidence state and each scale's own typical |log ratio|
-        c = self.pseudo_rate * width
         sc = self._scale
         a_s = a[5]
-        log = math.log
-        for j in range(len(self.scales)):
-            aj = a[6 + j]
-            j3 = 3 * j
-            ex = sc[j3] + aj * (x - sc[j3])
-            em = sc[j3 + 1] + aj * (mu - sc[j3 + 1])
-            sc[j3], sc[j3 + 1] = ex, em
+        pend = self._pending
+        if self._pend_t != t or self._pend_x != x:
+            # not scored just before (a direct learn_one): score it for the per-scale means,
+            # keeping what details() reports about the last *scored* bucket
+            last = self._last
+            self.score_one(bucket)
+            self._last = last
+        self._pend_t = math.nan  # used once
+        for j3 in range(0, 3 * len(self.scales), 3):
+            sc[j3], sc[j3 + 1] = pend[j3], pend[j3 + 1]
             if n > 1:
                 sp = sc[j3 + 2]
-                r = abs(log((ex + c) / (em + c)))
+                r = abs(pend[j3 + 2])
                 # 1.25 * mean |r| estimates a standard deviation; clipped so bursts don't count
                 sp += a_s * (1.25 * min(r, 4.0 * sp) - sp)
                 sc[j3 + 2] = max(sp, 0.02)
@@ -319,9 +329,12 @@ class VolumeDetector:
         The part of :meth:`details` every verdict's explanation carries, without the rest.
         """
         x, mu, p, _z, _j = self._last
-        phi = self.phi
+        dn, dd = self.disp_num, self.disp_den
+        # self.phi, inlined: this runs for every verdict
+        phi = 0.25 if dd <= 0.0 else min(_PHI_MAX, max(_PHI_MIN, dn / dd))
         sd = math.sqrt(mu + phi * mu * mu)
-        return x, round(mu, 3), [round(max(0.0, mu - 2.0 * sd), 3), round(mu + 2.0 * sd, 3)], p
+        lo = mu - 2.0 * sd
+        return x, round(mu, 3), [round(lo if lo > 0.0 else 0.0, 3), round(mu + 2.0 * sd, 3)], p
 
     def details(self) -> dict[str, Any]:
         x, mu, band, p = self.summary()
