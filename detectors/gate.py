@@ -19,6 +19,9 @@ in four buckets pages once at onset and once more when it is clearly worse.
 from __future__ import annotations
 
 import math
+from typing import Literal
+
+Onset = Literal["open", "repage"] | None
 
 
 def severity_of(score: float, thresholds: tuple[float, float, float]) -> int:
@@ -96,7 +99,7 @@ class Gate:
 
     def step(
         self, t: float, width: float, score: float, *, warm: bool, magnitude: int = 4
-    ) -> tuple[str | None, int | None, bool, bool]:
+    ) -> tuple[Onset, int | None, bool, bool]:
         """Advance one bucket: returns (onset, severity, active, resolved).
 
         ``magnitude`` is a severity implied by the size of the crisis itself (see

@@ -30,10 +30,10 @@ import math
 import pickle
 import zlib
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from detectors.base import Detector
-from detectors.gate import Gate, magnitude_severity
+from detectors.gate import Gate, Onset, magnitude_severity
 from detectors.sentiment import SentimentDetector
 from detectors.terms import TermsDetector
 from detectors.volume import VolumeDetector
@@ -43,7 +43,6 @@ from monitor.model import Bucket
 
 _MAGIC = b"cwdet3"  # bumped whenever per-series state changes shape
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
-Onset = Literal["open", "repage"] | None  # built once: a typing expression per verdict costs µs
 
 
 class CheckpointError(CrisiswatchError):
@@ -65,7 +64,7 @@ class Verdict(NamedTuple):
     t: float
     score: float
     severity: int | None
-    onset: Literal["open", "repage"] | None
+    onset: Onset
     active: bool
     resolved: bool
     explanation: dict[str, Any]
@@ -153,13 +152,13 @@ class DetectionStage:
             return self._verdict(st, bucket, v, s, m, self._combine(v, s, m), None, None, False)
         width = bucket.width
         gap = round((bucket.start - st.last_t) / width) - 1 if st.last_t > -math.inf else 0
-        for i in range(min(gap, _MAX_GAP_FILL)):
-            # an absent bucket means nobody mentioned the series: learn the zero
-            empty = Bucket(
-                bucket.series, bucket.start - (min(gap, _MAX_GAP_FILL) - i) * width, width
-            )
-            st.volume.score_one(empty)
-            st.volume.learn_one(empty)
+        if gap > 0:
+            fill = min(gap, _MAX_GAP_FILL)
+            for i in range(fill):
+                # an absent bucket means nobody mentioned the series: learn the zero
+                empty = Bucket(bucket.series, bucket.start - (fill - i) * width, width)
+                st.volume.score_one(empty)
+                st.volume.learn_one(empty)
         st.last_t = bucket.start
         # _scores and _combine spelled out: this runs for every series-bucket
         volume, sentiment, terms = st.volume, st.sentiment, st.terms
@@ -192,7 +191,7 @@ class DetectionStage:
             bucket.start,
             score,
             sev,
-            cast(Onset, onset),
+            onset,
             active,
             resolved,
             self._explain(st, bucket, v, s, m, full=onset is not None or active),
@@ -221,7 +220,7 @@ class DetectionStage:
         s: float,
         m: float,
         score: float,
-        onset: str | None,
+        onset: Onset,
         sev: int | None,
         resolved: bool,
     ) -> Verdict:
@@ -230,7 +229,7 @@ class DetectionStage:
             t=bucket.start,
             score=score,
             severity=sev,
-            onset=cast(Onset, onset),
+            onset=onset,
             active=st.gate.active,
             resolved=resolved,
             explanation=self._explain(
