@@ -11,19 +11,10 @@ import pytest
 from detectors.stage import CheckpointError, DetectionStage, Verdict
 from monitor.config.detection import DetectionConfig
 from monitor.model import Author, Bucket, Enriched, Mention, Sentiment
+from tests.detectors.synthetic import poisson
 
 W = 300.0
 DAY = 86_400.0
-
-
-def poisson(rng: random.Random, lam: float) -> int:
-    # Knuth's method is fine for the small rates used here
-    k, p, limit = 0, 1.0, pow(2.718281828459045, -lam)
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def series(name: str, n: int, lam: float, seed: int, spikes: dict[int, int]) -> list[Bucket]:

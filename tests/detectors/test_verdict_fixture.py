@@ -17,21 +17,13 @@ from typing import Any
 from detectors.stage import DetectionStage
 from monitor.config.detection import DetectionConfig
 from monitor.model import Bucket
+from tests.detectors.synthetic import poisson
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "detectors" / "verdicts.json.gz"
 WIDTH = 60.0
 ROUNDS = 400
 VOCAB = [f"word{k}" for k in range(300)]
 CHANNELS = ["x", "mastodon", "news", "reddit"]
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    k, p, limit = 0, 1.0, pow(2.718281828459045, -lam)
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def make_buckets(seed: int = 3) -> list[Bucket]:
@@ -44,12 +36,12 @@ def make_buckets(seed: int = 3) -> list[Bucket]:
     for r in range(ROUNDS):
         t = r * WIDTH
         # dense count-only series with a burst
-        out.append(Bucket("dense", t, WIDTH, count=_poisson(rng, 400.0 if 300 <= r < 320 else 30)))
+        out.append(Bucket("dense", t, WIDTH, count=poisson(rng, 400.0 if 300 <= r < 320 else 30)))
         # sparse count-only series with gaps (absent buckets)
         if rng.random() < 0.3:
-            out.append(Bucket("sparse", t, WIDTH, count=1 + _poisson(rng, 0.3)))
+            out.append(Bucket("sparse", t, WIDTH, count=1 + poisson(rng, 0.3)))
         for name, lam, uniform in (("uniform", 25.0, True), ("zipf", 12.0, False)):
-            n = _poisson(rng, lam)
+            n = poisson(rng, lam)
             b = Bucket(name, t, WIDTH, count=n)
             if n:
                 b.negative = sum(rng.random() < 0.15 for _ in range(n))
@@ -64,7 +56,7 @@ def make_buckets(seed: int = 3) -> list[Bucket]:
             out.append(b)
         # crisis series: calm mix, then volume + negative + an emerging term, then calm
         storm = 250 <= r < 275
-        n = _poisson(rng, 120.0 if storm else 15.0)
+        n = poisson(rng, 120.0 if storm else 15.0)
         b = Bucket("crisis", t, WIDTH, count=n)
         if n:
             b.negative = sum(rng.random() < (0.6 if storm else 0.1) for _ in range(n))
@@ -76,7 +68,7 @@ def make_buckets(seed: int = 3) -> list[Bucket]:
                 b.channels[rng.choice(CHANNELS)] += 1
         out.append(b)
         # a sentiment-only turn (no volume spike), terms present
-        n = _poisson(rng, 40.0)
+        n = poisson(rng, 40.0)
         turn = 330 <= r < 345
         b = Bucket("turn", t, WIDTH, count=n)
         if n:
