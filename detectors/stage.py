@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import zlib
@@ -44,6 +45,30 @@ from monitor.model import Bucket
 _MAGIC = b"cwdet3"  # bumped whenever per-series state changes shape
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
 
+# Every global a checkpoint may name: the stage's state classes and what they hold. The store
+# is a database other programs can write to, so a blob naming anything else (``os.system``,
+# say) is refused before unpickling can call it.
+_CHECKPOINT_GLOBALS = frozenset(
+    {
+        ("array", "_array_reconstructor"),
+        ("array", "array"),
+        ("detectors.stage", "_Series"),
+        ("detectors.gate", "Gate"),
+        ("detectors.volume", "VolumeDetector"),
+        ("detectors.sentiment", "SentimentDetector"),
+        ("detectors.terms", "TermsDetector"),
+        # volume_model: hst (river HalfSpaceTrees and what its trees hold)
+        ("detectors.river_hst", "HSTVolumeDetector"),
+        ("river.anomaly.hst", "HalfSpaceTrees"),
+        ("river.tree.padded", "PaddedBranch"),
+        ("river.tree.padded", "PaddedLeaf"),
+        ("builtins", "tuple"),
+        ("collections", "defaultdict"),
+        ("functools", "partial"),
+        ("random", "Random"),
+    }
+)
+
 
 class CheckpointError(CrisiswatchError):
     """A detector checkpoint could not be read; the stage starts fresh instead."""
@@ -51,6 +76,18 @@ class CheckpointError(CrisiswatchError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Unpickles only what :data:`_CHECKPOINT_GLOBALS` allows (Python docs, "Restricting
+    Globals"): a checkpoint is data, and no other callable can be reached from it."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CHECKPOINT_GLOBALS:
+            raise CheckpointError(
+                f"checkpoint names {module}.{name}, which detector state never holds"
+            )
+        return super().find_class(module, name)
 
 
 class Verdict(NamedTuple):
@@ -305,12 +342,16 @@ class DetectionStage:
     def restore(self, blob: bytes) -> None:
         """Replace the state with a checkpoint made by :meth:`checkpoint`.
 
-        The blob comes only from this service's own store (it is trusted like the code).
+        Raises :class:`CheckpointError` for a blob that is not one, is corrupted, or names
+        any class or function beyond the detectors' own state (it is never called).
         """
         if not blob.startswith(_MAGIC):
             raise CheckpointError("not a detector checkpoint (bad magic)")
         try:
-            series = pickle.loads(zlib.decompress(blob[len(_MAGIC) :]))
+            raw = zlib.decompress(blob[len(_MAGIC) :])
+            series = _CheckpointUnpickler(io.BytesIO(raw)).load()
+        except CheckpointError:
+            raise
         except Exception as exc:  # corrupted blob: report with data, caller decides
             raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}") from None
         if not isinstance(series, dict):

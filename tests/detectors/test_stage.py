@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
+import zlib
 from collections import Counter
 
 import pytest
@@ -84,6 +86,44 @@ def test_observe_many_equals_observe() -> None:
 def test_restore_rejects_garbage() -> None:
     with pytest.raises(CheckpointError):
         DetectionStage(DetectionConfig()).restore(b"nope")
+
+
+CALLED: list[str] = []
+
+
+def _gadget(arg: str) -> None:
+    CALLED.append(arg)
+
+
+class _Exploit:
+    """Unpickling this calls ``_gadget`` (as ``os.system`` would be called in an attack)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return _gadget, ("pwned",)
+
+
+def test_restore_never_calls_what_a_forged_checkpoint_names() -> None:
+    good = DetectionStage(DetectionConfig())
+    run(good, series("a", 20, 5.0, 1, {}))
+    blob = good.checkpoint()
+    forged = blob[:6] + zlib.compress(pickle.dumps({"a": _Exploit()}, protocol=5))
+    stage = DetectionStage(DetectionConfig())
+    with pytest.raises(CheckpointError, match="_gadget"):
+        stage.restore(forged)
+    assert CALLED == [] and stage.series_count == 0
+
+
+@pytest.mark.parametrize("model", ["count", "hst"])
+def test_checkpoint_round_trips_every_volume_model(model: str) -> None:
+    cfg = DetectionConfig(volume_model=model, warmup_seconds=3600)  # type: ignore[arg-type]
+    buckets = series("a", 120, 6.0, 3, {100: 90})
+    whole = DetectionStage(cfg)
+    first = run(whole, buckets)
+    cut = DetectionStage(cfg)
+    part1 = run(cut, buckets[:60])
+    again = DetectionStage(cfg)
+    again.restore(cut.checkpoint())
+    assert [v.score for v in part1 + run(again, buckets[60:])] == [v.score for v in first]
 
 
 def _enriched(i: int, followers: int, label: str) -> Enriched:
