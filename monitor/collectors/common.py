@@ -16,6 +16,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 
+import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.collectors.base import SourceContext, SourceHealth
@@ -298,3 +299,17 @@ def payload_bytes(obj: object, limit: int = 64 * 1024) -> bytes:
     except (TypeError, ValueError):
         raw = repr(obj).encode("utf-8", "replace")
     return raw[:limit]
+
+
+async def read_body(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """An HTTP body read to its end, or None as soon as it exceeds ``limit`` bytes.
+
+    Not ``content.read(limit + 1)``: that returns what has arrived so far, so a body that
+    comes in several TCP segments would be cut short.
+    """
+    body = bytearray()
+    async for chunk in content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

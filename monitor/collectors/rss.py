@@ -20,7 +20,7 @@ import aiohttp
 import feedparser
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Dedup, Intake
+from monitor.collectors.common import Backoff, Dedup, Intake, read_body
 from monitor.collectors.mastodon import html_to_text
 from monitor.config.sources import FeedConfig, RssConfig
 from monitor.decode import check_mention
@@ -197,9 +197,9 @@ class RssSource:
                 return [], None
             if resp.status >= 400:
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            body = await resp.content.read(self.cfg.max_body_bytes + 1)
+            body = await read_body(resp.content, self.cfg.max_body_bytes)
             etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
-        if len(body) > self.cfg.max_body_bytes:
+        if body is None:
             self._intake.reject(
                 "oversize", f"{feed.url}: feed > {self.cfg.max_body_bytes} bytes", b""
             )

@@ -154,3 +154,50 @@ async def test_malformed_feed_is_dead_lettered() -> None:
     await asyncio.gather(task, return_exceptions=True)
     await server.close()
     assert h.letters.reasons["malformed_feed"] >= 1
+
+
+async def test_a_feed_sent_in_pieces_is_read_whole_and_an_oversize_one_is_refused() -> None:
+    h = make_harness(FakeClock(1_720_000_000.0))
+    body = V2.encode()
+
+    async def pieces(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        await resp.prepare(request)
+        for i in range(0, len(body), 200):  # separate TCP segments, as from a slow server
+            await resp.write(body[i : i + 200])
+            await asyncio.sleep(0.02)
+        await resp.write_eof()
+        return resp
+
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(body=body * 3, content_type="application/rss+xml")
+
+    app = web.Application()
+    app.add_routes([web.get("/pieces", pieces), web.get("/huge", huge)])
+    server = TestServer(app)
+    await server.start_server()
+    cfg = RssConfig(
+        enabled=True,
+        max_body_bytes=len(body) + 100,
+        feeds=[
+            FeedConfig(url=str(server.make_url("/pieces"))),
+            FeedConfig(url=str(server.make_url("/huge"))),
+        ],
+    )
+    src = RssSource(cfg, h.ctx)
+    got: list[Mention] = []
+
+    async def consume() -> None:
+        async with aclosing(src.stream()) as stream:
+            async for m in stream:
+                got.append(m)
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(10):
+        while len(got) < 3 or not h.letters.items:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await server.close()
+    assert [m.id for m in got][-1] == "https://news.example/2024/05/02/acme-apology"
+    assert h.letters.reasons == {"oversize": 1}
