@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes
+from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes, read_body
 from monitor.config.sources import HttpIngestConfig
 from monitor.decode import decode_mention, loads
 from monitor.errors import DecodeError
@@ -102,16 +102,7 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
     """The raw body, or None if it is longer than `limit` (stops reading there)."""
     if request.content_length is not None and request.content_length > limit:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(64 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    return await read_body(request.content, limit)
 
 
 class MentionIngest:
