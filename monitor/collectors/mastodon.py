@@ -10,8 +10,13 @@ per stream::
 and receives ``{"stream": ["hashtag", "acme"], "event": "update", "payload": "<Status JSON as a
 string>"}``; ``status.update`` carries an edited status, ``delete`` a status id as payload.
 A status can arrive on several subscribed streams at once: dedup keeps the first.
-Mastodon has no resume cursor; what is posted during a disconnect is not replayed (counted as
-reconnects; backfill via the REST timelines is not implemented).
+
+The stream has no resume cursor, so after a reconnect (and after a restart: the newest status
+id is kept in the state store) each stream's REST timeline fills the gap: ``GET
+/api/v1/timelines/{public,tag/:tag,list/:id}?min_id=<newest seen>&limit=40`` pages forward
+(oldest page first; a page lists newest first) for at most ``backfill_pages`` pages per
+stream. It runs right after subscribing, so the stream covers what is posted meanwhile and
+dedup drops the overlap. Status ids are time-ordered integers (Mastodon's snowflakes).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 import websockets
 from websockets.asyncio.client import connect
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Intake, Secret
+from monitor.collectors.common import Backoff, Intake, Secret, payload_bytes, read_body
 from monitor.config.sources import MastodonConfig, MastodonStreamConfig
 from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
@@ -90,6 +97,47 @@ def subscribe_frames(streams: list[MastodonStreamConfig]) -> list[str]:
             frame["list"] = s.list
         out.append(json.dumps(frame, separators=(",", ":")))
     return out
+
+
+PAGE = 40  # the largest page the timelines serve
+
+
+def rest_origin(stream_url: str) -> str:
+    """The REST API's origin for a streaming URL.
+
+    >>> rest_origin("wss://mastodon.social/api/v1/streaming")
+    'https://mastodon.social'
+    >>> rest_origin("ws://127.0.0.1:8080/api/v1/streaming")
+    'http://127.0.0.1:8080'
+    """
+    u = urlsplit(stream_url)
+    return f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}"
+
+
+def timeline_of(s: MastodonStreamConfig) -> tuple[str, dict[str, str]]:
+    """The REST timeline (path, query) holding what stream ``s`` streams.
+
+    >>> timeline_of(MastodonStreamConfig(stream="hashtag:local", tag="café"))
+    ('/api/v1/timelines/tag/caf%C3%A9', {'local': 'true'})
+    >>> timeline_of(MastodonStreamConfig(stream="public:remote"))
+    ('/api/v1/timelines/public', {'remote': 'true'})
+    """
+    scope = s.stream.partition(":")[2]
+    query = {scope: "true"} if scope else {}
+    if s.stream.startswith("hashtag"):
+        return f"/api/v1/timelines/tag/{quote(s.tag or '', safe='')}", query
+    if s.stream == "list":
+        return f"/api/v1/timelines/list/{quote(s.list or '', safe='')}", query
+    return "/api/v1/timelines/public", query
+
+
+def status_number(sid: str) -> int | None:
+    """A status id as its (time-ordered) number; None for an id that is not one.
+
+    >>> status_number("112345678900000001"), status_number("abc")
+    (112345678900000001, None)
+    """
+    return int(sid) if sid.isascii() and sid.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +236,11 @@ def parse_event(obj: object, *, source: str = "mastodon") -> MastoEvent:
     return MastoEvent("update" if event == "update" else "edit", mention=m)
 
 
+def _id_of(status: object) -> int | None:
+    sid = status.get("id") if isinstance(status, Mapping) else None
+    return status_number(sid) if isinstance(sid, str) else None
+
+
 class MastodonSource:
     """Statuses from the Mastodon streaming API (public, hashtag and list streams)."""
 
@@ -206,6 +259,93 @@ class MastodonSource:
         self.health: SourceHealth = self._intake.health
         self._token = token
         self._seed = seed
+        self._state_key = f"collector:{cfg.name}:newest"
+        self.newest: int | None = None  # the newest status id seen, where backfill resumes
+        self._saved: int | None = None
+        self._saved_at = -1e18
+        self.backfilled = 0  # statuses taken from the REST timelines
+
+    def _saw(self, m: Mention) -> None:
+        n = status_number(m.id)
+        if n is not None and (self.newest is None or n > self.newest):
+            self.newest = n
+
+    async def _load(self) -> None:
+        raw = await self.ctx.state.get(self._state_key)
+        if raw is None:
+            return
+        n = status_number(raw.decode("ascii", "replace"))
+        if n is None:
+            log.warning("%s: unreadable saved status id, no backfill until one is seen", self.name)
+        self.newest = self._saved = n
+
+    async def _save(self, *, every: float = 0.0) -> None:
+        """Keep the newest id in the store (at most once per ``every`` seconds)."""
+        now = self.ctx.clock.now()
+        if self.newest != self._saved and now - self._saved_at >= every:
+            assert self.newest is not None  # only ever raised from None
+            await self.ctx.state.put(self._state_key, str(self.newest).encode())
+            self._saved, self._saved_at = self.newest, now
+
+    async def _backfill(
+        self, since: int, headers: Mapping[str, str]
+    ) -> AsyncGenerator[Mention, None]:
+        """Statuses newer than ``since`` from every stream's REST timeline, oldest first."""
+        origin = self.cfg.rest_url or rest_origin(self.cfg.url)
+        timeout = aiohttp.ClientTimeout(total=self.cfg.http_timeout_seconds)
+        async with aiohttp.ClientSession(origin, headers=headers, timeout=timeout) as http:
+            for s in self.cfg.streams:
+                path, query = timeline_of(s)
+                after, pages = since, 0
+                while pages < self.cfg.backfill_pages:
+                    pages += 1
+                    try:
+                        page = await self._page(http, path, {**query, "min_id": str(after)})
+                    except (TimeoutError, aiohttp.ClientError, OSError, DecodeError) as exc:
+                        # best effort: the live stream goes on either way
+                        log.warning(
+                            "%s: backfill from %s failed: %s: %s",
+                            self.name, path, type(exc).__name__, str(exc)[:200],
+                        )  # fmt: skip
+                        break
+                    ids = [n for st in page if (n := _id_of(st)) is not None]
+                    for st in reversed(page):  # a page lists newest first
+                        try:
+                            m = status_to_mention(st, source=self.name)
+                        except DecodeError as err:
+                            self._intake.reject_error(err, payload_bytes(st))
+                            continue
+                        except Exception as exc:
+                            self._intake.reject_unexpected(exc, payload_bytes(st))
+                            continue
+                        self._saw(m)
+                        if self._intake.accept(m):
+                            self.backfilled += 1
+                            yield m
+                    if len(page) < PAGE or not ids:
+                        break
+                    after = max(ids)
+                else:
+                    log.warning(
+                        "%s: backfill from %s stopped after %d pages; older statuses of the "
+                        "gap are not read (backfill_pages)",
+                        self.name, path, pages,
+                    )  # fmt: skip
+
+    async def _page(
+        self, http: aiohttp.ClientSession, path: str, query: Mapping[str, str]
+    ) -> list[object]:
+        limit = PAGE * self.cfg.max_frame_bytes
+        async with http.get(path, params={**query, "limit": str(PAGE)}) as resp:
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+            body = await read_body(resp.content, limit)
+        if body is None:
+            raise DecodeError("oversize", f"timeline page > {limit} bytes")
+        page = loads(body, max_bytes=limit)
+        if not isinstance(page, list):
+            raise DecodeError("wrong_type", "timeline page is not a list of statuses")
+        return page
 
     async def stream(self) -> AsyncGenerator[Mention, None]:
         backoff = Backoff(
@@ -213,6 +353,7 @@ class MastodonSource:
         )
         headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
         frames = subscribe_frames(self.cfg.streams)
+        await self._load()
         attempts = 0
         while True:
             if attempts:
@@ -229,6 +370,10 @@ class MastodonSource:
                         await ws.send(f)
                     self._intake.set_connected(True)
                     log.info("%s: connected, %d stream(s)", self.name, len(frames))
+                    if self.newest is not None and self.cfg.backfill_pages:
+                        async for m in self._backfill(self.newest, headers):
+                            yield m
+                        await self._save()
                     async for frame in ws:
                         raw = frame.encode() if isinstance(frame, str) else bytes(frame)
                         try:
@@ -245,8 +390,11 @@ class MastodonSource:
                         backoff.reset()
                         if ev.action == "delete" and ev.key is not None:
                             await self._intake.deleted(ev.key)
-                        elif ev.mention is not None and self._intake.accept(ev.mention):
-                            yield ev.mention
+                        elif ev.mention is not None:
+                            self._saw(ev.mention)
+                            await self._save(every=60.0)
+                            if self._intake.accept(ev.mention):
+                                yield ev.mention
             except (TimeoutError, OSError, websockets.WebSocketException) as exc:
                 # the exception text never includes our headers, so the token stays out of logs
                 log.warning(
@@ -254,4 +402,5 @@ class MastodonSource:
                 )
             finally:
                 self._intake.set_connected(False)
+                await self._save()
             await self.ctx.clock.sleep(backoff.next())

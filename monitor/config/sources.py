@@ -127,6 +127,12 @@ class MastodonConfig(Section):
     streams: list[MastodonStreamConfig] = [MastodonStreamConfig(stream="public")]
     max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
     backoff: BackoffConfig = BackoffConfig()
+    # After a reconnect or restart, each stream's REST timeline is read from the newest
+    # status seen, at most this many pages of 40 (0 = no backfill).
+    backfill_pages: int = Field(default=5, ge=0, le=100)
+    # The REST API's origin; None = the streaming URL's (wss://h/... -> https://h).
+    rest_url: str | None = Field(default=None, pattern=r"^https?://[^/]+$")
+    http_timeout_seconds: float = Field(default=20.0, gt=0)
 
 
 class FeedConfig(Section):

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from websockets.asyncio.server import ServerConnection, serve
 
 from monitor.collectors.common import Secret
@@ -57,30 +59,98 @@ class FakeMastodon:
         await ws.wait_closed()
 
 
-async def test_streams_with_a_disconnect_in_the_middle() -> None:
+GAP = 112345678900000100  # statuses posted while the stream was down: GAP .. GAP + 44
+
+
+def gap_status(k: int) -> dict[str, Any]:
+    return {
+        "id": str(GAP + k),
+        "created_at": "2024-05-01T12:05:00.000Z",
+        "content": f"<p>acme gap {k}</p>",
+        "account": {"id": "9", "acct": "ann@mastodon.example"},
+        "visibility": "public",
+    }
+
+
+class FakeTimelines:
+    """The REST timelines, paged like Mastodon's (``min_id``: the page right after it, listed
+    newest first): public holds the gap, the tag one status of it again, the list fails."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, str | None]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        q = request.query
+        self.requests.append((request.path, q["min_id"], request.headers.get("Authorization")))
+        if request.path.endswith("/list/77"):
+            return web.Response(status=500)
+        held = [gap_status(k) for k in range(45 if request.path.endswith("/public") else 1)]
+        newer = [st for st in held if int(st["id"]) > int(q["min_id"])][: int(q["limit"])]
+        return web.json_response(newer[::-1])
+
+
+async def test_streams_with_a_disconnect_in_the_middle_and_backfills_the_gap() -> None:
     h = make_harness()
     fake = FakeMastodon(drop_after=4)
+    rest = FakeTimelines()
+    app = web.Application()
+    app.add_routes([web.get("/api/v1/timelines/{path:.*}", rest.handle)])
+    rest_server = TestServer(app)
+    await rest_server.start_server()
+    origin = str(rest_server.make_url("")).rstrip("/")
     got: list[Mention] = []
+
+    async def consume(src: MastodonSource, into: list[Mention]) -> None:
+        async with aclosing(src.stream()) as stream:
+            async for m in stream:
+                into.append(m)
+
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         cfg = MastodonConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/api/v1/streaming", streams=STREAMS
+            enabled=True,
+            url=f"ws://127.0.0.1:{port}/api/v1/streaming",
+            streams=STREAMS,
+            rest_url=origin,
         )
         src = MastodonSource(cfg, h.ctx, token=Secret("tok-123"), seed=2)
-
-        async def consume() -> None:
-            async with aclosing(src.stream()) as stream:
-                async for m in stream:
-                    got.append(m)
-
-        task = asyncio.create_task(consume())
+        task = asyncio.create_task(consume(src, got))
         async with asyncio.timeout(10):
-            while fake.sent < len(FRAMES) or len(got) < 7:
+            while fake.sent < len(FRAMES) or len(got) < 7 + 45:
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert fake.auth == ["Bearer tok-123", "Bearer tok-123"]
+
+        # a restart resumes from the stored newest id: the gap is not read again
+        fake.sent, fake.drop_after = 0, -1
+        h2 = make_harness()
+        h2.kv.data = h.kv.data  # the same state store
+        again = MastodonSource(cfg, h2.ctx, token=Secret("tok-123"), seed=2)
+        task = asyncio.create_task(consume(again, []))
+        async with asyncio.timeout(10):
+            while len(rest.requests) < 7:
+                await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await rest_server.close()
+
+    seen, last = "112345678900000003", str(GAP + 39)
+    public, tag, lst = (f"/api/v1/timelines/{p}" for p in ("public", "tag/acme", "list/77"))
+    assert rest.requests[:4] == [  # after the reconnect: public in two pages, then the others
+        (public, seen, "Bearer tok-123"),
+        (public, last, "Bearer tok-123"),
+        (tag, seen, "Bearer tok-123"),
+        (lst, seen, "Bearer tok-123"),
+    ]
+    newest = str(GAP + 44)
+    assert h.kv.data["collector:mastodon:newest"] == newest.encode()
+    assert rest.requests[4:] == [(p, newest, "Bearer tok-123") for p in (public, tag, lst)]
+    ids = [m.id for m in got]
+    assert ids[3:48] == [str(GAP + k) for k in range(45)]  # in order, between 3 and 4
+    assert len(ids) == len(set(ids)) and src.backfilled == 45 and again.backfilled == 0
+    got = [m for m in got if int(m.id) < GAP]
+    assert fake.auth[:2] == ["Bearer tok-123", "Bearer tok-123"]
     assert fake.subscribed[0] == [
         {"type": "subscribe", "stream": "public"},
         {"type": "subscribe", "stream": "hashtag", "tag": "acme"},
@@ -99,7 +169,8 @@ async def test_streams_with_a_disconnect_in_the_middle() -> None:
     assert by_id["5"].text.startswith("acme rant\n\n")
     assert h.retracted == [("mastodon", "112345678900000005")]
     assert src.health.reconnects == 1
-    assert h.metric("crisiswatch_collector_duplicates_total", source="mastodon") == 2
+    # frame 1 twice, the edit of 3, and the tag timeline's copy of a gap status
+    assert h.metric("crisiswatch_collector_duplicates_total", source="mastodon") == 3
     assert not h.letters.items
 
 
