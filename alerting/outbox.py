@@ -433,11 +433,18 @@ class Outbox:
     async def _repeat_due(self, rows: Sequence[OutboxRow], now: float) -> bool:
         repeat = await self._load_repeat()
         busy = {group_of(r) for r in rows} | {g for g, _ in self._in_flight.values()}
-        added = False
-        for key, e in repeat.items():
+        added = dropped = False
+        for key, e in list(repeat.items()):
             if float(e["next_at"]) > now:
                 continue
             n = from_payload(e["notification"])
+            if n.receiver not in self._notifiers:
+                # the receiver left the config: re-sends could only ever fail ("no such
+                # receiver") once per interval, forever
+                log.warning("%s: no longer configured, its repeats stop", n.receiver)
+                del repeat[key]
+                dropped = True
+                continue
             if (n.receiver, n.dedup_key) in busy:
                 continue  # something newer is queued for this alert; it will refresh the entry
             e["seq"] = int(e["seq"]) + 1
@@ -458,7 +465,7 @@ class Outbox:
             )  # fmt: skip
             repeat[key] = e
             added = True
-        if added:
+        if added or dropped:
             await self._save_repeat()
         return added
 

@@ -213,6 +213,25 @@ async def test_repeating_receiver_is_refreshed_until_resolved(store: Store) -> N
     assert await store.get(REPEAT_KEY) == b"{}"
 
 
+async def test_repeats_stop_for_a_receiver_that_left_the_config(store: Store) -> None:
+    clock, am = FakeClock(0.0), Fake(repeat_seconds=30)
+    ob, _ = outbox(store, clock, am=am)
+    await ob.enqueue(note("t1", receiver="am"))
+    await ob.tick()
+    # restart with "am" removed from the receivers: nothing to remind, nothing to fail
+    ob2, reg = outbox(store, clock, pd=Fake())
+    clock.advance(30)
+    assert await ob2.tick() == 0
+    assert await store.get(REPEAT_KEY) == b"{}"
+    assert await store.outbox_due(clock.now() + 3600) == []
+    assert (
+        reg.get_sample_value(
+            "crisiswatch_outbox_given_up_total", {"receiver": "am", "reason": "failed"}
+        )
+        is None
+    )
+
+
 async def test_run_delivers_to_a_real_receiver_promptly() -> None:
     import asyncio
 
