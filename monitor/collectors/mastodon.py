@@ -15,8 +15,9 @@ The stream has no resume cursor, so after a reconnect (and after a restart: the 
 id is kept in the state store) each stream's REST timeline fills the gap: ``GET
 /api/v1/timelines/{public,tag/:tag,list/:id}?min_id=<newest seen>&limit=40`` pages forward
 (oldest page first; a page lists newest first) for at most ``backfill_pages`` pages per
-stream. It runs right after subscribing, so the stream covers what is posted meanwhile and
-dedup drops the overlap. Status ids are time-ordered integers (Mastodon's snowflakes).
+stream, and the timelines' statuses are merged oldest first (ids are time-ordered integers,
+Mastodon's snowflakes). It runs right after subscribing, so the stream covers what is posted
+meanwhile and dedup drops the overlap.
 """
 
 from __future__ import annotations
@@ -287,12 +288,13 @@ class MastodonSource:
             await self.ctx.state.put(self._state_key, str(self.newest).encode())
             self._saved, self._saved_at = self.newest, now
 
-    async def _backfill(
-        self, since: int, headers: Mapping[str, str]
-    ) -> AsyncGenerator[Mention, None]:
-        """Statuses newer than ``since`` from every stream's REST timeline, oldest first."""
+    async def _backfill(self, since: int, headers: Mapping[str, str]) -> list[Mention]:
+        """Statuses newer than ``since`` from every stream's REST timeline, merged oldest
+        first: in event-time order the watermark follows them as it follows any backlog
+        (stream after stream, the second one's old statuses would arrive late)."""
         origin = self.cfg.rest_url or rest_origin(self.cfg.url)
         timeout = aiohttp.ClientTimeout(total=self.cfg.http_timeout_seconds)
+        found: dict[int, object] = {}  # status number -> status; one copy across timelines
         async with aiohttp.ClientSession(origin, headers=headers, timeout=timeout) as http:
             for s in self.cfg.streams:
                 path, query = timeline_of(s)
@@ -308,29 +310,29 @@ class MastodonSource:
                             self.name, path, type(exc).__name__, str(exc)[:200],
                         )  # fmt: skip
                         break
+                    for st in page:
+                        n = _id_of(st)
+                        if n is not None and n > since:
+                            found.setdefault(n, st)
                     ids = [n for st in page if (n := _id_of(st)) is not None]
-                    for st in reversed(page):  # a page lists newest first
-                        try:
-                            m = status_to_mention(st, source=self.name)
-                        except DecodeError as err:
-                            self._intake.reject_error(err, payload_bytes(st))
-                            continue
-                        except Exception as exc:
-                            self._intake.reject_unexpected(exc, payload_bytes(st))
-                            continue
-                        self._saw(m)
-                        if self._intake.accept(m):
-                            self.backfilled += 1
-                            yield m
                     if len(page) < PAGE or not ids:
                         break
                     after = max(ids)
                 else:
                     log.warning(
-                        "%s: backfill from %s stopped after %d pages; older statuses of the "
-                        "gap are not read (backfill_pages)",
+                        "%s: backfill from %s stopped after %d pages; the newer part of the "
+                        "gap is not read (backfill_pages)",
                         self.name, path, pages,
                     )  # fmt: skip
+        out = []
+        for _n, st in sorted(found.items()):
+            try:
+                out.append(status_to_mention(st, source=self.name))
+            except DecodeError as err:
+                self._intake.reject_error(err, payload_bytes(st))
+            except Exception as exc:  # a status shape nobody foresaw costs that status
+                self._intake.reject_unexpected(exc, payload_bytes(st))
+        return out
 
     async def _page(
         self, http: aiohttp.ClientSession, path: str, query: Mapping[str, str]
@@ -371,8 +373,11 @@ class MastodonSource:
                     self._intake.set_connected(True)
                     log.info("%s: connected, %d stream(s)", self.name, len(frames))
                     if self.newest is not None and self.cfg.backfill_pages:
-                        async for m in self._backfill(self.newest, headers):
-                            yield m
+                        for m in await self._backfill(self.newest, headers):
+                            self._saw(m)
+                            if self._intake.accept(m):
+                                self.backfilled += 1
+                                yield m
                         await self._save()
                     async for frame in ws:
                         raw = frame.encode() if isinstance(frame, str) else bytes(frame)
