@@ -134,6 +134,7 @@ class App:
         self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
         ctx = SourceContext(clock, self.dead_letters, store, self.registry, self.queue.put)
         self.sources: list[Source] = []
+        self.started_at = clock.now()  # reset by run()
         demo = config.sources.demo
         if demo.enabled:
             self.sources.append(DemoSource(demo, clock, backfill_seconds=demo.backfill_seconds))
@@ -290,11 +291,23 @@ class App:
         While mentions wait in the queue, or a source is catching up (it delivered recently
         but its newest event is older than the allowed lateness: a backlog after a restart,
         the demo's backfill), the watermark follows what was actually ingested instead of
-        the clock, so nothing of the backlog arrives "late".
+        the clock, so nothing of the backlog arrives "late". Right after a restart the
+        watermark stays where the last run left it until every source has delivered once
+        (at most ``aggregation.startup_hold_seconds``), so a backlog that is slow to start
+        does not find its buckets already closed.
         """
         now = self.clock.now()
-        lateness = self.config.aggregation.watermark_seconds
+        agg = self.config.aggregation
+        lateness = agg.watermark_seconds
         t = now
+        closed = self.aggregator.closed_until
+        if (
+            closed is not None
+            and now - self.started_at < agg.startup_hold_seconds
+            and any(s.health.last_received_at is None for s in self.sources)
+        ):
+            # just restarted and not every source has spoken: close nothing new yet
+            return min(t, closed + lateness)
         newest = self.pipeline.newest_event_time
         if not self.queue.empty() and newest is not None:
             t = min(t, newest)
@@ -354,6 +367,7 @@ class App:
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.config.server.port
         log.info("wall on http://%s:%s/", self.config.server.host, self.bound_port)
         agg = self.config.aggregation
+        self.started_at = self.clock.now()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.pump(s)) for s in self.sources]

@@ -32,6 +32,10 @@ class TopicConfig(Section):
 class AggregationConfig(Section):
     bucket_seconds: float = Field(default=60.0, gt=0)
     watermark_seconds: float = Field(default=60.0, ge=0)
+    # After a restart no bucket closes until every pull source has delivered once, or for at
+    # most this long: a source with a backlog (MQTT session, Jetstream cursor, Mastodon
+    # backfill) may need a few seconds to connect, and its backlog must not arrive late.
+    startup_hold_seconds: float = Field(default=30.0, ge=0)
     history_buckets: int = Field(default=240, ge=10, le=100_000)
     samples_per_bucket: int = Field(default=5, ge=0, le=100)
 

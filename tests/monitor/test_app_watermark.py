@@ -1,0 +1,42 @@
+"""The watermark after a restart: a backlog that is slow to start must not arrive late."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.app import App
+from monitor.clock import FakeClock
+from monitor.storage import open_store
+from tests.conftest import demo_config
+
+
+async def test_after_a_restart_nothing_closes_until_every_source_delivered(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    cfg = demo_config(tmp_path)
+    store = await open_store(cfg.storage.url)
+    app = await App.open(cfg, clock, store)
+    try:
+        lateness, hold = cfg.aggregation.watermark_seconds, cfg.aggregation.startup_hold_seconds
+        assert app.sources and hold > 0
+        now = clock.now()
+        assert app.complete_until() == now  # a first start: nothing to wait for
+        app.aggregator.closed_until = now - 600.0  # the last run stopped ten minutes ago
+        app.started_at = now
+        # no source has delivered yet: the watermark stays where the last run left it
+        assert app.complete_until() - lateness == now - 600.0
+        clock.advance(hold - 1.0)
+        assert app.complete_until() - lateness == now - 600.0
+        # the backlog starts: from here the catching-up rule follows it in event time
+        for s in app.sources:
+            s.health.seen(now - 590.0, clock.now())
+        assert app.complete_until() == now - 590.0
+        # a source that never delivers holds the watermark back no longer than the hold
+        for s in app.sources:
+            s.health.last_received_at = None
+        clock.advance(1.0)
+        assert app.complete_until() == clock.now()
+    finally:
+        await app.close()
+        await store.close()
