@@ -15,13 +15,28 @@ import sys
 from pathlib import Path
 
 from monitor.config import Config, load_config
+from monitor.config.detection import DetectionConfig
 from monitor.errors import ConfigError
 
-DEFAULT_CONFIG = "config/default.yaml"
+DEFAULT_CONFIG = Path("config") / "default.yaml"
 
 
-def _load(path: str) -> Config:
-    return load_config(path)
+def default_config() -> Path | None:
+    """``config/default.yaml`` of the working directory, else of the checkout this package
+    runs from, so a command gives the same results from any directory; None for neither."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / DEFAULT_CONFIG).is_file():
+            return base / DEFAULT_CONFIG
+    return None
+
+
+def _load(path: str | None) -> Config:
+    if path is not None:
+        return load_config(path)
+    found = default_config()
+    if found is None:
+        raise ConfigError(str(DEFAULT_CONFIG), "not found here or in the checkout; pass --config")
+    return load_config(found)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,10 +71,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from detectors.backtest import run_backtest
 
-    config = _load(args.config)
+    path = args.config or default_config()
+    if path is None:
+        # an installed copy without its checkout: the frozen default needs no file
+        detection = DetectionConfig()
+        print("config: the built-in detection defaults", file=sys.stderr)
+    else:
+        detection = load_config(path).detection
+        print(f"config: {path}", file=sys.stderr)
     labels = Path(args.labels) if args.labels else None
     return run_backtest(
-        [Path(p) for p in args.series], Path(args.out), config.detection, labels, sys.stderr
+        [Path(p) for p in args.series], Path(args.out), detection, labels, sys.stderr
     )
 
 
@@ -90,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the service")
-    r.add_argument("--config", default=DEFAULT_CONFIG)
+    r.add_argument("--config", help="default: config/default.yaml")
     r.add_argument("--speed", type=float, help="time compression of the demo/replay clock")
     r.add_argument("--port", type=int, help="override server.port")
     r.set_defaults(fn=cmd_run)
@@ -102,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="run the live detector stack over NAB-format CSVs")
     b.add_argument("series", nargs="+", metavar="SERIES.csv")
     b.add_argument("--out", required=True, metavar="DIR")
-    b.add_argument("--config", default=DEFAULT_CONFIG)
+    b.add_argument("--config", help="default: config/default.yaml")
     b.add_argument("--labels", metavar="WINDOWS.json")
     b.set_defaults(fn=cmd_backtest)
 
@@ -111,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_sentiment)
 
     o = sub.add_parser("oncall", help="print who is on call")
-    o.add_argument("--config", default=DEFAULT_CONFIG)
+    o.add_argument("--config", help="default: config/default.yaml")
     o.add_argument("--at", help="ISO 8601 time, local to alerting.timezone without offset")
     o.set_defaults(fn=cmd_oncall)
     return p
