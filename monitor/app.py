@@ -407,7 +407,7 @@ class App:
 
 async def serve(config: Config, clock: Clock, stop: asyncio.Event) -> None:
     """Open the store, run the app until `stop` is set, flush and close."""
-    store = await open_store(config.storage.url)
+    store = await open_store(config.storage.url, retry_seconds=config.storage.retry_seconds)
     try:
         app = await App.open(config, clock, store)
         await app.run(stop)

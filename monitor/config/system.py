@@ -43,6 +43,9 @@ class AggregationConfig(Section):
 class StorageConfig(Section):
     url: str = "sqlite:///var/crisiswatch.db"
     checkpoint_seconds: float = Field(default=30.0, gt=0)
+    # PostgreSQL: how long a statement waits for a lost connection to come back before the
+    # error stops the service (a restart then resumes from the store)
+    retry_seconds: float = Field(default=30.0, ge=0)
 
 
 class ServerConfig(Section):

@@ -12,7 +12,9 @@ from monitor.storage.base import OutboxRow, Store
 __all__ = ["OutboxRow", "Store", "open_store"]
 
 
-async def open_store(url: str) -> Store:
+async def open_store(url: str, *, retry_seconds: float = 30.0) -> Store:
+    """The store at ``url``; PostgreSQL retries statements for ``retry_seconds`` while its
+    connection is lost (SQLite is a local file: nothing to wait for)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError("storage.url", "expected scheme://...", url)
@@ -24,5 +26,5 @@ async def open_store(url: str) -> Store:
     if scheme in ("postgresql", "postgres"):
         from monitor.storage.postgres import PostgresStore
 
-        return await PostgresStore.open(url)
+        return await PostgresStore.open(url, retry_seconds=retry_seconds)
     raise ConfigError("storage.url", f"unsupported scheme {scheme!r}", url)

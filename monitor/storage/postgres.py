@@ -3,6 +3,12 @@
 ``postgresql://user@host:5432/db?schema=name`` keeps every table in schema `name` (created if
 missing), which lets tests and several deployments share one database.
 
+Every statement is retried while the connection is lost (a server restart, a failover, an
+administrator killing our backend), with backoff for up to ``retry_seconds``: the pipeline
+waits through a database blip instead of dying in the middle of a page. Statements are
+idempotent upserts, except the dead-letter insert, which a retry after a lost commit
+acknowledgement may store twice.
+
 >>> split_schema("postgresql://postgres@127.0.0.1/test?schema=cw_1&sslmode=disable")
 ('postgresql://postgres@127.0.0.1/test?sslmode=disable', 'cw_1')
 >>> split_schema("postgresql://h/db")
@@ -11,7 +17,9 @@ missing), which lets tests and several deployments share one database.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,7 +30,19 @@ from monitor.errors import ConfigError
 from monitor.storage.base import OutboxRow
 from monitor.storage.migrations import MIGRATIONS
 
+log = logging.getLogger("monitor.storage.postgres")
+
 _DIALECT = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
+# What a lost connection raises, and only that: SQL and usage errors are raised at once.
+_LOST: tuple[type[BaseException], ...] = (
+    OSError,  # refused or reset while the server is down
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting up
+    asyncpg.AdminShutdownError,  # 57P01: shut down, or our backend terminated
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.ConnectionDoesNotExistError,  # the connection closed under the statement
+    asyncpg.InternalClientError,  # the protocol state a killed backend leaves (seen here)
+)
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Serialises migrations of concurrent starters (any constant; "cw" in ASCII).
 _MIGRATION_LOCK = 0x6377
@@ -51,13 +71,49 @@ def _row(r: Any) -> OutboxRow:
     )
 
 
+class _Retrying:
+    """The pool's one-statement calls, retried with backoff while the connection is lost."""
+
+    def __init__(self, pool: Any, retry_seconds: float) -> None:
+        self.pool, self.retry_seconds = pool, retry_seconds
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await getattr(self.pool, name)(*args)
+            except _LOST as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning(
+                    "PostgreSQL connection lost (%s: %s); retrying in %.1f s",
+                    type(exc).__name__, str(exc)[:200], delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(2.0 * delay, 5.0)
+
+    async def execute(self, *args: Any) -> Any:
+        return await self._call("execute", *args)
+
+    async def fetch(self, *args: Any) -> Any:
+        return await self._call("fetch", *args)
+
+    async def fetchval(self, *args: Any) -> Any:
+        return await self._call("fetchval", *args)
+
+
 class PostgresStore:
-    def __init__(self, pool: Any, schema: str | None) -> None:
-        self._pool = pool
+    def __init__(self, pool: Any, schema: str | None, *, retry_seconds: float = 30.0) -> None:
+        self._raw = pool
+        self._pool = _Retrying(pool, retry_seconds)
         self.schema = schema
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 4) -> PostgresStore:
+    async def open(
+        cls, url: str, *, min_size: int = 1, max_size: int = 4, retry_seconds: float = 30.0
+    ) -> PostgresStore:
         dsn, schema = split_schema(url)
         if schema is not None and not _SCHEMA.match(schema):
             raise ConfigError("storage.url", "schema must match [a-z_][a-z0-9_]*", schema)
@@ -77,12 +133,12 @@ class PostgresStore:
             raise ConfigError(
                 "storage.url", f"cannot open PostgreSQL: {type(exc).__name__}"
             ) from None
-        store = cls(pool, schema)
+        store = cls(pool, schema, retry_seconds=retry_seconds)
         await store._migrate()
         return store
 
     async def _migrate(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._raw.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
@@ -98,7 +154,7 @@ class PostgresStore:
         return int(v or 0)
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._raw.close()
 
     async def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests)."""

@@ -164,3 +164,61 @@ async def test_pg_errors_do_not_echo_the_url() -> None:
     assert "hunter2" not in str(ei.value)
     with pytest.raises(ConfigError, match="schema must match"):
         await open_store(f"{PG}?schema=Bad-Name")
+
+
+async def _kill_backend_of(store: PostgresStore) -> None:
+    """Terminate the server process behind the store's connection, as a failover would."""
+    import asyncpg
+
+    pid = await store._pool.fetchval("SELECT pg_backend_pid()")
+    killer = await asyncpg.connect(PG)
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+
+
+@pytest.mark.integration
+async def test_writes_go_on_after_the_server_kills_the_connection() -> None:
+    store = await open_store(f"{PG}?schema=cw_test_{uuid.uuid4().hex[:12]}")
+    assert isinstance(store, PostgresStore)
+    try:
+        for i in range(3):
+            await _kill_backend_of(store)
+            await store.put("k", str(i).encode())
+            assert await store.get("k") == str(i).encode()
+    finally:
+        await store.drop_schema()
+        await store.close()
+
+
+class FlakyPool:
+    """Fails its first ``failures`` calls with ``error``."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+
+    async def execute(self, *args: object) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return "INSERT 0 1"
+
+
+async def test_only_a_lost_connection_is_retried_and_only_for_retry_seconds() -> None:
+    import asyncpg
+
+    from monitor.storage.postgres import _Retrying
+
+    lost = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    pool = FlakyPool(3, lost)
+    assert await _Retrying(pool, retry_seconds=5.0).execute("INSERT") == "INSERT 0 1"
+    assert pool.calls == 4  # backoff 0.1 + 0.2 + 0.4 s
+    pool = FlakyPool(3, lost)
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await _Retrying(pool, retry_seconds=0.2).execute("INSERT")  # 0.1 s, then 0.2 > budget
+    assert pool.calls == 2
+    pool = FlakyPool(1, asyncpg.UniqueViolationError("duplicate key"))
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await _Retrying(pool, retry_seconds=5.0).execute("INSERT")
+    assert pool.calls == 1  # an SQL error is the caller's, at once
