@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.clock import Clock, FakeClock
-from monitor.collectors.base import SourceContext
+from monitor.collectors.base import Source, SourceContext
 from monitor.model import Mention
 
 
@@ -75,3 +78,25 @@ def make_harness(clock: Clock | None = None) -> Harness:
 @pytest.fixture
 def harness() -> Harness:
     return make_harness()
+
+
+async def run_until(
+    src: Source, done: Callable[[list[Mention]], bool], timeout: float = 10.0
+) -> list[Mention]:
+    """Consume ``src.stream()`` until ``done(received)`` holds, stop it, return what came."""
+    got: list[Mention] = []
+
+    async def consume() -> None:
+        async with aclosing(src.stream()) as stream:
+            async for m in stream:
+                got.append(m)
+
+    task = asyncio.create_task(consume())
+    try:
+        async with asyncio.timeout(timeout):
+            while not done(got):
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return got

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
-from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +15,7 @@ from monitor.config.sources import JetstreamConfig
 from monitor.errors import DecodeError
 from monitor.model import Mention
 
-from .conftest import Harness, make_harness
+from .conftest import make_harness, run_until
 
 FRAMES = [
     json.loads(line)
@@ -72,27 +69,6 @@ class FakeJetstream:
         await ws.wait_closed()  # then stay open, like a quiet live stream
 
 
-async def run_until(
-    src: JetstreamSource, h: Harness, done: Callable[[list[Mention]], bool], timeout: float = 10
-) -> list[Mention]:
-    got: list[Mention] = []
-
-    async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
-            async for m in stream:
-                got.append(m)
-
-    task = asyncio.create_task(consume())
-    try:
-        async with asyncio.timeout(timeout):
-            while not done(got):
-                await asyncio.sleep(0.01)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    return got
-
-
 async def test_disconnect_mid_stream_resumes_by_cursor_without_loss_or_duplicates() -> None:
     h = make_harness()
     fake = FakeJetstream(FRAMES, drop_after=[9])
@@ -102,7 +78,7 @@ async def test_disconnect_mid_stream_resumes_by_cursor_without_loss_or_duplicate
             enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
         )
         src = JetstreamSource(cfg, h.ctx, seed=1)
-        got = await run_until(src, h, lambda g: len(g) >= len(CREATED) and bool(h.retracted))
+        got = await run_until(src, lambda g: len(g) >= len(CREATED) and bool(h.retracted))
     assert {m.id for m in got} == CREATED
     assert len(got) == len(CREATED)  # the rewind overlap and the update were deduplicated
     assert h.metric("crisiswatch_collector_duplicates_total", source="bluesky") >= 1
@@ -145,7 +121,7 @@ async def test_restart_resumes_from_the_persisted_cursor() -> None:
                 if any(i.endswith(f["commit"]["rkey"]) for f in first_half if f["kind"] == "commit")
             ]
         )
-        seen += await run_until(JetstreamSource(cfg, h.ctx), h, lambda g: len(g) >= n_first)
+        seen += await run_until(JetstreamSource(cfg, h.ctx), lambda g: len(g) >= n_first)
     saved = json.loads(h.kv.data["collector:bluesky:cursor"])
     assert saved["cursor"] == first_half[-1]["time_us"]
     fake2 = FakeJetstream(FRAMES, drop_after=[])
@@ -155,7 +131,7 @@ async def test_restart_resumes_from_the_persisted_cursor() -> None:
             enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=5
         )
         seen += await run_until(
-            JetstreamSource(cfg, h.ctx), h, lambda g: len(g) + len(seen) >= len(CREATED)
+            JetstreamSource(cfg, h.ctx), lambda g: len(g) + len(seen) >= len(CREATED)
         )
     assert int(fake2.queries[0]["cursor"][0]) == saved["cursor"] - 5_000_000
     assert sorted(m.id for m in seen) == sorted(CREATED)  # none twice across the restart
@@ -170,7 +146,7 @@ async def test_gap_after_reconnect_is_measured() -> None:
             enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0
         )
         src = JetstreamSource(cfg, h.ctx)
-        await run_until(src, h, lambda g: src.health.reconnects == 1 and len(g) >= 8)
+        await run_until(src, lambda g: src.health.reconnects == 1 and len(g) >= 8)
     assert h.metric("crisiswatch_collector_stream_gap_seconds", source="bluesky") > 0.1
     assert h.metric("crisiswatch_collector_missed_stream_seconds_total", source="bluesky") > 0.1
 
@@ -192,7 +168,7 @@ async def test_bad_frames_are_dead_lettered_and_the_stream_continues() -> None:
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         src = JetstreamSource(JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/"), h.ctx)
-        got = await run_until(src, h, lambda g: len(g) == 1)
+        got = await run_until(src, lambda g: len(g) == 1)
     assert h.letters.reasons == {
         "malformed_json": 1,
         "invalid_utf8": 1,

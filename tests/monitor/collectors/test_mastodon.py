@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,8 @@ from monitor.collectors.common import Secret
 from monitor.collectors.mastodon import MastodonSource, html_to_text, parse_event, status_to_mention
 from monitor.config.sources import MastodonConfig, MastodonStreamConfig
 from monitor.errors import DecodeError
-from monitor.model import Mention
 
-from .conftest import make_harness
+from .conftest import make_harness, run_until
 
 FRAMES: list[dict[str, Any]] = [
     json.loads(line)
@@ -100,12 +97,6 @@ async def test_streams_with_a_disconnect_in_the_middle_and_backfills_the_gap() -
     rest_server = TestServer(app)
     await rest_server.start_server()
     origin = str(rest_server.make_url("")).rstrip("/")
-    got: list[Mention] = []
-
-    async def consume(src: MastodonSource, into: list[Mention]) -> None:
-        async with aclosing(src.stream()) as stream:
-            async for m in stream:
-                into.append(m)
 
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
@@ -116,25 +107,14 @@ async def test_streams_with_a_disconnect_in_the_middle_and_backfills_the_gap() -
             rest_url=origin,
         )
         src = MastodonSource(cfg, h.ctx, token=Secret("tok-123"), seed=2)
-        task = asyncio.create_task(consume(src, got))
-        async with asyncio.timeout(10):
-            while fake.sent < len(FRAMES) or len(got) < 7 + 45:
-                await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        got = await run_until(src, lambda g: fake.sent >= len(FRAMES) and len(g) >= 7 + 45)
 
         # a restart resumes from the stored newest id: the gap is not read again
         fake.sent, fake.drop_after = 0, -1
         h2 = make_harness()
         h2.kv.data = h.kv.data  # the same state store
         again = MastodonSource(cfg, h2.ctx, token=Secret("tok-123"), seed=2)
-        task = asyncio.create_task(consume(again, []))
-        async with asyncio.timeout(10):
-            while len(rest.requests) < 7:
-                await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await run_until(again, lambda _: len(rest.requests) >= 7)
     await rest_server.close()
 
     seen, last = "112345678900000003", str(GAP + 40)
@@ -231,20 +211,7 @@ async def test_an_unforeseen_decoder_failure_costs_one_frame(
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         cfg = MastodonConfig(enabled=True, url=f"ws://127.0.0.1:{port}/", streams=STREAMS[:1])
-        src = MastodonSource(cfg, h.ctx)
-        got: list[Mention] = []
-
-        async def consume() -> None:
-            async with aclosing(src.stream()) as stream:
-                async for m in stream:
-                    got.append(m)
-
-        task = asyncio.create_task(consume())
-        async with asyncio.timeout(10):
-            while not got:
-                await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        got = await run_until(MastodonSource(cfg, h.ctx), lambda g: bool(g))
     assert [m.id for m in got] == ["112345678900000002"]
     assert h.letters.reasons == {"decoder_error": 1}
     assert "KeyError" in h.letters.items[0][2]

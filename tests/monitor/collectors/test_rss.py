@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import aclosing
 from pathlib import Path
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from monitor.collectors.rss import RssSource
 from monitor.config.sources import FeedConfig, RssConfig
 from monitor.model import Mention
 
-from .conftest import make_harness
+from .conftest import make_harness, run_until
 
 DATA = Path(__file__).parents[2] / "data/collectors"
 V1 = (DATA / "news_v1.rss").read_text()
@@ -82,17 +81,7 @@ async def test_conditional_get_and_dedup_across_versions_and_restarts() -> None:
         return sum(code == 304 for _, code, _ in site.log) >= 2
 
     async def run(src: RssSource, until: int, done: Callable[[], bool]) -> None:
-        async def consume() -> None:
-            async with aclosing(src.stream()) as stream:
-                async for m in stream:
-                    got.append(m)
-
-        task = asyncio.create_task(consume())
-        async with asyncio.timeout(10):
-            while len(got) < until or not done():
-                await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        got.extend(await run_until(src, lambda g: len(got) + len(g) >= until and done()))
 
     src = RssSource(cfg, h.ctx, seed=1)
     await run(src, until=4, done=both_304)  # each feed polled again: 304 this time
@@ -140,18 +129,7 @@ async def test_malformed_feed_is_dead_lettered() -> None:
     src = RssSource(
         RssConfig(enabled=True, feeds=[FeedConfig(url=str(server.make_url("/junk")))]), h.ctx
     )
-
-    async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
-            async for _ in stream:
-                pass
-
-    task = asyncio.create_task(consume())
-    async with asyncio.timeout(10):
-        while not h.letters.items:
-            await asyncio.sleep(0.01)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await run_until(src, lambda _: bool(h.letters.items))
     await server.close()
     assert h.letters.reasons["malformed_feed"] >= 1
 
@@ -184,20 +162,7 @@ async def test_a_feed_sent_in_pieces_is_read_whole_and_an_oversize_one_is_refuse
             FeedConfig(url=str(server.make_url("/huge"))),
         ],
     )
-    src = RssSource(cfg, h.ctx)
-    got: list[Mention] = []
-
-    async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
-            async for m in stream:
-                got.append(m)
-
-    task = asyncio.create_task(consume())
-    async with asyncio.timeout(10):
-        while len(got) < 3 or not h.letters.items:
-            await asyncio.sleep(0.01)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    got = await run_until(RssSource(cfg, h.ctx), lambda g: len(g) >= 3 and bool(h.letters.items))
     await server.close()
     assert [m.id for m in got][-1] == "https://news.example/2024/05/02/acme-apology"
     assert h.letters.reasons == {"oversize": 1}
