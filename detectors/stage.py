@@ -354,6 +354,8 @@ class DetectionStage:
             raise
         except Exception as exc:  # corrupted blob: report with data, caller decides
             raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}") from None
-        if not isinstance(series, dict):
+        if not isinstance(series, dict) or not all(
+            isinstance(k, str) and isinstance(v, _Series) for k, v in series.items()
+        ):
             raise CheckpointError("checkpoint does not hold series state")
         self._series = series

@@ -111,6 +111,10 @@ def test_restore_never_calls_what_a_forged_checkpoint_names() -> None:
     with pytest.raises(CheckpointError, match="_gadget"):
         stage.restore(forged)
     assert CALLED == [] and stage.series_count == 0
+    # allowed classes in the wrong places are no series state either
+    for wrong in ({"a": 5}, {"a": blob}, [1, 2]):
+        with pytest.raises(CheckpointError, match="does not hold series state"):
+            stage.restore(blob[:6] + zlib.compress(pickle.dumps(wrong, protocol=5)))
 
 
 @pytest.mark.parametrize("model", ["count", "hst"])
