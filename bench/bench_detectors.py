@@ -25,7 +25,7 @@ import tracemalloc
 from collections.abc import Sequence
 from typing import Literal
 
-from machine import reference_ns  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import reference_ns  # type: ignore[import-not-found,unused-ignore]  # bench/ is on sys.path
 
 from detectors.stage import DetectionStage
 from monitor.config.detection import DetectionConfig

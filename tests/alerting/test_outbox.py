@@ -396,7 +396,7 @@ async def test_run_survives_a_failing_store_scan(store: Store) -> None:
 
     fake = Fake()
     flaky = Flaky(store)
-    ob = Outbox(flaky, {"r": fake}, SystemClock(), CollectorRegistry())  # type: ignore[arg-type]
+    ob = Outbox(flaky, {"r": fake}, SystemClock(), CollectorRegistry())
     task = asyncio.create_task(ob.run())
     await asyncio.sleep(0.05)
     assert ob.health()["store_error"] == "OSError" and ob.health()["status"] == "degraded"

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from .conftest import LEXICON, ROOT, free_port, have  # type: ignore[import-not-found]
+from .conftest import LEXICON, ROOT, free_port, have
 
 RULES = ROOT / "dashboards" / "prometheus" / "rules.yml"
 GRAFANA = ROOT / "dashboards" / "grafana" / "crisiswatch.json"

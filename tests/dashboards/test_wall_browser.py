@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from .conftest import RESPONDER_TOKEN, ROOT, free_port, wall_config_doc  # type: ignore[import-not-found]
+from .conftest import RESPONDER_TOKEN, ROOT, free_port, wall_config_doc
 
 pytestmark = pytest.mark.browser
 

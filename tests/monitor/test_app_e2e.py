@@ -78,7 +78,7 @@ async def test_websocket_gets_a_snapshot_then_deltas(app_factory) -> None:  # ty
             first = json.loads((await ws.receive(timeout=5)).data)
             assert first["v"] == 1 and first["type"] == "snapshot"
             assert {t["name"] for t in first["data"]["topics"]} == {"acme", "globex", "initech"}
-            deltas = []
+            deltas: list[dict[str, Any]] = []
             while len(deltas) < 3:
                 msg = json.loads((await ws.receive(timeout=10)).data)
                 if msg["type"] == "delta" and msg["topic"] == "series":

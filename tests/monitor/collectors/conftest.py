@@ -87,7 +87,7 @@ async def run_until(
     got: list[Mention] = []
 
     async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
+        async with aclosing(src.stream()) as stream:  # type: ignore[type-var]
             async for m in stream:
                 got.append(m)
 

@@ -84,7 +84,7 @@ JET_PATHS = [
     ["commit", "record", "langs"],
     ["commit", "record", "reply"],
 ]
-STATUS = {
+STATUS: dict[str, Any] = {
     "id": "1",
     "created_at": "2024-05-01T12:00:00Z",
     "content": "<p>x</p>",
@@ -97,7 +97,7 @@ STATUS = {
     "account": {"id": "9", "acct": "a", "followers_count": 3, "fields": []},
 }
 STATUS_PATHS = [[k] for k in STATUS] + [["account", k] for k in STATUS["account"]]
-META = {
+META: dict[str, Any] = {
     "object": "page",
     "entry": [
         {
@@ -128,18 +128,18 @@ META = {
         }
     ],
 }
-META_PATHS = [
+META_PATHS: list[list[Any]] = [
     ["object"],
     ["entry"],
     ["entry", 0],
     ["entry", 0, "time"],
     ["entry", 0, "changes"],
     ["entry", 0, "messaging"],
-]  # type: ignore[list-item]
+]
 META_PATHS += [
     ["entry", 0, "changes", 0, "value", k] for k in META["entry"][0]["changes"][0]["value"]
-]  # type: ignore[index]
-META_PATHS += [["entry", 0, "messaging", 0, k] for k in ("sender", "timestamp", "message")]  # type: ignore[misc]
+]
+META_PATHS += [["entry", 0, "messaging", 0, k] for k in ("sender", "timestamp", "message")]
 
 
 @settings(max_examples=1000, deadline=None)
