@@ -30,13 +30,11 @@ def default_config() -> Path | None:
     return None
 
 
-def _load(path: str | None) -> Config:
-    if path is not None:
-        return load_config(path)
-    found = default_config()
-    if found is None:
+def _load(arg: str | None) -> Config:
+    path = arg or default_config()
+    if path is None:
         raise ConfigError(str(DEFAULT_CONFIG), "not found here or in the checkout; pass --config")
-    return load_config(found)
+    return load_config(path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

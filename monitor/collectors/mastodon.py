@@ -310,14 +310,15 @@ class MastodonSource:
                             self.name, path, type(exc).__name__, str(exc)[:200],
                         )  # fmt: skip
                         break
+                    last = after
                     for st in page:
                         n = _id_of(st)
-                        if n is not None and n > since:
+                        if n is not None and n > after:
                             found.setdefault(n, st)
-                    ids = [n for st in page if (n := _id_of(st)) is not None]
-                    if len(page) < PAGE or not ids:
+                            last = max(last, n)
+                    if len(page) < PAGE or last == after:
                         break
-                    after = max(ids)
+                    after = last
                 else:
                     log.warning(
                         "%s: backfill from %s stopped after %d pages; the newer part of the "
