@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import TextIO
 
@@ -22,8 +23,8 @@ def run_sentiment(
 ) -> int:
     """Score every line of ``stdin``; ``lang`` is ``auto`` (detect per line), ``en`` or ``de``.
 
-    Output order and count equal the input's (an empty line scores neutral). Returns the exit
-    status.
+    Output order and count equal the input's (an empty line scores neutral; bytes that are not
+    valid in the input encoding become U+FFFD). Returns the exit status.
 
     >>> import io
     >>> from monitor.enrich.sentiment import LexiconScorer
@@ -34,6 +35,9 @@ def run_sentiment(
     >>> out.getvalue().splitlines()
     ['positive\\t0.4621', 'neutral\\t0.0000', 'negative\\t-0.7616']
     """
+    if isinstance(stdin, io.TextIOWrapper) and stdin.errors == "strict":
+        # Under a strict UTF-8 locale one stray byte would abort the whole run mid-output.
+        stdin.reconfigure(errors="replace")
     config = EnrichmentConfig()
     scorer = scorer_factory() if scorer_factory is not None else make_scorer(config)
     detector = LanguageDetector(config.languages, config.language_boost) if lang == "auto" else None

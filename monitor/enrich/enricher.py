@@ -27,7 +27,25 @@ from monitor.enrich.terms import content_terms
 from monitor.enrich.text import tokenize
 from monitor.model import Enriched, Mention
 
-__all__ = ["Enricher", "make_scorer"]
+__all__ = ["Enricher", "make_scorer", "source_lang"]
+
+# Codes a source uses to say it does not know the language (Twitter: "und", and the
+# ISO 639-2 local-use range qaa-qtz for "media only", "hashtags only", ...).
+_NOT_A_LANGUAGE = frozenset({"und", "mul", "mis", "zxx"})
+
+
+def source_lang(code: str | None) -> str:
+    """The primary language subtag a source supplied, or "" when it names no language.
+
+    >>> source_lang("en-GB"), source_lang("pt_BR"), source_lang("und"), source_lang("qme")
+    ('en', 'pt', '', '')
+    """
+    if not code:
+        return ""
+    primary = code.lower().replace("_", "-").split("-")[0]
+    if primary in _NOT_A_LANGUAGE or (len(primary) == 3 and "qaa" <= primary <= "qtz"):
+        return ""
+    return primary
 
 
 def make_scorer(config: EnrichmentConfig) -> SentimentScorer:
@@ -59,7 +77,7 @@ class Enricher:
     def _langs(self, mentions: Sequence[Mention]) -> list[str]:
         """Languages: the source's when trusted, the rest detected in one batched call."""
         trust = self.config.trust_source_lang
-        langs = [m.lang.lower().split("-")[0] if trust and m.lang else "" for m in mentions]
+        langs = [source_lang(m.lang) if trust else "" for m in mentions]
         todo = [i for i, g in enumerate(langs) if not g]
         if todo:
             found = self.detector.detect_batch([mentions[i].text for i in todo])

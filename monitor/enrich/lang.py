@@ -7,7 +7,8 @@ is 40 % German and 20 % Dutch by character n-grams is German for a German/Englis
 py3langid classifies one text per call with a Python loop over its bytes; here the same model
 arrays (byte DFA, naive Bayes table) are walked for a whole batch at once with numpy, one step
 per byte position across all texts. Decisions equal py3langid's ``classify``/``rank`` with
-``norm_probs=True`` followed by the boost (up to float rounding).
+``norm_probs=True`` followed by the boost (up to float rounding), on the first ``MAX_CHARS``
+characters of the cleaned text.
 
 >>> det = LanguageDetector(("en", "de"))
 >>> det.detect("Rückruf bei @acme, totaler Skandal! https://t.co/x")
@@ -31,6 +32,9 @@ from monitor.enrich.text import strip_urls
 
 UNDETERMINED = "und"
 CHUNK = 512
+# Only the start of a long post is judged: a batch is walked as a (texts x bytes) matrix, so
+# one 100k-character post would otherwise cost CHUNK x its length in memory and time.
+MAX_CHARS = 1000
 _NOISE = re.compile(r"[@#]\w+|\d+")
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -100,7 +104,7 @@ class LanguageDetector:
             clean = clean_for_lid(text)
             if clean is not None:
                 todo.append(i)
-                encoded.append(_encode(clean))
+                encoded.append(_encode(clean[:MAX_CHARS]))
         # Chunks bound the (texts x bytes) work matrices whatever the caller's batch size.
         for lo in range(0, len(todo), CHUNK):
             best = self._classify(encoded[lo : lo + CHUNK])
@@ -155,4 +159,4 @@ class LanguageDetector:
         return best
 
 
-__all__ = ["UNDETERMINED", "LanguageDetector", "clean_for_lid"]
+__all__ = ["MAX_CHARS", "UNDETERMINED", "LanguageDetector", "clean_for_lid"]

@@ -52,6 +52,8 @@ __all__ = [
 
 FIELDS = ("lang", "channel", "author", "country")
 MIN_PREFIX = 3
+MAX_DEPTH = 100  # parentheses, NOTs and NEAR chains; deeper would exhaust the recursion limit
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 # --------------------------------------------------------------------------- documents
 
@@ -170,7 +172,7 @@ _LEX = re.compile(
   | (?P<lpar>\()
   | (?P<rpar>\))
   | (?P<quote>"[^"]*"?)
-  | (?P<near>O?NEAR(?:/\S*)?)(?=[\s()"]|$)
+  | (?P<near>O?NEAR(?:/[^\s()"]*)?)(?=[\s()"]|$)
   | (?P<op>AND|OR|NOT)(?=[\s()"]|$)
   | (?P<word>[^\s()"]+)
     """,
@@ -203,6 +205,7 @@ class _Parser:
         self.text = text
         self.lexes = _lex(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Lex | None:
         return self.lexes[self.i] if self.i < len(self.lexes) else None
@@ -245,8 +248,10 @@ class _Parser:
 
     def near_expr(self, after: _Lex | None = None) -> Node:
         left = self.unary(after)
+        depth = self.depth
         while (tok := self.peek()) is not None and tok.kind == "near":
             self.i += 1
+            self.nest(tok)  # each NEAR wraps the chain so far
             ordered = tok.text.startswith("O")
             name = "ONEAR" if ordered else "NEAR"
             m = re.fullmatch(r"O?NEAR/(\d+)", tok.text)
@@ -260,13 +265,22 @@ class _Parser:
                         f"{name} operands must be terms, phrases or OR-groups of them", col
                     )
             left = Near(left, right, int(m.group(1)), ordered)
+        self.depth = depth
         return left
+
+    def nest(self, tok: _Lex) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"query nested too deeply (more than {MAX_DEPTH} levels)", tok.col)
 
     def unary(self, after: _Lex | None = None) -> Node:
         tok = self.peek()
         if tok is not None and tok.kind == "op" and tok.text == "NOT":
             self.i += 1
-            return Not(self.unary(after=tok))
+            self.nest(tok)
+            node = Not(self.unary(after=tok))
+            self.depth -= 1
+            return node
         return self.primary(after)
 
     def primary(self, after: _Lex | None) -> Node:
@@ -278,11 +292,13 @@ class _Parser:
             self.i += 1
             if (nxt := self.peek()) is not None and nxt.kind == "rpar":
                 raise self.fail("empty parentheses", tok.col)
+            self.nest(tok)
             node = self.or_expr()
             close = self.peek()
             if close is None or close.kind != "rpar":
                 raise self.fail("unbalanced parenthesis", tok.col)
             self.i += 1
+            self.depth -= 1
             return node
         if tok.kind == "rpar":
             if after is not None:
@@ -300,11 +316,9 @@ class _Parser:
     def phrase(self, tok: _Lex) -> Node:
         if len(tok.text) < 2 or not tok.text.endswith('"'):
             raise self.fail("unterminated quote", tok.col)
-        inner = tok.text[1:-1]
-        parts = tokenize(inner)
-        if not parts:
+        terms = _terms(tok.text[1:-1])
+        if not terms:
             raise self.fail("empty phrase", tok.col)
-        terms = tuple(_term(p, inner.lower()) for p in parts)
         return terms[0] if len(terms) == 1 else Phrase(terms)
 
     def word(self, tok: _Lex) -> Node:
@@ -317,19 +331,30 @@ class _Parser:
                 raise self.fail(f"field {name.lower()} needs a value", tok.col)
             return Field(name.lower(), fold(value).lstrip("@"))  # type: ignore[arg-type]
         star = text.find("*")
-        if star != -1:
+        if star != -1 and _CJK.search(text):
+            # CJK words already match inside longer runs (one token per character)
+            text = text.replace("*", "")
+        elif star != -1:
             if star != len(text) - 1:
                 raise self.fail("wildcard * only at the end of a word", tok.col + star)
-            stem = fold(text[:-1])
-            if not re.fullmatch(r"\w+", stem) or sum(c.isalpha() for c in stem) < MIN_PREFIX:
+            if text[0] in "#@":
+                raise self.fail(
+                    "wildcard * does not apply to #hashtags or @handles", tok.col + star
+                )
+            stems = umlaut_variants(text[:-1].lower())
+            if (
+                not re.fullmatch(r"\w+", stems[0])
+                or sum(c.isalpha() for c in stems[0]) < MIN_PREFIX
+            ):
                 raise self.fail(
                     f"wildcard needs at least {MIN_PREFIX} letters before *", tok.col + star
                 )
-            return Prefix(stem)
-        parts = tokenize(text)
-        if not parts:
+            if len(stems) == 1:
+                return Prefix(stems[0])
+            return Or(tuple(Prefix(st) for st in stems))
+        terms = _terms(text)
+        if not terms:
             raise self.fail(f"{text!r} has no searchable characters", tok.col)
-        terms = tuple(_term(p, text.lower()) for p in parts)
         return terms[0] if len(terms) == 1 else Phrase(terms)
 
 
@@ -340,15 +365,19 @@ def _positional(node: Node) -> bool:
     return isinstance(node, Term | Prefix | Phrase | Near)
 
 
-def _term(folded_token: str, raw_lower: str) -> Term:
-    """A term for one folded token, with the ae/oe/ue spelling when the raw text had umlauts."""
-    if any(c in raw_lower for c in "äöü"):
-        # Find the raw spelling of this token to derive the umlaut variant from it.
-        for raw in re.findall(r"[#@]?\w+(?:['’]\w+)*", raw_lower):
-            variants = umlaut_variants(raw)
-            if variants[0] == folded_token:
-                return Term(variants)
-    return Term((folded_token,))
+def _terms(raw: str) -> tuple[Term, ...]:
+    """The tokens of ``raw`` as terms, each with its ae/oe/ue spelling if written with umlauts.
+
+    Writing ä as ae never moves a token boundary, so both tokenisations align one to one.
+    """
+    parts = tokenize(raw)
+    low = raw.lower()
+    if not any(c in low for c in "äöü"):
+        return tuple(Term((p,)) for p in parts)
+    alts = tokenize(low.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"))
+    if len(alts) != len(parts):  # pragma: no cover - defensive, see above
+        alts = parts
+    return tuple(Term((p,) if p == a else (p, a)) for p, a in zip(parts, alts, strict=True))
 
 
 # --------------------------------------------------------------------------- compile

@@ -13,15 +13,18 @@ dependency-free baseline; the trained linear model lives in :mod:`monitor.enrich
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
 from monitor.enrich.lexicon import is_negator, polarity
-from monitor.enrich.text import tokenize
+from monitor.enrich.text import strip_urls, tokenize
 from monitor.model import Sentiment, SentimentLabel
 
-# Negation reaches until the next clause break; tokenize drops punctuation, so count tokens.
+# Negation reaches at most this many tokens, and never past a clause break.
 NEGATION_SCOPE = 3
+_CLAUSE_BREAK = re.compile(r"[.,;:!?]+")
+_ELONG = re.compile(r"(\w)\1{2,}")
 
 
 class SentimentScorer(Protocol):
@@ -54,15 +57,21 @@ class LexiconScorer:
         ('negative', -0.905)
         """
         total = 0.0
-        negated_until = -1
-        for i, tok in enumerate(tokenize(text)):
-            if is_negator(tok):
-                negated_until = i + NEGATION_SCOPE
-                continue
-            p = polarity(tok, lang)
-            if p:
-                # Emoji express the writer's mood directly; negation does not flip them.
-                total += -p if i <= negated_until and tok[-1].isalnum() else p
+        # tokenize drops punctuation, so split into clauses first (URLs out: they hold dots)
+        for clause in _CLAUSE_BREAK.split(strip_urls(text)):
+            negated_until = -1
+            for i, tok in enumerate(tokenize(clause)):
+                if is_negator(tok):
+                    negated_until = i + NEGATION_SCOPE
+                    continue
+                p = polarity(tok, lang)
+                if not p and _ELONG.search(tok):  # "goooood", "baaaad"
+                    p = polarity(_ELONG.sub(r"\1\1", tok), lang) or polarity(
+                        _ELONG.sub(r"\1", tok), lang
+                    )
+                if p:
+                    # Emoji express the writer's mood directly; negation does not flip them.
+                    total += -p if i <= negated_until and tok[-1].isalnum() else p
         score = math.tanh(total / 2.0)
         return Sentiment(label_for(score), score)
 

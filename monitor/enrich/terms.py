@@ -15,7 +15,13 @@ _STOPWORDS_TEXT = """
     they this those through to too under until up very was we were what when where which while
     who whom why will with would you your yours yourself im ive id youre dont doesnt didnt isnt
     cant wont its it's i'm don't doesn't didn't isn't can't won't i've you're that's thats rt
-    amp via lol u ur gonna get got go going one like new today still yet really
+    amp via lol u ur gonna get got go going one like new today still yet really us i'll you'll
+    he'll she'll we'll they'll it'll i'd you'd he'd she'd we'd they'd you've we've they've we're
+    they're aren't wasn't weren't hasn't haven't hadn't shouldn't wouldn't couldn't mustn't ain't
+    y'all youll theyre arent wasnt werent hasnt havent hadnt shouldnt wouldnt couldnt aint yall
+    may might must shall even much many ever every since though although whether upon within
+    without across onto per etc another anyone everyone someone something anything everything
+    oh http https www lt gt quot nbsp
     aber alle allem allen aller alles als also am an ander andere anderen auch auf aus bei bin
     bis bist da damit dann das dass dein deine dem den der des dich die dies diese diesem diesen
     dieser dieses dir doch dort du durch ein eine einem einen einer eines er es etwas euch euer
@@ -23,7 +29,13 @@ _STOPWORDS_TEXT = """
     jedem jeden jeder jetzt kann kein keine mal man mehr mein meine mich mir mit muss nach nicht
     nichts noch nun nur ob oder ohne schon sehr sein seine sich sie sind so soll sondern um und
     uns unser unter vom von vor war waren warum was weil weiter wenn wer werden wie wieder will
-    wir wird wo zu zum zur uber
+    wir wird wo zu zum zur uber fuer ueber gegen denn beim ins ans aufs seit hast habt hatten
+    hattest wurde wurden worden wuerde ware waere konnen koennen konnte konnten kannst musst
+    mussen muessen musste sollte sollen sollten wollen wollte willst darf durfen mochte moechte
+    sei seid keinen keiner keinem keines meinem meinen meiner meines deinem deinen deiner seinem
+    seinen seiner ihrem ihren ihrer unsere unseren unserem eure euren halt eben ne na ach gar
+    wohl eigentlich gerade grad sonst erst dabei dazu dafur daran darauf drauf davon immer heute
+    bzw usw sowie zwischen wegen trotz welche welcher welches welchen jemand selbst viel viele
 """
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
@@ -34,6 +46,8 @@ def content_terms(tokens: list[str], limit: int = 32) -> tuple[str, ...]:
     ``tokens`` come from :func:`monitor.enrich.text.tokenize` (already folded, URLs removed).
     """
     seen: dict[str, None] = {}
+    if limit <= 0:
+        return ()
     for tok in tokens:
         first = tok[0]
         if first == "@":

@@ -17,13 +17,21 @@ import unicodedata
 _COMBINING = re.compile(r"[\u0300-\u036f]+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Emoji and pictographs: the main emoji blocks, dingbats/misc symbols, and regional indicators.
+# Skin-tone modifiers (U+1F3FB-1F3FF) are left out: they vary the emoji before them.
 _EMOJI_CLASS = (
-    "\U0001f000-\U0001faff"  # pictographs, emoticons, transport, supplemental symbols, flags
+    "\U0001f000-\U0001f3fa\U0001f400-\U0001faff"  # pictographs, emoticons, transport, flags
     "\u2600-\u27bf"  # misc symbols and dingbats (☀ ☹ ❤ ✔ ...)
     "\u2b00-\u2bff"  # arrows/stars (⭐)
     "\u2300-\u23ff"  # technical (⌛ ⏰)
 )
-_TOKEN = re.compile(rf"[#@]?\w+(?:['’]\w+)*|[{_EMOJI_CLASS}]")
+# Chinese and Japanese write words without spaces: each ideograph or kana is a token, so a
+# query word matches as the phrase of its characters anywhere inside a run. The kana voicing
+# marks that NFKD splits off (U+3099, U+309A) are diacritics to fold, like accents.
+_CJK_CLASS = "\u3040-\u3098\u309b-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_W = rf"[^\W{_CJK_CLASS}]"
+# ``#``/``@`` start a hashtag/handle only after a non-word character (not in bob@acme.com).
+_TOKEN = re.compile(rf"(?:(?<!\w)[#@])?(?:{_W}+(?:'{_W}+)*|[{_CJK_CLASS}])|[{_EMOJI_CLASS}]")
+_POSSESSIVE = re.compile(r"(?<=\w)'s\b")  # "acme's" is acme (and "it's" is it)
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*")
 
 
@@ -54,11 +62,18 @@ def tokenize(text: str) -> list[str]:
     """Fold ``text``, drop URLs and split into words, ``#hashtags``, ``@handles`` and single emoji.
 
     Tokens are plain strings; the first character tells the kind (``#``, ``@``, emoji, other).
+    ``’`` is read as ``'`` and a possessive ``'s`` is dropped; Chinese/Japanese characters are
+    one token each.
 
     >>> tokenize("Café #Rückruf 👍 @Globex_DE")
     ['cafe', '#ruckruf', '👍', '@globex_de']
     """
-    return _TOKEN.findall(fold(strip_urls(text)))
+    folded = fold(strip_urls(text))
+    if "’" in folded:
+        folded = folded.replace("’", "'")
+    if "'" in folded:
+        folded = _POSSESSIVE.sub("", folded)
+    return _TOKEN.findall(folded)
 
 
 def words(text: str) -> list[str]:

@@ -107,3 +107,39 @@ def test_languages_detected_in_one_batched_call() -> None:
     out = e.enrich_batch(ms)
     assert det.calls == [[ms[0].text, ms[2].text]]  # the trusted source language is kept
     assert [o.lang for o in out] == ["de", "en", "en"]
+
+
+@pytest.mark.parametrize("source_lang", ["und", "UND", "zxx", "qme", "mul"])
+def test_source_saying_undetermined_is_not_trusted(
+    detector: LanguageDetector, source_lang: str
+) -> None:
+    # Twitter labels short or media-only posts "und"/"qme"/"zxx": that says "unknown", so the
+    # language is detected (and lang:de queries can match) instead of being kept.
+    e = Enricher(TOPICS, EnrichmentConfig(sentiment="baseline"), detector=detector)
+    out = e.enrich_batch([mention(1, "Globex ist heute wieder kaputt", lang=source_lang)])[0]
+    assert (out.lang, out.topics) == ("de", ("globex-de",))
+
+
+def test_source_language_with_underscore_region(detector: LanguageDetector) -> None:
+    e = Enricher(TOPICS, EnrichmentConfig(sentiment="baseline"), detector=detector)
+    assert e.enrich_batch([mention(1, "hello", lang="de_AT")])[0].lang == "de"
+
+
+def test_batch_equals_one_by_one(detector: LanguageDetector) -> None:
+    e = Enricher(TOPICS, EnrichmentConfig(sentiment="linear", batch_size=3), detector=detector)
+    ms = [
+        mention(1, "Acme’s app is down again, I want a refund 😡"),
+        mention(2, ""),
+        mention(3, "😍😍😍"),
+        mention(4, "Großer Rückruf bei #Acme, totaler Skandal"),
+        mention(5, "Globex ist heute wieder kaputt", lang="de"),
+        mention(6, "ok"),
+        mention(7, "never again. " * 3000),
+    ]
+    batch = e.enrich_batch(ms)
+    single = [e.enrich_batch([m])[0] for m in ms]
+    assert [(o.topics, o.lang, o.sentiment.label, o.terms) for o in batch] == [
+        (o.topics, o.lang, o.sentiment.label, o.terms) for o in single
+    ]
+    for b, s in zip(batch, single, strict=True):
+        assert b.sentiment.score == pytest.approx(s.sentiment.score, abs=1e-6)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import pytest
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from monitor.enrich.cli import run_sentiment
 from monitor.enrich.lang import LanguageDetector, clean_for_lid
+from monitor.enrich.sentiment import LexiconScorer
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +86,32 @@ def test_cli_keeps_order_and_count() -> None:
     assert len(rows) == len(lines)
     assert [r[0] for r in rows[:4]] == ["positive", "neutral", "negative", "neutral"]
     assert all(-1.0 <= float(r[1]) <= 1.0 for r in rows)
+
+
+def test_one_long_text_does_not_blow_up_the_batch(detector: LanguageDetector) -> None:
+    # The batch is walked as a (texts x bytes) matrix; one 100k-character post (the decoder's
+    # limit) among 300 short ones must not cost 300 x 100k cells.
+    long_text = "Die Störung bei Acme dauert an und niemand hilft uns weiter. " * 1700
+    texts = ["acme outage again, I want a refund"] * 300 + [long_text]
+    tracemalloc.start()
+    try:
+        langs = detector.detect_batch(texts)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert langs[0] == "en" and langs[-1] == "de"
+    assert peak < 50e6, f"peak {peak / 1e6:.0f} MB"
+    assert detector.detect(long_text) == "de"
+
+
+def test_cli_survives_invalid_utf8() -> None:
+    # A strict UTF-8 locale: one bad byte must cost that line's accuracy, not the whole run.
+    raw = b"I love it\nbroken \xff\xc3 again\nawful, never again\n"
+    stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="strict")
+    out = io.StringIO()
+    assert run_sentiment("en", stdin, out, scorer_factory=LexiconScorer) == 0
+    assert [r.split("\t")[0] for r in out.getvalue().splitlines()] == [
+        "positive",
+        "negative",
+        "negative",
+    ]

@@ -19,6 +19,9 @@ QUERIES = [
     "lang:de",
     "initech ONEAR/1 down",
     "rückruf OR skandal",
+    "rück* NEAR/2 acme",
+    "東京電力 OR #東京",
+    '"acme\'s app"',
 ]
 WORDS = [
     "acme",
@@ -37,6 +40,12 @@ WORDS = [
     "skandal",
     "ok",
     "😡",
+    "Acme’s",
+    "app",
+    "Rueckrufe",
+    "東京電力の",
+    "#東京",
+    "bob@acme.com",
 ]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.config import parse_config
 from monitor.enrich.query import And, Field, Near, Not, Or, Phrase, Prefix, Term, parse_query
-from monitor.errors import QuerySyntaxError
+from monitor.errors import ConfigError, QuerySyntaxError
 
 
 def match(query: str, text: str, **meta: str) -> bool:
@@ -137,3 +138,65 @@ def test_lowercase_operators_are_words() -> None:
 def test_punctuated_word_is_a_phrase() -> None:
     assert match("wi-fi", "the wi fi is down")
     assert not match("wi-fi", "fi wi")
+
+
+@pytest.mark.parametrize(
+    ("query", "text", "expected"),
+    [
+        # a brand in the possessive is still the brand
+        ("acme", "Acme's app is down again", True),
+        ("acme", "Acme’s app is down again", True),
+        ('"acme app"', "Acme's app crashed", True),
+        ("don't", "I don’t care", True),
+        # an e-mail address is not a mention of the handle
+        ("@acme", "mail bob@acme.com for a refund", False),
+        ("#acme", "see x#acme", False),
+        # CJK: no spaces between words, so a query word matches inside a run
+        ("acme", "Acmeのアプリが落ちた", True),
+        ("東京電力", "東京電力の事故について", True),
+        ("東京電力", "東京の電力", False),
+        ("#東京", "#東京 に行く", True),
+        ("#東京", "東京に行く", False),
+        ("東京", "#東京 に行く", True),
+        # skin tones are variants of one emoji
+        ("👎🏻", "acme 👎", True),
+        ("👎", "acme 👎🏿", True),
+        # a wildcard written with an umlaut also matches the ae/oe/ue spelling
+        ("rück*", "Rückrufaktion", True),
+        ("rück*", "Rueckrufaktion", True),
+        ("acme NEAR/1 rück*", "acme rueckrufe", True),
+    ],
+)
+def test_matching_social_text(query: str, text: str, expected: bool) -> None:
+    assert match(query, text) is expected
+
+
+def test_umlaut_wildcard_keys() -> None:
+    q = parse_query("rück*")
+    assert q.root == Or((Prefix("ruck"), Prefix("rueck")))
+    assert q.required == frozenset({"ruck*", "rueck*"})
+    # the variant is derived for each word of a phrase separately
+    assert parse_query('"Müller\'s Rückruf"').root == Phrase(
+        (Term(("muller", "mueller")), Term(("ruckruf", "rueckruf")))
+    )
+
+
+def test_wildcard_on_hashtag_is_refused_clearly() -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query("acme OR #acme*")
+    assert str(info.value) == "wildcard * does not apply to #hashtags or @handles at column 14"
+
+
+def test_near_distance_directly_before_parenthesis() -> None:
+    assert match("acme NEAR/3(outage OR down)", "acme is down")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["(" * 400 + "acme" + ")" * 400, "NOT " * 2000 + "acme", "a NEAR/1 " * 2000 + "b"],
+)
+def test_deep_nesting_is_a_config_error_not_a_crash(query: str) -> None:
+    with pytest.raises(QuerySyntaxError, match="nested too deeply"):
+        parse_query(query)
+    with pytest.raises(ConfigError, match=r"^topics\[0\]\.query: query nested too deeply"):
+        parse_config({"topics": [{"name": "t", "query": query}]})

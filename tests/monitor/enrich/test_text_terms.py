@@ -1,0 +1,83 @@
+"""Tokenisation of social text and the content terms fed to the emerging-term detector."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.enrich.sentiment import LexiconScorer
+from monitor.enrich.terms import content_terms
+from monitor.enrich.text import tokenize
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        # possessives belong to the name; iPhone apostrophes equal ASCII ones
+        ("Acme's app is down", ["acme", "app", "is", "down"]),
+        ("Acme’s app, I don’t care", ["acme", "app", "i", "don't", "care"]),
+        # an e-mail address or a word with # inside has no handle or hashtag
+        ("write to help@acme.com", ["write", "to", "help", "acme", "com"]),
+        ("x#acme @acme #acme", ["x", "acme", "@acme", "#acme"]),
+        # Chinese and Japanese have no spaces: each ideograph / kana is a token (voicing
+        # marks fold away like accents: プ -> フ)
+        ("Acmeのアプリ", ["acme", "の", "ア", "フ", "リ"]),
+        ("#東京 電力", ["#東", "京", "電", "力"]),
+        # a skin-tone modifier is part of its emoji, not a token of its own
+        ("great 👍🏽", ["great", "👍"]),
+    ],
+)
+def test_tokenize_social_text(text: str, tokens: list[str]) -> None:
+    assert tokenize(text) == tokens
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don’t think it’s over, we’re waiting and they’ll see",
+        "Wir können nicht, es würde gegen alles gehen, denn du hast keinen Plan",
+        "&lt;3 &gt; &amp; http",
+        "Die Stornierung wäre beim Anbieter seit gestern möglich",
+    ],
+)
+def test_function_words_are_not_terms(text: str) -> None:
+    terms = set(content_terms(tokenize(text)))
+    assert not terms & {
+        "don't", "don’t", "it's", "it’s", "we're", "they'll", "konnen", "wurde", "gegen",
+        "denn", "hast", "keinen", "lt", "gt", "amp", "http", "ware", "beim", "seit",
+    }  # fmt: skip
+
+
+def test_terms_keep_content_words() -> None:
+    assert content_terms(tokenize("Acme’s refund policy 2024 @help #Stornierung")) == (
+        "acme",
+        "refund",
+        "policy",
+        "stornierung",
+    )
+
+
+def test_term_limit() -> None:
+    tokens = tokenize("refund outage broken app")
+    assert content_terms(tokens, 2) == ("refund", "outage")
+    assert content_terms(tokens, 0) == ()  # enrichment.max_terms: 0 turns terms off
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "label"),
+    [
+        # negation ends at a clause break
+        ("never again, terrible", "en", "negative"),
+        ("no. love it", "en", "positive"),
+        ("It is not bad. Great service!", "en", "positive"),
+        ("nicht gut, aber super", "de", "neutral"),
+        ("not good", "en", "negative"),
+        # elongated words are the word
+        ("soooo goooood", "en", "positive"),
+        ("sooo baaaad", "en", "negative"),
+        # empty and emoji-only texts
+        ("", "en", "neutral"),
+        ("😡😡", "und", "negative"),
+    ],
+)
+def test_lexicon_scorer(text: str, lang: str, label: str) -> None:
+    assert LexiconScorer().score_one(text, lang).label == label
