@@ -310,6 +310,9 @@ class Outbox:
                     last_error=r.last_error or "expired before first attempt",
                 )  # fmt: skip
                 self._gave_up(r, "expired")
+                if r.payload.get("action") == "resolve":
+                    # as when a resolve's last retry gives up: stop re-firing a closed alert
+                    await self._stop_repeat(r.receiver, str(r.payload.get("dedup_key")))
             else:
                 live.append(r)
         return live

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -83,6 +84,7 @@ class EscalationRunner:
         self._record = record
         self._states: dict[str, EscalationState] = {}
         self._open: dict[str, dict[str, Any]] = {}  # latest snapshot of every open incident
+        self._restart: set[str] = set()  # restored escalations whose policy left the config
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         if state:
@@ -114,16 +116,31 @@ class EscalationRunner:
 
     async def resume(self, incidents: Iterable[Incident]) -> None:
         """At start-up: every triggered incident without an escalation starts one (a page
-        owed before a crash is still owed); snapshots of the others are refreshed."""
+        owed before a crash is still owed); snapshots of the others are refreshed.
+
+        Pass every incident of the book, resolved ones too. The book may be a step ahead of
+        the escalations (a timer saved both while a book change was on its way here, then the
+        process died): an escalation that missed a re-trigger starts again, one that missed an
+        acknowledgement or a resolve stops and tells the people it paged.
+        """
         async with self._lock:
             now = self.clock.now()
             for inc in incidents:
                 d = inc.to_dict()
+                st = self._states.get(inc.id)
                 if not inc.is_open:
+                    self._open.pop(inc.id, None)
+                    if st is not None:
+                        await self._step(inc.id, Resolve(d, inc.resolved_by), now)
+                        self._states.pop(inc.id, None)
                     continue
                 self._open[inc.id] = d
-                if inc.id not in self._states and inc.state == "triggered":
-                    await self._step(inc.id, Trigger(d, "resumed", self._mute(d, now)), now)
+                if inc.state == "triggered":
+                    if st is None or inc.id in self._restart or st.status == "acknowledged":
+                        await self._step(inc.id, Trigger(d, "resumed", self._mute(d, now)), now)
+                elif st is not None and (st.active or inc.id in self._restart):
+                    await self._step(inc.id, Acknowledge(d, inc.acked_by), now)
+            self._restart.clear()
             await self._save()
         self._changed.set()
 
@@ -196,10 +213,15 @@ class EscalationRunner:
     # --- internals ---------------------------------------------------------------------------
     def _restore(self, state: Mapping[str, Any]) -> None:
         for d in state.get("escalations", []):
-            # An escalation whose policy left the config is dropped; resume() restarts it.
-            if d.get("policy") in self.plan.policies or d.get("status") not in ("paging", "muted"):
-                s = EscalationState.from_dict(d, self.plan)
-                self._states[s.incident_id] = s
+            s = EscalationState.from_dict(d, self.plan)
+            if s.active and s.policy not in self.plan.policies:
+                # Its policy left the config: it cannot go on, and resume() restarts it. Kept
+                # (stopped) for its notification counter and who was paged: a restart from a
+                # fresh state would re-make ids the outbox already holds and drops, and the
+                # people paged before would never hear the acknowledgement.
+                s = replace(s, status="exhausted", wake_at=None, mute=None)
+                self._restart.add(s.incident_id)
+            self._states[s.incident_id] = s
         self._open = {str(d["id"]): dict(d) for d in state.get("open", [])}
         for d in state.get("silences", []):
             self.silences.add(Silence.from_dict(d))

@@ -107,7 +107,7 @@ class IncidentService:
 
     async def run(self) -> None:
         """Resume owed pages, then run the escalation timers and the book's clock; forever."""
-        await self.runner.resume(self.book.open_incidents())
+        await self.runner.resume(self.book.all_incidents())
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.runner.run())
             tg.create_task(self._tick_loop())

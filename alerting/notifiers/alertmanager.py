@@ -24,6 +24,7 @@ import aiohttp
 
 from alerting.notification import Notification
 from alerting.notifiers.base import IncidentView, iso8601, post
+from alerting.severity import clamp, pagerduty_severity
 from monitor.clock import Clock
 from monitor.config.receivers import AlertmanagerReceiver
 
@@ -46,7 +47,7 @@ def alertmanager_alert(
         "alertname": "CrisiswatchIncident",
         "dedup_key": n.dedup_key,
         "topic": v.topic,
-        "severity": v.pd_severity,
+        "severity": pagerduty_severity(_worst_severity(n.incident, v.severity)),
         **(extra_labels or {}),
     }
     annotations = {"summary": v.summary, "incident_id": v.id}
@@ -70,6 +71,15 @@ def alertmanager_alert(
     if url:
         alert["generatorURL"] = url
     return alert
+
+
+def _worst_severity(incident: Mapping[str, Any], current: int) -> int:
+    """The incident's worst severity so far: the ``severity`` label. Labels are the alert's
+    identity, so a crisis easing off (SEV2 -> SEV3) must not make a second, newly firing
+    alert that its resolve would not close; only a worse crisis (a re-page) starts a new one.
+    """
+    peak = incident.get("peak_severity")
+    return min(current, clamp(peak)) if isinstance(peak, int) else current
 
 
 class AlertmanagerNotifier:

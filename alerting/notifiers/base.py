@@ -12,6 +12,7 @@ connection errors, timeouts) is the only thing the outbox reads to decide on a r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,15 +65,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
     >>> parse_retry_after("7", 0.0), parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
     (7.0, 30.0)
-    >>> parse_retry_after("soon", 0.0) is None
-    True
+    >>> parse_retry_after("soon", 0.0) is None, parse_retry_after("1e999", 0.0) is None
+    (True, True)
     """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf" would make the outbox give up on the notification at once
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):
@@ -224,8 +228,14 @@ async def post(
 ) -> bytes:
     """POST `data` and return the body of a 2xx answer; anything else is a DeliveryError."""
     try:
+        # A redirect is not followed: aiohttp would turn the POST into a GET without the body
+        # (301/302/303), and a 200 to that GET would count as a delivery nobody received.
         async with session.post(
-            url, data=data, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
+            url,
+            data=data,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
         ) as resp:
             body = await resp.read()
             if 200 <= resp.status < 300:
@@ -236,6 +246,8 @@ async def post(
                 )
             # The receiver's answer helps the operator; it is theirs, never one of our secrets.
             snippet = body[:200].decode("utf-8", "replace")
+            if 300 <= resp.status < 400:  # the configured URL is out of date: say where to
+                snippet += f" (Location: {resp.headers.get('Location', '')[:300]})"
             raise DeliveryError(
                 target,
                 f"HTTP {resp.status}: {snippet}",

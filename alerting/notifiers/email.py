@@ -77,8 +77,9 @@ def _smtp_error(target: str, exc: Exception) -> DeliveryError:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [c for c, _ in exc.recipients.values()]
         transient = bool(codes) and all(400 <= c < 500 for c in codes)
+        who = ", ".join(sorted(exc.recipients))[:300]
         return DeliveryError(
-            target, f"recipients refused {sorted(set(codes))}", recoverable=transient
+            target, f"recipients refused {sorted(set(codes))}: {who}", recoverable=transient
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         code = int(exc.smtp_code)
@@ -148,6 +149,10 @@ class EmailNotifier:
                     smtp.starttls(context=ssl.create_default_context())
                 if c.username and self._password is not None:
                     smtp.login(c.username, self._password)
-                smtp.send_message(msg, from_addr=c.sender, to_addrs=to)
+                refused = smtp.send_message(msg, from_addr=c.sender, to_addrs=to)
+            if refused:
+                # Accepted for some, refused for others (the paged user, say): not delivered.
+                # A retry re-sends to all, with the same Message-ID (at least once).
+                raise smtplib.SMTPRecipientsRefused(refused)
         except (smtplib.SMTPException, OSError) as exc:
             raise _smtp_error(c.name, exc) from None

@@ -19,6 +19,11 @@ from alerting.notifiers.base import IncidentView, iso8601, post
 from monitor.clock import Clock
 from monitor.config.receivers import PagerDutyReceiver, secret
 
+#: PagerDuty refuses (400, permanent) an event over 512 KB. Mention texts can be 100,000
+#: characters, so what the page quotes of them is bounded.
+MAX_SAMPLES = 10
+MAX_SAMPLE_TEXT = 1024
+
 _LINK_TEXT = {
     "ack": "Acknowledge",
     "acknowledge": "Acknowledge",
@@ -45,7 +50,10 @@ def pagerduty_event(
         "severity": f"SEV{v.severity}",
         "score": v.score,
         "drivers": list(v.drivers),
-        "samples": [{"text": s.text, "url": s.url, "author": s.author} for s in v.samples],
+        "samples": [
+            {"text": _clip(s.text, MAX_SAMPLE_TEXT), "url": s.url, "author": s.author}
+            for s in v.samples[:MAX_SAMPLES]
+        ],
     }
     if n.recipient:
         details["recipient"] = n.recipient
@@ -68,6 +76,10 @@ def pagerduty_event(
     if client_url:
         event["client_url"] = client_url
     return event
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class PagerDutyNotifier:

@@ -226,7 +226,7 @@ async def test_repeats_stop_for_a_receiver_that_left_the_config(store: Store) ->
     assert await store.outbox_due(clock.now() + 3600) == []
     assert (
         reg.get_sample_value(
-            "crisiswatch_outbox_given_up_total", {"receiver": "am", "reason": "failed"}
+            "crisiswatch_notifications_given_up_total", {"receiver": "am", "reason": "failed"}
         )
         is None
     )
@@ -408,3 +408,27 @@ async def test_run_survives_a_failing_store_scan(store: Store) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [n.id for n in fake.sent] == ["n1"] and ob.health()["store_error"] is None
+
+
+async def test_an_expired_resolve_stops_the_repeats(store: Store) -> None:
+    # The resolve was never sent (receiver down, or the process down past expiry): giving up
+    # on it must not leave the alert re-fired as "still firing" forever.
+    clock, am = FakeClock(0.0), Fake(repeat_seconds=30)
+    ob, _ = outbox(store, clock, am=am)
+    await ob.enqueue(note("t1", receiver="am"))
+    await ob.tick()
+    await ob.enqueue(note("res", "resolve", receiver="am"))
+    clock.advance(700)  # past expire_seconds (600) before the resolve's first attempt
+    ob2, reg = outbox(store, clock, am=am)
+    await ob2.tick()
+    for _ in range(3):
+        clock.advance(30)
+        await ob2.tick()
+    assert [n.id for n in am.sent] == ["t1"]
+    assert await store.get(REPEAT_KEY) == b"{}"
+    assert (
+        reg.get_sample_value(
+            "crisiswatch_notifications_given_up_total", {"receiver": "am", "reason": "expired"}
+        )
+        == 1.0
+    )

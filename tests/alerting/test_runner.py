@@ -18,7 +18,7 @@ from tests.alerting.fakes import V
 T0 = datetime(2026, 1, 14, 10, 0, tzinfo=UTC).timestamp()
 
 
-def config() -> AlertingConfig:
+def config(policy: str = "default") -> AlertingConfig:
     return AlertingConfig.model_validate(
         {
             "users": [
@@ -29,7 +29,7 @@ def config() -> AlertingConfig:
             "teams": [],
             "policies": [
                 {
-                    "name": "default",
+                    "name": policy,
                     "levels": [
                         {"targets": ["schedule:primary"], "delay_seconds": 300},
                         {"targets": ["user:lead"], "delay_seconds": 300},
@@ -37,13 +37,18 @@ def config() -> AlertingConfig:
                     "repeat": 1,
                 }
             ],
-            "route": {"policy": "default"},
+            "route": {"policy": policy},
         }
     )
 
 
 class Rig:
-    def __init__(self, state: dict[str, Any] | None = None, start: float = T0) -> None:
+    def __init__(
+        self,
+        state: dict[str, Any] | None = None,
+        start: float = T0,
+        cfg: AlertingConfig | None = None,
+    ) -> None:
         self.clock = FakeClock(start)
         self.book = IncidentBook()
         self.sent: list[Notification] = []
@@ -59,7 +64,7 @@ class Rig:
             self.book.record(iid, event, detail, now)
 
         self.runner = EscalationRunner(
-            config(), self.clock, emit, persist=persist, record=record, state=state
+            cfg or config(), self.clock, emit, persist=persist, record=record, state=state
         )
 
     async def feed(self, events: list[IncidentEvent]) -> None:
@@ -223,3 +228,19 @@ async def test_run_loop_sleeps_on_the_clock() -> None:
         "t=600 trigger ana",
         "t=900 trigger lead",
     ]
+
+
+async def test_restart_after_the_policy_was_renamed_pages_with_fresh_ids() -> None:
+    rig = Rig()
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    await rig.at(300)  # ana, then lead paged: ids iid/1, iid/2
+    # deployed with the policy renamed; the process comes back at t=400 with the old state
+    again = Rig(state=rig.saved, start=T0 + 400, cfg=config("standard"))
+    again.book = rig.book
+    await again.runner.resume(rig.book.open_incidents())
+    assert again.log() == ["t=400 trigger ana"]
+    # the outbox drops an id it already holds: a restarted escalation must not reuse one
+    assert again.sent[0].id not in {n.id for n in rig.sent}
+    await again.feed(rig.book.acknowledge(iid, "ana", again.clock.now()))
+    # everybody paged before the restart hears the acknowledgement too
+    assert sorted(again.log()[1:]) == ["t=400 acknowledge ana", "t=400 acknowledge lead"]

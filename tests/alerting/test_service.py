@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,3 +99,85 @@ async def test_run_resumes_pages_owed_before_a_crash() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert rig.who()[0] == "trigger ana"
+
+
+async def crash_after_concurrent_save(
+    act: Callable[[IncidentService, str], Coroutine[Any, Any, object]], *, acked: bool
+) -> tuple[dict[str, Any], str]:
+    """The state a crash leaves when the runner's timer saved a book change (made by `act` on
+    incident A) that the runner had not been told of yet.
+
+    The timer saves book + runner state without the service lock: here it is busy emitting
+    incident B's level 2 while `act` changes A in the book and waits for the runner.
+    """
+    rig, saves = Rig(), []
+    gate = asyncio.Event()
+    gate.set()
+
+    async def emit(n: Notification) -> None:
+        await gate.wait()
+
+    async def persist(s: dict[str, Any]) -> None:
+        saves.append(json.loads(json.dumps(s)))
+
+    rig.svc = IncidentService(cfg(), rig.clock, emit, persist=persist)
+    [a] = await rig.svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    if acked:
+        rig.clock.set(T0 + 10)
+        await rig.svc.acknowledge(a.incident.id, "ana")
+    rig.clock.set(T0 + 1510)
+    await rig.svc.on_verdict(V("beta", T0 + 1510, 0.9, 2, onset="open"))
+    rig.clock.set(T0 + 1810)  # B's level 2 falls due (and A's ack times out)
+    gate.clear()
+    wake = asyncio.create_task(rig.svc.runner.wake_due())
+    await asyncio.sleep(0)
+    acting = asyncio.create_task(act(rig.svc, a.incident.id))
+    await asyncio.sleep(0)
+    n = len(saves)
+    gate.set()
+    await asyncio.gather(wake, acting)
+    return saves[n], a.incident.id  # the timer's save; the process dies before the next
+
+
+def states(saved: dict[str, Any], iid: str) -> tuple[str, str | None]:
+    [inc] = [i for i in saved["book"]["incidents"] if i["id"] == iid]
+    esc = [e["status"] for e in saved["escalation"]["escalations"] if e["incident_id"] == iid]
+    return inc["state"], esc[0] if esc else None
+
+
+async def test_a_crash_after_a_concurrent_save_still_pages_the_retriggered_incident() -> None:
+    crash, iid = await crash_after_concurrent_save(lambda svc, _: svc.tick(), acked=True)
+    assert states(crash, iid) == ("triggered", "acknowledged")
+    again = Rig(state=crash, start=T0 + 1811)
+    await again.svc.runner.resume(again.svc.book.all_incidents())
+    assert [(n.action, n.recipient, n.dedup_key) for n in again.sent] == [("trigger", "ana", iid)]
+
+
+async def test_a_crash_after_a_concurrent_save_stops_paging_the_acknowledged_incident() -> None:
+    crash, iid = await crash_after_concurrent_save(
+        lambda svc, i: svc.acknowledge(i, "lead"), acked=False
+    )
+    assert states(crash, iid) == ("acknowledged", "paging")
+    again = Rig(state=crash, start=T0 + 1811)
+    await again.svc.runner.resume(again.svc.book.all_incidents())
+    assert again.who() == ["acknowledge ana", "acknowledge lead"]
+    again.clock.set(T0 + 7200)
+    await again.svc.runner.wake_due()  # B goes on paging; A stays quiet
+    assert [n.action for n in again.sent if n.dedup_key == iid] == ["acknowledge"] * 2
+
+
+async def test_a_crash_after_a_concurrent_save_stops_paging_the_resolved_incident() -> None:
+    crash, iid = await crash_after_concurrent_save(
+        lambda svc, i: svc.resolve(i, "lead"), acked=False
+    )
+    assert states(crash, iid) == ("resolved", "paging")
+    again = Rig(state=crash, start=T0 + 1811)
+    task = asyncio.create_task(again.svc.run())
+    for _ in range(50):
+        await asyncio.sleep(0)
+        if len(again.sent) >= 2:
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert again.who() == ["resolve ana", "resolve lead"]
+    assert again.svc.runner.escalation(iid) is None

@@ -96,3 +96,31 @@ async def test_real_alertmanager_accepts_firing_and_resolved(alertmanager: str) 
                 break
             await asyncio.sleep(0.1)
         assert await active(s, alertmanager) == []
+
+
+async def test_severity_easing_off_keeps_one_alert_that_the_resolve_closes(
+    alertmanager: str,
+) -> None:
+    # Labels are the alert's identity in Alertmanager: a SEV2 crisis that eased to SEV3 before
+    # it was acknowledged must not turn into a second (newly firing) alert, and the resolve
+    # must close the one that fired.
+    clock = SystemClock()
+    opened = {"id": "inc-2", "topic": "acme", "severity": 2, "peak_severity": 2, "score": 0.9,
+              "opened_at": clock.now()}  # fmt: skip
+    eased = {**opened, "severity": 3, "score": 0.75}
+    cfg = DeliveryConfig.model_validate(
+        {"receivers": [{"name": "am", "type": "alertmanager", "url": alertmanager}]}
+    )
+    async with aiohttp.ClientSession() as s:
+        am = build_notifiers(cfg.receivers, s, env={}, clock=clock)["am"]
+        await am.send(Notification("n1", "am", "trigger", "acme/sentiment", opened, clock.now()))
+        await am.send(Notification("n2", "am", "acknowledge", "acme/sentiment", eased, clock.now()))
+        alerts = await active(s, alertmanager)
+        assert [a["labels"]["severity"] for a in alerts] == ["error"]
+        assert alerts[0]["annotations"]["acknowledged"] == "true"
+        await am.send(Notification("n3", "am", "resolve", "acme/sentiment", eased, clock.now()))
+        for _ in range(50):
+            if not await active(s, alertmanager):
+                break
+            await asyncio.sleep(0.1)
+        assert await active(s, alertmanager) == []

@@ -23,12 +23,13 @@ class Sink:
 
     mails: list[Envelope] = field(default_factory=list)
     rcpt_reply: str | None = None
+    reply_for: dict[str, str] = field(default_factory=dict)  # per address
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
+        if self.rcpt_reply or address in self.reply_for:
+            return self.reply_for.get(address) or self.rcpt_reply or ""
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -142,3 +143,19 @@ async def test_paged_user_address_comes_from_contacts(smtp: tuple[Sink, int]) ->
     n = EmailNotifier.from_config(c, env={}, clock=FakeClock(), contacts=contacts)
     await n.send(Notification("n-1", "mail", "trigger", "k", INC, 0.0, recipient="ana"))
     assert sink.mails[0].rcpt_tos == ["ana@example.org"]
+
+
+@pytest.mark.parametrize(("reply", "recoverable"), [("451 greylisted", True), ("550 no", False)])
+async def test_paged_user_refused_while_the_team_list_accepts_is_not_a_delivery(
+    smtp: tuple[Sink, int], reply: str, recoverable: bool
+) -> None:
+    # The server takes the mail for social@ but refuses the paged user's address: the page to
+    # that person is not delivered (a greylisting 451 clears on a retry), never silently done.
+    sink, port = smtp
+    sink.reply_for = {"alice@example.org": reply}
+    n = Notification("n-1", "mail", "trigger", "k", INC, 0.0, recipient="alice@example.org")
+    with pytest.raises(DeliveryError) as ei:
+        await notifier(port).send(n)
+    assert [m.rcpt_tos for m in sink.mails] == [["social@example.org"]]
+    assert ei.value.recoverable is recoverable
+    assert "alice@example.org" in ei.value.reason

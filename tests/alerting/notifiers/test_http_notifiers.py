@@ -394,3 +394,54 @@ async def test_drivers_and_samples_come_from_the_detector_explanation() -> None:
         "volume 90 vs 30.0 expected (3.0x)", "signal volume 0.90", "terms: refund",
         "channels: x 70"]  # fmt: skip
     assert details["samples"] == [{"text": "refund now", "url": "https://x/m1", "author": "@c"}]
+
+
+async def test_a_redirect_is_an_error_not_a_delivery() -> None:
+    # Following it would turn the POST into a GET without the body (301/302/303); whatever
+    # answers that GET with 200 would mark a page delivered that nobody received.
+    moved = Answer(301, "moved", {"Location": "/elsewhere"})
+    async with Receiver(moved, 200) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "hook", "type": "webhook", "url": rx.url("/in"), "secret_env": "S"})
+        n = build_notifiers(c.receivers, s, env={"S": "s"}, clock=FakeClock())["hook"]
+        with pytest.raises(DeliveryError) as ei:
+            await n.send(note())
+    assert [(r.method, r.path) for r in rx.requests] == [("POST", "/in")]
+    assert (ei.value.recoverable, ei.value.status) == (False, 301)
+    assert "/elsewhere" in ei.value.reason  # the operator sees where the URL should point
+
+
+async def test_pagerduty_event_stays_under_the_512kb_limit_with_long_samples() -> None:
+    # Mention texts may be up to 100,000 characters; PagerDuty answers 400 (never retried,
+    # the page is lost) to an event over 512 KB.
+    long = {"text": "🔥 " * 50_000, "url": "https://x.example/1", "author": "@ann"}
+    incident = {**INCIDENT, "samples": [long] * 5}
+    async with Receiver(202) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        await n.send(note(incident=incident))
+    assert len(rx.requests[0].body) < 512 * 1024
+    details = rx.requests[0].json()["payload"]["custom_details"]
+    assert len(details["samples"]) == 5
+    assert details["samples"][0]["text"].startswith("🔥 🔥")
+    assert details["samples"][0]["url"] == "https://x.example/1"
+
+
+def test_alertmanager_severity_label_is_the_worst_so_far() -> None:
+    from alerting.notifiers.alertmanager import alertmanager_alert
+
+    eased = {**INCIDENT, "severity": 3, "peak_severity": 1}
+    for action in ("trigger", "acknowledge", "resolve"):
+        a = alertmanager_alert(note(action, incident=eased), now=0.0, repeat_seconds=60.0)
+        assert a["labels"]["severity"] == "critical"  # the label set (identity) stays put
+
+
+@pytest.mark.parametrize("value", ["inf", "1e999", "nan"])
+async def test_a_non_finite_retry_after_is_ignored(value: str) -> None:
+    # float() reads these; an infinite floor would make the outbox expire the page at once.
+    answer = Answer(429, "slow down", {"Retry-After": value})
+    async with Receiver(answer) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        with pytest.raises(RateLimited) as ei:
+            await n.send(note())
+    assert ei.value.recoverable and ei.value.retry_after is None
