@@ -51,6 +51,7 @@ REASONS: Final = (
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TOP_FIELDS: Final = frozenset(
     {
         "schema_version",
@@ -77,6 +78,13 @@ def _type_name(v: object) -> str:
     return "null" if v is None else type(v).__name__
 
 
+def _scrub(s: str) -> str:
+    # json.loads turns a lone "\ud83d" escape (an emoji cut in half upstream) into a lone
+    # surrogate: legal JSON, but no UTF-8 encoder downstream accepts it (an e-mail page
+    # quoting the post fails to build). Keep the mention, replace the half character.
+    return s if s.isascii() else _SURROGATE.sub("\ufffd", s)
+
+
 def _str(
     obj: Mapping[str, Any], key: str, path: str, *, required: bool, max_len: int = 4096
 ) -> str:
@@ -89,7 +97,7 @@ def _str(
         raise DecodeError("wrong_type", f"{path}: expected string, got {_type_name(v)}")
     if len(v) > max_len:
         raise DecodeError("invalid_value", f"{path}: longer than {max_len} characters")
-    return v
+    return _scrub(v)
 
 
 def _opt_str(obj: Mapping[str, Any], key: str, max_len: int = 4096) -> str | None:
@@ -138,6 +146,10 @@ def parse_time(v: object, path: str = "created_at") -> float:
     else:
         raise DecodeError("wrong_type", f"{path}: expected timestamp, got {_type_name(v)}")
     if not math.isfinite(t) or not _EARLIEST <= t <= _LATEST:
+        if isinstance(v, int | float) and _LATEST < t <= _LATEST * 1000:
+            raise DecodeError(
+                "invalid_value", f"{path}: out of range (epoch milliseconds? send seconds)"
+            )
         raise DecodeError("invalid_value", f"{path}: out of range")
     return t
 

@@ -288,6 +288,44 @@ class Intake:
             await self.ctx.retract(key)
 
 
+class Checkpoint:
+    """Best-effort saving of a collector's resume state (cursor, dedup keys, newest id).
+
+    The state only bookmarks the stream, so a store outage must not stop the stream: a
+    failed save is logged and the collector streams on (the cost is a longer replay after a
+    restart, removed by dedup). After a failure the next periodic save waits
+    ``retry_seconds``, so a store that blocks for its own retry period on every call does
+    not stall every message.
+    """
+
+    def __init__(
+        self, name: str, ctx: SourceContext, *, every: float, retry_seconds: float = 60.0
+    ) -> None:
+        self.name, self.ctx = name, ctx
+        self.every, self.retry_seconds = every, retry_seconds
+        self.failures = 0
+        self._next = ctx.clock.monotonic() + every
+
+    def due(self) -> bool:
+        """Time for a periodic save."""
+        return self.ctx.clock.monotonic() >= self._next
+
+    async def save(self, key: str, value: bytes) -> bool:
+        """Put ``value`` now; False (logged, never raised) when the store refused it."""
+        try:
+            await self.ctx.state.put(key, value)
+        except Exception as exc:
+            self.failures += 1
+            self._next = self.ctx.clock.monotonic() + max(self.every, self.retry_seconds)
+            log.warning(
+                "%s: could not save its resume state, streaming on: %s: %s",
+                self.name, type(exc).__name__, str(exc)[:200],
+            )  # fmt: skip
+            return False
+        self._next = self.ctx.clock.monotonic() + self.every
+        return True
+
+
 def payload_bytes(obj: object, limit: int = 64 * 1024) -> bytes:
     """A dead-letter payload for an already-decoded value (compact JSON, truncated).
 

@@ -95,7 +95,11 @@ def bearer_ok(header: str | None, token: Secret) -> bool:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(value.strip().encode(), token.reveal().encode())
+    # aiohttp hands non-UTF-8 header bytes over as surrogate escapes: turn them back into the
+    # bytes that were sent (a plain .encode() would raise, a 500 instead of a 401)
+    return hmac.compare_digest(
+        value.strip().encode("utf-8", "surrogateescape"), token.reveal().encode()
+    )
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -134,15 +138,19 @@ class MentionIngest:
         if raw is None:
             self.intake.reject("oversize", f"body > {self.cfg.max_body_bytes} bytes", b"")
             return _error(413, f"body larger than {self.cfg.max_body_bytes} bytes")
+        items: list[Item] = []
         try:
-            items = list(
-                split_body(raw, request.content_type, max_item_bytes=self.cfg.max_item_bytes)
-            )
+            for it in split_body(raw, request.content_type, max_item_bytes=self.cfg.max_item_bytes):
+                items.append(it)
+                if len(items) > self.cfg.max_items:
+                    # refused anyway: reading on (millions of tiny items fit in the body
+                    # limit) would hold the event loop for seconds
+                    break
         except DecodeError as err:
             self.intake.reject_error(err, raw[: self.cfg.max_item_bytes])
             return _error(400, str(err))
         if len(items) > self.cfg.max_items:
-            self.intake.reject("oversize", f"{len(items)} items > {self.cfg.max_items}", b"")
+            self.intake.reject("oversize", f"more than {self.cfg.max_items} items", b"")
             return _error(413, f"more than {self.cfg.max_items} items")
         results = [await self._one(item) for item in items]
         counts = {

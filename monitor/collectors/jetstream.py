@@ -31,7 +31,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Dedup, Intake
+from monitor.collectors.common import Backoff, Checkpoint, Dedup, Intake
 from monitor.config.sources import JetstreamConfig
 from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
@@ -169,6 +169,8 @@ class JetstreamSource:
         self.cursor: int | None = None
 
     async def _load(self) -> None:
+        if self.cursor is not None:
+            return  # stream() restarted on this instance: memory is newer than the store
         raw = await self.ctx.state.get(self._state_key)
         if not raw:
             return
@@ -179,13 +181,13 @@ class JetstreamSource:
         except (ValueError, KeyError, TypeError):
             log.warning("%s: unreadable saved cursor, starting live", self.name)
 
-    async def _save(self) -> None:
+    async def _save(self, checkpoint: Checkpoint) -> None:
         if self.cursor is None:
             return
         # keys seen in the rewind window must survive a restart, or the rewind duplicates them
         recent = self._intake.dedup.recent(5000)
         state = {"cursor": self.cursor, "recent": recent}
-        await self.ctx.state.put(self._state_key, json.dumps(state).encode())
+        await checkpoint.save(self._state_key, json.dumps(state).encode())
 
     def _remember_handle(self, did: str, handle: str) -> None:
         self._handles[did] = handle
@@ -201,7 +203,7 @@ class JetstreamSource:
         )
         rewind_us = int(self.cfg.rewind_seconds * 1e6)
         attempts = 0
-        last_save = clock.monotonic()
+        checkpoint = Checkpoint(self.name, self.ctx, every=self.cfg.cursor_save_seconds)
         try:
             while True:
                 if attempts:
@@ -249,17 +251,16 @@ class JetstreamSource:
                                 # an update of a post seen before is dropped by accept():
                                 # the volume series already counted it once
                                 yield ev.mention
-                            if clock.monotonic() - last_save >= self.cfg.cursor_save_seconds:
-                                last_save = clock.monotonic()
-                                await self._save()
+                            if checkpoint.due():
+                                await self._save(checkpoint)
                 except (TimeoutError, OSError, websockets.WebSocketException) as exc:
                     log.warning("%s: connection lost: %s", self.name, _describe(exc))
                 finally:
                     self._intake.set_connected(False)
-                await self._save()
+                await self._save(checkpoint)
                 await clock.sleep(backoff.next())
         finally:
-            await self._save()
+            await self._save(checkpoint)
 
 
 def _describe(exc: BaseException) -> str:

@@ -35,7 +35,14 @@ import websockets
 from websockets.asyncio.client import connect
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Intake, Secret, payload_bytes, read_body
+from monitor.collectors.common import (
+    Backoff,
+    Checkpoint,
+    Intake,
+    Secret,
+    payload_bytes,
+    read_body,
+)
 from monitor.config.sources import MastodonConfig, MastodonStreamConfig
 from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
@@ -264,6 +271,7 @@ class MastodonSource:
         self.newest: int | None = None  # the newest status id seen, where backfill resumes
         self._saved: int | None = None
         self._saved_at = -1e18
+        self._checkpoint = Checkpoint(cfg.name, ctx, every=60.0)
         self.backfilled = 0  # statuses taken from the REST timelines
 
     def _saw(self, m: Mention) -> None:
@@ -285,8 +293,10 @@ class MastodonSource:
         now = self.ctx.clock.now()
         if self.newest != self._saved and now - self._saved_at >= every:
             assert self.newest is not None  # only ever raised from None
-            await self.ctx.state.put(self._state_key, str(self.newest).encode())
-            self._saved, self._saved_at = self.newest, now
+            self._saved_at = now  # a failed save, too, waits `every` before the next try
+            newest = self.newest
+            if await self._checkpoint.save(self._state_key, str(newest).encode()):
+                self._saved = newest
 
     async def _backfill(self, since: int, headers: Mapping[str, str]) -> list[Mention]:
         """Statuses newer than ``since`` from every stream's REST timeline, merged oldest

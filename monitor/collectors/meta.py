@@ -52,7 +52,9 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     """
     if not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(header.strip().encode(), sign(secret, body).encode())
+    # non-UTF-8 header bytes arrive as surrogate escapes; a plain .encode() would raise (500)
+    sent = header.strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, sign(secret, body).encode())
 
 
 def handshake(params: Mapping[str, str], verify_token: str) -> str | None:

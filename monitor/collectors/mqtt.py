@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Dedup, Intake, Secret, metrics_for
+from monitor.collectors.common import Backoff, Checkpoint, Dedup, Intake, Secret, metrics_for
 from monitor.config.sources import MqttSourceConfig
 from monitor.decode import decode_json_bytes
 from monitor.errors import DecodeError
@@ -107,8 +107,8 @@ class MqttSource:
             return None
         return m if self._intake.accept(m) else None
 
-    async def _save_dedup(self) -> None:
-        await self.ctx.state.put(self._state_key, self._intake.dedup.snapshot(_DEDUP_KEEP))
+    async def _save_dedup(self, checkpoint: Checkpoint) -> None:
+        await checkpoint.save(self._state_key, self._intake.dedup.snapshot(_DEDUP_KEEP))
 
     async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock
@@ -120,7 +120,7 @@ class MqttSource:
         )
         filters = subscription_filters(self.cfg.topics, self.cfg.shared_group)
         attempts = 0
-        last_save = clock.monotonic()
+        checkpoint = Checkpoint(self.name, self.ctx, every=_SAVE_EVERY_SECONDS)
         try:
             while True:
                 if attempts:
@@ -147,16 +147,15 @@ class MqttSource:
                                 yield m
                             # reached only once the consumer asked for more: now it is safe
                             client._client.ack(msg.mid, msg.qos)
-                            if clock.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
-                                last_save = clock.monotonic()
-                                await self._save_dedup()
+                            if checkpoint.due():
+                                await self._save_dedup(checkpoint)
                 except aiomqtt.MqttError as exc:
                     log.warning("%s: MQTT connection lost: %s", self.name, exc)
                 finally:
                     self._intake.set_connected(False)
                 await clock.sleep(backoff.next())
         finally:
-            await self._save_dedup()
+            await self._save_dedup(checkpoint)
 
 
 def out_topic(prefix: str, topic: str, message: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ country`` and any ``metric_<name>`` (integer) columns.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
@@ -94,28 +95,51 @@ def csv_row_to_obj(row: dict[str, str]) -> dict[str, Any]:
 
 
 def read_lines(path: Path, *, source: str) -> Iterator[Line]:
-    """(line number, raw bytes, mention or DecodeError) for each record of a JSONL/CSV file."""
-    if path.suffix.lower() == ".csv":
-        with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                raw = json.dumps(row, ensure_ascii=False).encode("utf-8", "replace")
+    """(line number, raw bytes, mention or DecodeError) for each record of a JSONL/CSV file.
+
+    A file that cannot be read is one ``malformed_feed`` error (line 0), not an exception:
+    the other files of the replay still play.
+    """
+    n = 0
+    try:
+        if path.suffix.lower() == ".csv":
+            yield from _csv_lines(path, source=source)
+            return
+        with path.open("rb") as fb:
+            for n, line in enumerate(fb, start=1):
+                line = line.strip()
+                if not line:
+                    continue
                 try:
-                    m: Mention | DecodeError = decode_mention(csv_row_to_obj(row), source=source)
+                    m: Mention | DecodeError = decode_json_bytes(line, source=source)
                 except DecodeError as err:
                     m = err
-                yield reader.line_num, raw, m
-        return
-    with path.open("rb") as fb:
-        for n, line in enumerate(fb, start=1):
-            line = line.strip()
-            if not line:
-                continue
+                yield n, line, m
+    except OSError as exc:
+        yield n, b"", DecodeError("malformed_feed", f"cannot read: {type(exc).__name__}: {exc}")
+
+
+def _csv_lines(path: Path, *, source: str) -> Iterator[Line]:
+    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(f)
+        while True:
             try:
-                m = decode_json_bytes(line, source=source)
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # e.g. a cell beyond csv.field_size_limit(): that record is lost, the rest
+                # of the file is not (the reader goes on at the next line). The reader
+                # raises before it counts the line it failed on, hence + 1.
+                err = DecodeError("malformed_feed", f"csv: {exc}")
+                yield reader.line_num + 1, b"", err
+                continue
+            raw = json.dumps(row, ensure_ascii=False).encode("utf-8", "replace")
+            try:
+                m: Mention | DecodeError = decode_mention(csv_row_to_obj(row), source=source)
             except DecodeError as err:
                 m = err
-            yield n, line, m
+            yield reader.line_num, raw, m
 
 
 def delay(t0: float, w0: float, t: float, now: float, speed: float | None) -> float:
@@ -186,8 +210,14 @@ async def paced(
     """Mentions from `paths` in file order, each released at its event-time offset / speed."""
     t0: float | None = None
     w0 = clock.monotonic()
+    read = 0
     for path in paths:
         for n, raw, m in read_lines(path, source=source):
+            read += 1
+            if read % 500 == 0:
+                # reading is synchronous: a long run of bad lines (nothing to yield, nothing
+                # to wait for) must not hold the event loop the rest of the service runs on
+                await asyncio.sleep(0)
             if isinstance(m, DecodeError):
                 if on_error is not None:
                     on_error(path, n, raw, m)
@@ -202,8 +232,6 @@ async def paced(
 
 def main(argv: list[str] | None = None) -> int:
     """Print the paced stream as NDJSON (encode_mention format); bad lines go to stderr."""
-    import asyncio
-
     ap = argparse.ArgumentParser(
         prog="python -m monitor.collectors.replay", description=__doc__.split("\n")[0]
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import email.utils
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ import aiohttp
 import feedparser
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Dedup, Intake, read_body
+from monitor.collectors.common import Backoff, Checkpoint, Dedup, Intake, read_body
 from monitor.collectors.mastodon import html_to_text
 from monitor.config.sources import FeedConfig, RssConfig
 from monitor.decode import check_mention
@@ -52,6 +53,31 @@ def _epoch(st: Any) -> float | None:
         return None
 
 
+def _zoneless(raw: object) -> float | None:
+    """An RFC 822 date feedparser gave up on, most often one without a zone: read as UTC.
+
+    >>> _zoneless("Wed, 01 May 2024 12:00:00"), _zoneless("soon")
+    (1714564800.0, None)
+    """
+    parts = email.utils.parsedate_tz(raw) if isinstance(raw, str) and raw else None
+    if parts is None:
+        return None
+    try:
+        return float(calendar.timegm(parts[:9]) - (parts[9] or 0))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _content_id(feed_url: str, entry: Mapping[str, Any]) -> str | None:
+    """The id of an item with neither guid nor link (RSS 2.0 only asks for a title or a
+    description): a digest of what it says, so the same item keeps its id poll after poll."""
+    parts = [str(entry.get(k) or "") for k in ("title", "summary", "published")]
+    if not parts[0] and not parts[1]:
+        return None
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:24]
+    return f"{feed_url}#{digest}"
+
+
 def feed_mentions(
     parsed: Mapping[str, Any], feed: FeedConfig, *, source: str, now: float
 ) -> Iterator[Mention | DecodeError]:
@@ -61,9 +87,9 @@ def feed_mentions(
     lang = meta.get("language")
     for entry in parsed.get("entries") or ():
         link = entry.get("link")
-        mid = item_id(feed.url, entry.get("id"), link)
+        mid = item_id(feed.url, entry.get("id"), link) or _content_id(feed.url, entry)
         if mid is None:
-            yield DecodeError("missing_field", f"item without guid or link in {feed.url}")
+            yield DecodeError("missing_field", f"item without guid, link or text in {feed.url}")
             continue
         headline = html_to_text(str(entry.get("title") or ""))
         summary = html_to_text(str(entry.get("summary") or ""))
@@ -73,7 +99,11 @@ def feed_mentions(
             else headline or summary
         )
         created = (
-            _epoch(entry.get("published_parsed")) or _epoch(entry.get("updated_parsed")) or now
+            _epoch(entry.get("published_parsed"))
+            or _epoch(entry.get("updated_parsed"))
+            or _zoneless(entry.get("published"))
+            or _zoneless(entry.get("updated"))
+            or now
         )
         author = str(entry.get("author") or title)
         try:
@@ -160,6 +190,7 @@ class RssSource:
             "User-Agent": self.cfg.user_agent,
             "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
         }
+        checkpoint = Checkpoint(self.name, self.ctx, every=0.0)
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
                 i = min(range(len(feeds)), key=due.__getitem__)
@@ -183,8 +214,9 @@ class RssSource:
                     yield m
                 if state is not None:
                     # saved only after the consumer took every new item: a crash re-emits
-                    # (dedup downstream) rather than loses
-                    await self.ctx.state.put(self._key(feed), state.to_bytes())
+                    # (dedup downstream) rather than loses; a store outage is logged and the
+                    # polling goes on
+                    await checkpoint.save(self._key(feed), state.to_bytes())
 
     async def _poll(
         self, session: aiohttp.ClientSession, feed: FeedConfig

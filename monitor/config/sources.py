@@ -43,6 +43,27 @@ class MqttPublishConfig(Section):
     queue: int = Field(default=10_000, ge=1)
 
 
+def topic_filter_error(f: str) -> str | None:
+    """Why ``f`` is not a valid MQTT subscription filter, or None.
+
+    >>> [topic_filter_error(f) for f in ("a/+/b", "a/#", "#")]
+    [None, None, None]
+    >>> topic_filter_error("a/#/b"), topic_filter_error("a+")
+    ("'#' must be the whole last level", "'+' must be a whole level")
+    """
+    if not f:
+        return "empty topic filter"
+    if "\x00" in f:
+        return "NUL in topic filter"
+    levels = f.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the whole last level"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return None
+
+
 class MqttSourceConfig(Section):
     enabled: bool = False
     name: str = Field(default="mqtt", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -63,6 +84,15 @@ class MqttSourceConfig(Section):
     max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     backoff: BackoffConfig = BackoffConfig()
     publish: MqttPublishConfig = MqttPublishConfig()
+
+    @model_validator(mode="after")
+    def _filters(self) -> MqttSourceConfig:
+        # the broker client refuses a bad filter only at subscribe time, and then on every
+        # reconnect: a typo would keep the collector crashing instead of failing the config
+        for i, topic in enumerate(self.topics):
+            if (why := topic_filter_error(topic)) is not None:
+                raise at(f"topics[{i}]", f"{why}: {topic!r}")
+        return self
 
 
 class HttpIngestConfig(Section):

@@ -151,3 +151,27 @@ def test_any_bytes_decode_or_raise_decode_error(raw: bytes) -> None:
         decode_json_bytes(raw, source="fuzz", max_bytes=300)
     except DecodeError as e:
         assert e.reason in REASONS
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    # Valid JSON ("\ud83d" is a legal escape) from a client that cut an emoji in half; left
+    # in, such a string cannot be encoded as UTF-8 later (an e-mail page with it as a sample
+    # post fails to build), so the decoder keeps the mention and replaces the half character.
+    raw = (
+        b'{"id": "s\\udc00", "source": "http", "text": "acme down \\ud83d", "created_at": 1,'
+        b' "author": {"id": "u", "handle": "@\\ud800ann"}}'
+    )
+    m = decode_json_bytes(raw)
+    assert m.text == "acme down \ufffd"
+    assert m.id == "s\ufffd" and m.author.handle == "@\ufffdann"
+    assert json.dumps(encode_mention(m), ensure_ascii=False).encode("utf-8")
+    # a proper pair is one character and stays as it is
+    pair = decode_json_bytes(raw.replace(b"\\ud83d", b"\\ud83d\\ude00"))
+    assert pair.text == "acme down \U0001f600"
+
+
+def test_epoch_milliseconds_are_named_in_the_error() -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_mention({**GOOD, "created_at": 1_714_564_800_000})
+    assert e.value.reason == "invalid_value"
+    assert "milliseconds" in e.value.detail

@@ -100,3 +100,15 @@ async def run_until(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     return got
+
+
+class DownKV(MemoryKV):
+    """A state store that is unreachable for writes (a database outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_puts = 0
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.failed_puts += 1
+        raise ConnectionRefusedError("state store unreachable")

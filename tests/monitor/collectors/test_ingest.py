@@ -186,3 +186,47 @@ def test_thousands_of_bad_payloads_are_dead_lettered_and_the_endpoint_lives(
             await client.close()
 
     asyncio.run(run())
+
+
+async def raw_request(port: int, head: bytes, body: bytes) -> int:
+    """Status of a hand-written HTTP/1.1 request (for header bytes no client library sends)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return int(status_line.split()[1])
+
+
+async def test_a_token_that_is_not_utf8_is_a_401_not_a_500(env: tuple[Harness, Any]) -> None:
+    h, client = env
+    head = b"POST /api/v1/mentions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+    assert await raw_request(client.port, head, json.dumps(item(1)).encode()) == 401
+    assert h.metric("crisiswatch_collector_auth_failures_total", source="http", kind="token") == 1
+    assert h.submitted == []
+
+
+async def test_too_many_items_are_refused_without_reading_them_all(
+    env: tuple[Harness, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 8 MiB of "0\n" is 4 million items: reading each before refusing the body held the event
+    # loop (websockets, MQTT acks, the ticker) for seconds; past max_items the rest is moot
+    import monitor.collectors.ingest as mod
+    from monitor.decode import loads as real
+
+    parsed = 0
+
+    def counting(raw: bytes, *, max_bytes: int = 262144) -> object:
+        nonlocal parsed
+        parsed += 1
+        return real(raw, max_bytes=max_bytes)
+
+    monkeypatch.setattr(mod, "loads", counting)
+    h, client = env
+    body = b"0\n" * 20_000  # 40 kB, under the 64 KiB body limit of this fixture
+    headers = {**AUTH, "Content-Type": "application/x-ndjson"}
+    r = await client.post("/api/v1/mentions", data=body, headers=headers)
+    assert r.status == 413
+    assert parsed <= 501  # max_items + 1
+    assert h.letters.reasons == {"oversize": 1} and h.submitted == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +16,7 @@ from monitor.config.sources import JetstreamConfig
 from monitor.errors import DecodeError
 from monitor.model import Mention
 
-from .conftest import make_harness, run_until
+from .conftest import DownKV, make_harness, run_until
 
 FRAMES = [
     json.loads(line)
@@ -186,3 +187,42 @@ def test_parse_frame_edge_cases() -> None:
     with pytest.raises(DecodeError):
         parse_frame({**f, "commit": {**f["commit"], "operation": "upsert"}})
     assert parse_frame({"did": "d", "time_us": 1, "kind": "account"}).action == "skip"
+
+
+async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
+    # the cursor only bookmarks the stream: failing to save it must not blind the collector
+    h = make_harness()
+    kv = DownKV()
+    fake = FakeJetstream(FRAMES, drop_after=[9])
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
+        )
+        src = JetstreamSource(cfg, replace(h.ctx, state=kv), seed=1)
+        got = await run_until(src, lambda g: len(g) >= len(CREATED))
+    assert {m.id for m in got} == CREATED and len(got) == len(CREATED)
+    assert kv.failed_puts >= 1 and src.health.reconnects == 1
+    # the reconnect still resumed from the cursor kept in memory
+    assert "cursor" in fake.queries[1]
+
+
+async def test_a_restarted_stream_resumes_from_memory_not_from_an_older_saved_cursor() -> None:
+    # the app restarts stream() on the same instance after a failure; when the last saves did
+    # not reach the store, the stored cursor and keys are older than what this instance has
+    h = make_harness()
+    fake = FakeJetstream(FRAMES, drop_after=[])
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/subscribe"
+        src = JetstreamSource(JetstreamConfig(enabled=True, url=url, rewind_seconds=0), h.ctx)
+        got = await run_until(src, lambda g: len(g) >= len(CREATED))
+        h.kv.data[src._state_key] = json.dumps(
+            {"cursor": FRAMES[0]["time_us"], "recent": []}
+        ).encode()
+        again = await run_until(
+            src, lambda g: len(fake.queries) == 2 and src.health.connected, timeout=10
+        )
+    assert {m.id for m in got} == CREATED
+    assert again == []
+    assert int(fake.queries[1]["cursor"][0]) > FRAMES[0]["time_us"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from monitor.collectors.mastodon import MastodonSource, html_to_text, parse_even
 from monitor.config.sources import MastodonConfig, MastodonStreamConfig
 from monitor.errors import DecodeError
 
-from .conftest import make_harness, run_until
+from .conftest import DownKV, make_harness, run_until
 
 FRAMES: list[dict[str, Any]] = [
     json.loads(line)
@@ -215,3 +216,25 @@ async def test_an_unforeseen_decoder_failure_costs_one_frame(
     assert [m.id for m in got] == ["112345678900000002"]
     assert h.letters.reasons == {"decoder_error": 1}
     assert "KeyError" in h.letters.items[0][2]
+
+
+async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
+    h = make_harness()
+    kv = DownKV()
+
+    async def handler(ws: ServerConnection) -> None:
+        for _ in STREAMS[:1]:
+            await ws.recv()
+        for k in (0, 2, 5):
+            await ws.send(json.dumps(FRAMES[k]))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = MastodonConfig(enabled=True, url=f"ws://127.0.0.1:{port}/", streams=STREAMS[:1])
+        src = MastodonSource(cfg, replace(h.ctx, state=kv))
+        got = await run_until(src, lambda g: len(g) == 3)
+    assert len({m.id for m in got}) == 3
+    # one try while streaming (then it waits its minute, not one try per status), one at the end
+    assert kv.failed_puts == 2
+    assert src.newest == max(int(m.id) for m in got)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -239,3 +240,23 @@ async def test_signed_garbage_is_dead_lettered(env: tuple[Harness, Any]) -> None
     assert r.status == 400
     assert h.letters.reasons == {"malformed_json": 1}
     assert h.letters.items[0][3] == raw
+
+
+async def test_a_signature_that_is_not_utf8_is_a_401_not_a_500(env: tuple[Harness, Any]) -> None:
+    h, client = env
+    raw = json.dumps(PAGE_FEED).encode()
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"X-Hub-Signature-256: sha256=\xff\xfe\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(raw) + raw)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    writer.close()
+    await writer.wait_closed()
+    assert status == 401
+    assert (
+        h.metric("crisiswatch_collector_auth_failures_total", source="meta", kind="signature") == 1
+    )
+    assert h.submitted == []

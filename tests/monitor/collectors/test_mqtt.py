@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Literal
 
 import aiomqtt
@@ -18,7 +19,7 @@ from monitor.decode import encode_mention
 from monitor.hub import Hub
 from monitor.model import Author, Mention
 
-from .conftest import make_harness
+from .conftest import DownKV, make_harness
 
 HOST, PORT = "127.0.0.1", 1883
 
@@ -244,3 +245,37 @@ async def test_reconnects_with_backoff_after_losing_the_connection() -> None:
     assert got == [str(i) for i in range(100)]
     assert src.health.reconnects >= 1
     assert h.metric("crisiswatch_collector_reconnects_total", source="mqtt") >= 1
+
+
+class HurriedClock(SystemClock):
+    """Wall time as it is, but monotonic time 1000x faster: every message is save time."""
+
+    def monotonic(self) -> float:
+        return super().monotonic() * 1000.0
+
+
+@pytest.mark.integration
+async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
+    run = uuid.uuid4().hex[:12]
+    cfg = MqttSourceConfig(enabled=True, client_id=f"cw-kvdown-{run}", topics=[f"cwtest/{run}/#"])
+    h = make_harness(HurriedClock())
+    kv = DownKV()
+    src = MqttSource(cfg, replace(h.ctx, state=kv))
+    got: list[Mention] = []
+
+    async def consume() -> None:
+        async with aclosing(src.stream()) as stream:
+            async for m in stream:
+                got.append(m)
+
+    task = asyncio.create_task(consume())
+    await _wait(lambda: src.health.connected, 10)
+    async with aiomqtt.Client(HOST, PORT) as pub:
+        for i in range(50):
+            await pub.publish(f"cwtest/{run}/in", json.dumps(encode_mention(_mention(i))), qos=1)
+            await asyncio.sleep(0.002)  # spread them over several save periods
+    await _wait(lambda: len(got) == 50 or task.done(), 20)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [m.id for m in got] == [str(i) for i in range(50)]
+    assert kv.failed_puts >= 2  # it kept trying, and kept streaming in between

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import feedparser
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from monitor.clock import FakeClock
-from monitor.collectors.rss import RssSource
+from monitor.collectors.rss import RssSource, feed_mentions
 from monitor.config.sources import FeedConfig, RssConfig
+from monitor.errors import DecodeError
 from monitor.model import Mention
 
-from .conftest import make_harness, run_until
+from .conftest import DownKV, make_harness, run_until
 
 DATA = Path(__file__).parents[2] / "data/collectors"
 V1 = (DATA / "news_v1.rss").read_text()
@@ -166,3 +169,53 @@ async def test_a_feed_sent_in_pieces_is_read_whole_and_an_oversize_one_is_refuse
     await server.close()
     assert [m.id for m in got][-1] == "https://news.example/2024/05/02/acme-apology"
     assert h.letters.reasons == {"oversize": 1}
+
+
+def _entries(items: str, url: str = "https://n.example/rss") -> list[Mention | DecodeError]:
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>N</title>{items}'
+    parsed = feedparser.parse((body + "</channel></rss>").encode())
+    return list(feed_mentions(parsed, FeedConfig(url=url), source="rss", now=1_720_000_000.0))
+
+
+def test_items_without_guid_or_link_get_a_stable_content_id() -> None:
+    # RSS 2.0 only asks an item for a title or a description; many feeds send nothing else
+    items = (
+        "<item><title>Acme recall</title><description>Cars recalled</description></item>"
+        "<item><title>Acme recall</title><description>Second batch</description></item>"
+        "<item><title></title></item>"
+    )
+    first, again = _entries(items), _entries(items)
+    a, b, empty = first
+    assert isinstance(a, Mention) and isinstance(b, Mention)
+    assert a.text == "Acme recall\n\nCars recalled" and a.id != b.id
+    assert a.id.startswith("https://n.example/rss#")
+    assert [m.id for m in again if isinstance(m, Mention)] == [a.id, b.id]  # same every poll
+    assert isinstance(empty, DecodeError) and empty.reason == "missing_field"
+
+
+def test_a_pubdate_without_zone_is_read_as_utc_not_as_now() -> None:
+    # feedparser gives up on RFC 822 dates without a zone (common in hand-made feeds); they
+    # must not all land on the poll time, where a first poll would stack the feed's backlog
+    (m,) = _entries(
+        "<item><link>https://n.example/1</link><pubDate>Wed, 01 May 2024 12:00:00</pubDate></item>"
+    )
+    assert isinstance(m, Mention) and m.created_at == 1_714_564_800.0
+
+
+async def test_a_state_store_outage_does_not_stop_the_polling() -> None:
+    h = make_harness(FakeClock(1_720_000_000.0))
+    kv = DownKV()
+    site = NewsSite()
+    app = web.Application()
+    app.add_routes([web.get("/rss", site.rss), web.get("/atom", site.atom)])
+    server = TestServer(app)
+    await server.start_server()
+    base = str(server.make_url(""))
+    cfg = RssConfig(
+        enabled=True, feeds=[FeedConfig(url=f"{base}/rss"), FeedConfig(url=f"{base}/atom")]
+    )
+    src = RssSource(cfg, replace(h.ctx, state=kv))
+    got = await run_until(src, lambda g: src.polls >= 4 and len(g) >= 4)
+    await server.close()
+    assert len(got) == len({m.id for m in got}) == 4  # both feeds, no repeats
+    assert kv.failed_puts >= 2
