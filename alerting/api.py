@@ -23,6 +23,7 @@ import hmac
 import html
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,7 +36,7 @@ from alerting.metrics import ActionMetrics
 from alerting.notifiers.webhook import verify_body
 from monitor.clock import Clock
 from monitor.config.receivers import ApiConfig, secret
-from monitor.errors import CrisiswatchError
+from monitor.errors import ConfigError, CrisiswatchError
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,18 @@ class TokenBook:
 
     @classmethod
     def from_config(cls, cfg: ApiConfig, env: Mapping[str, str]) -> TokenBook:
-        return cls(
-            {
-                secret(env, t.token_env, f"delivery.api.tokens[{i}].token_env"): Principal(
-                    t.name, frozenset(t.roles)
+        tokens: dict[str, Principal] = {}
+        first: dict[str, int] = {}
+        for i, t in enumerate(cfg.tokens):
+            path = f"delivery.api.tokens[{i}].token_env"
+            value = secret(env, t.token_env, path)
+            if value in tokens:
+                # One of the two would silently get the other's name and roles.
+                raise ConfigError(
+                    path, f"{t.token_env} holds the same token as tokens[{first[value]}]"
                 )
-                for i, t in enumerate(cfg.tokens)
-            }
-        )
+            tokens[value], first[value] = Principal(t.name, frozenset(t.roles)), i
+        return cls(tokens)
 
     def find(self, token: str | None) -> Principal | None:
         if not token:
@@ -337,24 +342,48 @@ def api_routes(
     ]
 
 
+def _bad_request(reason: str) -> web.HTTPBadRequest:
+    # JSON like every other error of the REST API, so a client can read `error` from any of them.
+    return web.HTTPBadRequest(text=json.dumps({"error": reason}), content_type="application/json")
+
+
 async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
     try:
         body = await request.json() if request.can_read_body else {}
     except ValueError:
-        raise web.HTTPBadRequest(text="body is not JSON") from None
+        raise _bad_request("body is not JSON") from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="expected a JSON object")
-    if "until" in body and isinstance(body["until"], int | float):
-        until = float(body["until"])
-    elif "seconds" in body and isinstance(body["seconds"], int | float):
-        until = now + float(body["seconds"])
+        raise _bad_request("expected a JSON object")
+    until_v, seconds_v = _number(body.get("until")), _number(body.get("seconds"))
+    if until_v is not None:
+        until = until_v
+    elif seconds_v is not None:
+        until = now + seconds_v
     else:
-        raise web.HTTPBadRequest(text='snooze needs {"seconds": N} or {"until": epoch}')
+        raise _bad_request('snooze needs {"seconds": N} or {"until": epoch}')
     if until <= now:
-        raise web.HTTPBadRequest(text="snooze must end in the future")
+        raise _bad_request("snooze must end in the future")
     if until - now > cap:
-        raise web.HTTPBadRequest(text=f"snooze longer than {cap:.0f} seconds")
+        raise _bad_request(f"snooze longer than {cap:.0f} seconds")
     return until
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number, else None.
+
+    NaN (which ``json`` accepts) would compare false with every deadline and so snooze an
+    incident for ever; ``true`` is an int to Python but not a duration.
+
+    >>> _number(5), _number(float("nan")), _number(True), _number(10**400), _number("5")
+    (5.0, None, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
 
 
 async def _resolve_key(actions: IncidentActions, key: str) -> str | None:

@@ -86,8 +86,9 @@ def _policy_lines(p: Policy, d: Directory, t: float) -> list[str]:
     lines = [f"policy {p.name}"]
     offset = 0.0
     for i, level in enumerate(p.levels, start=1):
-        r = d.resolve(level.targets, t)
-        names = [u + (" (quiet: SEV1 only)" if d.users[u].is_quiet(t) else "") for u in r.users]
+        at = t + offset  # a later level pages whoever is on call when it is reached
+        r = d.resolve(level.targets, at)
+        names = [u + (" (quiet: SEV1 only)" if d.users[u].is_quiet(at) else "") for u in r.users]
         names += [f"receiver {x}" for x in r.receivers]
         mode = " (round robin)" if level.mode == "round_robin" else ""
         whom = ", ".join(names) or "nobody"

@@ -54,7 +54,12 @@ class Matcher:
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:
-        return f"{self.name}{self.op}{self.value}"
+        # Quote a value that parse_matcher would otherwise trim or unquote (persisted silences
+        # are stored as these strings and must mean the same after a restart).
+        v = self.value
+        if v != v.strip() or (len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'"):
+            v = f'"{v}"'
+        return f"{self.name}{self.op}{v}"
 
 
 def compile_matchers(texts: Iterable[str]) -> tuple[Matcher, ...]:

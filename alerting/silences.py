@@ -50,13 +50,27 @@ class Silence:
         comment: str,
     ) -> Silence:
         """Validate and build; raises :class:`SilenceError` with the reason."""
+        return cls._build(silence_id, matchers, start, end, author, comment, allow_empty=False)
+
+    @classmethod
+    def _build(
+        cls,
+        silence_id: str,
+        matchers: Iterable[str],
+        start: float,
+        end: float,
+        author: str,
+        comment: str,
+        *,
+        allow_empty: bool,
+    ) -> Silence:
         try:
             ms = compile_matchers(matchers)
         except ValueError as exc:
             raise SilenceError(silence_id, str(exc)) from None
         if not ms:
             raise SilenceError(silence_id, "needs at least one matcher")
-        if end <= start:
+        if end < start or (end == start and not allow_empty):
             raise SilenceError(silence_id, "end must be after start")
         if not author.strip() or not comment.strip():
             raise SilenceError(silence_id, "author and comment are required")
@@ -89,7 +103,16 @@ class Silence:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Silence:
-        return cls.new(str(d["id"]), d["matchers"], d["start"], d["end"], d["author"], d["comment"])
+        # Expiring a silence before its start leaves start == end; that record must load again.
+        return cls._build(
+            str(d["id"]),
+            d["matchers"],
+            d["start"],
+            d["end"],
+            d["author"],
+            d["comment"],
+            allow_empty=True,
+        )
 
 
 class SilenceBook:

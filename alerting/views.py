@@ -31,9 +31,12 @@ def escalation_summary(state: EscalationState, now: float) -> dict[str, Any]:
         for user in state.plan.directory.resolve(levels[state.level].targets, now).users:
             u = state.plan.directory.users.get(user)
             paged.append({"user": user, "name": (u.full_name if u and u.full_name else user)})
-    nxt = state.level + 1
+    # A muted escalation re-pages the level it was held at when the mute lifts; after the last
+    # level of the last loop comes exhaustion, not level 1 again.
+    nxt = max(state.level, 0) if state.status == "muted" else state.level + 1
+    last_loop = policy is not None and state.loop >= policy.repeat
     next_targets: list[str] = []
-    if state.wake_at is not None and levels:
+    if state.wake_at is not None and levels and not (nxt >= len(levels) and last_loop):
         level = levels[nxt % len(levels)]
         next_targets = list(state.plan.directory.resolve(level.targets, state.wake_at).users)
     return {
@@ -53,6 +56,9 @@ def escalation_summary(state: EscalationState, now: float) -> dict[str, Any]:
 def oncall_summary(directory: Directory, now: float) -> dict[str, Any]:
     """Per schedule layer ("region"): whose turn it is, on duty or not, and their local time.
 
+    An override in force comes first as region ``override`` (with ``until``): it wins over
+    every layer, so the wall must not show only the layers' people then.
+
     >>> from monitor.config.alerting import AlertingConfig
     >>> d = Directory.from_config(AlertingConfig())
     >>> view = oncall_summary(d, 1_795_000_000.0)
@@ -61,6 +67,22 @@ def oncall_summary(directory: Directory, now: float) -> dict[str, Any]:
     """
     regions: list[dict[str, Any]] = []
     for schedule in directory.schedules.values():
+        override = next((o for o in reversed(schedule.overrides) if o.start <= now < o.end), None)
+        if override is not None:  # the one Schedule.who picks
+            u = directory.users.get(override.user)
+            zone = u.zone if u else schedule.zone
+            regions.append(
+                {
+                    "schedule": schedule.name,
+                    "region": "override",
+                    "user": override.user,
+                    "name": (u.full_name if u and u.full_name else override.user),
+                    "timezone": zone.key,
+                    "local_time": datetime.fromtimestamp(now, zone).strftime("%H:%M"),
+                    "on_duty": True,
+                    "until": override.end,
+                }
+            )
         for layer in reversed(schedule.layers):
             user = layer.rotation_user(now)
             u = directory.users.get(user)

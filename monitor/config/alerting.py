@@ -214,6 +214,15 @@ class IncidentSettings(Section):
     """Used only when a verdict carries no severity; same meaning as in ``detection``."""
     max_timeline: int = Field(default=1000, ge=10)
 
+    @model_validator(mode="after")
+    def _descending(self) -> IncidentSettings:
+        # Ascending cuts would make every score over the lowest one a SEV1, which breaks
+        # through everybody's quiet hours.
+        s = self.severity_thresholds
+        if not s[0] >= s[1] >= s[2]:
+            raise at("severity_thresholds", f"must be descending (SEV1 first), got {list(s)}")
+        return self
+
 
 class UserConfig(Section):
     """A person who can be paged."""
@@ -269,7 +278,7 @@ class ScheduleConfig(Section):
                 except ValueError as exc:
                     raise at(f"overrides[{i}].{f}", str(exc)) from None
             if parse_when(o.end, zone) <= parse_when(o.start, zone):
-                raise at(f"overrides[{i}].end", "must be after start")
+                raise at(f"overrides[{i}].end", f"{o.end!r} is not after start {o.start!r}")
         return self
 
 
@@ -296,6 +305,14 @@ class PolicyConfig(Section):
     name: str = Field(pattern=_NAME)
     levels: list[LevelConfig] = Field(min_length=1)
     repeat: int = Field(default=2, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _loops_take_time(self) -> PolicyConfig:
+        # With no delay anywhere every repeat would fire in the same instant: a burst of
+        # identical pages, then "exhausted" before anyone could have answered.
+        if self.repeat and not any(lv.delay_seconds for lv in self.levels):
+            raise at("repeat", f"{self.repeat} repeats of a policy whose delays are all 0")
+        return self
 
 
 class RouteConfig(Section):
@@ -332,7 +349,11 @@ class SilenceConfig(Section):
         except ValueError as exc:
             raise at("end", str(exc)) from None
         if end <= start:
-            raise at("end", "must be after start")
+            raise at("end", f"{self.end!r} is not after start {self.start!r}")
+        # The runtime refuses a blank author or comment; refuse it here, where the path is known.
+        for f in ("author", "comment"):
+            if not getattr(self, f).strip():
+                raise at(f, "must not be blank")
         return self
 
 
@@ -447,9 +468,12 @@ class AlertingConfig(Section):
                 raise at(f"{path}.policy", f"unknown policy {route.policy!r}")
         if self.route.policy is None:
             raise at("route.policy", "the root route needs a policy")
-        ids = [s.id for s in self.silences if s.id is not None]
-        if len(ids) != len(set(ids)):
-            raise at("silences", "duplicate silence id")
+        ids: set[str] = set()
+        for i, sil in enumerate(self.silences):
+            sid = sil.id if sil.id is not None else f"config-{i}"  # the id SilenceBook gives it
+            if sid in ids:
+                raise at(f"silences[{i}].id", f"duplicate silence id {sid!r}")
+            ids.add(sid)
         return self
 
     def receiver_references(self) -> list[tuple[str, str]]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from monitor.config.base import Section, at
 from monitor.errors import ConfigError
@@ -35,6 +36,30 @@ def secret(env: Mapping[str, str], name: str, path: str) -> str:
     return value
 
 
+def _http_url(value: str) -> str:
+    """Accept an absolute ``http(s)://host...`` URL; anything else would fail at the first page.
+
+    >>> _http_url("https://events.pagerduty.com/v2/enqueue")
+    'https://events.pagerduty.com/v2/enqueue'
+    >>> _http_url("cw.example.org")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected an absolute http:// or https:// URL, got 'cw.example.org'
+    """
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"expected an absolute http:// or https:// URL, got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class _Receiver(Section):
     name: str = Field(pattern=_NAME)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
@@ -44,17 +69,17 @@ class PagerDutyReceiver(_Receiver):
     """PagerDuty Events API v2."""
 
     type: Literal["pagerduty"]
-    url: str = "https://events.pagerduty.com/v2/enqueue"
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
     routing_key_env: str = Field(pattern=_ENV)
     source: str = "crisiswatch"
-    client_url: str | None = None
+    client_url: HttpUrl | None = None
 
 
 class AlertmanagerReceiver(_Receiver):
     """Alertmanager API v2 (`POST {url}/api/v2/alerts`), re-sent while the incident fires."""
 
     type: Literal["alertmanager"]
-    url: str
+    url: HttpUrl
     repeat_seconds: float = Field(default=60.0, gt=0)
     labels: dict[str, str] = {}
 
@@ -71,7 +96,7 @@ class WebhookReceiver(_Receiver):
     """Generic JSON webhook signed with HMAC-SHA256 in ``X-Crisiswatch-Signature: v1=<hex>``."""
 
     type: Literal["webhook"]
-    url: str
+    url: HttpUrl
     secret_env: str = Field(pattern=_ENV)
 
 
@@ -116,7 +141,7 @@ class OutboxConfig(Section):
 class LinksConfig(Section):
     """Signed expiring one-click links. Disabled while `secret_env` is unset."""
 
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: HttpUrl = "http://127.0.0.1:8080"
     secret_env: str | None = Field(default=None, pattern=_ENV)
     ttl_seconds: float = Field(default=12 * 3600.0, gt=0)
     snooze_seconds: float = Field(default=3600.0, gt=0)

@@ -101,3 +101,58 @@ def test_errors_name_the_path(alerting: dict[str, Any], path: str) -> None:
 
 def test_demo_has_no_receiver_references() -> None:
     check_receivers(AlertingConfig(), [])
+
+
+def _silence(**fields: Any) -> dict[str, Any]:
+    base = {"matchers": ["topic=a"], "start": "2026-01-01T00:00", "end": "2026-01-02T00:00"}
+    return {**base, "author": "ana", "comment": "deploy", **fields}
+
+
+@pytest.mark.parametrize(
+    ("alerting", "message"),
+    [
+        (
+            {"silences": [_silence(end="2025-12-31T00:00")]},
+            r"^alerting\.silences\[0\]\.end: '2025-12-31T00:00' is not after start "
+            r"'2026-01-01T00:00'$",
+        ),
+        (
+            {
+                "schedules": [
+                    {
+                        "name": "s",
+                        "layers": [{"users": ["ana"]}],
+                        "overrides": [{"user": "ana", "start": "2026-01-02", "end": "2026-01-01"}],
+                    }
+                ],
+                "teams": [],
+            },
+            r"^alerting\.schedules\[0\]\.overrides\[0\]\.end: '2026-01-01' is not after start",
+        ),
+        (
+            {"silences": [_silence(id="x"), _silence(id="x")]},
+            r"^alerting\.silences\[1\]\.id: duplicate silence id 'x'$",
+        ),
+        (  # an unnamed silence is "config-<index>": a named one must not take that id
+            {"silences": [_silence(id="config-1"), _silence()]},
+            r"^alerting\.silences\[1\]\.id: duplicate silence id 'config-1'$",
+        ),
+        ({"silences": [_silence(author="  ")]}, r"^alerting\.silences\[0\]\.author: "),
+        (
+            {
+                "policies": [
+                    {"name": "p", "levels": [{"targets": ["user:ana"], "delay_seconds": 0}]}
+                ],
+                "route": {"policy": "p"},
+            },
+            r"^alerting\.policies\[0\]\.repeat: 2 repeats of a policy whose delays are all 0$",
+        ),
+        (
+            {"incidents": {"severity_thresholds": [0.7, 0.85, 0.95]}},
+            r"^alerting\.incidents\.severity_thresholds: must be descending .*0\.7",
+        ),
+    ],
+)
+def test_errors_name_the_path_and_the_value(alerting: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"topics": [], "alerting": alerting})

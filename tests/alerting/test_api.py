@@ -143,6 +143,28 @@ async def test_bad_snooze_is_400(env: Env, body: Any) -> None:
     client, book, _ = env
     r = await client.post("/api/v1/incidents/inc-1/snooze", headers=auth("ana-token"), json=body)
     assert r.status == 400 and book.calls == []
+    assert (await r.json())["error"]  # JSON like the API's other errors
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"seconds": NaN}',  # json accepts it; a NaN deadline would never expire
+        '{"until": NaN}',
+        '{"until": Infinity}',
+        '{"seconds": true}',
+        '{"until": 1' + "0" * 400 + "}",  # an int too large for a float
+        '{"seconds": 600',  # truncated
+    ],
+)
+async def test_snooze_needs_a_finite_number(env: Env, raw: str) -> None:
+    client, book, _ = env
+    r = await client.post(
+        "/api/v1/incidents/inc-1/snooze",
+        headers={**auth("ana-token"), "Content-Type": "application/json"},
+        data=raw,
+    )
+    assert r.status == 400 and book.calls == []
 
 
 async def test_get_incident_needs_any_token(env: Env) -> None:
@@ -273,6 +295,12 @@ async def test_pagerduty_other_events_and_unknown_incidents_are_ignored(env: Env
 def test_missing_token_secret_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"delivery\.api\.tokens\[0\]\.token_env"):
         api_routes(Book(), CONFIG, clock=FakeClock(), registry=CollectorRegistry(), env={})
+
+
+def test_two_names_with_one_token_is_a_config_error() -> None:
+    env = {**ENV, "TOK_VIEW": "ana-token"}  # the viewer's token would act as responder
+    with pytest.raises(ConfigError, match=r"delivery\.api\.tokens\[1\]\.token_env: TOK_VIEW"):
+        api_routes(Book(), CONFIG, clock=FakeClock(), registry=CollectorRegistry(), env=env)
 
 
 async def test_state_conflicts_are_409_not_500(env: Env, signer: LinkSigner) -> None:

@@ -70,6 +70,10 @@ def test_overrides_round_robin_receivers_and_nobody() -> None:
     assert "level 1 at +0m: team:crew -> ana, ben (round robin)" in text
     assert "level 2 at +10m: schedule:day, receiver:slack -> ben, receiver slack" in text
     assert "repeats" not in text
+    # level 2 is reached at 12:05, after the override: the layer's ana, not ben
+    before_handoff = render(cfg, parse_at("2026-01-14T11:55", ZoneInfo("Europe/Berlin")))
+    assert "now:  ben (override" in before_handoff
+    assert "level 2 at +10m: schedule:day, receiver:slack -> ana, receiver slack" in before_handoff
     late = render(cfg, parse_at("2026-01-14T20:00Z"))
     assert "now:  nobody" in late
     assert "schedule:day, receiver:slack -> receiver slack" in late

@@ -98,3 +98,20 @@ def test_config_silences() -> None:
             }
         )
     assert err.value.path == "alerting.silences[0].start"
+
+
+def test_expiring_a_pending_silence_survives_a_restart() -> None:
+    book = SilenceBook([Silence.new("s", ["topic=acme"], 1000, 2000, "ana", "next week")])
+    ended = book.expire("s", 500)
+    assert not ended.active(500) and not ended.active(1500)
+    again = SilenceBook.from_state(json.loads(json.dumps(book.to_state())))
+    assert again.to_state() == book.to_state()
+    assert again.matching({"topic": "acme"}, 1500) == []
+
+
+@pytest.mark.parametrize("value", ['"quoted"', " padded ", "'x'", ""])
+def test_matcher_values_survive_a_restart(value: str) -> None:
+    s = Silence.new("s", [f"comment='{value}'" if value else "comment="], 0, 10, "a", "c")
+    assert s.matches({"comment": value}, 1)
+    [again] = SilenceBook.from_state(json.loads(json.dumps([s.to_dict()]))).all()
+    assert again.matchers == s.matchers and again.matches({"comment": value}, 1)

@@ -1,0 +1,52 @@
+"""What the wall is told: who is on call (overrides included) and what the escalation does next."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from alerting.escalation import EscalationState, Plan, Trigger, Wake, step
+from alerting.inhibition import Mute
+from alerting.schedules import Directory, OnCall
+from alerting.views import escalation_summary, oncall_summary
+from monitor.config.alerting import AlertingConfig
+
+T0 = datetime(2026, 1, 14, 10, 0, tzinfo=UTC).timestamp()  # Wed: ana (EMEA) on call
+INC = {"id": "inc-1", "key": "acme/volume", "topic": "acme", "kind": "volume", "severity": 2}
+
+
+def test_an_override_in_force_is_shown_first() -> None:
+    data: dict[str, Any] = AlertingConfig().model_dump(by_alias=True)
+    data["schedules"][0]["overrides"] = [
+        {"user": "dan", "start": "2026-01-14T09:00Z", "end": "2026-01-14T11:00Z"}
+    ]
+    d = Directory.from_config(AlertingConfig.model_validate(data))
+    assert d.schedules["follow-the-sun"].who(T0) == OnCall("dan", "override")
+    regions = oncall_summary(d, T0)["regions"]
+    assert regions[0]["region"] == "override" and regions[0]["user"] == "dan"
+    assert regions[0]["until"] == T0 + 3600 and regions[0]["timezone"] == "America/Chicago"
+    after = oncall_summary(d, T0 + 3600)["regions"]
+    assert "override" not in [r["region"] for r in after]
+
+
+def test_muted_escalation_names_the_level_it_will_repage() -> None:
+    plan = Plan.from_config(AlertingConfig(default_receivers=["pager"]))
+    s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)  # level 1: ana
+    s, _ = step(s, Wake(Mute("silenced", "s1", T0 + 120)), T0 + 60)
+    assert s.status == "muted" and s.level == 0
+    view = escalation_summary(s, T0 + 60)
+    assert view["next_targets"] == ["ana"]  # level 1 again when the silence ends, not the lead
+    s, _ = step(s, Wake(), T0 + 120)
+    assert s.level == 0  # what the view promised
+
+
+def test_no_next_targets_once_the_last_loop_ends() -> None:
+    plan = Plan.from_config(AlertingConfig(default_receivers=["pager"]))
+    s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
+    t = T0
+    while not (s.loop == 2 and s.level == 1):
+        t += 300
+        s, _ = step(s, Wake(), t)
+    assert escalation_summary(s, t)["next_targets"] == []
+    s, _ = step(s, Wake(), t + 300)
+    assert s.status == "exhausted"
