@@ -221,6 +221,7 @@ class WallState:
         incidents = self.incident_list()
         return {
             "topics": self.topics,
+            "history": self.history,  # the wall keeps as many points per series from deltas
             "series": {k: list(v) for k, v in self.series.items()},
             "incidents": incidents,
             "alarms": alarms(incidents),
@@ -233,7 +234,9 @@ class WallState:
     # --- frames (protocol v1, docs/wall.md) -----------------------------------------------
     def _delta(self, topic: str, msg: dict[str, Any]) -> str:
         if topic == "escalation":
-            msg = self.escalations[str(msg["incident_id"])]
+            # not from self.escalations: over the bound, one of an unknown incident is trimmed
+            # at once, and a hub listener that raises would take the publisher down with it
+            msg = escalation_view(msg)
         elif topic == "incident":
             iid = str(msg["incident"]["id"])
             msg = {**msg, "escalation": self.escalations.get(iid)}

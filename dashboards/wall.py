@@ -47,12 +47,13 @@ def client_message(text: str) -> str | None:
 
     >>> client_message('{"type":"resync"}'), client_message("resync"), client_message("{]")
     ('resync', 'resync', None)
+    >>> client_message("[" * 100_000)  # too deep for the parser: garbage like any other
     """
     if text == "resync":
         return text
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     kind = msg.get("type") if isinstance(msg, dict) else None
     return kind if isinstance(kind, str) else None
@@ -143,20 +144,29 @@ def wall_routes(
         if sockets is not None:
             sockets.add(ws)
         with hub.subscribe(client_queue) as sub:
-            if on_client:
-                on_client(hub.subscribers)
             # subscribe and snapshot with no await in between: nothing published is missed
             first = state.snapshot_frame("connect", now(), heartbeat=heartbeat_seconds)
             first_seq = state.seq
             subs.add(sub)
+            if on_client:
+                on_client(len(subs))  # walls only: the MQTT publisher subscribes to the hub too
             if not ticker or ticker[0].done():
                 ticker[:] = [asyncio.create_task(tick())]
 
             async def pump() -> None:
                 try:
                     await stream()
+                except BaseException:
+                    # A send that failed (timeout, reset; or a CancelledError that is not ours:
+                    # aiohttp shares one drain future between writers, and a timed-out close
+                    # elsewhere cancels it). The unsent bytes of a wall that stopped reading
+                    # would keep a graceful close, this handler, its queue and socket waiting
+                    # forever: drop the TCP connection, which ends the reader below too.
+                    me = asyncio.current_task()
+                    if not (me and me.cancelling()) and request.transport is not None:
+                        request.transport.abort()
+                    raise
                 finally:
-                    # a failed send (timeout, reset) ends the reader below too
                     await ws.close()
 
             async def stream() -> None:
@@ -191,7 +201,7 @@ def wall_routes(
                 if sockets is not None:
                     sockets.discard(ws)
         if on_client:
-            on_client(hub.subscribers)
+            on_client(len(subs))
         return ws
 
     return [
@@ -201,14 +211,21 @@ def wall_routes(
     ]
 
 
-async def close_walls(sockets: MutableSet[web.WebSocketResponse]) -> None:
+async def close_walls(sockets: MutableSet[web.WebSocketResponse], timeout: float = 5.0) -> None:
     """Close every open wall with 1001 (going away); walls reconnect with backoff and resync.
 
-    Wire as ``web_app.on_shutdown.append(lambda _: close_walls(sockets))``.
+    Wire as ``web_app.on_shutdown.append(lambda _: close_walls(sockets))``. All at once and
+    each within `timeout`: a wall whose socket no longer drains (a laptop asleep) must not
+    hold up shutdown nor the others' close frames; its own handler then drops it.
     """
-    for ws in list(sockets):
-        with contextlib.suppress(Exception):
+
+    async def close(ws: web.WebSocketResponse) -> None:
+        async with asyncio.timeout(timeout):
             await ws.close(code=1001, message=b"server shutting down")
+
+    # return_exceptions: also keeps a close whose drain future another writer cancelled from
+    # cancelling the shutdown hook itself
+    await asyncio.gather(*(close(ws) for ws in list(sockets)), return_exceptions=True)
     sockets.clear()
 
 

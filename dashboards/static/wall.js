@@ -3,10 +3,10 @@
 "use strict";
 
 const PROTOCOL = 1;
-const HISTORY = 240;
+const MAX_INCIDENTS = 200; // as dashboards/view.py: deltas keep what a snapshot would hold
 const S = {
   topics: [], series: {}, incidents: {}, sources: {}, oncall: null, live: null,
-  seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0,
+  seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0, history: 240,
 };
 const stats = { snapshots: 0, deltas: 0, heartbeats: 0, resyncs: 0, connects: 0 };
 const params = new URLSearchParams(location.search);
@@ -35,8 +35,14 @@ function dur(s) {
   if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}`;
   return `${Math.floor(s / 86400)}d`;
 }
-const hhmm = (t, tz) => new Date(t * 1000).toLocaleTimeString("en-GB",
-  { hour: "2-digit", minute: "2-digit", timeZone: tz || "UTC" });
+function hhmm(t, tz) {
+  const opts = { hour: "2-digit", minute: "2-digit", timeZone: tz || "UTC" };
+  try {
+    return new Date(t * 1000).toLocaleTimeString("en-GB", opts);
+  } catch (_) { // a zone the service knows but this (older) browser does not
+    return new Date(t * 1000).toLocaleTimeString("en-GB", { ...opts, timeZone: "UTC" }) + " UTC";
+  }
+}
 const per = (w) => (w === 60 ? "per minute" : `per ${dur(w)}`);
 const title = (name) => (S.topics.find((t) => t.name === name) || {}).title || name;
 
@@ -48,11 +54,15 @@ function onFrame(msg) {
     stats.snapshots++;
     const d = msg.data;
     S.topics = d.topics; S.series = d.series; S.oncall = d.oncall; S.live = d.live;
+    S.history = d.history || S.history; // the service's aggregation.history_buckets
     S.incidents = {}; S.sources = {};
     for (const i of d.incidents) S.incidents[i.id] = i;
     for (const s of d.sources) S.sources[s.name] = s;
     S.seq = msg.seq; S.heartbeat = msg.heartbeat || 2;
     syncClock(msg.now);
+    // LIVE only once the wall holds current data (not at open, over what it had before), and
+    // only then is the backoff reset: a server that accepts and drops at once is not hammered
+    if (S.connected) { delay = 500; setConn("live", "LIVE"); }
   } else if (msg.type === "delta") {
     if (msg.seq <= S.seq) return;
     if (msg.seq !== S.seq + 1) { resync("gap"); return; }
@@ -73,16 +83,27 @@ function applyDelta(topic, d) {
   if (topic === "series") {
     const arr = S.series[d.topic] || (S.series[d.topic] = []);
     while (arr.length && arr[arr.length - 1].t >= d.t) arr.pop();
-    arr.push(d); if (arr.length > HISTORY) arr.shift();
+    arr.push(d); if (arr.length > S.history) arr.splice(0, arr.length - S.history);
   } else if (topic === "incident") {
     const prev = S.incidents[d.incident.id];
     S.incidents[d.incident.id] = { ...d.incident, escalation: d.escalation ?? prev?.escalation ?? null };
+    evictIncidents();
   } else if (topic === "escalation") {
     const inc = S.incidents[d.incident_id];
     if (inc) inc.escalation = d;
   } else if (topic === "source") S.sources[d.name] = d;
   else if (topic === "oncall") S.oncall = d;
   else if (topic === "live") S.live = d;
+}
+
+// resolved ones go first, then the least recently updated (the server's rule, so a wall fed by
+// deltas for weeks shows what a fresh snapshot would)
+function evictIncidents() {
+  const all = Object.values(S.incidents);
+  if (all.length <= MAX_INCIDENTS) return;
+  const key = (i) => [i.state === "resolved" ? 0 : 1, i.updated_at ?? 0];
+  all.sort((a, b) => key(a)[0] - key(b)[0] || key(a)[1] - key(b)[1]);
+  for (const i of all.slice(0, all.length - MAX_INCIDENTS)) delete S.incidents[i.id];
 }
 
 let ws = null, delay = 500, timer = null;
@@ -96,27 +117,38 @@ function connect() {
     (token ? "?token=" + encodeURIComponent(token) : "");
   ws = new WebSocket(url);
   stats.connects++;
-  ws.onopen = () => { delay = 500; S.connected = true; S.everConnected = true; setConn("live", "LIVE"); };
-  ws.onmessage = (e) => onFrame(JSON.parse(e.data));
-  ws.onclose = (e) => {
-    S.connected = false; ws = null;
-    if (e.code === 4401) { setConn("unauthorized", "VIEWER TOKEN REQUIRED"); delay = 30000; }
-    // jittered exponential backoff; a snapshot on the next connect resyncs everything
-    const wait = delay / 2 + Math.random() * delay;
-    delay = Math.min(delay * 2, 15000);
-    if (e.code !== 4401) setConn("down", `RECONNECTING ${Math.ceil(wait / 1000)}s`);
-    clearTimeout(timer); timer = setTimeout(connect, wait);
-    schedule();
+  ws.onopen = () => {
+    // the silence watchdog counts from now, not from the last frame of the previous connection
+    S.connected = true; S.everConnected = true; S.lastFrame = performance.now();
   };
+  ws.onmessage = (e) => onFrame(JSON.parse(e.data));
+  ws.onclose = (e) => lost(e.code);
+}
+function lost(code) {
+  S.connected = false; ws = null;
+  if (code === 4401) { setConn("unauthorized", "VIEWER TOKEN REQUIRED"); delay = 30000; }
+  // jittered exponential backoff; a snapshot on the next connect resyncs everything
+  const wait = delay / 2 + Math.random() * delay;
+  delay = Math.min(delay * 2, 15000);
+  if (code !== 4401) setConn("down", `RECONNECTING ${Math.ceil(wait / 1000)}s`);
+  clearTimeout(timer); timer = setTimeout(connect, wait);
+  schedule();
 }
 function setConn(state, text) {
   const el = $("conn");
   el.dataset.state = state; el.textContent = text;
   document.body.classList.toggle("offline", state !== "live");
 }
-// A half-open connection sends nothing: no frame for 3 heartbeats means reconnect.
+// A half-open connection sends nothing: no frame for 3 heartbeats means reconnect. Give up on
+// the socket at once: close() waits for the server's close reply, which a dead peer never sends
+// (Chromium waits 60 s), and all that time the wall would still say LIVE.
 setInterval(() => {
-  if (ws && S.connected && performance.now() - S.lastFrame > 3000 * (S.heartbeat || 2)) ws.close();
+  if (ws && S.connected && performance.now() - S.lastFrame > 3000 * (S.heartbeat || 2)) {
+    const dead = ws;
+    dead.onopen = dead.onmessage = dead.onclose = null;
+    dead.close();
+    lost(1006);
+  }
 }, 1000);
 
 // --- rendering -----------------------------------------------------------------------------
@@ -124,8 +156,15 @@ let pending = false;
 function schedule() {
   if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; render(); }); }
 }
+// Each panel draws on its own: one that throws (odd data, a time zone this browser does not
+// know) must not stop the others, least of all the alarm.
+function draw(...panels) {
+  for (const p of panels) {
+    try { p(); } catch (err) { console.error(`wall: ${p.name} failed`, err); }
+  }
+}
 function render() {
-  renderTiles(); renderIncidents(); renderOncall(); renderSources(); renderHeader(); renderAlarm();
+  draw(renderTiles, renderIncidents, renderOncall, renderSources, renderHeader, renderAlarm);
 }
 
 function openIncidentFor(topic) {
@@ -141,14 +180,22 @@ function renderTiles() {
   const n = S.topics.length;
   // wide tiles read best as timelines: one column up to 3 topics, then a grid
   box.style.setProperty("--cols", n <= 3 ? 1 : n <= 8 ? 2 : n <= 15 ? 3 : 4);
-  for (const t of S.topics) {
+  // exactly the topics of the last snapshot, in its order: a service restarted with another
+  // config must not leave a tile of a dropped topic frozen on its last values
+  const tiles = S.topics.map((t) => {
     let el = document.getElementById("tile-" + t.name);
     if (!el) {
       el = $("tile-tpl").content.firstElementChild.cloneNode(true);
       el.id = "tile-" + t.name; el.dataset.topic = t.name;
-      el.querySelector(".title").textContent = t.title || t.name;
-      box.appendChild(el);
     }
+    el.querySelector(".title").textContent = t.title || t.name;
+    return el;
+  });
+  if (tiles.length !== box.children.length || tiles.some((el, i) => box.children[i] !== el)) {
+    box.replaceChildren(...tiles);
+  }
+  for (const [k, t] of S.topics.entries()) {
+    const el = tiles[k];
     const pts = S.series[t.name] || [];
     const last = pts[pts.length - 1];
     const inc = openIncidentFor(t.name);
@@ -407,7 +454,7 @@ $("incidents").addEventListener("click", (e) => {
 });
 
 // ages, countdowns and local times move every second even without data
-setInterval(() => { renderIncidents(); renderOncall(); renderSources(); renderHeader(); renderAlarm(); }, 1000);
+setInterval(() => draw(renderIncidents, renderOncall, renderSources, renderHeader, renderAlarm), 1000);
 window.addEventListener("resize", schedule);
 window.crisiswatch = { S, stats, serverNow };
 connect();

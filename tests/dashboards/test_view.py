@@ -150,3 +150,21 @@ def test_live_view_keeps_newest_open_bucket_per_topic() -> None:
         "b": {"start": 0, "count": 2, "negative": 0},
     }
     assert v["processed"] == 10 and v["t"] == 5.0
+
+
+def test_snapshot_tells_the_wall_how_many_points_deltas_may_keep() -> None:
+    # the page trims series fed by deltas to this; a fixed 240 there cut a 24 h chart
+    # (history_buckets: 1440) down to 4 h at the first delta after a snapshot
+    w = WallState([{"name": "acme"}], history=1440)
+    assert w.snapshot()["history"] == 1440
+    assert json.loads(w.snapshot_frame("connect", 0.0))["data"]["history"] == 1440
+
+
+def test_escalations_of_unknown_incidents_beyond_the_bound_do_not_raise() -> None:
+    w = WallState([])
+    msgs = [{"incident_id": f"x{i}", "level": 0} for i in range(MAX_INCIDENTS + 5)]
+    for m in msgs:
+        w.apply("escalation", m)  # a listener that raises breaks hub.publish for everyone
+    assert len(w.escalations) <= MAX_INCIDENTS + 1
+    frame = w.frame(msgs[-1])
+    assert frame is not None and json.loads(frame[1])["data"]["level"] == 1

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from dashboards.wall import WallState, client_message, run_live, wall_routes
+from dashboards.wall import WallState, client_message, close_walls, run_live, wall_routes
 from monitor.clock import FakeClock
 from monitor.hub import Hub
 
@@ -186,3 +186,88 @@ async def test_run_live_publishes_only_changes() -> None:
 def test_client_message() -> None:
     assert client_message('{"type": "resync", "why": "gap"}') == "resync"
     assert client_message("[1]") is None
+
+
+async def test_a_wall_that_stops_reading_is_disconnected_and_its_handler_ends() -> None:
+    # the socket buffer of a frozen kiosk never drains: a graceful close would wait forever
+    async with (
+        serve(client_queue=8, send_timeout=0.2) as (hub, _, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws")),  # connects, then never reads
+    ):
+        while hub.subscribers < 1:
+            await asyncio.sleep(0.01)
+        big = "x" * 200_000
+        for i in range(100):
+            hub.publish("source", {"name": f"s{i % 3}", "blob": big})
+            await asyncio.sleep(0)
+
+        async def gone() -> None:
+            while hub.subscribers:
+                hub.publish("source", {"name": "s0", "blob": big})
+                await asyncio.sleep(0.05)
+
+        # generous: the send timeout is 0.2 s; before the fix this never happened
+        await asyncio.wait_for(gone(), 30)
+
+
+async def test_garbage_from_a_wall_is_ignored_and_the_wall_stays_connected() -> None:
+    async with (
+        serve() as (_hub, _, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws")) as ws,
+    ):
+        assert (await recv(ws))["type"] == "snapshot"
+        for junk in ("{]", "[1]", '{"type": 5}', '{"type": "drop"}', "[" * 60_000):
+            await ws.send_str(junk)
+        await ws.send_bytes(b"\x00\xff")
+        await ws.send_str(json.dumps({"type": "resync"}))
+        f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+        assert f["reason"] == "requested"
+
+
+async def test_shutdown_with_a_stalled_wall_still_closes_the_others_cleanly() -> None:
+    # a laptop that went to sleep with the wall open: its socket stops draining
+    hub, state = Hub(), WallState([{"name": "acme", "title": "ACME"}], history=50)
+    hub.add_listener(state.apply)
+    sockets: set[web.WebSocketResponse] = set()
+    app = web.Application()
+    app.add_routes(wall_routes(state, hub, client_queue=8, send_timeout=0.5, sockets=sockets))
+    app.on_shutdown.append(lambda _: close_walls(sockets))
+    server = TestServer(app)
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        stalled = await http.ws_connect(server.make_url("/ws"))
+        live = await http.ws_connect(server.make_url("/ws"))
+        frames: list[aiohttp.WSMessage] = []
+
+        async def read() -> None:
+            async for m in live:
+                frames.append(m)
+
+        reader = asyncio.create_task(read())
+        while hub.subscribers < 2:
+            await asyncio.sleep(0.01)
+        big = "x" * 200_000
+        for i in range(60):
+            hub.publish("source", {"name": f"s{i % 3}", "blob": big})
+            await asyncio.sleep(0.01)
+        await server.close()  # runs close_walls: must neither raise nor hang
+        await asyncio.wait_for(reader, 30)
+        assert live.close_code == 1001
+        assert hub.subscribers == 0
+        await stalled.close()
+
+
+async def test_on_client_counts_walls_not_other_hub_subscribers() -> None:
+    # the MQTT publisher also subscribes to the hub: crisiswatch_wall_clients must not count it
+    counts: list[int] = []
+    async with serve(on_client=counts.append) as (hub, _, server):
+        with hub.subscribe() as _mqtt_publisher:
+            async with aiohttp.ClientSession() as http:
+                async with http.ws_connect(server.make_url("/ws")) as ws:
+                    assert (await recv(ws))["type"] == "snapshot"
+                    assert counts == [1]
+                while len(counts) < 2:
+                    await asyncio.sleep(0.01)
+    assert counts == [1, 0]
