@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from monitor.model import Bucket
 
@@ -44,6 +44,7 @@ class Constant:
     """A detector that always says the same thing (tests, and a null baseline)."""
 
     __slots__ = ("name", "value")
+    SETTINGS = ("value",)
 
     def __init__(self, value: float = 0.0, name: str = "constant") -> None:
         self.value, self.name = value, name
@@ -63,6 +64,36 @@ class Constant:
 
     def clone(self) -> Self:
         return copy.copy(self)
+
+
+T = TypeVar("T")
+
+
+def adopt_settings(state: T, prototype: T) -> tuple[T, bool]:
+    """``state``, learned earlier (restored from a checkpoint), run with ``prototype``'s settings.
+
+    A restored series must follow the *current* config: an operator who raises a threshold
+    expects it to apply to every series, not only to new ones. Classes name their
+    ``SETTINGS`` (may change under learned state) and their ``LAYOUT`` (the learned state is
+    shaped by them: other scales, another bucket slot length). When the layout differs, or
+    the class does, the learned state cannot be carried over and a fresh clone of the
+    prototype is returned instead; the flag says so.
+
+    >>> old, new = Constant(0.25), Constant(0.5)
+    >>> adopted, fresh = adopt_settings(old, new)
+    >>> adopted is old, adopted.value, fresh
+    (True, 0.5, False)
+    """
+    if type(state) is not type(prototype) or any(
+        getattr(state, a) != getattr(prototype, a) for a in getattr(prototype, "LAYOUT", ())
+    ):
+        return copy.deepcopy(prototype), True
+    for a in getattr(prototype, "SETTINGS", ()):
+        setattr(state, a, copy.copy(getattr(prototype, a)))
+    changed = getattr(state, "settings_changed", None)
+    if changed is not None:
+        changed()
+    return state, False
 
 
 def halflife_alpha(step: float, halflife: float) -> float:

@@ -75,6 +75,15 @@ class Gate:
         "repage_seconds",
         "severity_thresholds",
     )
+    SETTINGS = (
+        "calm_seconds",
+        "close_threshold",
+        "cooldown_seconds",
+        "open_threshold",
+        "repage",
+        "repage_seconds",
+        "severity_thresholds",
+    )
 
     def __init__(
         self,

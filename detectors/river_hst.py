@@ -33,6 +33,8 @@ class HSTVolumeDetector:
     """HalfSpaceTrees on (scaled log count, time of day)."""
 
     name = "volume"
+    SETTINGS = ("halflife", "warmup", "z_half")
+    LAYOUT = ("window_size",)  # the trees' reference window
 
     def __init__(
         self,

@@ -80,6 +80,16 @@ class SentimentDetector:
         "tot",
         "warmup",
     )
+    SETTINGS = (
+        "halflife",
+        "min_count",
+        "prior_mentions",
+        "prior_share",
+        "rho",
+        "surprise_max",
+        "surprise_min",
+        "warmup",
+    )
 
     def __init__(
         self,

@@ -19,7 +19,8 @@ False
 >>> v.active, v.severity, v.explanation["fired"]
 (True, 2, ['volume'])
 >>> restored = DetectionStage(DetectionConfig(warmup_seconds=3600))
->>> restored.restore(stage.checkpoint())
+>>> restored.restore(stage.checkpoint())  # series whose baselines had to start afresh
+0
 >>> restored.observe(Bucket("acme", 611 * 60.0, 60.0, count=6)).active
 True
 """
@@ -31,9 +32,10 @@ import math
 import pickle
 import zlib
 from collections.abc import Sequence
+from copy import copy
 from typing import Any, NamedTuple
 
-from detectors.base import Detector
+from detectors.base import Detector, adopt_settings
 from detectors.gate import Gate, Onset, magnitude_severity
 from detectors.sentiment import SentimentDetector
 from detectors.terms import TermsDetector
@@ -159,20 +161,21 @@ class DetectionStage:
             min_count=config.terms_min_count,
             warmup=config.warmup_seconds,
         )
+        self._gate = Gate(
+            open_threshold=config.open_threshold,
+            close_threshold=config.close_threshold,
+            calm_seconds=config.calm_seconds,
+            cooldown_seconds=config.cooldown_seconds,
+            severity_thresholds=config.severity_thresholds,
+            repage=config.repage,
+            repage_seconds=config.repage_seconds,
+        )
         self._series: dict[str, _Series] = {}
 
     def _new_series(self) -> _Series:
-        c = self.config
-        gate = Gate(
-            open_threshold=c.open_threshold,
-            close_threshold=c.close_threshold,
-            calm_seconds=c.calm_seconds,
-            cooldown_seconds=c.cooldown_seconds,
-            severity_thresholds=c.severity_thresholds,
-            repage=c.repage,
-            repage_seconds=c.repage_seconds,
+        return _Series(
+            self._volume.clone(), self._sentiment.clone(), self._terms.clone(), copy(self._gate)
         )
-        return _Series(self._volume.clone(), self._sentiment.clone(), self._terms.clone(), gate)
 
     @property
     def series_count(self) -> int:
@@ -339,8 +342,13 @@ class DetectionStage:
         """All per-series state as bytes, for the store (restored with :meth:`restore`)."""
         return _MAGIC + zlib.compress(pickle.dumps(self._series, protocol=5), 1)
 
-    def restore(self, blob: bytes) -> None:
+    def restore(self, blob: bytes) -> int:
         """Replace the state with a checkpoint made by :meth:`checkpoint`.
+
+        Restored series run with this stage's config (thresholds, half-lives, ...), not the
+        one they were saved under. A detector whose learned state is laid out by a setting
+        that changed (volume scales or daily slot length, the volume model, the term
+        half-life) starts afresh, and warms up again; returns how many series that touched.
 
         Raises :class:`CheckpointError` for a blob that is not one, is corrupted, or names
         any class or function beyond the detectors' own state (it is never called).
@@ -358,4 +366,12 @@ class DetectionStage:
             isinstance(k, str) and isinstance(v, _Series) for k, v in series.items()
         ):
             raise CheckpointError("checkpoint does not hold series state")
+        restarted = 0
+        for st in series.values():
+            st.volume, v_fresh = adopt_settings(st.volume, self._volume)
+            st.sentiment, s_fresh = adopt_settings(st.sentiment, self._sentiment)
+            st.terms, t_fresh = adopt_settings(st.terms, self._terms)
+            st.gate, _ = adopt_settings(st.gate, self._gate)
+            restarted += v_fresh or s_fresh or t_fresh
         self._series = series
+        return restarted

@@ -67,6 +67,16 @@ class TermsDetector:
         "t_last",
         "warmup",
     )
+    SETTINGS = (
+        "exact_terms",
+        "max_tracked",
+        "min_count",
+        "rho",
+        "surprise_max",
+        "surprise_min",
+        "warmup",
+    )
+    LAYOUT = ("halflife",)  # counts are stored scaled to the epoch by it
 
     def __init__(
         self,

@@ -114,6 +114,23 @@ class VolumeDetector:
         "weights",
         "z_half",
     )
+    # what a restored series takes from the current config (stage.restore) ...
+    SETTINGS = (
+        "clip",
+        "dispersion_halflife",
+        "level_halflife",
+        "pseudo_rate",
+        "season_halflife_days",
+        "spread_halflife",
+        "tail_guard",
+        "warmup",
+        "weekly",
+        "weekly_halflife_weeks",
+        "weights",
+        "z_half",
+    )
+    # ... and what its learned state is laid out by (per-scale means, daily slots)
+    LAYOUT = ("scales", "slot_seconds")
 
     def __init__(
         self,
@@ -168,6 +185,10 @@ class VolumeDetector:
         self._mu_t = math.nan
         # observed, expected, tail p, z, scale index
         self._last: tuple[float, float, float, float, int] = (0.0, 0.0, 1.0, 0.0, 0)
+
+    def settings_changed(self) -> None:
+        """Forget the per-width EWMA weights cached from the previous settings."""
+        self._a[0] = 0.0
 
     # -- model pieces -------------------------------------------------------------------
     def _slot(self, t: float) -> tuple[int, int]:

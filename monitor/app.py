@@ -94,7 +94,13 @@ class App:
         self.detector = DetectionStage(config.detection)
         if saved.detectors:
             try:
-                self.detector.restore(saved.detectors)
+                restarted = self.detector.restore(saved.detectors)
+                if restarted:
+                    log.warning(
+                        "detection config changed the shape of learned state: %d series "
+                        "start their baselines afresh and warm up again",
+                        restarted,
+                    )
             except CrisiswatchError as exc:  # a bad checkpoint must not keep the service down
                 log.warning("detector checkpoint ignored, starting fresh: %s", exc)
         self.aggregator.closed_until = saved.closed_until

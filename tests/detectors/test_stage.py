@@ -130,6 +130,45 @@ def test_checkpoint_round_trips_every_volume_model(model: str) -> None:
     assert [v.score for v in part1 + run(again, buckets[60:])] == [v.score for v in first]
 
 
+def test_restored_series_follow_the_current_config() -> None:
+    """An operator raising the open threshold expects it for every series after a restart,
+    not only for series first seen after it; baselines are kept."""
+    spikes = {i: 300 for i in range(4 * 288, 4 * 288 + 4)}
+    buckets = series("a", 5 * 288, 10.0, 8, spikes)
+    cut = 4 * 288 - 10  # just before the burst
+    saved = DetectionStage(DetectionConfig())
+    run(saved, buckets[:cut])
+    kept = run(saved, buckets[cut:])
+    assert any(v.onset == "open" for v in kept)
+
+    strict = DetectionConfig(open_threshold=0.999, close_threshold=0.99)
+    before = DetectionStage(DetectionConfig())
+    run(before, buckets[:cut])
+    after = DetectionStage(strict)
+    assert after.restore(before.checkpoint()) == 0  # same layout: nothing starts afresh
+    rest = run(after, buckets[cut:])
+    assert not any(v.onset for v in rest)
+    # the baselines were carried over: the same scores, judged by the stricter gate
+    assert [v.score for v in rest] == [v.score for v in kept]
+
+
+def test_a_changed_state_layout_restarts_that_detector_only() -> None:
+    buckets = series("a", 2 * 288, 10.0, 9, {})
+    before = DetectionStage(DetectionConfig(warmup_seconds=3600))
+    run(before, buckets)
+    other_scales = DetectionConfig(
+        warmup_seconds=3600, scales_seconds=(3600.0, 7200.0), scale_weights=(1.0, 1.0)
+    )
+    after = DetectionStage(other_scales)
+    assert after.restore(before.checkpoint()) == 1
+    v = after.observe(Bucket("a", 2 * 288 * W, W, count=500))
+    assert v.onset is None and v.explanation["expected"] == 0.0  # a fresh baseline, not warm
+    # and a stage with the same config restores it whole
+    same = DetectionStage(DetectionConfig(warmup_seconds=3600))
+    assert same.restore(before.checkpoint()) == 0
+    assert same.observe(Bucket("a", 2 * 288 * W, W, count=500)).onset == "open"
+
+
 def _enriched(i: int, followers: int, label: str) -> Enriched:
     m = Mention(
         id=str(i),
