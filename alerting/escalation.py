@@ -4,26 +4,36 @@ One :class:`EscalationState` per incident. It walks the routed policy's levels: 
 wait its delay, page the next; after the last level start over ``repeat`` more times. An
 acknowledgement or resolve stops it and tells everybody who was paged. Silences and
 inhibition (decided by the shell, passed in as ``mute``) hold paging back without losing it;
-quiet hours hold back a user for anything but SEV1, and a level nobody may receive is skipped
-at once. The commands say what to do: :class:`Notify` a :class:`Notification`,
-:class:`ScheduleWake` at a time, :class:`Log` a timeline entry.
+quiet hours hold back a user for anything but SEV1, and a level nobody may receive (quiet, no
+receivers, an unstaffed schedule) is skipped at once. The commands say what to do:
+:class:`Notify` a :class:`Notification`, :class:`ScheduleWake` at a time, :class:`Log` a
+timeline entry.
 
-A timeline (the default demo policy: level 1 on-call now, level 2 after 5 min, repeat twice):
+A timeline (the default demo policy: level 1 on-call now, level 2 after 5 min, repeat twice;
+everybody reached through one receiver ``pager``):
 
 >>> from monitor.config.alerting import AlertingConfig
->>> plan = Plan.from_config(AlertingConfig())
+>>> plan = Plan.from_config(AlertingConfig(default_receivers=["pager"]))
 >>> inc = {"id": "inc-1", "key": "acme/volume", "topic": "acme", "kind": "volume",
 ...        "severity": 2, "state": "triggered", "labels": {}}
 >>> t0 = 1768384800.0  # Wed 2026-01-14 10:00 UTC: ana is on call for EMEA
 >>> s, cmds = step(EscalationState.new("inc-1", plan), Trigger(inc), t0)
 >>> [str(c) for c in cmds]
-['log escalation started', 'log level-1 paged', 'wake at +300']
+['log escalation started', 'log level-1 paged', 'notify trigger pager ana', 'wake at +300']
 >>> s, cmds = step(s, Wake(), t0 + 300)
 >>> [str(c) for c in cmds]
-['log level-2 paged', 'wake at +300']
+['log level-2 paged', 'notify trigger pager lead', 'wake at +300']
 >>> s, cmds = step(s, Acknowledge(inc, "lead"), t0 + 400)
->>> s.status, [str(c) for c in cmds]
-('acknowledged', ['log escalation stopped'])
+>>> s.status, [str(c) for c in cmds]  # doctest: +NORMALIZE_WHITESPACE
+('acknowledged',
+ ['log escalation stopped', 'notify acknowledge pager ana', 'notify acknowledge pager lead'])
+
+Without any receiver (the bare demo) nobody can be paged: that is said, and tried again later.
+
+>>> bare = Plan.from_config(AlertingConfig())
+>>> s, cmds = step(EscalationState.new("inc-1", bare), Trigger(inc), t0)
+>>> [str(c) for c in cmds][1:]
+['log level-1 skipped', 'log level-2 skipped', 'log nobody reachable', 'wake at +900']
 """
 
 from __future__ import annotations
@@ -360,8 +370,13 @@ def _page_level(
     plan = state.plan
     severity = int(state.incident.get("severity", 4))
     resolved = plan.directory.resolve(level.targets, now)
-    may = [u for u in resolved.users if plan.directory.users[u].may_page(now, severity)]
+    users = plan.directory.users
+    may = [u for u in resolved.users if users[u].may_page(now, severity)]
     quiet = [u for u in resolved.users if u not in may]
+    # A user with no receivers (and no default_receivers) cannot be paged: counting them as
+    # reached would log "paged", send nothing and wait out the level's delay for nobody.
+    no_receiver = [u for u in may if not users[u].receivers]
+    may = [u for u in may if users[u].receivers]
     s = state
     if level.mode == "round_robin" and may:
         # Start at the cursor in the level's full user list, take the first one allowed.
@@ -375,12 +390,8 @@ def _page_level(
         rr[s.level] = resolved.users.index(chosen) + 1
         s = replace(s, rr=tuple(rr))
     cmds: list[Command] = []
-    no_receiver: list[str] = []
     for user in may:
-        receivers = plan.directory.users[user].receivers
-        if not receivers:
-            no_receiver.append(user)
-        for r in receivers:
+        for r in users[user].receivers:
             s, n = _notification(s, r, "trigger", user, now)
             cmds.append(n)
     for r in resolved.receivers:

@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry
 from alerting.links import LinkSigner
 from alerting.metrics import DeliveryMetrics
 from alerting.notification import Notification
-from alerting.notifiers.base import Notifier, RateLimited
+from alerting.notifiers.base import Notifier, RetryLater
 from monitor.clock import Clock
 from monitor.config.receivers import OutboxConfig
 from monitor.errors import DeliveryError
@@ -103,6 +103,9 @@ def next_step(
     >>> next_step(attempts=1, now=0, expires_at=100, recoverable=True, policy=p, u=1.0,
     ...           retry_after=30)
     Retry(due_at=30.0)
+    >>> next_step(attempts=1, now=0, expires_at=100, recoverable=True, policy=p, u=1.0,
+    ...           retry_after=86400)
+    Retry(due_at=60.0)
     >>> next_step(attempts=9, now=90, expires_at=100, recoverable=True, policy=p, u=1.0)
     GiveUp(state='expired')
     >>> next_step(attempts=1, now=0, expires_at=100, recoverable=False, policy=p, u=1.0)
@@ -110,7 +113,9 @@ def next_step(
     """
     if not recoverable:
         return GiveUp("failed")
-    delay = max(backoff(attempts, policy, u), retry_after or 0.0)
+    # A receiver's Retry-After is a floor, but no longer than our longest backoff: a pause
+    # asked for past the expiry would otherwise give the page up at once, unsent.
+    delay = max(backoff(attempts, policy, u), min(retry_after or 0.0, policy.cap))
     due = now + delay
     if due >= expires_at:
         return GiveUp("expired")
@@ -364,7 +369,7 @@ class Outbox:
             recoverable=err.recoverable,
             policy=self._policy,
             u=self._rng.random(),
-            retry_after=err.retry_after if isinstance(err, RateLimited) else None,
+            retry_after=err.retry_after if isinstance(err, RetryLater) else None,
         )
         reason = err.reason[:500]
         health.consecutive_failures += 1

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -38,13 +40,17 @@ from alerting.escalation import (
 from alerting.incidents import Incident, IncidentEvent
 from alerting.inhibition import InhibitRule, Mute, mute_of
 from alerting.notification import Notification
-from alerting.silences import Silence, SilenceBook
+from alerting.silences import Silence, SilenceBook, SilenceError
 from monitor.clock import Clock
 from monitor.config.alerting import AlertingConfig
 
 Emit = Callable[[Notification], Awaitable[None]]
 Persist = Callable[[dict[str, Any]], Awaitable[None]]
 Record = Callable[[str, str, dict[str, Any], float], None]
+
+log = logging.getLogger(__name__)
+
+_CONFIG_ID = re.compile(r"config-\d+")  # the id an unnamed config silence gets
 
 
 class EscalationRunner:
@@ -79,6 +85,10 @@ class EscalationRunner:
         self.silences = (
             silences if silences is not None else SilenceBook.from_config(config.silences)
         )
+        # Config silences belong to the config: a restart takes them from there, never from a
+        # saved copy (ids ``config-<index>`` move when one is inserted, and edits must apply).
+        self._config_silences = {s.id: s for s in SilenceBook.from_config(config.silences).all()}
+        self._config_expired: dict[str, float] = {}  # expired through the API, at
         self._emit = emit
         self._persist = persist
         self._record = record
@@ -125,7 +135,9 @@ class EscalationRunner:
         """
         async with self._lock:
             now = self.clock.now()
+            known: set[str] = set()
             for inc in incidents:
+                known.add(inc.id)
                 d = inc.to_dict()
                 st = self._states.get(inc.id)
                 if not inc.is_open:
@@ -140,6 +152,11 @@ class EscalationRunner:
                         await self._step(inc.id, Trigger(d, "resumed", self._mute(d, now)), now)
                 elif st is not None and (st.active or inc.id in self._restart):
                     await self._step(inc.id, Acknowledge(d, inc.acked_by), now)
+            for iid in [i for i in self._states if i not in known]:
+                # Resolved and pruned from the book (or the book was lost): nobody could ever
+                # acknowledge it, so it would page (or sit in the state) forever.
+                await self._close(iid, now, "is not in the incident book")
+            self._open = {k: v for k, v in self._open.items() if k in known}
             self._restart.clear()
             await self._save()
         self._changed.set()
@@ -154,6 +171,9 @@ class EscalationRunner:
     async def expire_silence(self, silence_id: str) -> Silence:
         async with self._lock:
             s = self.silences.expire(silence_id, self.clock.now())
+            configured = self._config_silences.get(silence_id)
+            if configured is not None and s.end < configured.end:
+                self._config_expired[silence_id] = s.end
             await self._recheck(self.clock.now(), muted_only=True)
             await self._save()
         self._changed.set()
@@ -174,8 +194,10 @@ class EscalationRunner:
                 if s.active and s.wake_at is not None and s.wake_at <= now
             ]
             for iid in due:
-                inc = self._open.get(iid, dict(self._states[iid].incident))
-                await self._step(iid, Wake(self._mute(inc, now)), now)
+                if iid not in self._open:  # resolved, but emitting its resolve failed
+                    await self._close(iid, now, "is no longer open")
+                    continue
+                await self._step(iid, Wake(self._mute(self._open[iid], now)), now)
             if due:
                 await self._save()
         return len(due)
@@ -208,6 +230,12 @@ class EscalationRunner:
             "escalations": [s.to_dict() for s in self._states.values()],
             "open": list(self._open.values()),
             "silences": self.silences.to_state(),
+            # what each config silence was when saved, so an API expiry outlives a restart
+            # only while the config still says the same thing
+            "config_silences": {
+                sid: {"silence": c.to_dict(), "expired_at": self._config_expired.get(sid)}
+                for sid, c in self._config_silences.items()
+            },
         }
 
     # --- internals ---------------------------------------------------------------------------
@@ -223,8 +251,26 @@ class EscalationRunner:
                 self._restart.add(s.incident_id)
             self._states[s.incident_id] = s
         self._open = {str(d["id"]): dict(d) for d in state.get("open", [])}
+        self._restore_silences(state)
+
+    def _restore_silences(self, state: Mapping[str, Any]) -> None:
+        """Run-time silences come back from the state; config silences from the config, with
+        an API expiry kept only if the config silence is unchanged since."""
+        saved_config: Mapping[str, Any] = state.get("config_silences") or {}
+        owned = set(self._config_silences) | set(saved_config)
+        if "config_silences" not in state:  # saved before config silences were told apart
+            ids = (str(d["id"]) for d in state.get("silences", []))
+            owned |= {i for i in ids if _CONFIG_ID.fullmatch(i)}
         for d in state.get("silences", []):
-            self.silences.add(Silence.from_dict(d))
+            if str(d["id"]) not in owned:
+                self.silences.add(Silence.from_dict(d))
+        for sid, entry in saved_config.items():
+            configured, at = self._config_silences.get(sid), entry.get("expired_at")
+            if configured is None or at is None or entry.get("silence") != configured.to_dict():
+                continue
+            with contextlib.suppress(SilenceError):  # an injected book may not hold it
+                self.silences.expire(sid, float(at))
+                self._config_expired[sid] = float(at)
 
     def _mute(self, incident: Mapping[str, Any], now: float) -> Mute | None:
         return mute_of(incident, self._open.values(), self.silences, self.rules, now)
@@ -255,6 +301,15 @@ class EscalationRunner:
         await self._execute(commands, now, new.policy)
         self._states[iid] = new
 
+    async def _close(self, iid: str, now: float, why: str) -> None:
+        """Stop the escalation of an incident that is closed though the runner was not told
+        (or could not finish): whoever it paged hears the resolve, then it is forgotten."""
+        st = self._states[iid]
+        if st.status != "resolved":
+            log.warning("incident %s %s: its escalation stops (was %s)", iid, why, st.status)
+            await self._step(iid, Resolve({**st.incident, "state": "resolved"}), now)
+        self._states.pop(iid, None)
+
     async def _execute(self, commands: list[Command], now: float, policy: str = "") -> None:
         for c in commands:
             if isinstance(c, Notify):
@@ -262,6 +317,7 @@ class EscalationRunner:
             elif isinstance(c, Log):
                 if self._record is not None:
                     self._record(c.incident_id, c.event, c.detail, now)
+                _warn_unreachable(c)
                 if self._escalations is not None and c.event.endswith(" paged"):
                     self._escalations.labels(policy, str(c.detail.get("level", ""))).inc()
 
@@ -270,11 +326,28 @@ class EscalationRunner:
         for iid, s in list(self._states.items()):
             if iid == skip or not s.active or (muted_only and s.status != "muted"):
                 continue
-            inc = self._open.get(iid, dict(s.incident))
-            mute = self._mute(inc, now)
+            if iid not in self._open:  # resolved, but emitting its resolve failed
+                await self._close(iid, now, "is no longer open")
+                continue
+            mute = self._mute(self._open[iid], now)
             if s.status == "muted" or mute is not None:
                 await self._step(iid, Wake(mute), now)
 
     async def _save(self) -> None:
         if self._persist is not None:
             await self._persist(self.to_state())
+
+
+def _warn_unreachable(entry: Log) -> None:
+    """A page that reached nobody is on the timeline; it must be in the service log too."""
+    d = entry.detail
+    if entry.event == "nobody reachable":
+        log.warning(
+            "incident %s: nobody reachable at any level of the policy, trying again at %s",
+            entry.incident_id, d.get("retry_at"),
+        )  # fmt: skip
+    if d.get("no_receiver"):
+        log.warning(
+            "incident %s: %s: users %s have no receivers (nor alerting.default_receivers)",
+            entry.incident_id, entry.event, ", ".join(map(str, d["no_receiver"])),
+        )  # fmt: skip

@@ -41,12 +41,20 @@ class RepeatingNotifier(Notifier, Protocol):
     repeat_seconds: float
 
 
-class RateLimited(DeliveryError):
-    """HTTP 429 with a ``Retry-After`` the outbox honours as a floor for the next attempt."""
+class RetryLater(DeliveryError):
+    """A recoverable failure with a ``Retry-After`` (429, 503) the outbox honours as a floor
+    for the next attempt (up to its longest backoff)."""
+
+    def __init__(self, target: str, reason: str, retry_after: float | None, *, status: int) -> None:
+        super().__init__(target, reason, recoverable=True, status=status)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetryLater):
+    """HTTP 429."""
 
     def __init__(self, target: str, retry_after: float | None, status: int = 429) -> None:
-        super().__init__(target, f"HTTP {status} rate limited", recoverable=True, status=status)
-        self.retry_after = retry_after
+        super().__init__(target, f"HTTP {status} rate limited", retry_after, status=status)
 
 
 def classify_status(status: int) -> bool:
@@ -248,6 +256,10 @@ async def post(
             snippet = body[:200].decode("utf-8", "replace")
             if 300 <= resp.status < 400:  # the configured URL is out of date: say where to
                 snippet += f" (Location: {resp.headers.get('Location', '')[:300]})"
+            if resp.status == 503:  # down for maintenance, and it may say for how long
+                wait = parse_retry_after(resp.headers.get("Retry-After"), clock.now())
+                if wait is not None:
+                    raise RetryLater(target, f"HTTP 503: {snippet}", wait, status=503)
             raise DeliveryError(
                 target,
                 f"HTTP {resp.status}: {snippet}",

@@ -52,7 +52,7 @@ def slack_message(
             f" by {slack_escape(str(who))}" if who else ""
         )
         return {
-            "text": f"{verb}: {title}",
+            "text": f"{verb}: {slack_escape(title)}",  # mrkdwn too: it notifies mentions
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": line}}],
         }
     score = "n/a" if v.score is None else f"{v.score:.2f}"
@@ -76,7 +76,8 @@ def slack_message(
     for s in v.samples[:max_samples]:
         quote = slack_escape(_truncate(s.text.replace("\n", " "), 280))
         by = f" — {slack_escape(s.author)}" if s.author else ""
-        link = f" <{s.url}|open>" if s.url else ""
+        # A "|" or ">" in a post's URL would end the link and let the rest be markup.
+        link = f" <{slack_escape(str(s.url)).replace('|', '%7C')}|open>" if s.url else ""
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f">{quote}\n{by}{link}".strip()}}
         )
@@ -101,7 +102,7 @@ def slack_message(
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"paging {who}"}]}
         )
-    return {"text": f"SEV{v.severity}: {title} (score {score})", "blocks": blocks}
+    return {"text": f"SEV{v.severity}: {slack_escape(title)} (score {score})", "blocks": blocks}
 
 
 class SlackNotifier:

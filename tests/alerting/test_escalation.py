@@ -385,3 +385,49 @@ def test_persisted_state_resumes_on_time() -> None:
     again.run_until(2000)
     assert again.lines == straight.lines
     assert again.state.to_dict() == straight.state.to_dict()
+
+
+NO_RECEIVERS = [
+    {"name": "ana"},  # no receivers and no alerting.default_receivers: cannot be reached
+    {"name": "ben", "receivers": ["pager"]},
+    {"name": "carla", "receivers": ["pager"]},
+    {"name": "lead", "receivers": ["pager"]},
+]
+
+
+def test_a_user_nobody_can_reach_is_not_paged_and_the_next_level_goes_at_once() -> None:
+    sim = Sim(config(users=NO_RECEIVERS))
+    sim.do(Trigger(incident()), 0)
+    assert sim.pages() == [
+        "t=0 level-1 skipped",
+        "t=0 level-2 paged",
+        "t=0 notify trigger pager lead",
+    ]
+    _, cmds = step(Sim(config(users=NO_RECEIVERS)).state, Trigger(incident()), T0)
+    skipped = next(c for c in cmds if isinstance(c, Log) and c.event == "level-1 skipped")
+    assert skipped.detail["users"] == [] and skipped.detail["no_receiver"] == ["ana"]
+
+
+def test_the_demo_without_receivers_says_nobody_was_reachable() -> None:
+    sim = Sim(AlertingConfig())  # the demo: nobody has a receiver
+    sim.do(Trigger(incident()), 0)
+    assert sim.pages() == ["t=0 level-1 skipped", "t=0 level-2 skipped", "t=0 nobody reachable"]
+    assert sim.notes == [] and sim.state.active and sim.wake == 900  # tried again, never lost
+
+
+def test_round_robin_takes_the_next_member_who_can_be_reached() -> None:
+    cfg = config(
+        users=NO_RECEIVERS,
+        policies=[
+            {
+                "name": "default",
+                "levels": [{"targets": ["team:crew"], "delay_seconds": 60, "mode": "round_robin"}],
+                "repeat": 3,
+            }
+        ],
+    )
+    sim = Sim(cfg)
+    sim.do(Trigger(incident()), 0)
+    sim.run_until(10_000)
+    who = [x.split()[-1] for x in sim.pages() if "notify trigger pager" in x]
+    assert who == ["ben", "carla", "ben", "carla"]

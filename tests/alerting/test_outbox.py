@@ -17,7 +17,7 @@ from monitor.clock import FakeClock, SystemClock
 from monitor.config.receivers import DeliveryConfig, OutboxConfig
 from monitor.errors import DeliveryError
 from monitor.storage import Store, open_store
-from tests.alerting.notifiers.receiver import Receiver
+from tests.alerting.notifiers.receiver import Answer, Receiver
 
 
 class Fake:
@@ -432,3 +432,27 @@ async def test_an_expired_resolve_stops_the_repeats(store: Store) -> None:
         )
         == 1.0
     )
+
+
+async def test_a_retry_after_beyond_the_expiry_is_capped_not_a_give_up(store: Store) -> None:
+    # A receiver asking for a day's pause must not make the page expire at once.
+    clock = FakeClock(0.0)
+    ob, _ = outbox(store, clock, r=Fake(RateLimited("r", 86400.0)))
+    await ob.enqueue(note("n1"))
+    await ob.tick()
+    (row,) = await store.outbox_due(1e9)
+    assert row.state == "pending" and row.due_at == 60.0  # max_delay_seconds
+
+
+async def test_a_503_with_retry_after_is_honoured(store: Store) -> None:
+    answer = Answer(503, "down for maintenance", {"Retry-After": "45"})
+    async with Receiver(answer) as rx, aiohttp.ClientSession() as s:
+        hook = {"name": "r", "type": "webhook", "url": rx.url(), "secret_env": "S"}
+        c = DeliveryConfig.model_validate({"receivers": [hook]})
+        clock = FakeClock(0.0)
+        notifiers = build_notifiers(c.receivers, s, env={"S": "s"}, clock=clock)
+        ob, _ = outbox(store, clock, **notifiers)
+        await ob.enqueue(note("n1"))
+        await ob.tick()
+    (row,) = await store.outbox_due(1e9)
+    assert row.due_at == 45.0 and row.last_error == "HTTP 503: down for maintenance"

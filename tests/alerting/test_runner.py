@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from alerting.incidents import IncidentBook, IncidentEvent
 from alerting.notification import Notification
@@ -244,3 +247,139 @@ async def test_restart_after_the_policy_was_renamed_pages_with_fresh_ids() -> No
     await again.feed(rig.book.acknowledge(iid, "ana", again.clock.now()))
     # everybody paged before the restart hears the acknowledgement too
     assert sorted(again.log()[1:]) == ["t=400 acknowledge ana", "t=400 acknowledge lead"]
+
+
+# --- config silences across restarts ---------------------------------------------------------
+def _silence(topic: str, start: float, end: float, **over: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "matchers": [f"topic={topic}"],
+        "start": datetime.fromtimestamp(start, UTC).isoformat(),
+        "end": datetime.fromtimestamp(end, UTC).isoformat(),
+        "author": "ana",
+        "comment": "maintenance",
+    }
+    d.update(over)
+    return d
+
+
+def with_silences(*silences: dict[str, Any]) -> AlertingConfig:
+    return config().model_copy(
+        update={"silences": AlertingConfig.model_validate({"silences": list(silences)}).silences}
+    )
+
+
+def silences_of(rig: Rig) -> dict[str, tuple[list[str], float, float]]:
+    return {
+        s.id: ([str(m) for m in s.matchers], s.start - T0, s.end - T0)
+        for s in rig.runner.silences.all()
+    }
+
+
+async def test_a_silence_inserted_in_the_config_is_not_replaced_by_a_saved_one() -> None:
+    acme = _silence("acme", T0, T0 + 3600)
+    rig = Rig(cfg=with_silences(acme))
+    await rig.verdict(V("other", 0, 0.8, 3, onset="open"))  # anything that saves
+    # redeployed with a new silence first: the unnamed acme silence is now config-1
+    again = Rig(state=rig.saved, cfg=with_silences(_silence("beta", T0, T0 + 600), acme))
+    assert silences_of(again) == {
+        "config-0": (["topic=beta"], 0, 600),
+        "config-1": (["topic=acme"], 0, 3600),
+    }
+
+
+async def test_an_edited_or_removed_config_silence_is_not_undone_by_the_saved_copy() -> None:
+    rig = Rig(cfg=with_silences(_silence("acme", T0, T0 + 3600), _silence("beta", T0, T0 + 60)))
+    await rig.verdict(V("other", 0, 0.8, 3, onset="open"))
+    # shortened to ten minutes, and beta taken out of the config
+    again = Rig(state=rig.saved, cfg=with_silences(_silence("acme", T0, T0 + 600)))
+    assert silences_of(again) == {"config-0": (["topic=acme"], 0, 600)}
+
+
+async def test_expiring_a_config_silence_lasts_until_the_config_changes_it() -> None:
+    acme = _silence("acme", T0, T0 + 3600)
+    rig = Rig(cfg=with_silences(acme))
+    await rig.runner.add_silence(Silence.new("mine", ["topic=x"], T0, T0 + 99, "ben", "test"))
+    rig.clock.set(T0 + 100)
+    await rig.runner.expire_silence("config-0")
+    # same config: the expiry stands (and the run-time silence is kept)
+    same = Rig(state=rig.saved, start=T0 + 200, cfg=with_silences(acme))
+    assert silences_of(same) == {
+        "config-0": (["topic=acme"], 0, 100),
+        "mine": (["topic=x"], 0, 99),
+    }
+    # the silence edited in the config (extended): the config's new version applies
+    edited = with_silences(_silence("acme", T0, T0 + 7200))
+    assert silences_of(Rig(state=rig.saved, start=T0 + 200, cfg=edited))["config-0"] == (
+        ["topic=acme"],
+        0,
+        7200,
+    )
+    # and the expiry survives a second restart with the same config
+    await same.runner.resume([])  # saves
+    twice = Rig(state=same.saved, start=T0 + 300, cfg=with_silences(acme))
+    await twice.verdict(V("acme", 300, 0.8, 3, onset="open"))
+    assert silences_of(twice)["config-0"] == (["topic=acme"], 0, 100)
+    assert twice.log() == ["t=300 trigger ana"]  # not silenced
+
+
+async def test_state_saved_by_an_older_version_keeps_run_time_silences_only() -> None:
+    rig = Rig(cfg=with_silences(_silence("acme", T0, T0 + 3600)))
+    await rig.runner.add_silence(Silence.new("mine", ["topic=x"], T0, T0 + 99, "ben", "test"))
+    old = {k: v for k, v in rig.saved.items() if k != "config_silences"}
+    again = Rig(state=old, cfg=with_silences(_silence("beta", T0, T0 + 600)))
+    assert silences_of(again) == {
+        "config-0": (["topic=beta"], 0, 600),
+        "mine": (["topic=x"], 0, 99),
+    }
+
+
+async def test_a_page_that_reaches_nobody_is_logged_as_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = Rig(cfg=AlertingConfig())  # the demo: nobody has a receiver
+    with caplog.at_level(logging.WARNING, logger="alerting.runner"):
+        iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    assert rig.sent == []
+    text = caplog.text
+    assert iid in text and "nobody reachable" in text and "no receivers" in text
+    timeline = [e["event"] for e in rig.book.get(iid).timeline]
+    assert timeline[-3:] == ["level-1 skipped", "level-2 skipped", "nobody reachable"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alerting.runner"):
+        await rig.at(900)  # tried again: still nobody, still loud
+    assert "nobody reachable" in caplog.text
+
+
+async def test_an_escalation_whose_incident_left_the_book_stops_at_resume() -> None:
+    rig = Rig()
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    # back with the runner's state but without the incident (pruned, or the book was lost)
+    again = Rig(state=rig.saved, start=T0 + 100)
+    await again.runner.resume(again.book.all_incidents())
+    assert again.runner.escalation(iid) is None
+    assert again.log() == ["t=100 resolve ana"]  # whoever was paged hears it is over
+    assert [e["incident_id"] for e in again.saved["escalations"]] == []
+    assert again.saved["open"] == []  # nor may it inhibit anything any more
+    await again.at(10_000)
+    assert again.log() == ["t=100 resolve ana"]
+
+
+async def test_a_resolve_that_failed_to_emit_is_retried_at_the_wake_not_paged_on() -> None:
+    rig = Rig()
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    failing = True
+    sent = rig.sent
+
+    async def emit(n: Notification) -> None:
+        if failing:
+            raise OSError("outbox store down")
+        sent.append(n)
+
+    rig.runner._emit = emit
+    rig.clock.set(T0 + 100)
+    with pytest.raises(OSError):
+        await rig.feed(rig.book.resolve(iid, "ana", rig.clock.now()))
+    failing = False
+    await rig.at(300)  # level 2 was due: a resolved incident must page nobody
+    assert rig.log() == ["t=0 trigger ana", "t=300 resolve ana"]
+    assert rig.runner.escalation(iid) is None and rig.runner.next_wake() is None

@@ -445,3 +445,20 @@ async def test_a_non_finite_retry_after_is_ignored(value: str) -> None:
         with pytest.raises(RateLimited) as ei:
             await n.send(note())
     assert ei.value.recoverable and ei.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [("30", 30.0), ("Tue, 14 Nov 2023 22:14:20 GMT", 60.0), ("soon", None)],
+)
+async def test_503_carries_its_retry_after(value: str, expected: float | None) -> None:
+    answer = Answer(503, "maintenance", {"Retry-After": value})
+    async with Receiver(answer) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        clock = FakeClock(1_700_000_000.0)  # 22:13:20 GMT
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=clock)["pd"]
+        with pytest.raises(DeliveryError) as ei:
+            await n.send(note())
+    err = ei.value
+    assert (err.recoverable, err.status, err.reason) == (True, 503, "HTTP 503: maintenance")
+    assert getattr(err, "retry_after", None) == expected
