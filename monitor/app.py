@@ -83,7 +83,7 @@ class App:
             ["state", "severity"],
             registry=self.registry,
         )
-        self.hub = Hub()
+        self.hub = Hub(on_drop=self.metrics.hub_dropped.inc)
         self.dead_letters = DeadLetters(store, clock)
         topics = config.topics
         self.enricher = Enricher(topics, config.enrichment)
@@ -157,6 +157,7 @@ class App:
         self.wall_clients = Gauge(
             "crisiswatch_wall_clients", "Connected wall websockets.", registry=self.registry
         )
+        self.walls = 0
         self.tokens = TokenBook.from_config(config.delivery.api, env)
         # kiosk screens need a viewer token only once one is configured (the demo is open)
         viewer_tokens = any("viewer" in t.roles for t in config.delivery.api.tokens)
@@ -174,7 +175,7 @@ class App:
                     clock=clock,
                     authorize=self._viewer_ok if viewer_tokens else None,
                     sockets=self.wall_sockets,
-                    on_client=self.wall_clients.set,
+                    on_client=self._count_walls,
                 ),
                 *ingest.routes,
                 *api_routes(
@@ -273,8 +274,13 @@ class App:
             "queue_depth": self.queue.qsize(),
             "dead_letters": self.dead_letters.count,
             "outbox": self.outbox.health(),
-            "wall_clients": self.hub.subscribers,
+            "wall_clients": self.walls,
         }
+
+    def _count_walls(self, n: int) -> None:
+        # walls only: the MQTT publisher is a hub subscriber too
+        self.walls = n
+        self.wall_clients.set(n)
 
     def live(self) -> dict[str, Any]:
         p = self.pipeline

@@ -1,7 +1,8 @@
 """In-process fan-out of what the pipeline derives (series points, scores, incidents, sources).
 
 Publishing never waits: every subscriber has a bounded queue; when it is full the oldest
-message is dropped and counted, and the subscriber is told to resync from a snapshot.
+message is dropped and counted (per subscriber, and through the hub's `on_drop`, e.g. a
+Prometheus counter), and the subscriber is told to resync from a snapshot.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ Message = tuple[str, dict[str, Any]]
 class Subscription:
     """A bounded, drop-oldest queue of hub messages, consumed with ``async for``."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, on_drop: Callable[[], None] | None = None) -> None:
         self._items: deque[Message] = deque(maxlen=maxsize)
         self._ready = asyncio.Event()
+        self._on_drop = on_drop
         self.dropped = 0
         self.resync = False  # set when messages were dropped; the consumer clears it
 
@@ -28,6 +30,8 @@ class Subscription:
         if len(self._items) == self._items.maxlen:
             self.dropped += 1
             self.resync = True
+            if self._on_drop is not None:
+                self._on_drop()
         self._items.append(item)  # deque(maxlen) drops the oldest for us
         self._ready.set()
 
@@ -52,7 +56,10 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, on_drop: Callable[[], None] | None = None) -> None:
+        """`on_drop` is called once per message any subscriber's full queue drops: a monotonic
+        count (`dropped` only sums the subscribers connected now)."""
+        self._on_drop = on_drop
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -79,7 +86,7 @@ class Hub:
 
     @contextmanager
     def subscribe(self, maxsize: int = 256) -> Iterator[Subscription]:
-        sub = Subscription(maxsize)
+        sub = Subscription(maxsize, self._on_drop)
         self._subs.add(sub)
         try:
             yield sub

@@ -70,6 +70,12 @@ class PipelineMetrics:
             ["source"],
             registry=registry,
         )
+        self.hub_dropped = Counter(
+            "crisiswatch_hub_dropped_messages_total",
+            "Hub messages dropped from a full subscriber queue (a wall that fell behind, which"
+            " then resyncs from a snapshot; the MQTT publisher).",
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "crisiswatch_batch_duration_seconds",
             "Time to enrich and aggregate one batch of mentions.",

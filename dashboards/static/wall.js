@@ -341,15 +341,25 @@ function renderIncidents() {
   box.replaceChildren(...rows);
 }
 
+// Per schedule the summary lists an override in force first, then the layers top down; the
+// pager reaches the first one on duty. Everyone else stays listed (their local time helps a
+// hand-over) but dimmed and marked: a layer off duty must not read as on call.
 function renderOncall() {
   const oc = S.oncall;
   if (!oc || !oc.regions) return;
   const now = serverNow();
-  $("oncall").innerHTML = oc.regions.map((r) =>
-    `<li><span><b>${esc(r.region)}</b> ${esc(r.name || r.user || "nobody")}</span>
+  const reached = new Set(); // schedules whose on-call person is listed already
+  const rows = oc.regions.map((r) => {
+    const sched = r.schedule ?? "";
+    const on = r.on_duty !== false && !reached.has(sched); // no on_duty: an older service
+    if (on) reached.add(sched);
+    const note = on ? "" : ` <small class="dim">${r.on_duty === false ? "off duty" : "standby"}</small>`;
+    return `<li class="${on ? "on" : "off"}"><span><b>${esc(r.region)}</b> ${esc(r.name || r.user || "nobody")}${note}</span>
      <span class="mono">${hhmm(now, r.timezone)} <small class="dim">${esc(r.timezone || "UTC")}</small>
-     ${r.until ? `<small class="dim">until ${hhmm(r.until, r.timezone)}</small>` : ""}</span></li>`).join("")
-    || `<li class="dim">nobody on call</li>`;
+     ${r.until ? `<small class="dim">until ${hhmm(r.until, r.timezone)}</small>` : ""}</span></li>`;
+  });
+  if (!reached.size) rows.unshift(`<li class="dim">nobody on call</li>`);
+  $("oncall").innerHTML = rows.join("");
 }
 
 function renderSources() {
@@ -441,7 +451,12 @@ async function ack(id, btn) {
   btn.disabled = false;
   if (r && r.ok) {
     const body = await r.json();
-    if (body.incident) applyDelta("incident", { incident: body.incident });
+    // the incident as of the ack: a delta that overtook this response (a resolve, another
+    // change) is newer and must not be overwritten
+    const inc = body.incident, held = inc && S.incidents[inc.id];
+    if (inc && (!held || (inc.updated_at ?? 0) > (held.updated_at ?? 0))) {
+      applyDelta("incident", { incident: inc });
+    }
     toast(`acknowledged ${title(body.incident?.topic || "")}`);
   } else if (r && (r.status === 401 || r.status === 403)) {
     sessionStorage.removeItem("cw.responder"); toast("token rejected: log in as a responder");

@@ -16,6 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
+
+from alerting.incidents import Incident, State
+from dashboards.view import MAX_INCIDENTS, WallState
+from dashboards.wall import close_walls, wall_routes
+from monitor.hub import Hub
 
 from .conftest import RESPONDER_TOKEN, ROOT, free_port, wall_config_doc
 
@@ -238,3 +244,339 @@ async def test_wall_recovers_after_a_server_restart(browser: Any, tmp_path: Path
         assert unexpected == [], unexpected
     finally:
         stop(proc)
+
+
+# --- the page against the real wall routes served in process ----------------------------------
+# Short heartbeats (the page's silence watchdog is 3 of them) and data published straight to the
+# hub: each test drives exactly the situation it is about, without the pipeline's timing.
+HEARTBEAT = 0.5
+T0 = 1_795_000_000.0
+
+
+def wall_hub(topics: tuple[str, ...] = ("acme",), history: int = 240) -> tuple[Hub, WallState]:
+    hub, state = Hub(), WallState([{"name": t, "title": t.upper()} for t in topics], history)
+    hub.add_listener(state.apply)
+    return hub, state
+
+
+@contextlib.asynccontextmanager
+async def serve_wall(
+    state: WallState,
+    hub: Hub,
+    *,
+    port: int = 0,
+    ws: Any = None,
+    routes: tuple[web.RouteDef, ...] = (),
+) -> AsyncIterator[str]:
+    """The page, its assets and `/ws` of `wall_routes` (or `ws` instead of its `/ws`)."""
+    sockets: set[web.WebSocketResponse] = set()
+    app = web.Application()
+    wall = wall_routes(state, hub, client_queue=1024, heartbeat_seconds=HEARTBEAT, sockets=sockets)
+    app.add_routes([r for r in wall if ws is None or r.path != "/ws"])
+    if ws is not None:
+        app.add_routes([web.get("/ws", ws)])
+    app.add_routes(list(routes))
+    app.on_shutdown.append(lambda _: close_walls(sockets))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class Partition:
+    """A TCP relay to `port`. `cut()` makes the connections open now half-open: both ends keep
+    their sockets and nothing more gets through, either way (a dead NAT entry, a hung peer).
+    Connections made later pass."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.cuts: list[asyncio.Event] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.url = ""
+
+    async def __aenter__(self) -> Partition:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        for w in self.writers:
+            w.close()  # which ends every relay's reads
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+
+    def cut(self) -> None:
+        for c in self.cuts:
+            c.set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        self.tasks.add(me)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+        cut = asyncio.Event()
+        self.cuts.append(cut)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if cut.is_set():
+                    continue  # swallowed: the sockets stay open, nothing arrives
+                dst.write(data)
+                await dst.drain()
+            if not cut.is_set():
+                dst.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def incident(
+    iid: str, state: State = "triggered", severity: int = 1, updated: float = 0.0
+) -> dict[str, Any]:
+    """An `incident` hub message as the alerting side publishes it."""
+    inc = Incident(iid, f"acme/{iid}", "acme", "volume", state, severity, 0.9, T0, T0 + updated)
+    if state == "acknowledged":
+        inc.acked_by = "ana"
+    if state == "resolved":
+        inc.resolved_at = T0 + updated
+    return {"kind": "opened", "who": None, "t": T0 + updated, "incident": inc.to_dict()}
+
+
+def point(t: float, topic: str = "acme") -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "t": t,
+        "width": 60.0,
+        "count": 10,
+        "negative": 1,
+        "positive": 2,
+        "negative_share": 0.1,
+        "sentiment": 0.05,
+        "expected": 9.5,
+        "band": [5.0, 14.0],
+        "score": 0.1,
+        "severity": None,
+        "onset": None,
+        "active": False,
+    }
+
+
+async def caught_up(page: Any, state: WallState) -> None:
+    """Until the page holds every delta published so far."""
+    await page.wait_for_function("n => window.crisiswatch.S.seq === n", arg=state.seq)
+
+
+# every change of the connection indicator, with the offline stripes (a short state is missed
+# by polling for it)
+RECORD_CONN = """() => {
+  const conn = document.getElementById("conn");
+  window.connStates = [];
+  new MutationObserver(() => connStates.push(
+    [conn.dataset.state, document.body.classList.contains("offline")])
+  ).observe(conn, { attributes: true });
+}"""
+
+
+async def test_a_dead_feed_shows_offline_within_seconds_and_reconnects(browser: Any) -> None:
+    hub, state = wall_hub()
+    async with (
+        serve_wall(state, hub) as url,
+        Partition(int(url.rsplit(":", 1)[1])) as net,
+        wall_page(browser, net.url + "/") as page,
+    ):
+        await page.evaluate(RECORD_CONN)
+        net.cut()  # the page's socket stays open; no heartbeat, no close frame gets through
+        # 3 heartbeats of silence (1.5 s) and the 1 s watchdog, then the backoff (<= 0.75 s):
+        # nowhere near the 60 s Chromium waits for the close handshake of a dead peer
+        await page.wait_for_function(
+            "() => window.crisiswatch.stats.snapshots >= 2", timeout=10_000
+        )
+        await page.wait_for_selector('#conn[data-state="live"]')
+        states = await page.evaluate("() => window.connStates")
+        assert states[0] == ["down", True] and states[-1] == ["live", False], states
+        assert (await stats(page))["connects"] == 2
+        hub.publish("series", point(T0))  # and the new connection carries deltas
+        await caught_up(page, state)
+
+
+async def test_live_shows_only_once_the_snapshot_is_in(browser: Any) -> None:
+    hub, state = wall_hub()
+    release = asyncio.Event()
+
+    async def slow_snapshot(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await release.wait()
+        await ws.send_str(state.snapshot_frame("connect", T0, heartbeat=60.0))
+        async for _ in ws:
+            pass
+        return ws
+
+    context = await browser.new_context()
+    try:
+        async with serve_wall(state, hub, ws=slow_snapshot) as url:
+            page = await context.new_page()
+            await page.goto(url + "/")
+            # open, and the page knows it; LIVE would have been set in that same step
+            await page.wait_for_function("() => window.crisiswatch.S.connected")
+            assert await page.get_attribute("#conn", "data-state") != "live"
+            release.set()
+            await page.wait_for_selector('#conn[data-state="live"]', timeout=5_000)
+            await context.close()
+    finally:
+        release.set()
+        await context.close()
+
+
+async def test_a_topic_dropped_by_a_restart_loses_its_tile(browser: Any) -> None:
+    port = free_port()
+    hub, state = wall_hub(("acme", "initech"))
+    context = await browser.new_context()
+    try:
+        async with serve_wall(state, hub, port=port) as url:
+            page = await open_wall(context, url + "/")
+            assert await page.locator(".tile").count() == 2
+        await page.wait_for_selector('#conn:not([data-state="live"])', timeout=5_000)
+        hub, state = wall_hub(("acme",))  # restarted with initech removed from the config
+        async with serve_wall(state, hub, port=port):
+            await page.wait_for_selector('#conn[data-state="live"]', timeout=20_000)
+            topics = await page.eval_on_selector_all(
+                ".tile", "els => els.map(e => e.dataset.topic)"
+            )
+            assert topics == ["acme"]
+            await context.close()
+    finally:
+        await context.close()
+
+
+async def test_a_failing_panel_leaves_the_alarm_and_an_unknown_zone_shows_utc(
+    browser: Any,
+) -> None:
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        region = {"schedule": "ops", "region": "base", "user": "ana", "name": "Ana"}
+        mars = {**region, "timezone": "Mars/Olympus_Mons", "on_duty": True}
+        hub.publish("oncall", {"t": T0, "regions": [mars]})
+        hub.publish("incident", incident("i1", severity=1))
+        alarm = page.locator("#alarm")
+        await alarm.wait_for(state="visible", timeout=5_000)
+        assert "SEV1" in (await alarm.text_content() or "")
+        oncall = await page.text_content("#oncall") or ""
+        assert "Ana" in oncall and "UTC" in oncall
+        assert page.problems == []
+        # odd data that does break a panel: the others still draw, the alarm above all
+        hub.publish("oncall", {"t": T0, "regions": "?"})
+        hub.publish("incident", incident("i2", severity=2))
+        await page.wait_for_function(
+            "() => document.querySelector('#alarm').textContent.includes('(+1)')"
+        )
+        assert await page.locator('li[data-id="i2"]').count() == 1
+        assert page.problems and all("renderOncall" in p for p in page.problems), page.problems
+
+
+async def test_deltas_keep_as_many_points_as_the_snapshot_says(browser: Any) -> None:
+    hub, state = wall_hub(history=5)
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        for i in range(12):
+            hub.publish("series", point(T0 + 60.0 * i))
+        await caught_up(page, state)
+        shown = await page.evaluate("() => window.crisiswatch.S.series.acme.map(p => p.t)")
+        assert shown == [p["t"] for p in state.snapshot()["series"]["acme"]]
+        assert (await stats(page))["snapshots"] == 1  # all of it came as deltas
+
+
+async def test_deltas_keep_the_incidents_a_snapshot_would(browser: Any) -> None:
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        n = MAX_INCIDENTS + 40
+        for i in range(n):  # some resolved; updates out of id order
+            hub.publish(
+                "incident",
+                incident(
+                    f"i{i}",
+                    "resolved" if i % 3 == 0 else "triggered",
+                    severity=3,
+                    updated=float((i * 37) % n),
+                ),
+            )
+        await caught_up(page, state)
+        held = await page.evaluate("() => Object.keys(window.crisiswatch.S.incidents)")
+        assert sorted(held) == sorted(state.incidents)
+        assert len(held) == MAX_INCIDENTS
+        assert (await stats(page))["snapshots"] == 1
+
+
+async def test_on_call_shows_only_whom_the_pager_reaches(browser: Any) -> None:
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        zone = {"schedule": "ops", "timezone": "Europe/Berlin"}
+        regions = [  # the order of alerting.views.oncall_summary: override, then layers top down
+            {**zone, "region": "override", "user": "ana", "on_duty": True, "until": T0 + 3600},
+            {**zone, "region": "emea", "user": "bob", "on_duty": True},
+            {**zone, "region": "apac", "user": "cy", "on_duty": False},
+            {
+                "schedule": "sec",
+                "timezone": "UTC",
+                "region": "day",
+                "user": "dee",
+                "on_duty": False,
+            },
+            {
+                "schedule": "sec",
+                "timezone": "UTC",
+                "region": "base",
+                "user": "eve",
+                "on_duty": True,
+            },
+        ]
+        hub.publish("oncall", {"t": T0, "regions": regions})
+        await caught_up(page, state)
+        await page.wait_for_function("() => document.querySelectorAll('#oncall li').length === 5")
+        on = await page.eval_on_selector_all(
+            "#oncall li.on b", "els => els.map(e => e.textContent)"
+        )
+        assert on == ["override", "base"]
+        off = await page.eval_on_selector_all(
+            "#oncall li.off", "els => els.map(e => e.textContent)"
+        )
+        assert ["bob" in x and "standby" in x for x in off] == [True, False, False]
+        assert ["off duty" in x for x in off] == [False, True, True]
+        hub.publish("oncall", {"t": T0, "regions": [{**r, "on_duty": False} for r in regions]})
+        await page.wait_for_function(
+            "() => document.querySelector('#oncall li').textContent === 'nobody on call'"
+        )
+
+
+async def test_an_ack_response_does_not_undo_a_newer_delta(browser: Any) -> None:
+    hub, state = wall_hub()
+    seen = asyncio.Event()
+
+    async def acknowledge(request: web.Request) -> web.Response:
+        # as the API does, the ack goes out as a delta; then a resolve overtakes the response
+        acked = incident("i1", "acknowledged", updated=1.0)
+        hub.publish("incident", acked)
+        hub.publish("incident", incident("i1", "resolved", updated=2.0))
+        await seen.wait()
+        return web.json_response({"incident": acked["incident"]})
+
+    route = web.post("/api/v1/incidents/{id}/acknowledge", acknowledge)
+    async with (
+        serve_wall(state, hub, routes=(route,)) as url,
+        wall_page(browser, url + "/") as page,
+    ):
+        hub.publish("incident", incident("i1"))
+        await page.evaluate(f"() => sessionStorage.setItem('cw.responder', '{RESPONDER_TOKEN}')")
+        await page.locator('li[data-id="i1"] button.ack').click()
+        await page.wait_for_function("() => window.crisiswatch.S.incidents.i1.state === 'resolved'")
+        seen.set()
+        await page.wait_for_selector("#toast:not([hidden])", timeout=5_000)
+        assert "acknowledged" in (await page.text_content("#toast") or "")
+        await page.evaluate("() => new Promise(requestAnimationFrame)")
+        assert await page.evaluate("() => window.crisiswatch.S.incidents.i1.state") == "resolved"
+        assert await page.get_attribute('li[data-id="i1"]', "data-state") == "resolved"

@@ -56,6 +56,12 @@ async def test_http_ingest_and_mqtt_feed_the_running_pipeline(
             "enabled": True,
             "client_id": f"cw-app-{uuid.uuid4().hex[:8]}",
             "topics": [f"{prefix}/in/#"],
+            # the publisher subscribes to the hub as well; /healthz must not count it as a wall
+            "publish": {
+                "enabled": True,
+                "topic_prefix": f"{prefix}/out",
+                "client_id": f"cw-pub-{uuid.uuid4().hex[:8]}",
+            },
         },
     }
     async with app_factory(speed=1.0, sources=sources) as run, aiohttp.ClientSession() as http:
@@ -91,4 +97,5 @@ async def test_http_ingest_and_mqtt_feed_the_running_pipeline(
             health = await r.json()
         names = {s["name"] for s in health["sources"]}
         assert {"mqtt", "http"} <= names, names
+        assert health["wall_clients"] == 0
         assert run.app.dead_letters.count >= 2  # the bad HTTP line and the bad MQTT payload

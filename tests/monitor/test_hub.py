@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import CollectorRegistry
+
 from monitor.hub import Hub
+from monitor.metrics import PipelineMetrics
 
 
 async def test_publish_fans_out_and_never_blocks_on_a_slow_subscriber() -> None:
@@ -29,3 +32,17 @@ async def test_async_iteration_waits_for_the_next_message() -> None:
         topic, msg = await asyncio.wait_for(sub.__anext__(), 1)
         await task
     assert (topic, msg) == ("incident", {"id": "x"})
+
+
+def test_every_dropped_message_is_counted_also_after_its_subscriber_left() -> None:
+    registry = CollectorRegistry()
+    hub = Hub(on_drop=PipelineMetrics(registry).hub_dropped.inc)
+    with hub.subscribe(maxsize=2), hub.subscribe(maxsize=100):
+        for i in range(5):
+            hub.publish("series", {"i": i})
+    with hub.subscribe(maxsize=1):
+        for i in range(3):
+            hub.publish("series", {"i": i})
+    # `Hub.dropped` forgets subscribers that are gone; the exported counter must not
+    assert hub.dropped == 0
+    assert registry.get_sample_value("crisiswatch_hub_dropped_messages_total") == 3 + 2
