@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -42,6 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.clock import Clock, ScaledClock, SystemClock
 
     config = _load(args.config)
+    if args.speed is not None and not (math.isfinite(args.speed) and args.speed > 0):
+        raise ConfigError("--speed", "must be a positive number", args.speed)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError("--port", "must be in 0..65535", args.port)
     speed = args.speed if args.speed is not None else config.sources.demo.speed
     if args.port is not None:
         config = config.model_copy(
@@ -78,9 +83,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         detection = load_config(path).detection
         print(f"config: {path}", file=sys.stderr)
     labels = Path(args.labels) if args.labels else None
-    return run_backtest(
-        [Path(p) for p in args.series], Path(args.out), detection, labels, sys.stderr
-    )
+    inputs, out = [Path(p) for p in args.series], Path(args.out)
+    # DIR/<same basename>: two inputs of one name would overwrite each other's result, and
+    # `--out` the inputs' own folder would overwrite the data itself
+    seen: dict[str, Path] = {}
+    for p in inputs:
+        if p.name in seen and seen[p.name].resolve() != p.resolve():
+            print(f"error: {p}: same file name as {seen[p.name]}; both results would be"
+                  f" {out / p.name}", file=sys.stderr)  # fmt: skip
+            return 2
+        seen[p.name] = p
+        if (out / p.name).resolve() == p.resolve():
+            print(f"error: {p}: --out {out} would overwrite this input", file=sys.stderr)
+            return 2
+    return run_backtest(inputs, out, detection, labels, sys.stderr)
 
 
 def cmd_sentiment(args: argparse.Namespace) -> int:

@@ -22,6 +22,10 @@ from monitor.model import CHANNELS, Bucket, Enriched, Mention
 
 log = logging.getLogger(__name__)
 
+#: Distinct `source` label values the pipeline's metrics take before counting as "other": a
+#: mention's source may come from its payload (HTTP ingest, MQTT), i.e. from any client.
+MAX_SOURCE_LABELS = 64
+
 
 class Enrich(Protocol):
     def enrich_batch(self, mentions: Sequence[Mention]) -> list[Enriched]: ...
@@ -93,6 +97,15 @@ class Pipeline:
         self.dedup = dedup or Dedup()
         self.newest_event_time: float | None = None
         self.processed = 0
+        self._source_labels: set[str] = set()
+
+    def _source_label(self, source: str) -> str:
+        if source in self._source_labels:
+            return source
+        if len(self._source_labels) < MAX_SOURCE_LABELS:
+            self._source_labels.add(source)
+            return source
+        return "other"
 
     def ingest(self, batch: Sequence[Mention]) -> int:
         """Dedup, enrich and count a batch into open buckets; returns how many were new."""
@@ -102,12 +115,12 @@ class Pipeline:
                 if self.dedup.first(m.key):
                     fresh.append(m)
                 else:
-                    self.metrics.duplicates.labels(m.source).inc()
+                    self.metrics.duplicates.labels(self._source_label(m.source)).inc()
             for e in self.enricher.enrich_batch(fresh):
                 m = e.mention
                 # label values stay a fixed set whatever a source sends (bounded cardinality)
                 channel = m.channel if m.channel in CHANNELS else "other"
-                self.metrics.mentions.labels(m.source, channel).inc()
+                self.metrics.mentions.labels(self._source_label(m.source), channel).inc()
                 if self.newest_event_time is None or m.created_at > self.newest_event_time:
                     self.newest_event_time = m.created_at
                 if not e.topics:

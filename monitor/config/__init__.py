@@ -86,7 +86,8 @@ def parse_config(data: Any) -> Config:
             inner, _, reason = msg[1:].partition(": ")
             full = inner if path == "<root>" else f"{path}.{inner}".replace(".[", "[")
             raise ConfigError(full, reason) from None
-        value = err.get("input")
+        # a missing key's "input" is the mapping it is missing from: not the bad value
+        value = None if err["type"] == "missing" else err.get("input")
         if isinstance(value, str) and repr(value) in msg:
             value = None  # the reason already names the value
         raise ConfigError(path, msg, value) from None

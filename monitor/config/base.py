@@ -6,7 +6,11 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # `.inf` / `.nan` pass every bound check and then break arithmetic (a bucket of
+    # infinite width, a NaN window); no setting means them
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 def at(path: str, reason: str) -> ValueError:

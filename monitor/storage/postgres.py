@@ -122,7 +122,11 @@ class PostgresStore:
             if schema:  # the pool's search_path needs the schema to exist first
                 conn = await asyncpg.connect(dsn)
                 try:
-                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    # under the migration lock: two starters racing on IF NOT EXISTS would
+                    # otherwise fail one of them with a unique violation
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
@@ -134,7 +138,11 @@ class PostgresStore:
                 "storage.url", f"cannot open PostgreSQL: {type(exc).__name__}"
             ) from None
         store = cls(pool, schema, retry_seconds=retry_seconds)
-        await store._migrate()
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
         return store
 
     async def _migrate(self) -> None:
@@ -273,3 +281,12 @@ class PostgresStore:
             "SELECT source, reason, COUNT(*) AS n FROM dead_letters GROUP BY source, reason"
         )
         return {(r["source"], r["reason"]): int(r["n"]) for r in rows}
+
+    async def prune_dead_letters(self, keep: int) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER()"
+            " OVER (PARTITION BY source, reason ORDER BY id DESC) AS n FROM dead_letters)"
+            " AS ranked WHERE n > $1)",
+            keep,
+        )
+        return int(status.rsplit(" ", 1)[-1])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from monitor.errors import ConfigError
 from monitor.storage.base import OutboxRow
 from monitor.storage.migrations import MIGRATIONS
 
@@ -20,26 +22,49 @@ class SqliteStore:
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteStore:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path))
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        store = cls(db)
-        await store._migrate()
+        """Open (creating if needed) and migrate; a file that cannot serve as the store is a
+        `ConfigError` naming it, and nothing is left open (aiosqlite's thread would keep the
+        process from exiting)."""
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(str(path))
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                "storage.url", f"cannot open SQLite database: {exc}", str(path)
+            ) from None
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            store = cls(db)
+            await store._migrate()
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise ConfigError(
+                    "storage.url", f"cannot open SQLite database: {exc}", str(path)
+                ) from None
+            raise
         return store
 
     async def _migrate(self) -> None:
-        await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
-        for version, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            for sql in statements:
-                await self._db.execute(sql.format(**_DIALECT))
-            await self._db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        # One write transaction: a crash half-way leaves no table behind, and a second
+        # process starting on the same file waits here, then sees the version it wrote.
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
+                row = await cur.fetchone()
+            current = (row[0] if row else None) or 0
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for sql in statements:
+                    await self._db.execute(sql.format(**_DIALECT))
+                await self._db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        except BaseException:
+            await self._db.rollback()
+            raise
         await self._db.commit()
 
     async def schema_version(self) -> int:
@@ -166,3 +191,13 @@ class SqliteStore:
         async with self._db.execute(sql) as cur:
             rows = await cur.fetchall()
         return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def prune_dead_letters(self, keep: int) -> int:
+        cur = await self._db.execute(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER()"
+            " OVER (PARTITION BY source, reason ORDER BY id DESC) AS n FROM dead_letters)"
+            " AS ranked WHERE n > ?)",
+            (keep,),
+        )
+        await self._db.commit()
+        return int(cur.rowcount)

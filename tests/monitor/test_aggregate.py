@@ -56,3 +56,57 @@ def test_terms_and_channels_are_counted() -> None:
     agg.add(enriched(2, terms=("outage",)))
     (b,) = agg.advance(60)
     assert b.terms["outage"] == 2 and b.channels["x"] == 2
+
+
+NOW = 1_700_000_040.0  # on the minute
+
+
+def test_a_mention_dated_in_the_future_does_not_become_the_start_of_event_time() -> None:
+    agg = Aggregator(["acme"], bucket_seconds=60)
+    agg.add(enriched(4_000_000_000.0))  # a wrong clock upstream, year 2096
+    assert agg.advance(NOW) == []
+    assert agg.closed_until == NOW
+    assert agg.add(enriched(NOW + 10))  # the present is still counted
+    ((b,),) = [agg.advance(NOW + 60)]
+    assert (b.start, b.count) == (NOW, 1)
+
+
+def test_an_archive_item_on_a_first_start_does_not_emit_years_of_empty_buckets() -> None:
+    agg = Aggregator(["acme", "globex"], bucket_seconds=60)
+    agg.add(enriched(1_400_000_000.0))  # an RSS feed's item from 2014
+    agg.add(enriched(NOW - 120))
+    closed = agg.advance(NOW)
+    assert [(b.series, b.start, b.count) for b in closed] == [
+        ("acme", NOW - 120, 1), ("globex", NOW - 120, 0),
+        ("acme", NOW - 60, 0), ("globex", NOW - 60, 0),
+    ]  # fmt: skip
+    assert agg.late == 1 and agg.open_buckets() == []
+
+
+def test_one_step_closes_at_most_the_horizon() -> None:
+    agg = Aggregator(["acme"], bucket_seconds=60, horizon_seconds=600)
+    agg.closed_until = NOW - 86_400.0  # restored after a day down
+    closed = agg.advance(NOW)
+    assert [b.start for b in closed] == [NOW - 600 + 60 * i for i in range(10)]
+    assert agg.closed_until == NOW
+
+
+def test_a_restored_watermark_from_another_bucket_width_still_closes_the_data() -> None:
+    agg = Aggregator(["acme"], bucket_seconds=300)
+    agg.closed_until = NOW + 420.0  # saved while bucket_seconds was 60: off the 300 s grid
+    assert not agg.add(enriched(NOW + 400))  # before the restored watermark: late
+    assert agg.add(enriched(NOW + 700))
+    closed = agg.advance(NOW + 1200)
+    assert [(b.start, b.count) for b in closed] == [(NOW + 660, 1)]  # on the 300 s grid
+    assert agg.open_buckets() == []
+
+
+def test_bucket_starts_do_not_drift_for_widths_that_are_not_binary_fractions() -> None:
+    agg = Aggregator(["acme"], bucket_seconds=0.1)
+    agg.add(enriched(0.05))
+    agg.advance(0.1)  # event time starts at 0
+    for i in range(1, 200):
+        assert agg.add(enriched(i * 0.1 + 0.05))
+    closed = agg.advance(20.0)
+    assert len(closed) == 199 and all(b.count == 1 for b in closed)
+    assert agg.open_buckets() == []

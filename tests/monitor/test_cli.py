@@ -33,3 +33,36 @@ def test_without_any_default_config(
     assert "config/default.yaml: not found here or in the checkout; pass --config" in (
         capsys.readouterr().err
     )
+
+
+def test_backtest_never_overwrites_an_input_or_one_result_with_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    (data / "b").mkdir(parents=True)
+    one, other = data / SERIES.name, data / "b" / SERIES.name
+    original = SERIES.read_text()
+    one.write_text(original)
+    other.write_text(original)
+    assert cli.main(["backtest", str(one), "--out", str(data)]) == 2
+    assert "would overwrite this input" in capsys.readouterr().err
+    assert one.read_text() == original
+    assert cli.main(["backtest", str(one), str(other), "--out", str(tmp_path / "o")]) == 2
+    assert "same file name as" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--speed", "0"], "error: --speed: must be a positive number (got 0.0)"),
+        (["--speed", "nan"], "error: --speed: must be a positive number (got nan)"),
+        (["--port", "70000"], "error: --port: must be in 0..65535 (got 70000)"),
+    ],
+)
+def test_run_rejects_bad_overrides_with_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(ROOT / "config" / "default.yaml")
+    assert cli.main(["run", "--config", config, *argv]) == 2
+    assert capsys.readouterr().err.strip() == message

@@ -40,6 +40,16 @@ def test_the_shipped_configs_are_valid() -> None:
             r"^detection\.weekly_halflife_weeks: .*0",
         ),
         ({"topics": "acme"}, r"^topics: "),
+        ({}, r"^topics: Field required$"),  # not "(got {})": the mapping is not the value
+        ({"topics": [{"name": "a"}]}, r"^topics\[0\]\.query: Field required$"),
+        (
+            {"topics": topics("a"), "aggregation": {"bucket_seconds": float("inf")}},
+            r"^aggregation\.bucket_seconds: .*finite.*inf",
+        ),
+        (
+            {"topics": topics("a"), "detection": {"scales_seconds": [0, float("nan")]}},
+            r"^detection\.scales_seconds\[1\]: .*finite.*nan",
+        ),
     ],
 )
 def test_errors_name_the_path_and_the_value(data: dict[str, object], message: str) -> None:

@@ -6,6 +6,7 @@ is dropped afterwards, so runs never see each other's rows.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from alerting.outbox import Outbox
 from monitor.clock import FakeClock
 from monitor.errors import ConfigError
 from monitor.storage import OutboxRow, Store, open_store
+from monitor.storage import postgres as postgres_store
+from monitor.storage import sqlite as sqlite_store
 from monitor.storage.migrations import MIGRATIONS
 from monitor.storage.postgres import PostgresStore
 
@@ -129,6 +132,18 @@ async def test_dead_letters_are_counted(store: Store) -> None:
         ("mqtt", "malformed_json"): 2, ("ws", "too_large"): 1}  # fmt: skip
 
 
+async def test_dead_letters_prune_keeps_the_newest_of_every_source_and_reason(
+    store: Store,
+) -> None:
+    for i in range(6):
+        await store.add_dead_letter("mqtt", "malformed_json", f"line {i}", b"{", float(i))
+    await store.add_dead_letter("ws", "too_large", "only one", b"x", 3.0)
+    assert await store.prune_dead_letters(keep=2) == 4
+    assert await store.count_dead_letters() == {
+        ("mqtt", "malformed_json"): 2, ("ws", "too_large"): 1}  # fmt: skip
+    assert await store.prune_dead_letters(keep=2) == 0
+
+
 async def test_state_survives_reopen_and_migrations_run_once(opener: Opener) -> None:
     s = await opener()
     await s.put("cursor", b"42")
@@ -138,6 +153,35 @@ async def test_state_survives_reopen_and_migrations_run_once(opener: Opener) -> 
     assert await s.get("cursor") == b"42"
     assert [r.id for r in await s.outbox_due(2.0)] == ["n1"]
     assert await s.schema_version() == LATEST  # type: ignore[attr-defined]
+    await s.close()
+
+
+async def test_starters_racing_on_a_fresh_store_all_open(opener: Opener) -> None:
+    stores = await asyncio.gather(*(opener() for _ in range(8)), return_exceptions=True)
+    for s in stores:
+        if not isinstance(s, BaseException):
+            await s.close()
+    assert [type(s).__name__ for s in stores if isinstance(s, BaseException)] == []
+
+
+async def test_a_migration_that_fails_half_way_leaves_nothing_behind(
+    opener: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = await opener()
+    await s.put("k", b"kept")
+    await s.close()
+    broken = [*MIGRATIONS, (LATEST + 1, ["CREATE TABLE extra (x INTEGER)", "NOT SQL"])]
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", broken)
+    monkeypatch.setattr(postgres_store, "MIGRATIONS", broken)
+    with pytest.raises(Exception, match="syntax error"):
+        await opener()
+    # as after a crash in the middle: the fixed release migrates from where the last one was
+    fixed = [*MIGRATIONS, (LATEST + 1, ["CREATE TABLE extra (x INTEGER)"])]
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", fixed)
+    monkeypatch.setattr(postgres_store, "MIGRATIONS", fixed)
+    s = await opener()
+    assert await s.get("k") == b"kept"
+    assert await s.schema_version() == LATEST + 1  # type: ignore[attr-defined]
     await s.close()
 
 

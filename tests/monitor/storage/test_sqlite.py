@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,39 @@ async def test_kv_incidents_outbox_and_dead_letters_survive_reopen(tmp_path: Pat
 async def test_unknown_scheme_names_the_config_path() -> None:
     with pytest.raises(ConfigError, match=r"storage.url: unsupported scheme 'redis'"):
         await open_store("redis://localhost")
+
+
+async def test_a_file_that_is_no_database_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database " * 20)
+    with pytest.raises(ConfigError, match=r"^storage.url: cannot open SQLite database: .*notes"):
+        await open_store(f"sqlite:///{bad}")
+    with pytest.raises(ConfigError, match=r"^storage.url: cannot open SQLite database: "):
+        await open_store(f"sqlite:///{bad}/inside/a/file.db")
+
+
+def test_a_bad_store_file_ends_the_service_with_exit_2(tmp_path: Path) -> None:
+    """Not a traceback and a process that never exits (the connection's thread kept it)."""
+    bad = tmp_path / "cw.db"
+    bad.write_text("not a database " * 20)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "topics: [{name: a, query: acme}]\n"
+        "sources: {demo: {enabled: false}}\n"
+        f"storage: {{url: 'sqlite:///{bad}'}}\n"
+        "server: {port: 0}\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: storage.url: cannot open SQLite database: file is not a database")
+    )
