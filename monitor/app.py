@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -66,7 +66,7 @@ class Saved:
 
     detectors: bytes | None = None
     alerting: dict[str, Any] | None = None
-    closed_until: float | None = None
+    aggregator: dict[str, Any] | None = None  # watermark and open buckets
 
 
 class App:
@@ -92,6 +92,16 @@ class App:
             [t.name for t in topics], agg.bucket_seconds, agg.samples_per_bucket
         )
         self.detector = DetectionStage(config.detection)
+        closed = (saved.aggregator or {}).get("closed_until")
+        if closed is not None and closed > clock.now() + agg.bucket_seconds:
+            # event time was closed beyond now: the last run's clock ran ahead of this one
+            # (`make run` at --speed > 1, a system clock set back). Kept, it would count every
+            # mention as late until the clock caught up, and the detectors would learn nothing.
+            log.warning(
+                "saved state reaches %.0f s beyond the clock: starting detection afresh",
+                closed - clock.now(),
+            )
+            saved = replace(saved, aggregator=None, detectors=None)
         if saved.detectors:
             try:
                 restarted = self.detector.restore(saved.detectors)
@@ -103,7 +113,8 @@ class App:
                     )
             except CrisiswatchError as exc:  # a bad checkpoint must not keep the service down
                 log.warning("detector checkpoint ignored, starting fresh: %s", exc)
-        self.aggregator.closed_until = saved.closed_until
+        if saved.aggregator:
+            self.aggregator.restore(saved.aggregator)
         # alerting: incidents + escalation decide, the outbox delivers (persisted first)
         env = os.environ
         self.http = aiohttp.ClientSession()
@@ -138,6 +149,7 @@ class App:
         )
         # collectors: pull sources stream into the queue, push sources (HTTP) submit to it
         self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
+        self._stranded: list[Mention] = []  # taken from a source, not queued (see pump)
         ctx = SourceContext(clock, self.dead_letters, store, self.registry, self.queue.put)
         self.sources: list[Source] = []
         self.started_at = clock.now()  # reset by run()
@@ -240,8 +252,7 @@ class App:
         self._last_checkpoint = self.clock.now()
         await self.store.put("detectors", self.detector.checkpoint())
         await self.persist_alerting(self.incidents.to_state())
-        closed = self.aggregator.closed_until
-        await self.store.put("aggregator", json.dumps({"closed_until": closed}).encode())
+        await self.store.put("aggregator", json.dumps(self.aggregator.snapshot()).encode())
 
     @classmethod
     async def open(cls, config: Config, clock: Clock, store: Store) -> App:
@@ -250,11 +261,7 @@ class App:
         saved = Saved(
             detectors=await store.get("detectors"),
             alerting=json.loads(raw) if (raw := await store.get(ALERTING_KEY)) else None,
-            closed_until=(
-                json.loads(raw).get("closed_until")
-                if (raw := await store.get("aggregator"))
-                else None
-            ),
+            aggregator=json.loads(raw) if (raw := await store.get("aggregator")) else None,
         )
         return cls(config, clock, store, saved)
 
@@ -342,7 +349,13 @@ class App:
             try:
                 async with contextlib.aclosing(source.stream()) as stream:  # type: ignore[type-var]
                     async for mention in stream:
-                        await self.queue.put(mention)
+                        try:
+                            await self.queue.put(mention)
+                        except asyncio.CancelledError:
+                            # shutting down with the queue full: the source already handed
+                            # this one over (and may have acknowledged it), so drain() counts it
+                            self._stranded.append(mention)
+                            raise
                         delay = 1.0
                 return
             except Exception:
@@ -350,6 +363,22 @@ class App:
                 log.exception("source %s failed; restarting in %.0f s", source.name, delay)
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 60.0)
+
+    def drain(self) -> int:
+        """Count everything taken in but not yet counted (at shutdown, once intake stopped).
+
+        The collectors acknowledged these mentions (MQTT PUBACK, Jetstream cursor, RSS seen
+        list, HTTP 200), so dropping them would lose them for good; counted now, they reach
+        the checkpoint inside the open buckets.
+        """
+        batch = self.config.enrichment.batch_size
+        todo = self._stranded
+        self._stranded = []
+        while not self.queue.empty():
+            todo.append(self.queue.get_nowait())
+        for i in range(0, len(todo), batch):
+            self.pipeline.ingest(todo[i : i + batch])
+        return len(todo)
 
     async def consume(self) -> None:
         async for batch in batches(self.queue, self.config.enrichment.batch_size):
@@ -380,10 +409,11 @@ class App:
         log.info("wall on http://%s:%s/", self.config.server.host, self.bound_port)
         agg = self.config.aggregation
         self.started_at = self.clock.now()
+        web_stopped = False
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self.pump(s)) for s in self.sources]
-                tasks += [
+                pumps = [tg.create_task(self.pump(s)) for s in self.sources]
+                tasks = [
                     tg.create_task(self.consume()),
                     tg.create_task(
                         run_ticker(
@@ -403,13 +433,28 @@ class App:
                 if self.publisher is not None:
                     tasks.append(tg.create_task(self.publisher.run(self.hub)))
                 await stop.wait()
+                # intake stops first (the collectors save their positions as they close, and
+                # HTTP ingest answers what it accepted), then what it took in is counted
+                for t in pumps:
+                    t.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+                web_stopped = True
+                await runner.cleanup()
                 for t in tasks:
                     t.cancel()
         finally:
-            with contextlib.suppress(Exception):
+            if not web_stopped:
+                await runner.cleanup()
+            try:
+                if n := self.drain():
+                    log.info("counted %d mentions still queued at shutdown", n)
+            except Exception:
+                log.exception("could not count the mentions still queued at shutdown")
+            try:
                 await self.checkpoint()
+            except Exception:
+                log.exception("could not save the final checkpoint")
             await self.dead_letters.flush()
-            await runner.cleanup()
             await self.close()
 
     async def close(self) -> None:

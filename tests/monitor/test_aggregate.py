@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from monitor.aggregate import Aggregator
 from monitor.model import Author, Enriched, Mention, Sentiment
 
@@ -110,3 +112,30 @@ def test_bucket_starts_do_not_drift_for_widths_that_are_not_binary_fractions() -
     closed = agg.advance(20.0)
     assert len(closed) == 199 and all(b.count == 1 for b in closed)
     assert agg.open_buckets() == []
+
+
+def test_open_buckets_survive_a_snapshot_through_json() -> None:
+    agg = Aggregator(["acme", "globex"], bucket_seconds=60, samples_per_bucket=2)
+    agg.advance(60)
+    for i, label in enumerate(["negative", "negative", "negative", "positive"]):
+        agg.add(enriched(70 + i, ("acme", "globex"), label, followers=i + 1, terms=("down",)))
+    again = Aggregator(["acme", "globex"], bucket_seconds=60, samples_per_bucket=2)
+    again.restore(json.loads(json.dumps(agg.snapshot())))
+    assert again.closed_until == agg.closed_until
+    assert again.advance(180) == agg.advance(180)
+
+
+def test_restore_drops_buckets_a_changed_config_cannot_hold() -> None:
+    agg = Aggregator(["acme", "gone"], bucket_seconds=60)
+    agg.add(enriched(70, ("acme", "gone")))
+    snap = agg.snapshot()
+    same_topics_other_width = Aggregator(["acme", "gone"], bucket_seconds=300)
+    same_topics_other_width.restore(snap)
+    assert same_topics_other_width.open_buckets() == []
+    fewer_topics = Aggregator(["acme"], bucket_seconds=60)
+    fewer_topics.restore(snap)
+    assert [(b.series, b.count) for b in fewer_topics.open_buckets()] == [("acme", 1)]
+    broken = {"closed_until": None, "open": [{"series": "acme"}]}
+    fresh = Aggregator(["acme"], bucket_seconds=60)
+    fresh.restore(broken)
+    assert fresh.open_buckets() == []

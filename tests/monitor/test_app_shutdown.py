@@ -1,0 +1,117 @@
+"""A graceful restart loses no mention: what was queued is counted at shutdown, and the open
+buckets travel through the store with the watermark."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from monitor.app import App
+from monitor.clock import FakeClock
+from monitor.decode import encode_mention
+from monitor.model import Author, Mention
+from monitor.storage import open_store
+from tests.conftest import demo_config
+
+TOKEN = "shutdown-test-token"
+NOW = 1_700_000_000.0
+
+
+def mention(i: int, t: float) -> Mention:
+    return Mention(
+        id=f"m{i}",
+        source="http",
+        channel="x",
+        text=f"acme support is down again #{i}",
+        created_at=t,
+        author=Author(id=f"a{i}", handle=f"@a{i}", followers=10 + i),
+        lang="en",
+    )
+
+
+def open_count(app: App, topic: str) -> int:
+    return sum(b.count for b in app.aggregator.open_buckets() if b.series == topic)
+
+
+async def test_queued_and_stranded_mentions_are_counted_and_kept_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    clock = FakeClock(NOW)
+    store = await open_store(cfg.storage.url)
+    try:
+        app = await App.open(cfg, clock, store)
+        for i in range(30):
+            app.queue.put_nowait(mention(i, NOW - 5))
+        app._stranded.append(mention(99, NOW - 5))  # what a cancelled pump held
+        assert app.drain() == 31 and app.queue.empty()
+        assert open_count(app, "acme") == 31
+        await app.checkpoint()
+        await app.close()
+
+        again = await App.open(cfg, clock, store)
+        assert open_count(again, "acme") == 31
+        (bucket,) = [b for b in again.aggregator.open_buckets() if b.series == "acme"]
+        assert bucket.negative == 31 and len(bucket.samples) == cfg.aggregation.samples_per_bucket
+        assert bucket.samples[0].mention.author.followers == 10 + 99  # highest reach first
+        await again.close()
+    finally:
+        await store.close()
+
+
+async def test_saved_state_from_a_clock_that_ran_ahead_is_not_restored(tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    try:
+        ahead = await App.open(cfg, FakeClock(NOW + 3600), store)  # a --speed 10 demo, say
+        ahead.queue.put_nowait(mention(1, NOW + 3500))
+        ahead.drain()
+        await ahead.pipeline.advance(NOW + 3550)
+        await ahead.checkpoint()
+        await ahead.close()
+        assert ahead.aggregator.closed_until is not None and ahead.detector.series_count
+
+        app = await App.open(cfg, FakeClock(NOW), store)
+        assert app.aggregator.closed_until is None and app.detector.series_count == 0
+        await app.close()
+    finally:
+        await store.close()
+
+
+@pytest.mark.integration
+async def test_mentions_accepted_before_a_graceful_stop_survive_it(
+    app_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CW_TEST_SHUTDOWN_TOKEN", TOKEN)
+    sources = {
+        "demo": {"enabled": False},
+        "http": {"enabled": True, "token_env": "CW_TEST_SHUTDOWN_TOKEN"},
+    }
+    now = time.time()
+    async with app_factory(speed=1.0, sources=sources) as run, aiohttp.ClientSession() as http:
+        lines = "\n".join(json.dumps(encode_mention(mention(i, now - 5))) for i in range(40))
+        async with http.post(
+            run.url + "/api/v1/mentions",
+            data=lines,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"},
+        ) as r:
+            assert r.status in (200, 202), await r.text()
+        for _ in range(200):
+            if run.app.pipeline.processed >= 40:
+                break
+            await asyncio.sleep(0.05)
+        config = run.app.config
+    # stopped: the open buckets were checkpointed; a new run starts with them
+    store = await open_store(config.storage.url)
+    try:
+        app = await App.open(config, FakeClock(now), store)
+        assert open_count(app, "acme") == 40
+        await app.close()
+    finally:
+        await store.close()
