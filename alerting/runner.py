@@ -51,6 +51,7 @@ Record = Callable[[str, str, dict[str, Any], float], None]
 log = logging.getLogger(__name__)
 
 _CONFIG_ID = re.compile(r"config-\d+")  # the id an unnamed config silence gets
+RETRY_SECONDS = 30.0  # after a failed escalation step (emit failed), try again this much later
 
 
 class EscalationRunner:
@@ -97,12 +98,17 @@ class EscalationRunner:
         self._restart: set[str] = set()  # restored escalations whose policy left the config
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
+        self._retry_at: float | None = None  # due steps failed: not before then
         if state:
             self._restore(state)
 
     # --- inputs ------------------------------------------------------------------------------
     async def handle(self, event: IncidentEvent) -> None:
-        """Feed one :class:`IncidentEvent` from the book."""
+        """Feed one :class:`IncidentEvent` from the book.
+
+        Raises only when the event's own step failed (``emit`` raised; persisting aside): the
+        escalation is then as it was, and the same event may be fed again later.
+        """
         async with self._lock:
             inc = event.incident.to_dict()
             iid = inc["id"]
@@ -179,10 +185,22 @@ class EscalationRunner:
         self._changed.set()
         return s
 
+    async def prune_silences(self) -> int:
+        """Forget silences that ended more than a week ago (saved when any went)."""
+        async with self._lock:
+            gone = self.silences.prune(self.clock.now())
+            if gone:
+                await self._save()
+        return gone
+
     # --- time --------------------------------------------------------------------------------
     def next_wake(self) -> float | None:
         times = [s.wake_at for s in self._states.values() if s.active and s.wake_at is not None]
-        return min(times) if times else None
+        if not times:
+            return None
+        # After a failed step (say the outbox's store is down) the due ones wait a little
+        # instead of being retried in a tight loop.
+        return max(min(times), self._retry_at or 0.0)
 
     async def wake_due(self) -> int:
         """Step every escalation whose wake time has come; returns how many woke."""
@@ -193,11 +211,15 @@ class EscalationRunner:
                 for iid, s in sorted(self._states.items(), key=lambda kv: kv[1].wake_at or 0.0)
                 if s.active and s.wake_at is not None and s.wake_at <= now
             ]
+            failed = 0
             for iid in due:
-                if iid not in self._open:  # resolved, but emitting its resolve failed
-                    await self._close(iid, now, "is no longer open")
-                    continue
-                await self._step(iid, Wake(self._mute(self._open[iid], now)), now)
+                try:
+                    await self._wake(iid, now)
+                except Exception:
+                    # Its state did not move, so it is due again: tried at the next retry.
+                    failed += 1
+                    log.exception("incident %s: escalation step failed; retried", iid)
+            self._retry_at = now + RETRY_SECONDS if failed else None
             if due:
                 await self._save()
         return len(due)
@@ -206,7 +228,11 @@ class EscalationRunner:
         """Sleep on the clock until the next wake (or until an input changes it); forever."""
         while True:
             self._changed.clear()
-            await self.wake_due()
+            try:
+                await self.wake_due()
+            except Exception:  # e.g. persisting failed: the timers must go on regardless
+                log.exception("escalation timers: waking failed; retried")
+                self._retry_at = self.clock.now() + RETRY_SECONDS
             nxt = self.next_wake()
             if nxt is not None and nxt <= self.clock.now():
                 continue
@@ -301,6 +327,16 @@ class EscalationRunner:
         await self._execute(commands, now, new.policy)
         self._states[iid] = new
 
+    async def _wake(self, iid: str, now: float) -> None:
+        """Step one escalation on its timer, or finish what a failed emit left undone."""
+        inc = self._open.get(iid)
+        if inc is None:  # resolved, but emitting its resolve failed
+            await self._close(iid, now, "is no longer open")
+        elif inc["state"] != "triggered":  # acknowledged, but emitting that failed
+            await self._step(iid, Acknowledge(inc, inc.get("acked_by")), now)
+        else:
+            await self._step(iid, Wake(self._mute(inc, now)), now)
+
     async def _close(self, iid: str, now: float, why: str) -> None:
         """Stop the escalation of an incident that is closed though the runner was not told
         (or could not finish): whoever it paged hears the resolve, then it is forgotten."""
@@ -311,10 +347,13 @@ class EscalationRunner:
         self._states.pop(iid, None)
 
     async def _execute(self, commands: list[Command], now: float, policy: str = "") -> None:
+        # Every notification first: if one cannot be emitted the step is retried later, and
+        # its timeline entries and counts must then appear once, not once per attempt.
         for c in commands:
             if isinstance(c, Notify):
                 await self._emit(c.notification)
-            elif isinstance(c, Log):
+        for c in commands:
+            if isinstance(c, Log):
                 if self._record is not None:
                     self._record(c.incident_id, c.event, c.detail, now)
                 _warn_unreachable(c)
@@ -326,12 +365,12 @@ class EscalationRunner:
         for iid, s in list(self._states.items()):
             if iid == skip or not s.active or (muted_only and s.status != "muted"):
                 continue
-            if iid not in self._open:  # resolved, but emitting its resolve failed
-                await self._close(iid, now, "is no longer open")
-                continue
-            mute = self._mute(self._open[iid], now)
-            if s.status == "muted" or mute is not None:
-                await self._step(iid, Wake(mute), now)
+            inc = self._open.get(iid)
+            if inc is None or s.status == "muted" or self._mute(inc, now) is not None:
+                try:
+                    await self._wake(iid, now)
+                except Exception:  # it keeps its wake time, so the timer tries again
+                    log.exception("incident %s: escalation step failed; retried", iid)
 
     async def _save(self) -> None:
         if self._persist is not None:

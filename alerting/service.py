@@ -4,11 +4,17 @@ The composition root builds one :class:`IncidentService`, feeds it verdicts, and
 the REST API (it implements ``alerting.api.IncidentActions``). It keeps the book and the
 runner consistent (one lock, book first, runner second), publishes every incident event (for
 the wall) and persists both as one JSON document after every change.
+
+A store that fails (the outbox's, the state's: PostgreSQL gone past its retry budget, a full
+disk) neither stops the service nor drops a page: the book keeps the change, an event the
+runner could not take is kept and handed to it again at the next tick (in order, per
+incident), a failed publish or save is redone then too, and each failure is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -24,6 +30,10 @@ Publish = Callable[[IncidentEvent], Awaitable[None]]
 PersistAll = Callable[[dict[str, Any]], Awaitable[None]]
 Events = list[IncidentEvent]  # aliases: the class defines a method named ``list``
 Snapshots = list[dict[str, Any]]
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 3600.0  # seconds between prunes of silences that ended long ago
 
 
 class IncidentService:
@@ -61,6 +71,11 @@ class IncidentService:
         self._publish = publish
         self._tick_seconds = tick_seconds
         self._lock = asyncio.Lock()
+        self._backlog: Events = []  # events the runner could not take yet (emit failed)
+        self._unpublished: dict[str, IncidentEvent] = {}  # per incident: latest failed publish
+        self._unsaved = False  # the last save failed
+        self._resume_owed = False  # resume failed at start-up
+        self._last_prune: float | None = None
 
     # --- inputs ------------------------------------------------------------------------------
     async def on_verdict(self, verdict: VerdictLike) -> Events:
@@ -99,15 +114,26 @@ class IncidentService:
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self) -> Events:
-        """Ack timeouts, snooze expiry, auto-resolve (call whenever; ``run`` does it)."""
+        """Ack timeouts, snooze expiry, auto-resolve; retries of what failed; silence pruning
+        (call whenever; ``run`` does it)."""
         async with self._lock:
-            events = self.book.tick(self.clock.now())
+            now = self.clock.now()
+            for e in list(self._unpublished.values()):
+                await self._publish_event(e)
+            events = self.book.tick(now)
             await self._dispatch(events)
+            if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+                self._last_prune = now
+                await self.runner.prune_silences()
+            if self._resume_owed and not self._backlog:
+                # Not before the kept events: resuming an incident whose "opened" is still
+                # kept would page it, and that event would then start it all over again.
+                await self._resume()
         return events
 
     async def run(self) -> None:
         """Resume owed pages, then run the escalation timers and the book's clock; forever."""
-        await self.runner.resume(self.book.all_incidents())
+        await self._resume()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.runner.run())
             tg.create_task(self._tick_loop())
@@ -139,18 +165,68 @@ class IncidentService:
             return self.book.get(incident_id).to_dict()
 
     async def _dispatch(self, events: Events) -> None:
-        for e in events:
-            await self.runner.handle(e)  # persists via _save_runner
-            if self._publish is not None:
-                await self._publish(e)
-        if any(e.kind != "updated" for e in events):
+        """Hand events (those kept from before first) to the runner, then publish them."""
+        pending, self._backlog = [*self._backlog, *events], []
+        stuck: set[str] = set()  # incidents whose events must wait, to stay in order
+        last_update = {e.incident.id: i for i, e in enumerate(pending) if e.kind == "updated"}
+        for i, e in enumerate(pending):
+            iid = e.incident.id
+            if iid not in stuck:
+                try:
+                    # Raises only before the event's own step took effect (runner contract),
+                    # so handing it over again is safe; persists via _save_runner.
+                    await self.runner.handle(e)
+                except Exception:
+                    stuck.add(iid)
+                    log.exception(
+                        "incident %s: the escalation could not take its %s event (emit "
+                        "failed); kept, retried at the next tick",
+                        iid, e.kind,
+                    )  # fmt: skip
+                else:
+                    await self._publish_event(e)
+                    continue
+            if e.kind != "updated" or last_update[iid] == i:  # a newer snapshot supersedes it
+                self._backlog.append(e)
+        if self._unsaved or any(e.kind != "updated" for e in events):
             # Score updates arrive every bucket; losing the latest one in a crash is harmless
             # (the next verdict brings it back), so they do not each cost a write.
             await self._save()
+
+    async def _publish_event(self, e: IncidentEvent) -> None:
+        if self._publish is None:
+            return
+        iid = e.incident.id
+        try:
+            await self._publish(e)
+        except Exception:
+            # The latest snapshot is what the wall needs: an older failed one is superseded.
+            self._unpublished[iid] = e
+            log.exception("incident %s: publishing its %s event failed; retried", iid, e.kind)
+        else:
+            self._unpublished.pop(iid, None)
+
+    async def _resume(self) -> None:
+        try:
+            await self.runner.resume(self.book.all_incidents())
+        except Exception:
+            self._resume_owed = True
+            log.exception("resuming the escalations failed (pages owed wait); retried")
+        else:
+            self._resume_owed = False
 
     async def _save_runner(self, _runner_state: dict[str, Any]) -> None:
         await self._save()
 
     async def _save(self) -> None:
-        if self._persist is not None:
+        if self._persist is None:
+            return
+        try:
             await self._persist(self.to_state())
+        except Exception:
+            # In memory all is well and the next save writes it all; a crash meanwhile
+            # replays from the last save (same notification ids, deduplicated).
+            self._unsaved = True
+            log.exception("saving the incident state failed; retried at the next tick")
+        else:
+            self._unsaved = False

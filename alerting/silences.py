@@ -21,6 +21,8 @@ from alerting.routing import Matcher, compile_matchers, matches_all
 from monitor.config.alerting import SilenceConfig, parse_when
 from monitor.errors import CrisiswatchError
 
+KEEP_ENDED_SECONDS = 7 * 86400.0  # ended silences stay in the book (and saved state) this long
+
 
 class SilenceError(CrisiswatchError):
     """A silence is malformed or unknown."""
@@ -152,9 +154,11 @@ class SilenceBook:
         times = [t for s in self._by_id.values() for t in (s.start, s.end) if t > now]
         return min(times) if times else None
 
-    def prune(self, now: float, keep_seconds: float = 7 * 86400.0) -> None:
-        """Forget silences that ended more than ``keep_seconds`` ago."""
+    def prune(self, now: float, keep_seconds: float = KEEP_ENDED_SECONDS) -> int:
+        """Forget silences that ended more than ``keep_seconds`` ago; returns how many."""
+        before = len(self._by_id)
         self._by_id = {k: s for k, s in self._by_id.items() if s.end + keep_seconds > now}
+        return before - len(self._by_id)
 
     def to_state(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.all()]

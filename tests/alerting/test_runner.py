@@ -383,3 +383,28 @@ async def test_a_resolve_that_failed_to_emit_is_retried_at_the_wake_not_paged_on
     await rig.at(300)  # level 2 was due: a resolved incident must page nobody
     assert rig.log() == ["t=0 trigger ana", "t=300 resolve ana"]
     assert rig.runner.escalation(iid) is None and rig.runner.next_wake() is None
+
+
+async def test_a_wake_that_cannot_emit_is_retried_later_and_recorded_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = Rig()
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    sent = rig.sent
+    failing = True
+
+    async def emit(n: Notification) -> None:
+        if failing:
+            raise OSError("outbox store down")
+        sent.append(n)
+
+    rig.runner._emit = emit
+    await rig.at(300)  # level 2 due: the step fails, and neither raises nor is lost
+    assert "inc-" in caplog.text and "retried" in caplog.text
+    assert rig.runner.next_wake() == T0 + 330  # not at once again: no tight retry loop
+    failing = False
+    await rig.at(330)
+    assert rig.log() == ["t=0 trigger ana", "t=330 trigger lead"]
+    events = [e["event"] for e in rig.book.get(iid).timeline]
+    assert events.count("level-2 paged") == 1
+    assert rig.runner.next_wake() == T0 + 630  # and back on the policy's schedule

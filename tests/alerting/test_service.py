@@ -8,6 +8,8 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from alerting.incidents import IncidentEvent
 from alerting.notification import Notification
 from alerting.service import IncidentService
@@ -181,3 +183,164 @@ async def test_a_crash_after_a_concurrent_save_stops_paging_the_resolved_inciden
     await asyncio.gather(task, return_exceptions=True)
     assert again.who() == ["resolve ana", "resolve lead"]
     assert again.svc.runner.escalation(iid) is None
+
+
+class FlakyStore:
+    """What emit, persist and publish write to in the app: one store, which can be down."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.sent: list[Notification] = []
+        self.saved: dict[str, Any] = {}
+        self.published: list[str] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise OSError("store down: disk full")
+
+    async def emit(self, n: Notification) -> None:
+        self._check()
+        self.sent.append(n)
+
+    async def persist(self, s: dict[str, Any]) -> None:
+        self._check()
+        self.saved = json.loads(json.dumps(s))
+
+    async def publish(self, e: IncidentEvent) -> None:
+        self._check()
+        self.published.append(e.kind)
+
+    def who(self) -> list[str]:
+        return [f"{n.action} {n.recipient}" for n in self.sent]
+
+
+def flaky_service(store: FlakyStore, clock: FakeClock) -> IncidentService:
+    return IncidentService(cfg(), clock, store.emit, persist=store.persist, publish=store.publish)
+
+
+async def test_an_opening_whose_page_cannot_be_stored_is_paged_at_a_later_tick(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = FlakyStore(), FakeClock(T0)
+    svc = flaky_service(store, clock)
+    store.down = True
+    [ev] = await svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))  # must not raise
+    iid = ev.incident.id
+    assert "kept" in caplog.text and iid in caplog.text  # loud, not silent
+    assert store.sent == [] and svc.book.get(iid).state == "triggered"
+    clock.set(T0 + 30)
+    await svc.tick()  # still down: kept again
+    store.down = False
+    clock.set(T0 + 60)
+    await svc.tick()
+    assert store.who() == ["trigger ana"]
+    assert store.published == ["opened"]
+    assert store.saved["escalation"]["escalations"][0]["incident_id"] == iid
+    events = [e["event"] for e in svc.book.get(iid).timeline]
+    assert events.count("escalation started") == 1 and events.count("level-1 paged") == 1
+    await svc.tick()
+    assert store.who() == ["trigger ana"]  # handed on once
+
+
+async def test_an_acknowledgement_whose_notifications_fail_stops_the_paging_anyway() -> None:
+    store, clock = FlakyStore(), FakeClock(T0)
+    svc = flaky_service(store, clock)
+    [ev] = await svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    iid = ev.incident.id
+    store.down = True
+    clock.set(T0 + 100)
+    got = await svc.acknowledge(iid, "ana")  # the ack is taken, not a 500
+    assert got is not None and got["state"] == "acknowledged"
+    store.down = False
+    clock.set(T0 + 300)  # level 2 was due: an acknowledged incident pages nobody more
+    await svc.runner.wake_due()
+    await svc.tick()
+    assert store.who() == ["trigger ana", "acknowledge ana"]
+    esc = svc.runner.escalation(iid)
+    assert esc is not None and esc.status == "acknowledged"
+    assert store.saved["book"]["incidents"][0]["state"] == "acknowledged"
+
+
+async def test_a_store_outage_during_run_does_not_stop_the_service_and_loses_no_page() -> None:
+    store, clock = FlakyStore(), FakeClock(T0)
+    svc = flaky_service(store, clock)
+    await svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    store.down = True  # from here on, level 2 (due at T0+300) cannot be stored
+    task = asyncio.create_task(svc.run())
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if clock.now() >= T0 + 900:
+            break
+    assert not task.done()  # the outage killed neither timer loop
+    store.down = False
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if "trigger lead" in store.who():
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert store.who()[:2] == ["trigger ana", "trigger lead"]
+
+
+async def test_ended_run_time_silences_leave_the_saved_state_after_a_week() -> None:
+    from alerting.silences import Silence
+
+    rig = Rig()
+    runner = rig.svc.runner
+    await runner.add_silence(Silence.new("old", ["topic=a"], T0, T0 + 100, "ana", "deploy"))
+    await runner.add_silence(Silence.new("later", ["topic=b"], T0, T0 + 86400, "ana", "move"))
+    week = 7 * 86400.0
+    rig.clock.set(T0 + 100 + week - 1)
+    await rig.svc.tick()
+    assert [s["id"] for s in rig.saved["escalation"]["silences"]] == ["later", "old"]
+    rig.clock.set(T0 + 100 + week + 3600)
+    await rig.svc.tick()
+    assert [s["id"] for s in rig.saved["escalation"]["silences"]] == ["later"]
+    again = Rig(state=rig.saved, start=rig.clock.now())
+    assert [s.id for s in again.svc.runner.silences.all()] == ["later"]
+
+
+async def test_pages_owed_at_start_up_wait_out_a_store_outage() -> None:
+    store, clock = FlakyStore(), FakeClock(T0)
+    svc = flaky_service(store, clock)
+    svc.book.on_verdict(V("acme", T0, 0.9, 2, onset="open"), T0)  # runner never saw it
+    store.down = True
+    task = asyncio.create_task(svc.run())  # resume fails: the service starts regardless
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done() and store.sent == []
+    store.down = False
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if store.sent:
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert store.who()[0] == "trigger ana"
+
+
+async def test_a_failed_publish_or_save_is_redone_at_the_next_tick() -> None:
+    rig = Rig()
+    down = True
+    published = rig.published
+
+    async def publish(e: IncidentEvent) -> None:
+        if down:
+            raise OSError("store down")
+        published.append(e)
+
+    async def persist(s: dict[str, Any]) -> None:
+        if down:
+            raise OSError("store down")
+        rig.saved = json.loads(json.dumps(s))
+
+    rig.svc._publish, rig.svc._persist = publish, persist
+    [ev] = await rig.svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    assert rig.who() == ["trigger ana"] and rig.published == [] and rig.saved == {}
+    down = False
+    rig.clock.set(T0 + 30)
+    await rig.svc.tick()
+    assert [e.kind for e in rig.published] == ["opened"]
+    assert rig.saved["book"]["incidents"][0]["id"] == ev.incident.id
+    await rig.svc.tick()
+    assert rig.who() == ["trigger ana"] and len(rig.published) == 1  # the page was made once

@@ -50,3 +50,55 @@ def test_no_next_targets_once_the_last_loop_ends() -> None:
     assert escalation_summary(s, t)["next_targets"] == []
     s, _ = step(s, Wake(), t + 300)
     assert s.status == "exhausted"
+
+
+def _one_level(mode: str = "all", **user_over: Any) -> AlertingConfig:
+    return AlertingConfig.model_validate(
+        {
+            "users": [
+                {"name": "ana", "full_name": "Ana", "receivers": ["pager"], **user_over},
+                {"name": "ben", "receivers": ["pager"]},
+                {"name": "carla"},  # no receivers, and no default_receivers
+            ],
+            "schedules": [],
+            "teams": [],
+            "policies": [
+                {
+                    "name": "p",
+                    "levels": [
+                        {
+                            "targets": ["user:ana", "user:ben", "user:carla"],
+                            "delay_seconds": 300,
+                            "mode": mode,
+                        }
+                    ],
+                }
+            ],
+            "route": {"policy": "p"},
+        }
+    )
+
+
+def test_paged_leaves_out_users_in_quiet_hours_or_without_receivers() -> None:
+    # T0 is 11:00 in Berlin: ana is in quiet hours, and the incident is SEV2
+    plan = Plan.from_config(_one_level(quiet_hours="09:00-17:00"))
+    s, cmds = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
+    [entry] = [c for c in cmds if str(c) == "log level-1 paged"]
+    assert entry.detail["users"] == ["ben"]  # type: ignore[union-attr]
+    view = escalation_summary(s, T0 + 60)
+    assert view["paged"] == [{"user": "ben", "name": "ben"}]
+
+
+def test_paged_names_the_one_round_robin_user_paged() -> None:
+    plan = Plan.from_config(_one_level("round_robin"))
+    s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
+    assert [u["user"] for u in escalation_summary(s, T0 + 60)["paged"]] == ["ana"]
+    s, _ = step(s, Wake(), T0 + 300)  # loop 2: the next one
+    assert [u["user"] for u in escalation_summary(s, T0 + 360)["paged"]] == ["ben"]
+
+
+def test_paged_is_who_was_on_call_when_the_level_was_paged() -> None:
+    plan = Plan.from_config(AlertingConfig(default_receivers=["pager"]))
+    t = T0 + 2 * 3600 - 240  # 11:56 UTC: ana (EMEA); at 12:00 carla (AMER) takes over
+    s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), t)
+    assert [u["user"] for u in escalation_summary(s, t + 280)["paged"]] == ["ana"]
