@@ -222,7 +222,12 @@ class App:
         for v in verdicts:
             await self.incidents.on_verdict(v)
         if self.clock.now() - self._last_checkpoint >= self.config.storage.checkpoint_seconds:
-            await self.checkpoint()
+            try:
+                await self.checkpoint()
+            except Exception:
+                # A store outage must not stop detection and paging (the incident service
+                # keeps what it could not store); the next interval tries again.
+                log.exception("checkpoint failed; detection goes on, retried next interval")
 
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
         doc = ev.incident.to_dict()

@@ -115,3 +115,32 @@ async def test_mentions_accepted_before_a_graceful_stop_survive_it(
         await app.close()
     finally:
         await store.close()
+
+
+async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    clock = FakeClock(NOW)
+    store = await open_store(cfg.storage.url)
+    try:
+        app = await App.open(cfg, clock, store)
+        real_put = store.put
+        calls: list[str] = []
+
+        async def down(key: str, value: bytes) -> None:
+            calls.append(key)
+            raise ConnectionError("store down")
+
+        monkeypatch.setattr(store, "put", down)
+        clock.advance(cfg.storage.checkpoint_seconds + 1)
+        await app.on_verdicts([])  # before: the error ended the ticker, and the service
+        assert calls == ["detectors"]
+        monkeypatch.setattr(store, "put", real_put)
+        await app.on_verdicts([])  # not due yet: the interval restarted at the failed attempt
+        clock.advance(cfg.storage.checkpoint_seconds + 1)
+        await app.on_verdicts([])
+        assert await store.get("aggregator") is not None
+        await app.close()
+    finally:
+        await store.close()
