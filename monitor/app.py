@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerting.api import TokenBook, api_routes
 from alerting.incidents import IncidentEvent
@@ -57,6 +57,7 @@ from monitor.storage import Store, open_store
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+FUTURE_SECONDS = 300.0  # a mention dated further ahead than this comes from a wrong clock
 ALERTING_KEY = "alerting.state"
 
 
@@ -150,7 +151,12 @@ class App:
         # collectors: pull sources stream into the queue, push sources (HTTP) submit to it
         self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
         self._stranded: list[Mention] = []  # taken from a source, not queued (see pump)
-        ctx = SourceContext(clock, self.dead_letters, store, self.registry, self.queue.put)
+        self.future_mentions = Counter(
+            "crisiswatch_future_dated_mentions_total",
+            f"Mentions dated more than {FUTURE_SECONDS:.0f} s ahead, counted at that bound.",
+            registry=self.registry,
+        )
+        ctx = SourceContext(clock, self.dead_letters, store, self.registry, self.submit)
         self.sources: list[Source] = []
         self.started_at = clock.now()  # reset by run()
         demo = config.sources.demo
@@ -355,7 +361,7 @@ class App:
                 async with contextlib.aclosing(source.stream()) as stream:  # type: ignore[type-var]
                     async for mention in stream:
                         try:
-                            await self.queue.put(mention)
+                            await self.queue.put(self.admit(mention))
                         except asyncio.CancelledError:
                             # shutting down with the queue full: the source already handed
                             # this one over (and may have acknowledged it), so drain() counts it
@@ -368,6 +374,24 @@ class App:
                 log.exception("source %s failed; restarting in %.0f s", source.name, delay)
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 60.0)
+
+    def admit(self, m: Mention) -> Mention:
+        """``m``, or when dated beyond now + ``FUTURE_SECONDS``, ``m`` counted at that bound.
+
+        A source with a wrong clock (or a typo'd year) would otherwise keep a bucket open until
+        that date, freeze the ingest lag at zero and the wall's live counter, and disable the
+        rule that holds the watermark while a backlog waits in the queue. RSS items get the
+        same bound in their collector.
+        """
+        limit = self.clock.now() + FUTURE_SECONDS
+        if m.created_at <= limit:
+            return m
+        self.future_mentions.inc()
+        return replace(m, created_at=limit)
+
+    async def submit(self, m: Mention) -> None:
+        """Push sources (HTTP ingest, webhooks) feed the queue through here."""
+        await self.queue.put(self.admit(m))
 
     def drain(self) -> int:
         """Count everything taken in but not yet counted (at shutdown, once intake stopped).
