@@ -286,6 +286,7 @@ def build_notifiers(
     book = contacts or {}
     from alerting.notifiers.alertmanager import AlertmanagerNotifier
     from alerting.notifiers.email import EmailNotifier
+    from alerting.notifiers.log import LogNotifier
     from alerting.notifiers.pagerduty import PagerDutyNotifier
     from alerting.notifiers.slack import SlackNotifier
     from alerting.notifiers.webhook import WebhookNotifier
@@ -300,6 +301,8 @@ def build_notifiers(
             out[r.name] = SlackNotifier.from_config(r, session, env=env, clock=clock, contacts=book)
         elif r.type == "webhook":
             out[r.name] = WebhookNotifier.from_config(r, session, env=env, clock=clock)
+        elif r.type == "log":
+            out[r.name] = LogNotifier(r.name)
         else:
             out[r.name] = EmailNotifier.from_config(r, env=env, clock=clock, contacts=book)
     return out

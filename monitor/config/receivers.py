@@ -120,8 +120,20 @@ class EmailReceiver(_Receiver):
         return self
 
 
+class LogReceiver(_Receiver):
+    """One line per notification in the service log: the demo's pager, and a way to try
+    routes and escalation policies before any real receiver is set up."""
+
+    type: Literal["log"]
+
+
 ReceiverConfig = Annotated[
-    PagerDutyReceiver | AlertmanagerReceiver | SlackReceiver | WebhookReceiver | EmailReceiver,
+    PagerDutyReceiver
+    | AlertmanagerReceiver
+    | SlackReceiver
+    | WebhookReceiver
+    | EmailReceiver
+    | LogReceiver,
     Field(discriminator="type"),
 ]
 
