@@ -4,7 +4,9 @@ It owns one :class:`~alerting.escalation.EscalationState` per open incident, dec
 (silences, inhibition) with the pure functions, executes the commands (``emit`` each
 notification, ``record`` each timeline entry) and sleeps on the injected clock until the
 earliest wake. After every change it hands its JSON state to ``persist``; built again with
-that state, it resumes each incident at the same level and wakes at the same time.
+that state, it resumes each incident at the same level and wakes at the same time. After every
+step that changed an escalation (timer-driven ones too) it calls ``on_step``, so a view (the
+wall) can show the level reached without waiting for the next incident event.
 
 Ordering for "never lose a page": notifications are emitted (``emit`` must make them durable,
 e.g. into the outbox) *before* the new state is persisted. A crash in between replays the same
@@ -40,6 +42,7 @@ from alerting.escalation import (
 from alerting.incidents import Incident, IncidentEvent
 from alerting.inhibition import InhibitRule, Mute, mute_of
 from alerting.notification import Notification
+from alerting.severity import label
 from alerting.silences import Silence, SilenceBook, SilenceError
 from monitor.clock import Clock
 from monitor.config.alerting import AlertingConfig
@@ -47,6 +50,7 @@ from monitor.config.alerting import AlertingConfig
 Emit = Callable[[Notification], Awaitable[None]]
 Persist = Callable[[dict[str, Any]], Awaitable[None]]
 Record = Callable[[str, str, dict[str, Any], float], None]
+OnStep = Callable[[str, EscalationState], None]  # (incident id, its escalation after the step)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class EscalationRunner:
         silences: SilenceBook | None = None,
         state: Mapping[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
+        on_step: OnStep | None = None,
     ) -> None:
         self.config = config
         self._escalations = (
@@ -80,8 +85,26 @@ class EscalationRunner:
                 registry=registry,
             )
         )
+        self._nobody = (
+            None
+            if registry is None
+            else Counter(
+                "crisiswatch_escalation_nobody_reachable",
+                "Passes over every level of a policy that paged nobody (quiet hours, no"
+                " receivers, unstaffed schedules), by policy and incident severity.",
+                ["policy", "severity"],
+                registry=registry,
+            )
+        )
         self.clock = clock
         self.plan = Plan.from_config(config)
+        if self._nobody is not None:
+            # At 0 from the start: a rule's increase() cannot see a series' first sample.
+            for name in self.plan.policies:
+                for sev in range(1, 5):
+                    self._nobody.labels(name, label(sev))
+        #: Called after every step that changed an escalation (may be set after construction).
+        self.on_step = on_step
         self.rules = [InhibitRule.from_config(r) for r in config.inhibit_rules]
         self.silences = (
             silences if silences is not None else SilenceBook.from_config(config.silences)
@@ -324,8 +347,13 @@ class EscalationRunner:
     async def _step(self, iid: str, event: EscalationEvent, now: float) -> None:
         state = self._states.get(iid) or EscalationState.new(iid, self.plan)
         new, commands = step(state, event, now)
-        await self._execute(commands, now, new.policy)
+        await self._execute(commands, now, new)
         self._states[iid] = new
+        if self.on_step is not None and new != state:  # (a new snapshot alone is not a change)
+            try:
+                self.on_step(iid, new)
+            except Exception:  # a view must never stop the paging
+                log.exception("incident %s: on_step failed", iid)
 
     async def _wake(self, iid: str, now: float) -> None:
         """Step one escalation on its timer, or finish what a failed emit left undone."""
@@ -346,7 +374,7 @@ class EscalationRunner:
             await self._step(iid, Resolve({**st.incident, "state": "resolved"}), now)
         self._states.pop(iid, None)
 
-    async def _execute(self, commands: list[Command], now: float, policy: str = "") -> None:
+    async def _execute(self, commands: list[Command], now: float, state: EscalationState) -> None:
         # Every notification first: if one cannot be emitted the step is retried later, and
         # its timeline entries and counts must then appear once, not once per attempt.
         for c in commands:
@@ -358,7 +386,10 @@ class EscalationRunner:
                     self._record(c.incident_id, c.event, c.detail, now)
                 _warn_unreachable(c)
                 if self._escalations is not None and c.event.endswith(" paged"):
-                    self._escalations.labels(policy, str(c.detail.get("level", ""))).inc()
+                    self._escalations.labels(state.policy, str(c.detail.get("level", ""))).inc()
+                if self._nobody is not None and c.event == "nobody reachable":
+                    severity = label(int(state.incident.get("severity", 4)))
+                    self._nobody.labels(state.policy, severity).inc()
 
     async def _recheck(self, now: float, *, muted_only: bool, skip: str = "") -> None:
         """Re-decide mutes now instead of at the next wake (a wake not yet due pages nobody)."""

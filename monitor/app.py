@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerting.api import TokenBook, api_routes
+from alerting.escalation import EscalationState
 from alerting.incidents import IncidentEvent
 from alerting.links import LinkSigner
 from alerting.notifiers import build_notifiers
@@ -140,6 +141,9 @@ class App:
             topic_labels={t.name: t.labels for t in topics},
             registry=self.registry,
         )
+        # timer-driven steps (level 2 after the delay, repeats, exhaustion) have no incident
+        # event: the wall hears of them on the `escalation` topic
+        self.incidents.runner.on_step = self.publish_escalation
         self.pipeline = Pipeline(
             enricher=self.enricher,
             aggregator=self.aggregator,
@@ -234,6 +238,9 @@ class App:
                 # A store outage must not stop detection and paging (the incident service
                 # keeps what it could not store); the next interval tries again.
                 log.exception("checkpoint failed; detection goes on, retried next interval")
+
+    def publish_escalation(self, incident_id: str, state: EscalationState) -> None:
+        self.hub.publish("escalation", escalation_summary(state, self.clock.now()))
 
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
         doc = ev.incident.to_dict()

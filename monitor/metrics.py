@@ -64,12 +64,6 @@ class PipelineMetrics:
             "Clock time minus the event-time watermark.",
             registry=registry,
         )
-        self.source_last_event = Gauge(
-            "crisiswatch_source_last_event_timestamp_seconds",
-            "Event time of the newest mention per source.",
-            ["source"],
-            registry=registry,
-        )
         self.hub_dropped = Counter(
             "crisiswatch_hub_dropped_messages_total",
             "Hub messages dropped from a full subscriber queue (a wall that fell behind, which"

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from alerting.escalation import EscalationState
 from alerting.incidents import IncidentBook, IncidentEvent
 from alerting.notification import Notification
-from alerting.runner import EscalationRunner
+from alerting.runner import EscalationRunner, OnStep
 from alerting.silences import Silence
 from monitor.clock import FakeClock
 from monitor.config.alerting import AlertingConfig
@@ -51,6 +53,8 @@ class Rig:
         state: dict[str, Any] | None = None,
         start: float = T0,
         cfg: AlertingConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        on_step: OnStep | None = None,
     ) -> None:
         self.clock = FakeClock(start)
         self.book = IncidentBook()
@@ -67,7 +71,14 @@ class Rig:
             self.book.record(iid, event, detail, now)
 
         self.runner = EscalationRunner(
-            cfg or config(), self.clock, emit, persist=persist, record=record, state=state
+            cfg or config(),
+            self.clock,
+            emit,
+            persist=persist,
+            record=record,
+            state=state,
+            registry=registry,
+            on_step=on_step,
         )
 
     async def feed(self, events: list[IncidentEvent]) -> None:
@@ -408,3 +419,88 @@ async def test_a_wake_that_cannot_emit_is_retried_later_and_recorded_once(
     events = [e["event"] for e in rig.book.get(iid).timeline]
     assert events.count("level-2 paged") == 1
     assert rig.runner.next_wake() == T0 + 630  # and back on the policy's schedule
+
+
+NOBODY = "crisiswatch_escalation_nobody_reachable_total"
+
+
+async def test_a_page_that_reaches_nobody_is_counted_per_policy_and_severity() -> None:
+    registry = CollectorRegistry()
+    rig = Rig(cfg=AlertingConfig(), registry=registry)  # the demo: nobody has a receiver
+    # there from the start at 0, so that increase() in a rule sees the very first one
+    assert registry.get_sample_value(NOBODY, {"policy": "default", "severity": "SEV1"}) == 0
+    await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    assert registry.get_sample_value(NOBODY, {"policy": "default", "severity": "SEV3"}) == 1
+    await rig.at(900)  # tried again: still nobody
+    assert registry.get_sample_value(NOBODY, {"policy": "default", "severity": "SEV3"}) == 2
+    assert registry.get_sample_value(NOBODY, {"policy": "default", "severity": "SEV1"}) == 0
+
+
+async def test_a_page_that_reaches_somebody_is_not_counted_as_reaching_nobody() -> None:
+    registry = CollectorRegistry()
+    rig = Rig(registry=registry)
+    await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    await rig.at(300)
+    await rig.at(600)
+    assert rig.log() == ["t=0 trigger ana", "t=300 trigger lead", "t=600 trigger ana"]
+    for sev in ("SEV1", "SEV2", "SEV3", "SEV4"):
+        assert registry.get_sample_value(NOBODY, {"policy": "default", "severity": sev}) == 0
+
+
+def _steps() -> tuple[list[tuple[str, str, int]], OnStep]:
+    seen: list[tuple[str, str, int]] = []
+
+    def on_step(iid: str, state: EscalationState) -> None:
+        seen.append((iid, state.status, state.level))
+
+    return seen, on_step
+
+
+async def test_every_timer_driven_step_is_reported_for_the_wall() -> None:
+    seen, on_step = _steps()
+    rig = Rig(on_step=on_step)
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    assert seen == [(iid, "paging", 0)]
+    await rig.at(299)  # nothing due: nothing changed, nothing to tell
+    await rig.verdict(V("acme", 299, 0.9, 3))  # a score update pages nobody
+    assert seen == [(iid, "paging", 0)]
+    await rig.at(300)  # level 2 after the delay, with no incident event at all
+    await rig.at(600)  # the repeat starts over at level 1
+    await rig.at(900)
+    await rig.at(1200)  # repeat 1 used up: exhausted
+    assert seen[1:] == [
+        (iid, "paging", 1),
+        (iid, "paging", 0),
+        (iid, "paging", 1),
+        (iid, "exhausted", 1),
+    ]
+    assert rig.runner.escalation(iid) is not None
+    await rig.feed(rig.book.resolve(iid, "ana", rig.clock.now()))
+    assert seen[-1] == (iid, "resolved", 1)
+
+
+async def test_a_muted_escalation_reports_hold_and_release() -> None:
+    seen, on_step = _steps()
+    rig = Rig(on_step=on_step)
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    rig.clock.set(T0 + 10)
+    await rig.runner.add_silence(
+        Silence.new("s1", ["topic=acme"], T0 + 10, T0 + 100, "ana", "deploy")
+    )
+    assert seen[-1] == (iid, "muted", 0)
+    await rig.at(100)  # the silence ended: level 1 is paged again
+    assert seen[-1] == (iid, "paging", 0) and len(seen) == 3
+
+
+async def test_a_failing_step_hook_does_not_stop_the_escalation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def on_step(iid: str, state: EscalationState) -> None:
+        raise RuntimeError("hub gone")
+
+    rig = Rig(on_step=on_step)
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    await rig.at(300)
+    assert rig.log() == ["t=0 trigger ana", "t=300 trigger lead"]
+    assert rig.runner.next_wake() == T0 + 600
+    assert iid in caplog.text and "hub gone" in caplog.text

@@ -17,11 +17,16 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerting.incidents import IncidentBook
 from alerting.metrics import DeliveryMetrics
+from alerting.notification import Notification
+from alerting.runner import EscalationRunner
 from monitor.clock import FakeClock
 from monitor.collectors.base import SourceHealth
 from monitor.collectors.registry import watch_health
+from monitor.config.alerting import AlertingConfig
 from monitor.metrics import PipelineMetrics
+from tests.alerting.fakes import V
 
 from .conftest import LEXICON, ROOT, free_port, have
 
@@ -283,6 +288,71 @@ def test_outbox_stuck_fires_when_nothing_was_ever_delivered(tmp_path: Path) -> N
     promtool_test(tmp_path, [*series, delivering], "CrisiswatchOutboxStuck", [])
 
 
+def samples(registry: CollectorRegistry) -> dict[str, float]:
+    text = generate_latest(registry).decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def page_reaching_nobody(severity: int) -> list[dict[str, str]]:
+    """What a real runner exports around a page that reaches nobody (the demo config: nobody
+    has a receiver) at minute 5, as promtool input series."""
+    registry = CollectorRegistry()
+    clock = FakeClock(1_768_384_800.0)
+
+    async def emit(n: Notification) -> None:
+        raise AssertionError(f"nobody can receive {n}")
+
+    runner = EscalationRunner(AlertingConfig(), clock, emit, registry=registry)
+    before = samples(registry)
+    book = IncidentBook()
+    for event in book.on_verdict(V("acme", 0, 0.9, severity, onset="open"), clock.now()):
+        asyncio.run(runner.handle(event))
+    after = samples(registry)
+    return [
+        {"series": name, "values": f"{before[name]}+0x4 {value}+0x55"}
+        for name, value in after.items()
+    ]
+
+
+def test_a_sev1_page_that_reached_nobody_fires_a_critical_alert(tmp_path: Path) -> None:
+    series = page_reaching_nobody(1)
+    expected = {
+        "exp_labels": {"severity": "critical", "policy": "default"},
+        "exp_annotations": {
+            "summary": "a SEV1 page of policy default reached nobody",
+            "description": "An escalation of policy default went over every level and could"
+            " page nobody (users without receivers, unstaffed schedules); it retries, but"
+            " nobody is on it. The incident timeline says who was skipped and why.",
+        },
+    }
+    promtool_test(tmp_path, series, "CrisiswatchSev1PageReachedNobody", [expected])
+    promtool_test(tmp_path, series, "CrisiswatchPageReachedNobody", [])
+
+
+def test_a_lower_page_that_reached_nobody_fires_a_warning(tmp_path: Path) -> None:
+    series = page_reaching_nobody(3)
+    promtool_test(tmp_path, series, "CrisiswatchSev1PageReachedNobody", [])
+    expected = {
+        "exp_labels": {"severity": "warning", "policy": "default"},
+        "exp_annotations": {
+            "summary": "a page of policy default reached nobody",
+            "description": "An escalation of policy default went over every level and could"
+            " page nobody (everyone in quiet hours, users without receivers, unstaffed"
+            " schedules); it retries, but nobody is on it. The incident timeline says who was"
+            " skipped and why.",
+        },
+    }
+    promtool_test(tmp_path, series, "CrisiswatchPageReachedNobody", [expected])
+    # and nothing fires while every page reaches somebody
+    quiet = [{**s, "values": s["values"].split("+")[0] + "+0x60"} for s in series]
+    promtool_test(tmp_path, quiet, "CrisiswatchPageReachedNobody", [])
+
+
 # Series that exist only after their event (a page, an ack, a dead letter, an incident, ...):
 # a labelled counter has no series before its first increment.
 EVENT_DRIVEN = {
@@ -290,6 +360,7 @@ EVENT_DRIVEN = {
     "crisiswatch_duplicate_mentions_total",
     "crisiswatch_collector_dead_letters_total",
     "crisiswatch_escalations_total",
+    "crisiswatch_notifications_enqueued_total",
     "crisiswatch_notifications_delivered_total",
     "crisiswatch_notification_attempts_total",
     "crisiswatch_notifications_given_up_total",
@@ -320,6 +391,29 @@ async def test_rules_and_dashboard_query_series_the_running_service_exports(
             await asyncio.sleep(0.2)
     silent = {base(n) for n in used} - names - EVENT_DRIVEN
     assert silent == set(), f"queried but never exported: {sorted(silent)}"
+
+
+@pytest.mark.integration
+async def test_every_registered_metric_is_exported_by_the_running_service(
+    app_factory: Any,
+) -> None:
+    # a metric defined (and documented) but never set shows nothing in Grafana, silently
+    async with app_factory(speed=120, **LEXICON) as run, aiohttp.ClientSession() as http:
+        registered = {
+            m.name + ("_total" if m.type == "counter" else "")
+            for collector in list(run.app.registry._collector_to_names)
+            for m in collector.collect()
+        }
+        names: set[str] = set()
+        for _ in range(150):
+            async with http.get(run.url + "/metrics") as r:
+                text = await r.text()
+            names = {base(s.name) for f in text_string_to_metric_families(text) for s in f.samples}
+            if "crisiswatch_crisis_score" in names:
+                break
+            await asyncio.sleep(0.2)
+    never = {n for n in registered - EVENT_DRIVEN if n not in names and base(n) not in names}
+    assert never == set(), f"registered but never set: {sorted(never)}"
 
 
 def test_batch_duration_buckets_resolve_an_overloaded_pipeline() -> None:

@@ -1,0 +1,31 @@
+"""The wall hears of escalation steps that no incident event carries (a timer paging level 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.app import App
+from monitor.clock import FakeClock
+from monitor.storage import open_store
+from tests.alerting.fakes import V
+from tests.conftest import demo_config
+
+
+async def test_a_timer_driven_level_2_page_reaches_the_wall(tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    clock = FakeClock(1_768_384_800.0)  # a Wednesday, 10:00 UTC
+    app = await App.open(cfg, clock, store)
+    try:
+        await app.incidents.on_verdict(V(cfg.topics[0].name, clock.now(), 0.9, 1, onset="open"))
+        (iid,) = app.wall.incidents
+        first = dict(app.wall.escalations[iid])
+        level_1_delay = cfg.alerting.policies[0].levels[0].delay_seconds
+        clock.advance(level_1_delay)
+        await app.incidents.runner.wake_due()  # no incident event: only the timer moved
+        after = app.wall.escalations[iid]
+        assert after["level"] == first["level"] + 1, (first, after)
+        assert after["paged"] and after["paged"] != first["paged"]
+    finally:
+        await app.close()
+        await store.close()
