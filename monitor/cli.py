@@ -1,7 +1,9 @@
 """`crisiswatch` command line: run, check-config, backtest, sentiment, oncall.
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config (one line on stderr naming
-the config path and value).
+Exit codes: 0 ok, 1 runtime failure (one line on stderr; ``-v`` adds the traceback), 2 bad
+usage or bad config (one line on stderr naming the config path and value), 130 interrupted,
+141 stdout closed early (``crisiswatch sentiment < big.txt | head -1``), quietly, as a shell
+reports a filter that SIGPIPE ended.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from pathlib import Path
 
 from monitor.config import Config, load_config
 from monitor.config.detection import DetectionConfig
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, CrisiswatchError
 
 DEFAULT_CONFIG = Path("config") / "default.yaml"
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
+
+log = logging.getLogger(__name__)
 
 
 def default_config() -> Path | None:
@@ -165,10 +170,29 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(args.fn(args))
+        code = int(args.fn(args))
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
+        return code
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): the output is not wanted, which is no error to
+        # report. Python flushes stdout once more at exit; point it at /dev/null so that
+        # flush cannot fail again ("Exception ignored ... BrokenPipeError").
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # stdout without a descriptor (embedded, tests)
+            pass
+        return EXIT_SIGPIPE
+    except (CrisiswatchError, OSError) as exc:
+        # raised on purpose with a message that says what is wrong (a missing sentiment
+        # model), or the system refused (a port in use, a full disk): no traceback needed
+        log.debug("traceback", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -15,6 +15,7 @@ monitor.errors.ConfigError: sever: unknown key
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,18 @@ class Config(Section):
             raise at(exc.path, exc.reason) from None
         return self
 
+    @model_validator(mode="after")
+    def _storage_url(self) -> Config:
+        # imported here: the URL forms are storage's; `check-config` should refuse what
+        # `run` would, not pass a config the service then cannot open
+        from monitor.storage import check_url
+
+        try:
+            check_url(self.storage.url)
+        except ConfigError as exc:
+            raise at(exc.path, str(exc).removeprefix(f"{exc.path}: ")) from None
+        return self
+
 
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
@@ -93,15 +106,44 @@ def parse_config(data: Any) -> Config:
         raise ConfigError(path, msg, value) from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int) -> None:
+        self.key, self.line = key, line
+        super().__init__(f"duplicate key {key!r} at line {line}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error: PyYAML
+    keeps the last one silently, and a second ``topics:`` would drop the first list unseen."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        # only the mapping's own keys: a merge (`<<: *base`) may be overridden on purpose
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> Config:
     """Read a YAML file and validate it."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(str(p), f"cannot read config: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(p), f"not UTF-8 text at line {line}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+    except _DuplicateKey as exc:
+        raise ConfigError(str(p), str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "?"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class Section(BaseModel):
@@ -11,6 +13,27 @@ class Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections_are_defaults(cls, data: Any) -> Any:
+        """A sub-section whose keys are all commented out reads as null in YAML: it means the
+        section's defaults, as if absent (a required key left null stays an error)."""
+        if not isinstance(data, dict):
+            return data
+        drop: set[str] = set()
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            ann = field.annotation
+            if (
+                key in data
+                and data[key] is None
+                and not field.is_required()
+                and isinstance(ann, type)
+                and issubclass(ann, Section)
+            ):
+                drop.add(key)
+        return {k: v for k, v in data.items() if k not in drop} if drop else data
 
 
 def at(path: str, reason: str) -> ValueError:

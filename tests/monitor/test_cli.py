@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +71,54 @@ def test_run_rejects_bad_overrides_with_one_line_and_exit_2(
     config = str(ROOT / "config" / "default.yaml")
     assert cli.main(["run", "--config", config, *argv]) == 2
     assert capsys.readouterr().err.strip() == message
+
+
+def test_a_missing_sentiment_model_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.enrich import linear
+
+    monkeypatch.setattr(linear, "DEFAULT_MODEL", "missing.npz")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("I love it\n"))
+    assert cli.main(["sentiment"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ") and "missing.npz: cannot load sentiment model" in err[0]
+
+
+def test_sentiment_into_a_pipe_closed_early_exits_quietly(tmp_path: Path) -> None:
+    """`crisiswatch sentiment < big.txt | head -1`: no traceback, no "Exception ignored"."""
+    texts = tmp_path / "big.txt"
+    texts.write_text("I love it\nawful, broken again\n" * 20_000)
+    with texts.open("rb") as stdin:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "sentiment", "--lang", "en"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"positive\t")
+        proc.stdout.close()  # what `head -1` does after its line
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=120)
+    assert err == ""
+    assert code == 128 + signal.SIGPIPE  # what a shell reports for a filter ended by SIGPIPE
+
+
+def test_oncall_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    # the output fits the buffer: the broken pipe shows only when it is flushed at exit
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "oncall"],
+        stdout=w,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )
+    os.close(w)
+    assert proc.stderr.decode() == ""
+    assert proc.returncode == 128 + signal.SIGPIPE

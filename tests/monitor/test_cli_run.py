@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -64,3 +65,26 @@ def test_signal_stops_within_5s_and_flushes_state(tmp_path: Path, sig: signal.Si
     assert keys.get("detectors")  # baselines survive the restart
     saved = json.loads(keys["aggregator"])["closed_until"]
     assert isinstance(watermark, float) and saved >= watermark
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    doc = config_doc(tmp_path)
+    doc["sources"] = {"demo": {"enabled": False}}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        run = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), "--port", port],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "address already in use" in errors[0], run.stderr

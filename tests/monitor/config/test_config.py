@@ -85,3 +85,49 @@ def test_check_config_exits_2_with_one_line(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0 and "ok (3 topics)" in ok.stdout
+
+
+def test_a_section_with_every_key_commented_out_means_its_defaults(tmp_path: Path) -> None:
+    # YAML reads a key with nothing under it as null: the user left the defaults
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "topics: [{name: a, query: acme}]\n"
+        "aggregation:\n"
+        "  # bucket_seconds: 60\n"
+        "sources:\n"
+        "  demo:\n"
+        "alerting:\n"
+        "  route:\n"
+        "server:\n"
+    )
+    assert load_config(p) == parse_config({"topics": [{"name": "a", "query": "acme"}]})
+
+
+def test_a_required_key_left_null_is_still_an_error_naming_it(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("topics:\naggregation:\n")
+    with pytest.raises(ConfigError, match=r"^topics: "):
+        load_config(p)
+
+
+def test_a_config_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_bytes("topics: [{name: a, query: acme, title: Größe}]\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"c.yaml: not UTF-8 text at line 1"):
+        load_config(p)
+
+
+def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    # PyYAML keeps the last one silently: the first `topics` list would go unwatched
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "topics: [{name: a, query: acme}]\n"
+        "server: {port: 8081}\n"
+        "topics: [{name: b, query: globex}]\n"
+    )
+    with pytest.raises(ConfigError, match=r"c.yaml: duplicate key 'topics' at line 3"):
+        load_config(p)
+    nested = tmp_path / "n.yaml"
+    nested.write_text("topics: [{name: a, query: acme}]\nserver:\n  port: 1\n  port: 2\n")
+    with pytest.raises(ConfigError, match=r"n.yaml: duplicate key 'port' at line 4"):
+        load_config(nested)

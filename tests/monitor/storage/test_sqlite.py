@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.storage import OutboxRow, open_store
 from monitor.storage.sqlite import SqliteStore
@@ -87,3 +88,25 @@ def test_a_bad_store_file_ends_the_service_with_exit_2(tmp_path: Path) -> None:
         .splitlines()[-1]
         .startswith("error: storage.url: cannot open SQLite database: file is not a database")
     )
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///"])
+async def test_a_url_without_a_path_is_refused_not_an_in_memory_store(url: str) -> None:
+    # an in-memory store forgets incidents, escalations and baselines on every restart
+    with pytest.raises(ConfigError, match=rf"^storage.url: .*:memory:.*\(got '{url}'\)$"):
+        await open_store(url)
+    with pytest.raises(ConfigError, match=rf"^storage.url: .*\(got '{url}'\)$"):
+        parse_config({"topics": [{"name": "a", "query": "acme"}], "storage": {"url": url}})
+
+
+@pytest.mark.parametrize("url", ["sqlite://:memory:", "sqlite:///:memory:"])
+async def test_an_in_memory_store_is_spelled_out(url: str) -> None:
+    store = await open_store(url)
+    await store.put("k", b"v")
+    assert await store.get("k") == b"v"
+    await store.close()
+
+
+def test_check_config_refuses_a_scheme_no_backend_serves() -> None:
+    with pytest.raises(ConfigError, match=r"^storage.url: unsupported scheme 'redis'"):
+        parse_config({"topics": [{"name": "a", "query": "acme"}], "storage": {"url": "redis://x"}})
