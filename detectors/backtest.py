@@ -58,28 +58,32 @@ def parse_time(text: str) -> float:
 def read_series(path: Path) -> Series:
     """Read ``timestamp,value`` rows; raises :class:`BacktestInputError` on bad input."""
     try:
-        fh = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a BOM the header check would see
+        fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise BacktestInputError(str(path), f"cannot read: {exc.strerror}") from None
     s = Series(path.name, [], [], [], [])
-    with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
-            raise BacktestInputError(str(path), "expected header 'timestamp,value'", 1)
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                t, v = parse_time(row[0]), float(row[1])
-            except (ValueError, IndexError):
-                raise BacktestInputError(str(path), f"bad row {row!r}", lineno) from None
-            # repeated or backward stamps occur in NAB (clock artefacts); they are kept
-            # and the stage judges them as late buckets (scored, never learned or paged)
-            s.stamps.append(row[0])
-            s.raw_values.append(row[1])
-            s.t.append(t)
-            s.values.append(v)
+    try:
+        with fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+                raise BacktestInputError(str(path), "expected header 'timestamp,value'", 1)
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    t, v = parse_time(row[0]), float(row[1])
+                except (ValueError, IndexError):
+                    raise BacktestInputError(str(path), f"bad row {row!r}", lineno) from None
+                # repeated or backward stamps occur in NAB (clock artefacts); they are kept
+                # and the stage judges them as late buckets (scored, never learned or paged)
+                s.stamps.append(row[0])
+                s.raw_values.append(row[1])
+                s.t.append(t)
+                s.values.append(v)
+    except UnicodeDecodeError as exc:
+        raise BacktestInputError(str(path), f"not UTF-8 text at byte {exc.start}") from None
     return s
 
 
@@ -116,7 +120,15 @@ def load_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
         raise BacktestInputError(str(path), f"cannot read labels: {exc}") from None
     if not isinstance(data, dict):
         raise BacktestInputError(str(path), "labels must be an object of file -> windows")
-    return {k: [(parse_time(a), parse_time(b)) for a, b in v] for k, v in data.items()}
+    out: dict[str, list[tuple[float, float]]] = {}
+    for k, v in data.items():
+        try:
+            out[k] = [(parse_time(a), parse_time(b)) for a, b in v]
+        except (TypeError, ValueError, AttributeError):
+            raise BacktestInputError(
+                str(path), f"{k}: expected a list of [start, end] timestamps, got {v!r}"[:200]
+            ) from None
+    return out
 
 
 def windows_for(
@@ -184,6 +196,10 @@ def run_backtest(
             )
     except (BacktestInputError, OSError) as exc:
         print(f"error: {exc}", file=log)
+        return 2
+    if label_map is not None and not rows:
+        # a wrong labels file must not pass for "scored nothing, all well"
+        print(f"error: {labels}: labels none of the inputs (keys are dir/file.csv)", file=log)
         return 2
     if label_map is not None and rows:
         out = sys.stdout

@@ -438,7 +438,12 @@ class App:
         runner = web.AppRunner(self.web, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:  # the port is taken, say: release what the app holds, then raise
+            await runner.cleanup()
+            await self.close()
+            raise
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.config.server.port

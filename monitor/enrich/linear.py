@@ -28,6 +28,7 @@ score is P(positive) - P(negative) in [-1, 1], the label the arg-max class.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -309,8 +310,11 @@ def load_model(path: str | Path) -> LinearModel:
                 heads[name] = Head(w, z[f"{name}_bias"].astype(np.float32), stack, dcols, dweights)
             meta = json.loads(_str(z["meta"]))
         return LinearModel(Featurizer(config, lexicon), names, idf, heads, meta)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise ModelError(str(path), f"cannot load sentiment model: {exc}") from None
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        # a truncated artifact is a BadZipFile, an empty one an EOFError
+        raise ModelError(
+            str(path), f"cannot load sentiment model: {exc or type(exc).__name__}"
+        ) from None
 
 
 def load_default_model() -> LinearModel:

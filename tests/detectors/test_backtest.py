@@ -60,3 +60,54 @@ def test_bad_input_is_exit_code_2(tmp_path: Path) -> None:
     log = io.StringIO()
     assert run_backtest([bad], tmp_path / "o", DetectionConfig(), None, log) == 2
     assert "bad.csv:1" in log.getvalue()
+
+
+def test_a_spreadsheet_csv_with_a_bom_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "bom.csv"
+    src.write_bytes(b"\xef\xbb\xbftimestamp,value\n2015-01-01 00:00:00,3\n")
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), None, io.StringIO()) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("latin1.csv", b"timestamp,value\n2015-01-01 00:00:00,3\n\xe4\n", "not UTF-8 text"),
+        ("binary.csv", bytes(range(256)), "not UTF-8 text"),
+    ],
+)
+def test_input_that_is_not_text_is_one_line_and_exit_2(
+    tmp_path: Path, name: str, content: bytes, says: str
+) -> None:
+    src = tmp_path / name
+    src.write_bytes(content)
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), None, log) == 2
+    assert says in log.getvalue() and "Traceback" not in log.getvalue()
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        '{"d/f.csv": [["2015-01-01 00:00:00"]]}',  # a window of one end
+        '{"d/f.csv": 5}',
+        '{"d/f.csv": [["not a time", "2015-01-02 00:00:00"]]}',
+    ],
+)
+def test_a_malformed_labels_file_is_one_line_and_exit_2(tmp_path: Path, labels: str) -> None:
+    src = tmp_path / "f.csv"
+    src.write_text("timestamp,value\n2015-01-01 00:00:00,3\n")
+    lab = tmp_path / "labels.json"
+    lab.write_text(labels)
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), lab, log) == 2
+    assert "d/f.csv: expected a list of [start, end] timestamps" in log.getvalue()
+
+
+def test_labels_that_name_none_of_the_inputs_are_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "f.csv"
+    src.write_text("timestamp,value\n2015-01-01 00:00:00,3\n")
+    lab = tmp_path / "labels.json"
+    lab.write_text('{"realTweets/other.csv": []}')
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), lab, log) == 2
+    assert "labels none of the inputs" in log.getvalue()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
+
+import pytest
 
 from monitor.app import FUTURE_SECONDS, App
 from monitor.clock import FakeClock
@@ -38,3 +42,19 @@ async def test_a_mention_dated_in_the_future_counts_at_the_bound(tmp_path: Path)
         await app.close()
     finally:
         await store.close()
+
+
+async def test_a_port_in_use_releases_what_the_app_holds(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}}, server={"port": port})
+        store = await open_store(cfg.storage.url)
+        try:
+            app = await App.open(cfg, FakeClock(NOW), store)
+            with pytest.raises(OSError):
+                await app.run(asyncio.Event())
+            assert app.http.closed  # before: "Unclosed client session" at exit
+        finally:
+            await store.close()

@@ -77,6 +77,17 @@ def test_bad_artifact(tmp_path: Path) -> None:
         load_model(path)
 
 
+def test_a_truncated_or_empty_artifact_is_a_model_error(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.npz"
+    tiny_model().save(whole)
+    cut, empty = tmp_path / "cut.npz", tmp_path / "empty.npz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    empty.write_bytes(b"")
+    for path in (cut, empty):
+        with pytest.raises(ModelError, match="cannot load sentiment model"):
+            load_model(path)
+
+
 def test_features_mark_negation_emoji_and_urls() -> None:
     named, words = Featurizer().named("not good 😡. okay https://t.co/x", "en")
     assert {"w:~good", "w:E😡", "w:okay", "URL"} <= set(named)
