@@ -12,7 +12,9 @@ Guarantees
   (PagerDuty/Alertmanager dedupe by ``dedup_key``, webhooks get ``X-Crisiswatch-Id``, mail a
   stable ``Message-ID``).
 * **In order per (receiver, dedup_key).** Only the oldest pending row of a group is sent, so a
-  resolve never overtakes the trigger it resolves, even while the trigger backs off.
+  resolve never overtakes the trigger it resolves, even while the trigger backs off, and
+  whatever the backlog: a scan reads a prefix of every receiver's queue in creation order,
+  so the oldest row of each group it sees is in it (rows beyond wait their turn).
 * **Retries read only** ``DeliveryError.recoverable`` (429/5xx/connection errors), never text.
 * **Alertmanager stays firing**: a receiver whose notifier has ``repeat_seconds`` gets the last
   trigger/acknowledge of a group re-sent at that interval until a resolve is delivered; that
@@ -50,8 +52,9 @@ from monitor.storage.base import OutboxRow, Store
 log = logging.getLogger(__name__)
 
 REPEAT_KEY = "outbox.repeat"
-_FAR_FUTURE = 1e18  # "every pending row", whatever its due time
-_SCAN_LIMIT = 2000
+# Rows read per receiver and scan: its oldest, so every group head among them (see
+# Store.outbox_oldest); a longer queue waits its turn behind them, in order.
+_SCAN_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,11 +290,11 @@ class Outbox:
     async def _dispatch(self) -> float:
         """Start attempts for due group heads; return seconds until something is due."""
         now = self._clock.now()
-        rows = await self._store.outbox_due(_FAR_FUTURE, limit=_SCAN_LIMIT)
-        self._observe(rows, now)
+        rows, full = await self._scan()
+        await self._observe(rows, full, now)
         rows = await self._expire(rows, now)
-        if await self._repeat_due(rows, now):
-            rows = await self._store.outbox_due(_FAR_FUTURE, limit=_SCAN_LIMIT)
+        if await self._repeat_due(rows, full, now):
+            rows, full = await self._scan()
         busy = {g for g, _ in self._in_flight.values()}
         for row in heads(rows, now, busy):
             if row.id in self._in_flight:
@@ -301,10 +304,21 @@ class Outbox:
         wait = self._poll
         future = [r.due_at - now for r in rows if r.due_at > now and r.id not in self._in_flight]
         if self._repeat:
-            future += [float(e["next_at"]) - now for e in self._repeat.values()]
+            # one still due here was held back by a busy alert: the end of what holds it wakes
+            # the loop (or the poll does); counting it would make the wait 0, a hot loop
+            future += [t - now for e in self._repeat.values() if (t := float(e["next_at"])) > now]
         if future:
             wait = min(wait, max(0.0, min(future)))
         return wait
+
+    async def _scan(self) -> tuple[list[OutboxRow], set[str]]:
+        """The oldest pending rows of every receiver, and the receivers with more than those."""
+        limit = _SCAN_LIMIT
+        rows = await self._store.outbox_oldest(limit)
+        per: dict[str, int] = {}
+        for r in rows:
+            per[r.receiver] = per.get(r.receiver, 0) + 1
+        return rows, {name for name, n in per.items() if n >= limit}
 
     async def _expire(self, rows: list[OutboxRow], now: float) -> list[OutboxRow]:
         live = []
@@ -438,7 +452,7 @@ class Outbox:
         if repeat.pop(f"{receiver}\x00{dedup_key}", None) is not None:
             await self._save_repeat()
 
-    async def _repeat_due(self, rows: Sequence[OutboxRow], now: float) -> bool:
+    async def _repeat_due(self, rows: Sequence[OutboxRow], full: set[str], now: float) -> bool:
         repeat = await self._load_repeat()
         busy = {group_of(r) for r in rows} | {g for g, _ in self._in_flight.values()}
         added = dropped = False
@@ -453,8 +467,10 @@ class Outbox:
                 del repeat[key]
                 dropped = True
                 continue
-            if (n.receiver, n.dedup_key) in busy:
-                continue  # something newer is queued for this alert; it will refresh the entry
+            if (n.receiver, n.dedup_key) in busy or n.receiver in full:
+                # something newer is queued for this alert (it will refresh the entry), or may
+                # be, beyond the scan: a repeat queued behind a resolve would re-fire the alert
+                continue
             e["seq"] = int(e["seq"]) + 1
             e["next_at"] = now + float(e["every"])
             again = Notification(
@@ -479,9 +495,11 @@ class Outbox:
 
     # ---- visibility ----------------------------------------------------------------------
 
-    def _observe(self, rows: Sequence[OutboxRow], now: float) -> None:
+    async def _observe(self, rows: Sequence[OutboxRow], full: set[str], now: float) -> None:
         self._last_scan = now
-        self._pending = len(rows)
+        # the scan holds each receiver's oldest rows, so the oldest of all; the depth it
+        # cannot tell when a receiver has more rows than it read
+        self._pending = await self._store.outbox_pending_count() if full else len(rows)
         self._oldest_created = min((r.created_at for r in rows), default=None)
         self.metrics.pending.set(self._pending)
         self.metrics.oldest_pending.set(

@@ -4,17 +4,24 @@ One bad item never sinks the batch: each item is validated on its own, accepted 
 the pipeline, rejected ones go to the dead-letter store, and the response lists every item's
 fate. Status: 200 all accepted (duplicates count as accepted), 207 some rejected, 422 all
 rejected, 400 body unparseable, 401 bad/missing token, 413 body too large.
+
+Load shedding: a request is taken whole or not at all. While `max_waiting` requests already
+wait for room in a full pipeline, another is refused with 503 and ``Retry-After`` before any
+of its items is taken (no dead letter, no dedup entry, nothing queued), so resending the same
+body is safe; an admitted request is answered only once all its items are queued.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
 
 from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes, read_body
@@ -30,6 +37,26 @@ _NDJSON_TYPES = (
     "application/jsonl",
     "application/json-seq",
 )
+#: Requests that may wait at once for room in the pipeline; each holds up to `max_items`
+#: parsed mentions, so this bounds what a slow pipeline and retrying clients can pile up.
+MAX_WAITING = 4
+RETRY_AFTER_SECONDS = 2
+
+_SHED: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def shed_counter(registry: CollectorRegistry) -> Counter:
+    """``crisiswatch_collector_shed_requests_total{source}``, once per registry."""
+    c = _SHED.get(registry)
+    if c is None:
+        c = _SHED[registry] = Counter(
+            "crisiswatch_collector_shed_requests_total",
+            "Ingest requests refused with 503 while the pipeline was backed up (none of "
+            "their items was taken)",
+            ["source"],
+            registry=registry,
+        )
+    return c
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +139,14 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
 class MentionIngest:
     """The HTTP ingest endpoint; `health` is its source health (a push source)."""
 
-    def __init__(self, cfg: HttpIngestConfig, ctx: SourceContext, token: Secret | None) -> None:
+    def __init__(
+        self,
+        cfg: HttpIngestConfig,
+        ctx: SourceContext,
+        token: Secret | None,
+        *,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self.intake = Intake(cfg.name, "http", ctx)
@@ -122,6 +156,9 @@ class MentionIngest:
         self.intake.set_connected(token is not None)
         self._metrics = metrics_for(ctx.registry)
         self._allowed = frozenset(cfg.allowed_sources)
+        self._shed = shed_counter(ctx.registry)
+        self._max_waiting = max(1, max_waiting)
+        self._waiting = 0  # admitted requests still queueing their items
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(PATH, self.handle)]
@@ -134,6 +171,8 @@ class MentionIngest:
             return web.json_response(
                 {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
             )
+        if self._waiting >= self._max_waiting:
+            return self._refuse()  # before reading the body: shedding should cost nothing
         raw = await read_limited(request, self.cfg.max_body_bytes)
         if raw is None:
             self.intake.reject("oversize", f"body > {self.cfg.max_body_bytes} bytes", b"")
@@ -152,7 +191,15 @@ class MentionIngest:
         if len(items) > self.cfg.max_items:
             self.intake.reject("oversize", f"more than {self.cfg.max_items} items", b"")
             return _error(413, f"more than {self.cfg.max_items} items")
-        results = [await self._one(item) for item in items]
+        checked = [(item, self._check(item)) for item in items]
+        # decided here, with nothing awaited until the count is taken: all or nothing
+        if self._waiting >= self._max_waiting:
+            return self._refuse()
+        self._waiting += 1
+        try:
+            results = [await self._take(item, m) for item, m in checked]
+        finally:
+            self._waiting -= 1
         counts = {
             s: sum(r["status"] == s for r in results) for s in ("accepted", "duplicate", "rejected")
         }
@@ -163,18 +210,29 @@ class MentionIngest:
             status = 422
         return web.json_response({**counts, "items": results}, status=status)
 
-    async def _one(self, item: Item) -> dict[str, Any]:
-        m: Mention | None = None
-        err = item.error
-        if err is None:
-            try:
-                m = decode_mention(item.value, source=self.cfg.name)
-                if self._allowed and m.source not in self._allowed:
-                    raise DecodeError("unknown_source", f"source {m.source!r} not allowed")
-            except DecodeError as e:
-                err = e
-        if err is not None or m is None:
-            assert err is not None
+    def _refuse(self) -> web.Response:
+        self._shed.labels(self.cfg.name).inc()
+        return web.json_response(
+            {"error": "pipeline backed up: nothing of this request was taken, send it again"},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    def _check(self, item: Item) -> Mention | DecodeError:
+        """The item as a mention, or why not (no side effect: the request may yet be shed)."""
+        if item.error is not None:
+            return item.error
+        try:
+            m = decode_mention(item.value, source=self.cfg.name)
+        except DecodeError as e:
+            return e
+        if self._allowed and m.source not in self._allowed:
+            return DecodeError("unknown_source", f"source {m.source!r} not allowed")
+        return m
+
+    async def _take(self, item: Item, m: Mention | DecodeError) -> dict[str, Any]:
+        if isinstance(m, DecodeError):
+            err = m
             self.intake.reject_error(err, item.raw)
             return {
                 "index": item.index,

@@ -44,6 +44,20 @@ class Store(Protocol):
 
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxRow]: ...
 
+    async def outbox_oldest(self, per_receiver: int) -> list[OutboxRow]:
+        """The oldest `per_receiver` pending rows of every receiver, ordered by
+        (created_at, id) with ids compared by code point.
+
+        Each receiver's part is a prefix of its queue in creation order, so it holds the oldest
+        row of every group it holds a row of: the rows the outbox may send are all in it,
+        however long the queue behind it.
+        """
+        ...
+
+    async def outbox_pending_count(self) -> int:
+        """How many rows are pending (a count; no row is loaded)."""
+        ...
+
     async def outbox_update(
         self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
     ) -> None: ...

@@ -231,6 +231,24 @@ class PostgresStore:
         )
         return [_row(r) for r in rows]
 
+    async def outbox_oldest(self, per_receiver: int) -> list[OutboxRow]:
+        # ids compared bytewise (COLLATE "C"), as SQLite and Python compare them: the
+        # database's locale collation could put a group's head outside the window. Rows are
+        # numbered on the narrow columns; payloads are joined for the chosen ones only.
+        rows = await self._pool.fetch(
+            "SELECT o.id, o.receiver, o.payload, o.created_at, o.due_at, o.expires_at,"
+            " o.attempts, o.state, o.last_error FROM (SELECT id, ROW_NUMBER() OVER"
+            ' (PARTITION BY receiver ORDER BY created_at, id COLLATE "C") AS n FROM outbox'
+            " WHERE state = 'pending') AS p JOIN outbox AS o ON o.id = p.id"
+            ' WHERE p.n <= $1 ORDER BY o.created_at, o.id COLLATE "C"',
+            per_receiver,
+        )
+        return [_row(r) for r in rows]
+
+    async def outbox_pending_count(self) -> int:
+        n = await self._pool.fetchval("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+        return int(n or 0)
+
     async def outbox_update(
         self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
     ) -> None:

@@ -147,6 +147,29 @@ class SqliteStore:
             for r in rows
         ]
 
+    async def outbox_oldest(self, per_receiver: int) -> list[OutboxRow]:
+        # rows are numbered on the narrow columns, payloads joined for the chosen ones only:
+        # a deep backlog is not sorted payload and all
+        sql = (
+            "SELECT o.id, o.receiver, o.payload, o.created_at, o.due_at, o.expires_at,"
+            " o.attempts, o.state, o.last_error FROM (SELECT id, ROW_NUMBER() OVER"
+            " (PARTITION BY receiver ORDER BY created_at, id) AS n FROM outbox"
+            " WHERE state = 'pending') AS p JOIN outbox AS o ON o.id = p.id"
+            " WHERE p.n <= ? ORDER BY o.created_at, o.id"
+        )
+        async with self._db.execute(sql, (per_receiver,)) as cur:
+            rows = await cur.fetchall()
+        return [
+            OutboxRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in rows
+        ]
+
+    async def outbox_pending_count(self) -> int:
+        sql = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+        async with self._db.execute(sql) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def outbox_update(
         self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
     ) -> None:

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from alerting import outbox as outbox_mod
 from alerting.links import LinkSigner
 from alerting.notification import Notification
 from alerting.notifiers import RateLimited, build_notifiers
@@ -16,7 +17,7 @@ from alerting.outbox import REPEAT_KEY, Outbox
 from monitor.clock import FakeClock, SystemClock
 from monitor.config.receivers import DeliveryConfig, OutboxConfig
 from monitor.errors import DeliveryError
-from monitor.storage import Store, open_store
+from monitor.storage import OutboxRow, Store, open_store
 from tests.alerting.notifiers.receiver import Answer, Receiver
 
 
@@ -388,11 +389,11 @@ async def test_run_survives_a_failing_store_scan(store: Store) -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
 
-        async def outbox_due(self, now: float, limit: int = 100) -> list[Any]:
+        async def outbox_oldest(self, per_receiver: int) -> list[Any]:
             if self.fail:
                 self.fail -= 1
                 raise OSError("disk hiccup")
-            return await self.inner.outbox_due(now, limit)
+            return await self.inner.outbox_oldest(per_receiver)
 
     fake = Fake()
     flaky = Flaky(store)
@@ -456,3 +457,96 @@ async def test_a_503_with_retry_after_is_honoured(store: Store) -> None:
         await ob.tick()
     (row,) = await store.outbox_due(1e9)
     assert row.due_at == 45.0 and row.last_error == "HTTP 503: down for maintenance"
+
+
+def filler(i: int, receiver: str, created: float, due: float) -> OutboxRow:
+    """A pending row of its own group, written straight to the store (a backlog)."""
+    p = {"id": f"f{i}", "receiver": receiver, "action": "trigger", "dedup_key": f"fk{i}",
+         "incident": {}, "created_at": created}  # fmt: skip
+    return OutboxRow(f"f{i}", receiver, p, created, due, 1e9, 1, "pending", None)
+
+
+async def test_resolve_never_overtakes_its_trigger_behind_a_backlog(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More rows pending than one scan reads: the trigger backing off must not fall out of the
+    # scan while its resolve, newer but due earlier, is sent on its own (resolve-before-trigger
+    # opens a PagerDuty incident that never resolves).
+    monkeypatch.setattr(outbox_mod, "_SCAN_LIMIT", 5)
+    clock, fake = FakeClock(0.0), Fake(transient())
+    ob, _ = outbox(store, clock, r=fake)
+    await ob.enqueue(note("t", "trigger"))
+    await ob.tick()  # t fails, backs off to 1..2 s
+    (t,) = await store.outbox_due(1e9)
+    for i in range(10):  # the same receiver's backlog, due before t's retry
+        await store.outbox_enqueue(filler(i, "r", 0.1, t.due_at - 0.05))
+    clock.set(0.5)
+    await ob.enqueue(note("z", "resolve"))
+    await ob.tick()
+    assert [n.id for n in fake.sent] == []
+    clock.set(t.due_at)
+    while await ob.tick():
+        pass
+    sent = [n.id for n in fake.sent]
+    assert sent.index("t") < sent.index("z") and len(sent) == 12
+
+
+async def test_a_backlog_of_one_receiver_does_not_hold_up_another(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_mod, "_SCAN_LIMIT", 5)
+    clock, slow, pd = FakeClock(10.0), Fake(), Fake()
+    ob, _ = outbox(store, clock, slow=slow, pd=pd)
+    for i in range(10):  # older, backing off for a minute
+        await store.outbox_enqueue(filler(i, "slow", 1.0, 70.0))
+    await ob.enqueue(note("page", receiver="pd"))
+    assert await ob.tick() == 1 and [n.id for n in pd.sent] == ["page"]
+
+
+async def test_pending_counts_every_row_not_one_scan(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_mod, "_SCAN_LIMIT", 5)
+    clock = FakeClock(100.0)
+    ob, reg = outbox(store, clock, r=Fake(), other=Fake())
+    for i in range(12):
+        await store.outbox_enqueue(filler(i, "r", 1.0 + i, 500.0))
+    await store.outbox_enqueue(filler(99, "other", 50.0, 500.0))
+    await ob.tick()
+    assert ob.health()["pending"] == 13
+    assert ob.health()["oldest_pending_age"] == 99.0
+    assert reg.get_sample_value("crisiswatch_outbox_pending") == 13.0
+
+
+async def test_no_repeat_is_queued_behind_a_resolve_beyond_the_scan(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_mod, "_SCAN_LIMIT", 5)
+    clock, am = FakeClock(0.0), Fake(repeat_seconds=30)
+    ob, _ = outbox(store, clock, am=am)
+    await ob.enqueue(note("t1", receiver="am"))
+    await ob.tick()
+    for i in range(6):  # a backlog for "am" that is not due yet
+        await store.outbox_enqueue(filler(i, "am", 1.0, 1000.0))
+    clock.set(2.0)
+    await ob.enqueue(note("res", "resolve", receiver="am"))  # beyond the scan
+    clock.set(30.0)
+    await ob.tick()
+    # a "still firing" re-send created now would go out after the resolve and re-open the alert
+    assert "t1#r1" not in [r.id for r in await store.outbox_due(1e9, limit=100)]
+
+
+async def test_a_repeat_held_back_by_a_busy_alert_does_not_spin_the_loop(store: Store) -> None:
+    # The repeat is due but waits for the acknowledge backing off in its group: the loop must
+    # sleep until something changes, not rescan the store without pause until then.
+    clock = FakeClock(0.0)
+    am = Fake(None, RateLimited("am", 60.0), repeat_seconds=30)
+    ob, _ = outbox(store, clock, am=am)
+    await ob.enqueue(note("t1", receiver="am"))
+    await ob.tick()
+    clock.set(10.0)
+    await ob.enqueue(note("a1", "acknowledge", receiver="am"))
+    await ob.tick()  # 429: back off until 70
+    clock.set(30.0)
+    assert await ob._dispatch() > 0  # the wait until the next scan
+    assert [n.id for n in am.sent] == ["t1"]

@@ -230,3 +230,46 @@ async def test_too_many_items_are_refused_without_reading_them_all(
     assert r.status == 413
     assert parsed <= 501  # max_items + 1
     assert h.letters.reasons == {"oversize": 1} and h.submitted == []
+
+
+async def test_a_backed_up_pipeline_sheds_requests_with_503_and_takes_nothing_of_them() -> None:
+    # A slow pipeline and retrying clients: every request waiting in `submit` held its parsed
+    # body, without limit. Past a few waiting requests the rest are refused whole, at once.
+    h = make_harness()
+    gate, waiting = asyncio.Event(), 0
+
+    async def slow_submit(m: Any) -> None:
+        nonlocal waiting
+        waiting += 1
+        await gate.wait()
+        waiting -= 1
+        h.submitted.append(m)
+
+    h.ctx.submit = slow_submit
+    app = web.Application()
+    ingest = MentionIngest(HttpIngestConfig(enabled=True), h.ctx, Secret(TOKEN), max_waiting=2)
+    app.add_routes(ingest.routes())
+    async with TestClient(TestServer(app)) as client:
+
+        async def post(body: Any, **headers: str) -> tuple[int, dict[str, Any], Any]:
+            r = await client.post("/api/v1/mentions", json=body, headers={**AUTH, **headers})
+            return r.status, dict(r.headers), await r.json()
+
+        held = [asyncio.create_task(post(item(i))) for i in (1, 2)]
+        while waiting < 2:
+            await asyncio.sleep(0.01)
+        shed = asyncio.create_task(post([item(3), item(2), {"nope": 1}]))
+        while not shed.done() and waiting < 3:
+            await asyncio.sleep(0.01)
+        assert waiting == 2, "a third request went waiting in submit"
+        status, headers, body = await shed
+        assert status == 503 and int(headers["Retry-After"]) >= 1 and "error" in body
+        assert h.metric("crisiswatch_collector_shed_requests_total", source="http") == 1
+        gate.set()
+        assert [s for s, _, _ in await asyncio.gather(*held)] == [200, 200]
+        # nothing of the refused request was taken: no dead letter, no dedup entry
+        assert h.letters.items == []
+        status, _, body = await post([item(3), item(2), {"nope": 1}])
+        assert status == 207
+        assert [i["status"] for i in body["items"]] == ["accepted", "duplicate", "rejected"]
+    assert sorted(m.id for m in h.submitted) == ["1", "2", "3"]

@@ -107,6 +107,30 @@ async def test_outbox_enqueue_due_update_stats(store: Store) -> None:
         "pending": 1, "delivered": 1, "expired": 1, "oldest_pending_age": 10.0}  # fmt: skip
 
 
+async def test_outbox_oldest_reads_a_prefix_of_every_receivers_queue(store: Store) -> None:
+    def row(i: str, receiver: str, created: float, due: float, state: str = "pending") -> OutboxRow:
+        return OutboxRow(i, receiver, {"id": i}, created, due, 1e9, 0, state, None)
+
+    # creation order, ties broken by id code point by code point ("B" < "a" < "é")
+    for r in (
+        row("a", "pd", 2.0, 90.0),
+        row("é", "pd", 2.0, 1.0),
+        row("B", "pd", 2.0, 50.0),
+        row("old", "pd", 1.0, 99.0),
+        row("late", "pd", 3.0, 0.0),
+        row("done", "pd", 0.5, 0.0, "delivered"),
+        row("s1", "slack", 5.0, 0.0),
+    ):
+        await store.outbox_enqueue(r)
+    assert [r.id for r in await store.outbox_oldest(3)] == ["old", "B", "a", "s1"]
+    assert [r.id for r in await store.outbox_oldest(10)] == ["old", "B", "a", "é", "late", "s1"]
+    assert (await store.outbox_oldest(1))[0] == row("old", "pd", 1.0, 99.0)
+    assert await store.outbox_pending_count() == 6
+    await store.outbox_update("old", state="expired", attempts=1, due_at=99.0, last_error="x")
+    assert await store.outbox_pending_count() == 5
+    assert [r.id for r in await store.outbox_oldest(1)] == ["B", "s1"]
+
+
 async def test_outbox_prune_drops_only_old_finished_rows(store: Store) -> None:
     def row(i: str, created: float, state: str) -> OutboxRow:
         return OutboxRow(i, "pager", {"id": i}, created, created, 1e9, 1, state, None)
