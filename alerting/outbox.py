@@ -17,8 +17,9 @@ Guarantees
   so the oldest row of each group it sees is in it (rows beyond wait their turn).
 * **Retries read only** ``DeliveryError.recoverable`` (429/5xx/connection errors), never text.
 * **Alertmanager stays firing**: a receiver whose notifier has ``repeat_seconds`` gets the last
-  trigger/acknowledge of a group re-sent at that interval until a resolve is delivered; that
-  state lives in the store (key ``outbox.repeat``), so it survives restarts too.
+  trigger/acknowledge of a group re-sent at that interval until a resolve is delivered or given
+  up on (or the receiver leaves the config); that state lives in the store (key
+  ``outbox.repeat``), so it survives restarts too.
 
 >>> p = RetryPolicy(base=2.0, cap=60.0, expire=3600.0)
 >>> [backoff(a, p, 1.0) for a in (1, 2, 3, 10)]

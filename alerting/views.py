@@ -1,7 +1,7 @@
 """What the wall shows of alerting: escalation progress per incident, and who is on call now.
 
 Pure functions over the escalation state and the directory; the composition root publishes
-their results on the hub (`incident["escalation"]`, topic `oncall`).
+their results on the hub (`incident["escalation"]`, topics `escalation` and `oncall`).
 """
 
 from __future__ import annotations

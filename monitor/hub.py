@@ -1,4 +1,5 @@
-"""In-process fan-out of what the pipeline derives (series points, scores, incidents, sources).
+"""In-process fan-out of what the service derives (series points, incidents, escalations, sources,
+on call, live counts).
 
 Publishing never waits: every subscriber has a bounded queue; when it is full the oldest
 message is dropped and counted (per subscriber, and through the hub's `on_drop`, e.g. a

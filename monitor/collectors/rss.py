@@ -1,4 +1,4 @@
-"""RSS/Atom news poller: conditional GET, feedparser, dedup by guid (or link).
+"""RSS/Atom news poller: conditional GET, feedparser, dedup by guid (or link, or content).
 
 Each feed keeps ``{etag, last_modified, seen}`` in the KeyValue store, so a restart neither
 re-downloads an unchanged feed (``If-None-Match`` / ``If-Modified-Since`` -> 304) nor
