@@ -33,7 +33,7 @@ from dashboards.view import WallState, live_view
 from dashboards.wall import close_walls, run_live, wall_routes
 from detectors.stage import DetectionStage
 from monitor.aggregate import Aggregator
-from monitor.clock import Clock
+from monitor.clock import Clock, ScaledClock
 from monitor.collectors.base import Source, SourceContext, SourceHealth
 from monitor.collectors.demo import DemoSource
 from monitor.collectors.registry import (
@@ -96,9 +96,9 @@ class App:
         self.detector = DetectionStage(config.detection)
         closed = (saved.aggregator or {}).get("closed_until")
         if closed is not None and closed > clock.now() + agg.bucket_seconds:
-            # event time was closed beyond now: the last run's clock ran ahead of this one
-            # (`make run` at --speed > 1, a system clock set back). Kept, it would count every
-            # mention as late until the clock caught up, and the detectors would learn nothing.
+            # event time was closed beyond now: a system clock set back (a sped-up run's clock
+            # resumes instead, see `open`). Kept, it would count every mention as late until
+            # the clock caught up, and the detectors would learn nothing.
             log.warning(
                 "saved state reaches %.0f s beyond the clock: starting detection afresh",
                 closed - clock.now(),
@@ -281,6 +281,13 @@ class App:
             alerting=json.loads(raw) if (raw := await store.get(ALERTING_KEY)) else None,
             aggregator=json.loads(raw) if (raw := await store.get("aggregator")) else None,
         )
+        closed = (saved.aggregator or {}).get("closed_until")
+        agg = config.aggregation
+        if isinstance(clock, ScaledClock) and closed is not None and closed > clock.now():
+            # a sped-up run (`make run`, a replay) restarted: its time ran ahead of the wall
+            # clock; resume where it stood so the saved state stays valid
+            clock.resume_at(closed + agg.watermark_seconds)
+            log.info("simulated clock resumes at the saved state (%.0f)", clock.now())
         return cls(config, clock, store, saved)
 
     # --- read side -----------------------------------------------------------------------

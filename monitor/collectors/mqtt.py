@@ -161,13 +161,15 @@ class MqttSource:
 def out_topic(prefix: str, topic: str, message: Mapping[str, Any]) -> str:
     """Where a hub message goes on MQTT.
 
-    >>> out_topic("crisiswatch/out", "score", {"series": "acme/x", "score": 0.7})
-    'crisiswatch/out/score/acme_x'
+    >>> out_topic("crisiswatch/out", "series", {"topic": "acme/x", "score": 0.7})
+    'crisiswatch/out/series/acme_x'
     >>> out_topic("p", "incident", {"id": "inc-1"}), out_topic("p", "other", {})
     ('p/incident/inc-1', 'p/other')
     """
-    field = {"series": "series", "score": "series", "incident": "id", "source": "name"}.get(topic)
-    value = message.get(field) if field else None
+    # the key that names each message's subject (`pipeline.series_point` calls a series "topic")
+    field = {"series": "topic", "incident": "id", "source": "name", "escalation": "incident_id"}
+    key = field.get(topic)
+    value = message.get(key) if key else None
     if value is None and topic == "incident":
         inner = message.get("incident")
         value = inner.get("id") if isinstance(inner, Mapping) else None
@@ -181,7 +183,7 @@ def _level(s: str) -> str:
 
 
 #: Hub topics whose newest message is a state (retained for late subscribers), not an event.
-RETAINED = frozenset({"score", "source"})
+RETAINED = frozenset({"source"})
 
 
 class MqttPublisher:

@@ -43,8 +43,8 @@ class AggregationConfig(Section):
 class StorageConfig(Section):
     url: str = "sqlite:///var/crisiswatch.db"
     checkpoint_seconds: float = Field(default=30.0, gt=0)
-    # PostgreSQL: how long a statement waits for a lost connection to come back before the
-    # error stops the service (a restart then resumes from the store)
+    # PostgreSQL: how long a statement waits for a lost connection to come back before it
+    # fails; the service logs the failure and retries the write later (docs/delivery.md)
     retry_seconds: float = Field(default=30.0, ge=0)
 
 

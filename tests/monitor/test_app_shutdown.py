@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from monitor.app import App
-from monitor.clock import FakeClock
+from monitor.clock import FakeClock, ScaledClock
 from monitor.decode import encode_mention
 from monitor.model import Author, Mention
 from monitor.storage import open_store
@@ -65,7 +65,7 @@ async def test_queued_and_stranded_mentions_are_counted_and_kept_across_a_restar
         await store.close()
 
 
-async def test_saved_state_from_a_clock_that_ran_ahead_is_not_restored(tmp_path: Path) -> None:
+async def test_saved_state_ahead_of_the_clock(tmp_path: Path) -> None:
     cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
     store = await open_store(cfg.storage.url)
     try:
@@ -77,8 +77,17 @@ async def test_saved_state_from_a_clock_that_ran_ahead_is_not_restored(tmp_path:
         await ahead.close()
         assert ahead.aggregator.closed_until is not None and ahead.detector.series_count
 
+        # a clock set back: the state is not restored
         app = await App.open(cfg, FakeClock(NOW), store)
         assert app.aggregator.closed_until is None and app.detector.series_count == 0
+        await app.close()
+
+        # a sped-up run restarted: its clock resumes at the saved state, which is kept
+        scaled = ScaledClock(FakeClock(NOW), speed=10.0)
+        app = await App.open(cfg, scaled, store)
+        assert app.aggregator.closed_until == ahead.aggregator.closed_until
+        assert app.detector.series_count == ahead.detector.series_count
+        assert scaled.now() >= ahead.aggregator.closed_until
         await app.close()
     finally:
         await store.close()

@@ -191,8 +191,9 @@ async def test_publisher_sends_hub_messages_to_documented_topics() -> None:
         await sub.subscribe(f"{prefix}/#", qos=1)
         task = asyncio.create_task(publisher.run(hub))
         await _wait(lambda: publisher.connected and hub.subscribers == 1, 10)
-        hub.publish("series", {"series": "acme", "start": 60.0, "count": 3})
-        hub.publish("score", {"series": "acme", "score": 0.91})
+        # a series point as the pipeline publishes it (`series_point`)
+        hub.publish("series", {"topic": "acme", "t": 60.0, "count": 3, "score": 0.91})
+        hub.publish("escalation", {"incident_id": "inc-7", "level": 2})
         hub.publish("incident", {"id": "inc-7", "state": "triggered"})
 
         async def collect() -> None:
@@ -206,8 +207,8 @@ async def test_publisher_sends_hub_messages_to_documented_topics() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert received == [
-        (f"{prefix}/series/acme", {"series": "acme", "start": 60.0, "count": 3}),
-        (f"{prefix}/score/acme", {"series": "acme", "score": 0.91}),
+        (f"{prefix}/series/acme", {"topic": "acme", "t": 60.0, "count": 3, "score": 0.91}),
+        (f"{prefix}/escalation/inc-7", {"incident_id": "inc-7", "level": 2}),
         (f"{prefix}/incident/inc-7", {"id": "inc-7", "state": "triggered"}),
     ]
     assert out_topic(prefix, "source", {"name": "a/b"}) == f"{prefix}/source/a_b"
