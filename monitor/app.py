@@ -86,7 +86,7 @@ class App:
             registry=self.registry,
         )
         self.hub = Hub(on_drop=self.metrics.hub_dropped.inc)
-        self.dead_letters = DeadLetters(store, clock)
+        self.dead_letters = DeadLetters(store, clock, keep=config.storage.dead_letter_keep)
         topics = config.topics
         self.enricher = Enricher(topics, config.enrichment)
         agg = config.aggregation

@@ -1,10 +1,11 @@
 """The dead-letter sink: bad input is stored with its reason, never raised.
 
 Collectors count rejects per (source, reason) in `crisiswatch_collector_dead_letters_total`;
-this sink keeps the evidence, bounded: the store keeps the newest `keep` rejects of every
-(source, reason) (a flood of one bad publisher must not fill the disk nor push out the rare
-reason), and at most `max_pending` writes wait for a slow store; past that a reject is
-still counted, its payload is not kept (`dropped`, logged).
+this sink keeps the evidence: all of it by default (nothing is lost), or, with `keep`
+(`storage.dead_letter_keep`), the newest `keep` rejects of every (source, reason), so a flood
+of one bad publisher can neither fill the disk nor push out the rare reason. At most
+`max_pending` writes wait for a slow store; past that a reject is still counted, its payload
+is not kept (`dropped`, logged).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class DeadLetters:
         store: Store,
         clock: Clock,
         *,
-        keep: int = 500,
+        keep: int | None = None,
         prune_every: int = 1000,
         max_pending: int = 1000,
     ) -> None:
@@ -55,7 +56,7 @@ class DeadLetters:
             )
         )
         # the first write of a run prunes what earlier runs left, then every `prune_every`
-        if self._writes % self._prune_every == 0:
+        if self._keep is not None and self._writes % self._prune_every == 0:
             self._spawn(self._store.prune_dead_letters(self._keep))
         self._writes += 1
 

@@ -46,6 +46,9 @@ class StorageConfig(Section):
     # PostgreSQL: how long a statement waits for a lost connection to come back before it
     # fails; the service logs the failure and retries the write later (docs/delivery.md)
     retry_seconds: float = Field(default=30.0, ge=0)
+    # Newest rejects kept per (source, reason) in the dead-letter store; unset keeps them all
+    # (nothing is lost). A bound keeps one flooding publisher from filling the disk.
+    dead_letter_keep: int | None = Field(default=None, ge=1)
 
 
 class ServerConfig(Section):

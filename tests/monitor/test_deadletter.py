@@ -33,6 +33,18 @@ async def test_a_flood_of_one_reason_is_bounded_and_keeps_the_rare_reason(tmp_pa
         await store.close()
 
 
+async def test_by_default_every_reject_is_kept(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/dl.db")
+    try:
+        dl = DeadLetters(store, FakeClock(1.0), prune_every=10)
+        for i in range(300):
+            dl.reject("mqtt", "malformed_json", f"line {i}", b"{")
+        await dl.flush()
+        assert (await store.count_dead_letters())[("mqtt", "malformed_json")] == 300
+    finally:
+        await store.close()
+
+
 class SlowStore:
     """Holds every write until released; counts what arrived."""
 
