@@ -47,12 +47,18 @@ class Series:
 
 
 def parse_time(text: str) -> float:
-    """NAB timestamp (no zone, treated as UTC) to epoch seconds.
+    """NAB timestamp (no zone: UTC; with an offset: honoured) to epoch seconds.
+
+    An export in local time carries its offset, which changes at DST: dropping it would
+    repeat an hour in autumn (its rows judged late) and skip one in spring.
 
     >>> parse_time("2015-02-26 21:42:53"), parse_time("2015-02-26 21:42:53.000000")
     (1424986973.0, 1424986973.0)
+    >>> parse_time("2015-02-26T22:42:53+01:00"), parse_time("2015-02-26T21:42:53Z")
+    (1424986973.0, 1424986973.0)
     """
-    return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).timestamp()
+    dt = datetime.fromisoformat(text.strip())
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def read_series(path: Path) -> Series:
@@ -95,6 +101,12 @@ def to_buckets(s: Series) -> list[Bucket]:
     """
     diffs = [b - a for a, b in zip(s.t, s.t[1:], strict=False)]
     width = statistics.median(diffs) if diffs else 300.0
+    if width <= 0.0:
+        # mostly repeated (or backward) stamps: the width is the typical step forward
+        steps = [d for d in diffs if d > 0.0]
+        if not steps:
+            raise BacktestInputError(s.name, "timestamps never increase: no bucket width")
+        width = statistics.median(steps)
     return [
         Bucket(s.name, t, width, count=max(0, round(v)) if math.isfinite(v) else 0)
         for t, v in zip(s.t, s.values, strict=True)

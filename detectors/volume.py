@@ -43,6 +43,9 @@ from monitor.model import Bucket
 
 DAY = 86_400.0
 _PHI_MIN, _PHI_MAX = 0.01, 20.0
+# A level below this fraction of the pseudo-count rate is a series silent for weeks (about ten
+# level half-lives): its baseline no longer says anything (see VolumeDetector._wake)
+_DORMANT = 1e-3
 
 
 def nb_tail(x: float, mu: float, phi: float) -> float:
@@ -279,6 +282,8 @@ class VolumeDetector:
         if n == 0:
             self.t0 = t
             self.level = max(x, 0.5) / width
+        elif x > 0.0 and self.level < _DORMANT * self.pseudo_rate:
+            n = self._wake()
         a = self._a if self._a[0] == width else self._weights(width)
         mu = self._mu if self._mu_t == t else self.expected(bucket)
         new_day = n > 0 and int(t // DAY) != int(self.t_last // DAY)
@@ -334,6 +339,24 @@ class VolumeDetector:
         if new_day:
             self._renormalise()
         self._mu_t = math.nan
+
+    def _wake(self) -> int:
+        """A mention after weeks of silence: learn the level afresh (0 buckets seen).
+
+        The silence drove the level to ~0, and from there the winsorised level can only creep
+        up while the seasonal factors chase ratios in the thousands: the renormalisation then
+        moved that mass into one weekday and hour, and the baseline sat 10^5 times above the
+        series for weeks (no crisis could page). Instead the level restarts as a new series'
+        does (a plain mean, no winsorising for the first buckets), with the prior dispersion
+        and spreads (they shrank on zeros against zeros); the daily and weekly shape, the
+        warm-up already done and the evidence windows stay.
+        """
+        self.disp_num = self.disp_den = 0.0
+        sc = self._scale
+        for j3 in range(0, len(sc), 3):
+            sc[j3 + 2] = 0.3
+        self.n = 0
+        return 0
 
     def _renormalise(self) -> None:
         """Keep seasonal factors at mean 1 so ``level`` stays the mean rate (once a day)."""

@@ -39,8 +39,9 @@ class DetectionConfig(Section):
     """Time constants of the observed-vs-expected evidence windows (0 = the bucket itself)."""
     scale_weights: tuple[float, ...] = (0.6, 1.0, 1.0, 1.0)
     """Each scale's evidence counts times this: a single bucket is noisier than an hour."""
-    pseudo_count_per_second: float = Field(default=2.0 / 300.0, ge=0)
-    """Added to observed and expected rates, so a sparse series' 0 -> 2 is no crisis."""
+    pseudo_count_per_second: float = Field(default=2.0 / 300.0, gt=0)
+    """Added to observed and expected rates, so a sparse series' 0 -> 2 is no crisis (and
+    ``log(0 / 0)`` never happens: 0 would crash the stage on a series' first empty buckets)."""
     z_half: float = Field(default=4.0, gt=0)
     """Deviation (in the series' own typical deviations) that maps to volume signal 0.5."""
     tail_guard: float = Field(default=1e-2, gt=0, le=1)
@@ -77,8 +78,13 @@ class DetectionConfig(Section):
         s = self.severity_thresholds
         if not (s[0] >= s[1] >= s[2]):
             raise at("severity_thresholds", "must be descending (SEV1 first)")
+        if not all(0.0 < x <= 1.0 for x in s):
+            # scores are in [0, 1]: percent-style cuts (95, 85, 70) would never be reached
+            raise at("severity_thresholds", f"scores are in [0, 1], got {list(s)}")
         if any(x < 0 for x in self.scales_seconds) or not self.scales_seconds:
             raise at("scales_seconds", "needs at least one non-negative window")
         if len(self.scale_weights) != len(self.scales_seconds):
             raise at("scale_weights", "needs one weight per entry of scales_seconds")
+        if any(w < 0 for w in self.scale_weights):
+            raise at("scale_weights", "must not be negative (0 turns a scale off)")
         return self

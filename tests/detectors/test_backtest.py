@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors.backtest import run_backtest
+from detectors.backtest import read_series, run_backtest
 from monitor.config.detection import DetectionConfig
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "nab"
@@ -111,3 +111,41 @@ def test_labels_that_name_none_of_the_inputs_are_an_error(tmp_path: Path) -> Non
     log = io.StringIO()
     assert run_backtest([src], tmp_path / "o", DetectionConfig(), lab, log) == 2
     assert "labels none of the inputs" in log.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        # most stamps repeated: the width is the typical step forward, repeats are late rows
+        (["00:00:00,3", "00:00:00,4", "00:00:00,4", "00:05:00,4"], 0),
+        (["00:00:00,3", "00:00:00,4"], "timestamps never increase"),
+        (["00:10:00,3", "00:05:00,4", "00:00:00,4"], "timestamps never increase"),
+    ],
+)
+def test_stamps_that_do_not_step_forward_are_no_traceback(
+    tmp_path: Path, rows: list[str], outcome: int | str
+) -> None:
+    """The bucket width was the median step: 0 or negative, and the stage divided by it."""
+    src = tmp_path / "odd.csv"
+    src.write_text("timestamp,value\n" + "".join(f"2015-01-01 {r}\n" for r in rows))
+    log = io.StringIO()
+    code = run_backtest([src], tmp_path / "o", DetectionConfig(), None, log)
+    if outcome == 0:
+        assert code == 0
+        assert len(list(csv.DictReader((tmp_path / "o" / "odd.csv").open()))) == len(rows)
+    else:
+        assert code == 2 and f"odd.csv: {outcome}" in log.getvalue()
+
+
+def test_stamps_with_a_utc_offset_are_read_in_that_offset(tmp_path: Path) -> None:
+    """A local-time export across a DST change: the offsets make the stamps one 5-min grid.
+    The offset was dropped, so the autumn hour repeated (rows judged late, never learned)."""
+    src = tmp_path / "local.csv"
+    lines = ["timestamp,value"]
+    for i in range(48):  # 2015-10-25 00:00 UTC .. 03:55 UTC; CEST ends at 01:00 UTC
+        h, m = divmod(i * 5, 60)
+        offset = 2 if h < 1 else 1
+        lines.append(f"2015-10-25T{h + offset:02d}:{m:02d}:00+0{offset}:00,{i}")
+    src.write_text("\n".join(lines) + "\n")
+    s = read_series(src)
+    assert all(b - a == 300.0 for a, b in itertools.pairwise(s.t))

@@ -1,11 +1,16 @@
-"""The volume detector's weekday memory (``weekly_halflife_weeks``)."""
+"""The volume detector: its weekday memory (``weekly_halflife_weeks``), waking after silence."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from detectors.stage import DetectionStage, Verdict
 from detectors.volume import DAY, VolumeDetector
+from monitor.config.detection import DetectionConfig
 from monitor.model import Bucket
+from tests.detectors.synthetic import poisson
 
 WIDTH = 3600.0
 MONDAY = 4 * DAY  # 1970-01-05 was a Monday
@@ -30,3 +35,30 @@ def test_a_longer_weekday_memory_moves_less_after_one_unusual_day() -> None:
     # one day is one sample of a weekday: its pull roughly halves when the memory doubles
     assert (default - 1.0) == pytest.approx((short - 1.0) / 2.0, rel=0.25)
     assert (long - 1.0) == pytest.approx((default - 1.0) / 2.0, rel=0.25)
+
+
+def test_a_series_back_after_two_silent_months_gets_a_sane_baseline() -> None:
+    """Weeks of empty buckets (a topic nobody mentioned) drove the level to ~0; when mentions
+    came back the seasonal factors took up the slack and the baseline ended 25,000x above the
+    series for weeks: blind to any crisis, and 'active' for days after the one real onset."""
+    rng = random.Random(5)
+    stage = DetectionStage(DetectionConfig())
+    width, rate = 300.0, 2.0
+    t = 0.0
+
+    def feed(days: float, lam: float) -> list[Verdict]:
+        nonlocal t
+        out = []
+        for _ in range(round(days * DAY / width)):
+            count = poisson(rng, lam) if lam else 0
+            out.append(stage.observe(Bucket("s", t, width, count=count)))
+            t += width
+        return out
+
+    feed(10, rate)
+    feed(60, 0.0)
+    back = feed(14, rate)
+    assert sum(v.onset == "open" for v in back) == 1  # waking up is news, once
+    assert sum(v.active for v in back) < 0.05 * len(back)
+    second_week = [v.explanation["expected"] / rate for v in back[len(back) // 2 :]]
+    assert min(second_week) > 0.5 and max(second_week) < 2.0
