@@ -133,6 +133,7 @@ def build_volume(cfg: DetectionConfig) -> Detector:
         z_half=cfg.z_half,
         tail_guard=cfg.tail_guard,
         clip=cfg.robust_clip,
+        min_count=cfg.volume_min_count,
         warmup=cfg.warmup_seconds,
     )
 

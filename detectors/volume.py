@@ -102,6 +102,7 @@ class VolumeDetector:
         "dispersion_halflife",
         "level",
         "level_halflife",
+        "min_count",
         "n",
         "pseudo_rate",
         "scales",
@@ -122,6 +123,7 @@ class VolumeDetector:
         "clip",
         "dispersion_halflife",
         "level_halflife",
+        "min_count",
         "pseudo_rate",
         "season_halflife_days",
         "spread_halflife",
@@ -151,6 +153,7 @@ class VolumeDetector:
         z_half: float = 4.0,
         tail_guard: float = 1e-2,
         clip: float = 3.0,
+        min_count: float = 3.0,
         warmup: float = DAY,
     ) -> None:
         self.level_halflife = level_halflife
@@ -166,6 +169,7 @@ class VolumeDetector:
         self.z_half = z_half
         self.tail_guard = tail_guard
         self.clip = clip
+        self.min_count = min_count
         self.warmup = warmup
         self.n = 0
         self.t0 = math.nan
@@ -267,9 +271,14 @@ class VolumeDetector:
             aj = a[6 + best_j]
             n_eff = (2.0 - aj) / aj
             ex, em = pend[3 * best_j], pend[3 * best_j + 1]
-            p = nb_tail(ex * n_eff, em * n_eff, self.phi / n_eff)
-            if p > self.tail_guard:
+            if ex * n_eff < self.min_count:
+                # a lone mention in a quiet series: improbable under any baseline near zero,
+                # but no crisis (and not worth the tail's incomplete beta)
                 best_z = 0.0
+            else:
+                p = nb_tail(ex * n_eff, em * n_eff, self.phi / n_eff)
+                if p > self.tail_guard:
+                    best_z = 0.0
         self._last = (x, mu, p, best_z, best_j)
         return best_z / (best_z + self.z_half) if best_z > 0.0 else 0.0
 

@@ -46,6 +46,9 @@ class DetectionConfig(Section):
     """Deviation (in the series' own typical deviations) that maps to volume signal 0.5."""
     tail_guard: float = Field(default=1e-2, gt=0, le=1)
     """The count model must also find the window's sum this improbable (NB tail p)."""
+    volume_min_count: float = Field(default=3.0, ge=0)
+    """Mentions the winning evidence window must hold before volume may fire: a lone mention
+    in a quiet topic is improbable under its near-zero baseline, but it is no crisis."""
     robust_clip: float = Field(default=3.0, gt=0)
     """Baseline learns from values winsorised at this many standard deviations."""
     # --- sentiment / terms --------------------------------------------------------------
