@@ -257,6 +257,11 @@ class IncidentBook:
             return self._update(target, sev, verdict.score, explanation, now, detail, force)
 
         if verdict.active and current is not None and current.is_open:
+            if verdict.severity is None:
+                # the detector judged a late or repeated bucket without its gate: its score
+                # must neither re-page nor ease the incident
+                sev = current.severity
+                detail["severity"] = label(sev)
             return self._update(current, sev, verdict.score, explanation, now, detail, False)
         return []
 

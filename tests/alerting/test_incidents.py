@@ -81,6 +81,19 @@ def test_repage_when_severity_jumps_while_acknowledged() -> None:
     assert kinds(book.on_verdict(V("acme", 240, 0.9, 2), 240)) == ["updated"]
 
 
+def test_a_late_bucket_judged_without_its_gate_neither_repages_nor_eases() -> None:
+    """The detector scores a late or repeated bucket but passes no severity (its gate did
+    not step): a high score there must not re-page past the gate's repage limit, nor a low
+    one lower the incident's severity."""
+    book = IncidentBook()
+    iid = open_one(book, sev=3)
+    book.acknowledge(iid, "ana", 30)
+    assert kinds(book.on_verdict(V("acme", 40, 0.99, None), 60)) == ["updated"]
+    assert (book.get(iid).state, book.get(iid).severity) == ("acknowledged", 3)
+    book.on_verdict(V("acme", 50, 0.05, None), 70)
+    assert book.get(iid).severity == 3
+
+
 def test_detector_repage_onset_forces_a_page() -> None:
     book = IncidentBook()
     iid = open_one(book)
