@@ -31,7 +31,7 @@ import io
 import math
 import pickle
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from copy import copy
 from typing import Any, NamedTuple
 
@@ -181,6 +181,21 @@ class DetectionStage:
     @property
     def series_count(self) -> int:
         return len(self._series)
+
+    def retain(self, series: Collection[str]) -> list[str]:
+        """Forget every series not in ``series`` (topics removed from the config), so state
+        and checkpoints do not grow with every topic ever watched; returns the dropped names.
+
+        >>> from monitor.config.detection import DetectionConfig
+        >>> stage = DetectionStage(DetectionConfig())
+        >>> _ = stage.observe(Bucket("old", 0.0, 60.0)), stage.observe(Bucket("acme", 0.0, 60.0))
+        >>> stage.retain({"acme"}), stage.series_count
+        (['old'], 1)
+        """
+        gone = [name for name in self._series if name not in series]
+        for name in gone:
+            del self._series[name]
+        return gone
 
     def observe(self, bucket: Bucket) -> Verdict:
         """Judge one series-bucket (buckets of one series must come in event-time order)."""

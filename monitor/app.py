@@ -107,6 +107,11 @@ class App:
         if saved.detectors:
             try:
                 restarted = self.detector.restore(saved.detectors)
+                if gone := self.detector.retain({t.name for t in topics}):
+                    log.warning(
+                        "forgot the baselines of %d series no longer configured: %s",
+                        len(gone), ", ".join(sorted(gone)[:10]),
+                    )  # fmt: skip
                 if restarted:
                     log.warning(
                         "detection config changed the shape of learned state: %d series "

@@ -153,3 +153,23 @@ async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
         await app.close()
     finally:
         await store.close()
+
+
+async def test_series_of_topics_removed_from_the_config_are_forgotten(tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    try:
+        app = await App.open(cfg, FakeClock(NOW), store)
+        app.queue.put_nowait(mention(1, NOW - 300))
+        app.drain()
+        await app.pipeline.advance(NOW)
+        await app.checkpoint()
+        await app.close()
+        assert app.detector.series_count == len(cfg.topics) == 3
+
+        fewer = cfg.model_copy(update={"topics": cfg.topics[:1]})
+        again = await App.open(fewer, FakeClock(NOW), store)
+        assert again.detector.series_count == 1  # the checkpoint no longer carries the others
+        await again.close()
+    finally:
+        await store.close()
