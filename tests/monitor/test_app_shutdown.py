@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 
 from monitor.app import App
 from monitor.clock import FakeClock, ScaledClock
+from monitor.config import Config
 from monitor.decode import encode_mention
 from monitor.model import Author, Mention
-from monitor.storage import open_store
+from monitor.storage import Store, open_store
 from tests.conftest import demo_config
 
 TOKEN = "shutdown-test-token"
@@ -39,58 +41,59 @@ def open_count(app: App, topic: str) -> int:
     return sum(b.count for b in app.aggregator.open_buckets() if b.series == topic)
 
 
+@pytest.fixture
+async def quiet(tmp_path: Path) -> AsyncIterator[tuple[Config, Store]]:
+    """The demo config without the demo source, and its store."""
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    yield cfg, store
+    await store.close()
+
+
 async def test_queued_and_stranded_mentions_are_counted_and_kept_across_a_restart(
-    tmp_path: Path,
+    quiet: tuple[Config, Store],
 ) -> None:
-    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    cfg, store = quiet
     clock = FakeClock(NOW)
-    store = await open_store(cfg.storage.url)
-    try:
-        app = await App.open(cfg, clock, store)
-        for i in range(30):
-            app.queue.put_nowait(mention(i, NOW - 5))
-        app._stranded.append(mention(99, NOW - 5))  # what a cancelled pump held
-        assert app.drain() == 31 and app.queue.empty()
-        assert open_count(app, "acme") == 31
-        await app.checkpoint()
-        await app.close()
+    app = await App.open(cfg, clock, store)
+    for i in range(30):
+        app.queue.put_nowait(mention(i, NOW - 5))
+    app._stranded.append(mention(99, NOW - 5))  # what a cancelled pump held
+    assert app.drain() == 31 and app.queue.empty()
+    assert open_count(app, "acme") == 31
+    await app.checkpoint()
+    await app.close()
 
-        again = await App.open(cfg, clock, store)
-        assert open_count(again, "acme") == 31
-        (bucket,) = [b for b in again.aggregator.open_buckets() if b.series == "acme"]
-        assert bucket.negative == 31 and len(bucket.samples) == cfg.aggregation.samples_per_bucket
-        assert bucket.samples[0].mention.author.followers == 10 + 99  # highest reach first
-        await again.close()
-    finally:
-        await store.close()
+    again = await App.open(cfg, clock, store)
+    assert open_count(again, "acme") == 31
+    (bucket,) = [b for b in again.aggregator.open_buckets() if b.series == "acme"]
+    assert bucket.negative == 31 and len(bucket.samples) == cfg.aggregation.samples_per_bucket
+    assert bucket.samples[0].mention.author.followers == 10 + 99  # highest reach first
+    await again.close()
 
 
-async def test_saved_state_ahead_of_the_clock(tmp_path: Path) -> None:
-    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
-    store = await open_store(cfg.storage.url)
-    try:
-        ahead = await App.open(cfg, FakeClock(NOW + 3600), store)  # a --speed 10 demo, say
-        ahead.queue.put_nowait(mention(1, NOW + 3500))
-        ahead.drain()
-        await ahead.pipeline.advance(NOW + 3550)
-        await ahead.checkpoint()
-        await ahead.close()
-        assert ahead.aggregator.closed_until is not None and ahead.detector.series_count
+async def test_saved_state_ahead_of_the_clock(quiet: tuple[Config, Store]) -> None:
+    cfg, store = quiet
+    ahead = await App.open(cfg, FakeClock(NOW + 3600), store)  # a --speed 10 demo, say
+    ahead.queue.put_nowait(mention(1, NOW + 3500))
+    ahead.drain()
+    await ahead.pipeline.advance(NOW + 3550)
+    await ahead.checkpoint()
+    await ahead.close()
+    assert ahead.aggregator.closed_until is not None and ahead.detector.series_count
 
-        # a clock set back: the state is not restored
-        app = await App.open(cfg, FakeClock(NOW), store)
-        assert app.aggregator.closed_until is None and app.detector.series_count == 0
-        await app.close()
+    # a clock set back: the state is not restored
+    app = await App.open(cfg, FakeClock(NOW), store)
+    assert app.aggregator.closed_until is None and app.detector.series_count == 0
+    await app.close()
 
-        # a sped-up run restarted: its clock resumes at the saved state, which is kept
-        scaled = ScaledClock(FakeClock(NOW), speed=10.0)
-        app = await App.open(cfg, scaled, store)
-        assert app.aggregator.closed_until == ahead.aggregator.closed_until
-        assert app.detector.series_count == ahead.detector.series_count
-        assert scaled.now() >= ahead.aggregator.closed_until
-        await app.close()
-    finally:
-        await store.close()
+    # a sped-up run restarted: its clock resumes at the saved state, which is kept
+    scaled = ScaledClock(FakeClock(NOW), speed=10.0)
+    app = await App.open(cfg, scaled, store)
+    assert app.aggregator.closed_until == ahead.aggregator.closed_until
+    assert app.detector.series_count == ahead.detector.series_count
+    assert scaled.now() >= ahead.aggregator.closed_until
+    await app.close()
 
 
 @pytest.mark.integration
@@ -127,49 +130,43 @@ async def test_mentions_accepted_before_a_graceful_stop_survive_it(
 
 
 async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    quiet: tuple[Config, Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    cfg, store = quiet
     clock = FakeClock(NOW)
-    store = await open_store(cfg.storage.url)
-    try:
-        app = await App.open(cfg, clock, store)
-        real_put = store.put
-        calls: list[str] = []
+    app = await App.open(cfg, clock, store)
+    real_put = store.put
+    calls: list[str] = []
 
-        async def down(key: str, value: bytes) -> None:
-            calls.append(key)
-            raise ConnectionError("store down")
+    async def down(key: str, value: bytes) -> None:
+        calls.append(key)
+        raise ConnectionError("store down")
 
-        monkeypatch.setattr(store, "put", down)
-        clock.advance(cfg.storage.checkpoint_seconds + 1)
-        await app.on_verdicts([])  # before: the error ended the ticker, and the service
-        assert calls == ["detectors"]
-        monkeypatch.setattr(store, "put", real_put)
-        await app.on_verdicts([])  # not due yet: the interval restarted at the failed attempt
-        clock.advance(cfg.storage.checkpoint_seconds + 1)
-        await app.on_verdicts([])
-        assert await store.get("aggregator") is not None
-        await app.close()
-    finally:
-        await store.close()
+    monkeypatch.setattr(store, "put", down)
+    clock.advance(cfg.storage.checkpoint_seconds + 1)
+    await app.on_verdicts([])  # before: the error ended the ticker, and the service
+    assert calls == ["detectors"]
+    monkeypatch.setattr(store, "put", real_put)
+    await app.on_verdicts([])  # not due yet: the interval restarted at the failed attempt
+    clock.advance(cfg.storage.checkpoint_seconds + 1)
+    await app.on_verdicts([])
+    assert await store.get("aggregator") is not None
+    await app.close()
 
 
-async def test_series_of_topics_removed_from_the_config_are_forgotten(tmp_path: Path) -> None:
-    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
-    store = await open_store(cfg.storage.url)
-    try:
-        app = await App.open(cfg, FakeClock(NOW), store)
-        app.queue.put_nowait(mention(1, NOW - 300))
-        app.drain()
-        await app.pipeline.advance(NOW)
-        await app.checkpoint()
-        await app.close()
-        assert app.detector.series_count == len(cfg.topics) == 3
+async def test_series_of_topics_removed_from_the_config_are_forgotten(
+    quiet: tuple[Config, Store],
+) -> None:
+    cfg, store = quiet
+    app = await App.open(cfg, FakeClock(NOW), store)
+    app.queue.put_nowait(mention(1, NOW - 300))
+    app.drain()
+    await app.pipeline.advance(NOW)
+    await app.checkpoint()
+    await app.close()
+    assert app.detector.series_count == len(cfg.topics) == 3
 
-        fewer = cfg.model_copy(update={"topics": cfg.topics[:1]})
-        again = await App.open(fewer, FakeClock(NOW), store)
-        assert again.detector.series_count == 1  # the checkpoint no longer carries the others
-        await again.close()
-    finally:
-        await store.close()
+    fewer = cfg.model_copy(update={"topics": cfg.topics[:1]})
+    again = await App.open(fewer, FakeClock(NOW), store)
+    assert again.detector.series_count == 1  # the checkpoint no longer carries the others
+    await again.close()
