@@ -379,12 +379,13 @@ class App:
             try:
                 async with contextlib.aclosing(source.stream()) as stream:  # type: ignore[type-var]
                     async for mention in stream:
+                        admitted = self.admit(mention)
                         try:
-                            await self.queue.put(self.admit(mention))
+                            await self.queue.put(admitted)
                         except asyncio.CancelledError:
                             # shutting down with the queue full: the source already handed
                             # this one over (and may have acknowledged it), so drain() counts it
-                            self._stranded.append(mention)
+                            self._stranded.append(admitted)
                             raise
                         delay = 1.0
                 return

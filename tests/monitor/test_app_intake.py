@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from monitor.app import FUTURE_SECONDS, App
 from monitor.clock import FakeClock
+from monitor.collectors.base import SourceHealth
 from monitor.model import Author, Mention
 from monitor.storage import open_store
 from tests.conftest import demo_config
@@ -58,3 +60,34 @@ async def test_a_port_in_use_releases_what_the_app_holds(tmp_path: Path) -> None
             assert app.http.closed  # before: "Unclosed client session" at exit
         finally:
             await store.close()
+
+
+class _OneFutureMention:
+    name = "future"
+
+    def __init__(self) -> None:
+        self.health = SourceHealth(name="future", kind="test")
+
+    async def stream(self) -> AsyncIterator[Mention]:
+        yield mention(7, NOW + 10 * 365 * 86_400.0)
+        await asyncio.Event().wait()
+
+
+async def test_a_mention_stranded_at_shutdown_is_bounded_too(tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    try:
+        app = await App.open(cfg, FakeClock(NOW), store)
+        while not app.queue.full():
+            app.queue.put_nowait(mention(0, NOW))
+        pump = asyncio.create_task(app.pump(_OneFutureMention()))
+        for _ in range(100):  # until the pump waits on the full queue
+            await asyncio.sleep(0)
+        pump.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pump
+        (stranded,) = app._stranded
+        assert stranded.id == "m7" and stranded.created_at == NOW + FUTURE_SECONDS
+        await app.close()
+    finally:
+        await store.close()
