@@ -28,4 +28,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " received_at DOUBLE PRECISION NOT NULL)",
         ],
     ),
+    (
+        2,
+        [
+            # the outbox reads each receiver's oldest pending rows (`outbox_oldest`) on every
+            # pass: without this, every pass sorts the whole pending table
+            "CREATE INDEX outbox_pending ON outbox (state, receiver, created_at, id)",
+        ],
+    ),
 ]

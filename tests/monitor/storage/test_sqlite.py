@@ -9,6 +9,7 @@ import pytest
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.storage import OutboxRow, open_store
+from monitor.storage.migrations import MIGRATIONS
 from monitor.storage.sqlite import SqliteStore
 
 
@@ -45,7 +46,7 @@ async def test_kv_incidents_outbox_and_dead_letters_survive_reopen(tmp_path: Pat
     stats = await store.outbox_stats(10.0)
     assert stats["pending"] == 0 and stats["delivered"] == 1
     assert await store.count_dead_letters() == {("mqtt", "malformed_json"): 1}
-    assert isinstance(store, SqliteStore) and await store.schema_version() == 1
+    assert isinstance(store, SqliteStore) and await store.schema_version() == MIGRATIONS[-1][0]
     await store.close()
 
 
