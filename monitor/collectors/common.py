@@ -207,6 +207,13 @@ class CollectorMetrics:
             ["source", "kind"],
             registry=r,
         )
+        self.shed_requests = Counter(
+            "crisiswatch_collector_shed_requests_total",
+            "Ingest requests refused with 503 while the pipeline was backed up (none of "
+            "their items was taken)",
+            ["source"],
+            registry=r,
+        )
         self.published = Counter(
             "crisiswatch_mqtt_published_total",
             "Derived messages published to MQTT, by hub topic",

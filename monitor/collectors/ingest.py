@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import hmac
 import json
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
 
 from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes, read_body
@@ -41,22 +39,6 @@ _NDJSON_TYPES = (
 #: parsed mentions, so this bounds what a slow pipeline and retrying clients can pile up.
 MAX_WAITING = 4
 RETRY_AFTER_SECONDS = 2
-
-_SHED: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-
-
-def shed_counter(registry: CollectorRegistry) -> Counter:
-    """``crisiswatch_collector_shed_requests_total{source}``, once per registry."""
-    c = _SHED.get(registry)
-    if c is None:
-        c = _SHED[registry] = Counter(
-            "crisiswatch_collector_shed_requests_total",
-            "Ingest requests refused with 503 while the pipeline was backed up (none of "
-            "their items was taken)",
-            ["source"],
-            registry=registry,
-        )
-    return c
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +138,6 @@ class MentionIngest:
         self.intake.set_connected(token is not None)
         self._metrics = metrics_for(ctx.registry)
         self._allowed = frozenset(cfg.allowed_sources)
-        self._shed = shed_counter(ctx.registry)
         self._max_waiting = max(1, max_waiting)
         self._waiting = 0  # admitted requests still queueing their items
 
@@ -211,7 +192,7 @@ class MentionIngest:
         return web.json_response({**counts, "items": results}, status=status)
 
     def _refuse(self) -> web.Response:
-        self._shed.labels(self.cfg.name).inc()
+        self._metrics.shed_requests.labels(self.cfg.name).inc()
         return web.json_response(
             {"error": "pipeline backed up: nothing of this request was taken, send it again"},
             status=503,
