@@ -50,22 +50,11 @@ class Silence:
         end: float,
         author: str,
         comment: str,
-    ) -> Silence:
-        """Validate and build; raises :class:`SilenceError` with the reason."""
-        return cls._build(silence_id, matchers, start, end, author, comment, allow_empty=False)
-
-    @classmethod
-    def _build(
-        cls,
-        silence_id: str,
-        matchers: Iterable[str],
-        start: float,
-        end: float,
-        author: str,
-        comment: str,
         *,
-        allow_empty: bool,
+        allow_empty: bool = False,
     ) -> Silence:
+        """Validate and build; raises :class:`SilenceError` with the reason. ``allow_empty``
+        admits start == end (a silence expired before its start, loaded back from state)."""
         try:
             ms = compile_matchers(matchers)
         except ValueError as exc:
@@ -106,7 +95,7 @@ class Silence:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Silence:
         # Expiring a silence before its start leaves start == end; that record must load again.
-        return cls._build(
+        return cls.new(
             str(d["id"]),
             d["matchers"],
             d["start"],

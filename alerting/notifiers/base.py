@@ -57,6 +57,15 @@ class RateLimited(RetryLater):
         super().__init__(target, f"HTTP {status} rate limited", retry_after, status=status)
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut.
+
+    >>> clip("crisis on acme", 8), clip("ok", 8)
+    ('crisis …', 'ok')
+    """
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def classify_status(status: int) -> bool:
     """Whether an HTTP failure status is worth retrying: 408, 429 and every 5xx."""
     return status in (408, 429) or status >= 500

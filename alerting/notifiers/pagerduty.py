@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from alerting.notification import Notification
-from alerting.notifiers.base import IncidentView, iso8601, post
+from alerting.notifiers.base import IncidentView, clip, iso8601, post
 from monitor.clock import Clock
 from monitor.config.receivers import PagerDutyReceiver, secret
 
@@ -51,7 +51,7 @@ def pagerduty_event(
         "score": v.score,
         "drivers": list(v.drivers),
         "samples": [
-            {"text": _clip(s.text, MAX_SAMPLE_TEXT), "url": s.url, "author": s.author}
+            {"text": clip(s.text, MAX_SAMPLE_TEXT), "url": s.url, "author": s.author}
             for s in v.samples[:MAX_SAMPLES]
         ],
     }
@@ -76,10 +76,6 @@ def pagerduty_event(
     if client_url:
         event["client_url"] = client_url
     return event
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class PagerDutyNotifier:

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from alerting.notification import Notification
-from alerting.notifiers.base import IncidentView, post
+from alerting.notifiers.base import IncidentView, clip, post
 from monitor.clock import Clock
 from monitor.config.receivers import SlackReceiver, secret
 
@@ -35,16 +35,12 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def slack_message(
     n: Notification, *, max_samples: int = 3, mention: str | None = None
 ) -> dict[str, Any]:
     """The webhook body for `n`: a plain `text` fallback plus blocks."""
     v = IncidentView.of(n.incident)
-    title = _truncate(v.summary, 140)
+    title = clip(v.summary, 140)
     if n.action != "trigger":
         who = n.incident.get("acknowledged_by" if n.action == "acknowledge" else "resolved_by")
         verb = "acknowledged" if n.action == "acknowledge" else "resolved"
@@ -74,7 +70,7 @@ def slack_message(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Drivers*\n{lines}"}}
         )
     for s in v.samples[:max_samples]:
-        quote = slack_escape(_truncate(s.text.replace("\n", " "), 280))
+        quote = slack_escape(clip(s.text.replace("\n", " "), 280))
         by = f" — {slack_escape(s.author)}" if s.author else ""
         # A "|" or ">" in a post's URL would end the link and let the rest be markup.
         link = f" <{slack_escape(str(s.url)).replace('|', '%7C')}|open>" if s.url else ""
