@@ -43,6 +43,7 @@ from monitor.model import Bucket
 
 DAY = 86_400.0
 _PHI_MIN, _PHI_MAX = 0.01, 20.0
+_SPREAD_PRIOR = 0.3  # a scale's typical |log ratio| before it has seen any data
 # A level below this fraction of the pseudo-count rate is a series silent for weeks (about ten
 # level half-lives): its baseline no longer says anything (see VolumeDetector._wake)
 _DORMANT = 1e-3
@@ -180,7 +181,7 @@ class VolumeDetector:
         self._daily = array("d", [1.0] * max(1, math.ceil(DAY / slot_seconds)))
         self._weekly = array("d", [1.0] * 7)
         # per scale: mean observed, mean expected, typical |log ratio|
-        self._scale = array("d", [0.0, 0.0, 0.3] * len(scales))
+        self._scale = array("d", [0.0, 0.0, _SPREAD_PRIOR] * len(scales))
         # width, then per-bucket weights: level, daily, weekly, dispersion, spread, scales...
         self._a = array("d", [0.0] * (6 + len(scales)))
         # per scale, from the last score_one: observed and expected means and their log ratio,
@@ -363,7 +364,7 @@ class VolumeDetector:
         self.disp_num = self.disp_den = 0.0
         sc = self._scale
         for j3 in range(0, len(sc), 3):
-            sc[j3 + 2] = 0.3
+            sc[j3 + 2] = _SPREAD_PRIOR
         self.n = 0
         return 0
 
