@@ -80,10 +80,8 @@ def harness() -> Harness:
     return make_harness()
 
 
-async def run_until(
-    src: Source, done: Callable[[list[Mention]], bool], timeout: float = 10.0
-) -> list[Mention]:
-    """Consume ``src.stream()`` until ``done(received)`` holds, stop it, return what came."""
+def consuming(src: Source) -> tuple[asyncio.Task[None], list[Mention]]:
+    """Consume ``src.stream()`` in a task into a list (cancel the task to stop the source)."""
     got: list[Mention] = []
 
     async def consume() -> None:
@@ -91,7 +89,14 @@ async def run_until(
             async for m in stream:
                 got.append(m)
 
-    task = asyncio.create_task(consume())
+    return asyncio.create_task(consume()), got
+
+
+async def run_until(
+    src: Source, done: Callable[[list[Mention]], bool], timeout: float = 10.0
+) -> list[Mention]:
+    """Consume ``src.stream()`` until ``done(received)`` holds, stop it, return what came."""
+    task, got = consuming(src)
     try:
         async with asyncio.timeout(timeout):
             while not done(got):

@@ -19,7 +19,7 @@ from monitor.decode import encode_mention
 from monitor.hub import Hub
 from monitor.model import Author, Mention
 
-from .conftest import DownKV, make_harness
+from .conftest import DownKV, consuming, make_harness
 
 HOST, PORT = "127.0.0.1", 1883
 
@@ -111,14 +111,7 @@ async def test_bad_payloads_are_dead_lettered_and_the_stream_goes_on() -> None:
     cfg = MqttSourceConfig(enabled=True, client_id=f"cw-bad-{run}", topics=[f"cwtest/{run}/#"])
     h = make_harness(SystemClock())
     src = MqttSource(cfg, h.ctx)
-    got: list[Mention] = []
-
-    async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
-            async for m in stream:
-                got.append(m)
-
-    task = asyncio.create_task(consume())
+    task, got = consuming(src)
     await _wait(lambda: src.health.connected, 10)
     async with aiomqtt.Client(HOST, PORT) as pub:
         for payload in (b"{", b"\xff\xfe", b"[]", b'{"id": "1"}', b"x" * 300_000):
@@ -221,14 +214,7 @@ async def test_reconnects_with_backoff_after_losing_the_connection() -> None:
     cfg = MqttSourceConfig(enabled=True, client_id=cid, topics=[f"cwtest/{run}/in"])
     h = make_harness(SystemClock())
     src = MqttSource(cfg, h.ctx, seed=3)
-    got: list[str] = []
-
-    async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
-            async for m in stream:
-                got.append(m.id)
-
-    task = asyncio.create_task(consume())
+    task, got = consuming(src)
     await _wait(lambda: src.health.connected, 10)
     async with aiomqtt.Client(HOST, PORT) as pub:
         for i in range(50):
@@ -243,7 +229,7 @@ async def test_reconnects_with_backoff_after_losing_the_connection() -> None:
         await _wait(lambda: len(got) == 100, 20)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert got == [str(i) for i in range(100)]
+    assert [m.id for m in got] == [str(i) for i in range(100)]
     assert src.health.reconnects >= 1
     assert h.metric("crisiswatch_collector_reconnects_total", source="mqtt") >= 1
 
@@ -262,14 +248,7 @@ async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
     h = make_harness(HurriedClock())
     kv = DownKV()
     src = MqttSource(cfg, replace(h.ctx, state=kv))
-    got: list[Mention] = []
-
-    async def consume() -> None:
-        async with aclosing(src.stream()) as stream:
-            async for m in stream:
-                got.append(m)
-
-    task = asyncio.create_task(consume())
+    task, got = consuming(src)
     await _wait(lambda: src.health.connected, 10)
     async with aiomqtt.Client(HOST, PORT) as pub:
         for i in range(50):
