@@ -175,19 +175,18 @@ def test_notify_all_dedups_users_and_includes_receiver_targets() -> None:
     ]
 
 
-def test_round_robin_pages_one_member_per_visit() -> None:
-    cfg = config(
-        policies=[
-            {
-                "name": "default",
-                "levels": [{"targets": ["team:crew"], "delay_seconds": 60, "mode": "round_robin"}],
-                "repeat": 3,
-            }
-        ]
-    )
+def round_robin_sim(**over: Any) -> Sim:
+    """The crew paged one member per visit, three loops, run to the end."""
+    level = {"targets": ["team:crew"], "delay_seconds": 60, "mode": "round_robin"}
+    cfg = config(policies=[{"name": "default", "levels": [level], "repeat": 3}], **over)
     sim = Sim(cfg)
     sim.do(Trigger(incident()), 0)
     sim.run_until(10_000)
+    return sim
+
+
+def test_round_robin_pages_one_member_per_visit() -> None:
+    sim = round_robin_sim()
     who = [x.split()[-1] for x in sim.pages() if "notify trigger pager" in x]
     assert who == ["ana", "ben", "carla", "ana"]
     assert sim.pages()[-1] == "t=240 escalation exhausted"
@@ -416,18 +415,6 @@ def test_the_demo_without_receivers_says_nobody_was_reachable() -> None:
 
 
 def test_round_robin_takes_the_next_member_who_can_be_reached() -> None:
-    cfg = config(
-        users=NO_RECEIVERS,
-        policies=[
-            {
-                "name": "default",
-                "levels": [{"targets": ["team:crew"], "delay_seconds": 60, "mode": "round_robin"}],
-                "repeat": 3,
-            }
-        ],
-    )
-    sim = Sim(cfg)
-    sim.do(Trigger(incident()), 0)
-    sim.run_until(10_000)
+    sim = round_robin_sim(users=NO_RECEIVERS)
     who = [x.split()[-1] for x in sim.pages() if "notify trigger pager" in x]
     assert who == ["ben", "carla", "ben", "carla"]
