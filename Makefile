@@ -10,7 +10,8 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# setup.py builds the C extension: a changed source must be rebuilt into the venv's checkout
+$(STAMP): $(BIN)/python pyproject.toml setup.py detectors/_termtable.c
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

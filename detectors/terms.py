@@ -18,6 +18,10 @@ the same design effect as the sentiment detector (replies to one viral post are 
 independent), Bonferroni-corrected over the terms tested; surprises below ``surprise_min``
 (-log10 p) are noise and give 0, ``surprise_max`` gives 1.
 
+The two loops over a bucket's terms (folding them into the table, finding the candidates
+above their baseline) are C, in ``_termtable.c``: tens of dict operations per series-bucket
+cost more than the rest of the detector stack in Python. Everything else stays here.
+
 >>> from collections import Counter
 >>> from monitor.model import Bucket
 >>> d = TermsDetector(warmup=0.0)
@@ -35,11 +39,10 @@ True
 from __future__ import annotations
 
 import copy
-import heapq
 import math
-from bisect import bisect_left
 from typing import Any, Self
 
+from detectors._termtable import candidates, fold
 from detectors.sentiment import binom_tail, ramp
 from detectors.volume import surprise_of
 from monitor.model import Bucket
@@ -102,7 +105,8 @@ class TermsDetector:
         # float per term instead of a (count, t) tuple keeps a tracked term at ~100 B
         self.counts: dict[str, float] = {}
         self.epoch = 0.0
-        self._last: list[tuple[str, float, float]] = []  # (term, observed, expected)
+        # (exponent, observed, share, expected, term) of the last bucket's terms above expectation
+        self._last: list[tuple[float, float, float, float, str]] = []
 
     @property
     def warm(self) -> bool:
@@ -128,7 +132,6 @@ class TermsDetector:
     def score_one(self, bucket: Bucket) -> float:
         terms = bucket.terms
         n = bucket.count
-        min_count = self.min_count
         if not terms or n <= 0:
             self._last = []
             return 0.0
@@ -141,34 +144,11 @@ class TermsDetector:
         scale = self._decay(t - self.epoch)
         untracked = self.bound * k
         denom = mentions * k + 1.0
-        get = self.counts.get
-        log = math.log
-        found = []
-        ranked = []
-        tested = 0
-        for w, c in terms.items():
-            if c < min_count:
-                continue
-            tested += 1
-            entry = get(w)
-            s = ((untracked if entry is None else entry * scale) + 0.5) / denom
-            if s > 0.999:
-                s = 0.999
-            e = s * n
-            if c > e:
-                found.append((w, float(c), e))
-                q = (c if c < n else n) / n
-                # Chernoff exponent n D(q || s): ranks terms like their exact binomial tails
-                d = q * log(q / s)
-                d += (1.0 - q) * log((1.0 - q) / (1.0 - s)) if q < 1.0 else -log(1.0 - s)
-                ranked.append((d, c, s))
-        if not tested:
-            self._last = []
+        tested, found = candidates(self.counts, terms, n, self.min_count, untracked, scale, denom)
+        self._last = found
+        if not found:
             return 0.0
         n_eff = n / deff
-        self._last = found
-        if not ranked:
-            return 0.0
         best = 1.0
         # Below this (Bonferroni) p a term counts; a tail that provably stays above it is
         # noise and needs no exact value: the method-of-types bound
@@ -177,7 +157,7 @@ class TermsDetector:
         # the exact tail only for the strongest candidates: the one term that decides the
         # score is (near-)always the one with the largest exponent; the cost stays flat in
         # the number of terms a bucket carries
-        for d, c, s in heapq.nlargest(self.exact_terms, ranked):
+        for d, c, s, _e, _w in found[: self.exact_terms]:  # strongest first
             if math.exp(-n_eff * d) / (n_eff + 1.0) >= cutoff:
                 break  # this one and every weaker candidate are noise
             best = min(best, binom_tail(min(c, n) / deff, n_eff, s))
@@ -185,8 +165,8 @@ class TermsDetector:
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """Top ``k`` terms of the last scored bucket by observed/expected ratio."""
-        ranked = sorted(self._last, key=lambda f: f[1] / f[2], reverse=True)[:k]
-        return [(w, round(c / e, 1)) for w, c, e in ranked]
+        ranked = sorted(self._last, key=lambda f: f[1] / f[3], reverse=True)[:k]
+        return [(w, round(c / e, 1)) for _d, c, _s, e, w in ranked]
 
     def learn_one(self, bucket: Bucket) -> None:
         t = bucket.start
@@ -205,26 +185,8 @@ class TermsDetector:
             for w in counts:
                 counts[w] /= grow
             self.epoch, grow = t, 1.0
-        bound = self.bound * grow
-        get = counts.get
-        for w, c in bucket.terms.items():
-            counts[w] = get(w, bound) + c * grow
-        excess = len(counts) - self.max_tracked
-        if excess > 0:
-            # Evict the ``excess`` smallest, ties in table order: the table popping
-            # ``sorted(counts, key=counts.get)[:excess]`` leaves, without the keyed sort. The
-            # largest evicted count, ``cut``, alone can raise ``bound``.
-            values = sorted(counts.values())
-            cut = values[excess - 1]
-            ties = excess - bisect_left(values, cut)  # how many counts equal to ``cut`` go
-            pop = counts.pop
-            for w, v in [(w, v) for w, v in counts.items() if v <= cut]:
-                if v < cut:
-                    pop(w)
-                elif ties:
-                    ties -= 1
-                    pop(w)
-            self.bound = max(self.bound, cut / grow)
+        cut = fold(counts, bucket.terms, self.bound * grow, grow, self.max_tracked)
+        self.bound = max(self.bound, cut / grow)
 
     def details(self) -> dict[str, Any]:
         return {"terms_tested": len(self._last)}

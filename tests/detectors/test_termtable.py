@@ -1,0 +1,125 @@
+"""The C term-table loops (detectors/_termtable.c) against their definitions, written plainly."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import detectors._termtable
+from detectors._termtable import candidates, fold
+
+
+def fold_spec(
+    counts: dict[str, float], terms: dict[str, int], bound: float, grow: float, max_tracked: int
+) -> float:
+    for w, c in terms.items():
+        counts[w] = counts.get(w, bound) + c * grow
+    excess = len(counts) - max_tracked
+    if excess <= 0:
+        return 0.0
+    gone = sorted(counts, key=counts.__getitem__)[:excess]  # stable: ties in table order
+    cut = counts[gone[-1]]
+    for w in gone:
+        del counts[w]
+    return cut
+
+
+def candidates_spec(
+    counts: dict[str, float],
+    terms: dict[str, int],
+    n: int,
+    min_count: int,
+    untracked: float,
+    scale: float,
+    denom: float,
+) -> tuple[int, list[tuple[float, float, float, float, str]]]:
+    tested, found = 0, []
+    for w, c in terms.items():
+        if c < min_count:
+            continue
+        tested += 1
+        m = counts[w] * scale if w in counts else untracked
+        s = min((m + 0.5) / denom, 0.999)
+        e = s * n
+        if c > e:
+            q = min(c, n) / n
+            d = q * math.log(q / s)
+            d += (1.0 - q) * math.log((1.0 - q) / (1.0 - s)) if q < 1.0 else -math.log(1.0 - s)
+            found.append((d, float(c), s, e, w))
+    return tested, sorted(found, key=lambda f: f[:4], reverse=True)  # stable: ties keep order
+
+
+words = st.sampled_from([f"w{k}" for k in range(40)])
+# few distinct values, so ties (the table-order rule) are common
+values = st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 10.0, 1e6])
+tables = st.dictionaries(words, values, max_size=30)
+buckets = st.dictionaries(words, st.integers(1, 9), max_size=25)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tables,
+    buckets,
+    values,
+    st.sampled_from([0.5, 1.0, 3.0]),
+    st.integers(0, 35),
+)
+def test_fold_is_insert_then_evict_the_smallest_in_table_order(
+    table: dict[str, float], terms: dict[str, int], bound: float, grow: float, max_tracked: int
+) -> None:
+    expected = dict(table)
+    cut = fold_spec(expected, terms, bound, grow, max_tracked)
+    got = dict(table)
+    assert fold(got, Counter(terms), bound, grow, max_tracked) == cut
+    assert list(got.items()) == list(expected.items())  # same entries, same order
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tables,
+    buckets,
+    st.integers(1, 60),
+    st.integers(0, 4),
+    st.floats(0.0, 20.0),
+    st.floats(0.1, 2.0),
+    st.floats(1.0, 500.0),
+)
+def test_candidates_are_the_terms_above_their_baseline_share(
+    table: dict[str, float],
+    terms: dict[str, int],
+    n: int,
+    min_count: int,
+    untracked: float,
+    scale: float,
+    denom: float,
+) -> None:
+    want = candidates_spec(table, terms, n, min_count, untracked, scale, denom)
+    assert candidates(table, Counter(terms), n, min_count, untracked, scale, denom) == want
+
+
+def test_bad_arguments_are_errors_not_garbage() -> None:
+    with pytest.raises(ValueError, match="must be finite"):
+        fold({}, {"a": 1}, math.inf, 1.0, 3)
+    table = {"a": 1.0}
+    with pytest.raises(TypeError):
+        fold(table, {"a": "x"}, 0.0, 1.0, 3)  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        candidates(table, {"a": "x"}, 3, 1, 0.0, 1.0, 1.0)  # type: ignore[dict-item]
+    assert table == {"a": 1.0}
+    with pytest.raises(ValueError, match="no shares"):
+        candidates(table, {"a": 1}, 0, 1, 0.0, 1.0, 1.0)
+
+
+def test_the_extension_is_built_from_the_current_source() -> None:
+    """Every other test here would test a stale build after an edit of the C source."""
+    built = Path(detectors._termtable.__file__)
+    source = Path(__file__).resolve().parents[2] / "detectors" / "_termtable.c"
+    assert built.stat().st_mtime >= source.stat().st_mtime, (
+        f"{built.name} is older than {source.name}: rebuild it with `make test` "
+        "(or `.venv/bin/pip install -e .`)"
+    )
