@@ -31,7 +31,7 @@ import io
 import math
 import pickle
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from copy import copy
 from typing import Any, NamedTuple
 
@@ -44,7 +44,10 @@ from monitor.config.detection import DetectionConfig
 from monitor.errors import CrisiswatchError
 from monitor.model import Bucket
 
-_MAGIC = b"cwdet3"  # bumped whenever per-series state changes shape
+_MAGIC = b"cwdet4"  # bumped whenever per-series state or the framing changes shape
+# cwdet3: one pickle of all series; cwdet4: consecutive pickles of slices of them
+_READABLE = (_MAGIC, b"cwdet3")
+_SERIES_PER_PART = 1000
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
 
 # Every global a checkpoint may name: the stage's state classes and what they hold. The store
@@ -356,7 +359,29 @@ class DetectionStage:
     # -- persistence ----------------------------------------------------------------------
     def checkpoint(self) -> bytes:
         """All per-series state as bytes, for the store (restored with :meth:`restore`)."""
-        return _MAGIC + zlib.compress(pickle.dumps(self._series, protocol=5), 1)
+        return b"".join(self.checkpoint_parts())
+
+    def checkpoint_parts(self, series_per_part: int = _SERIES_PER_PART) -> Iterator[bytes]:
+        """:meth:`checkpoint`'s bytes in pieces, one slice of the series at a time.
+
+        100,000 series take seconds to pickle: a caller in an event loop yields between
+        pieces so that other work goes on. The series must not change until the last piece.
+
+        >>> from monitor.config.detection import DetectionConfig
+        >>> stage = DetectionStage(DetectionConfig())
+        >>> _ = stage.observe_many([Bucket(f"s{i}", 0.0, 60.0, count=i) for i in range(5)])
+        >>> parts = list(stage.checkpoint_parts(series_per_part=2))  # magic, 3 slices, end
+        >>> again = DetectionStage(DetectionConfig())
+        >>> len(parts), again.restore(b"".join(parts)), again.series_count
+        (5, 0, 5)
+        """
+        yield _MAGIC
+        packer = zlib.compressobj(1)
+        names = list(self._series)
+        for i in range(0, max(1, len(names)), series_per_part):
+            part = {name: self._series[name] for name in names[i : i + series_per_part]}
+            yield packer.compress(pickle.dumps(part, protocol=5))
+        yield packer.flush()
 
     def restore(self, blob: bytes) -> int:
         """Replace the state with a checkpoint made by :meth:`checkpoint`.
@@ -369,19 +394,23 @@ class DetectionStage:
         Raises :class:`CheckpointError` for a blob that is not one, is corrupted, or names
         any class or function beyond the detectors' own state (it is never called).
         """
-        if not blob.startswith(_MAGIC):
+        magic = blob[: len(_MAGIC)]
+        if magic not in _READABLE:
             raise CheckpointError("not a detector checkpoint (bad magic)")
+        series: dict[str, _Series] = {}
         try:
-            raw = zlib.decompress(blob[len(_MAGIC) :])
-            series = _CheckpointUnpickler(io.BytesIO(raw)).load()
+            raw = io.BytesIO(zlib.decompress(blob[len(magic) :]))
+            while raw.tell() < len(raw.getbuffer()):
+                part = _CheckpointUnpickler(raw).load()
+                if not isinstance(part, dict) or not all(
+                    isinstance(k, str) and isinstance(v, _Series) for k, v in part.items()
+                ):
+                    raise CheckpointError("checkpoint does not hold series state")
+                series.update(part)
         except CheckpointError:
             raise
         except Exception as exc:  # corrupted blob: report with data, caller decides
             raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}") from None
-        if not isinstance(series, dict) or not all(
-            isinstance(k, str) and isinstance(v, _Series) for k, v in series.items()
-        ):
-            raise CheckpointError("checkpoint does not hold series state")
         restarted = 0
         for st in series.values():
             st.volume, v_fresh = adopt_settings(st.volume, self._volume)

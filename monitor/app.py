@@ -273,7 +273,14 @@ class App:
     # --- persistence ---------------------------------------------------------------------
     async def checkpoint(self) -> None:
         self._last_checkpoint = self.clock.now()
-        await self.store.put("detectors", self.detector.checkpoint())
+        parts = []
+        for part in self.detector.checkpoint_parts():
+            parts.append(part)
+            # 100,000 series pickle for seconds: walls, ingest and escalation timers run
+            # between slices. Nothing observes meanwhile: only the pipeline's advance does,
+            # and it is the caller awaiting this (through on_verdicts), or it has stopped.
+            await asyncio.sleep(0)
+        await self.store.put("detectors", b"".join(parts))
         await self.persist_alerting(self.incidents.to_state())
         await self.store.put("aggregator", json.dumps(self.aggregator.snapshot()).encode())
 

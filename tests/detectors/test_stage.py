@@ -61,7 +61,8 @@ def test_spike_opens_once_then_resolves_after_calm() -> None:
     json.dumps(v.to_dict())
 
 
-def test_interrupted_run_gives_the_same_verdicts() -> None:
+@pytest.mark.parametrize("series_per_part", [1, 1000])
+def test_interrupted_run_gives_the_same_verdicts(series_per_part: int) -> None:
     spikes = {i: 300 for i in range(3 * 288, 3 * 288 + 4)} | {1200: 500}
     buckets = series("a", 5 * 288, 10.0, 4, spikes) + series("b", 5 * 288, 0.5, 5, {})
     buckets.sort(key=lambda b: b.start)
@@ -70,7 +71,7 @@ def test_interrupted_run_gives_the_same_verdicts() -> None:
     cut = 3 * 288 * 2 + 3  # interrupt in the middle of the incident
     part1 = run(first, buckets[:cut])
     second = DetectionStage(DetectionConfig())
-    second.restore(first.checkpoint())
+    second.restore(b"".join(first.checkpoint_parts(series_per_part)))
     part2 = run(second, buckets[cut:])
     assert part1 + part2 == whole
     assert any(v.onset for v in whole)
@@ -86,6 +87,23 @@ def test_observe_many_equals_observe() -> None:
 def test_restore_rejects_garbage() -> None:
     with pytest.raises(CheckpointError):
         DetectionStage(DetectionConfig()).restore(b"nope")
+    good = DetectionStage(DetectionConfig())
+    run(good, series("a", 20, 5.0, 1, {}))
+    blob = good.checkpoint()
+    trailing = blob[:6] + zlib.compress(zlib.decompress(blob[6:]) + b"junk")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        DetectionStage(DetectionConfig()).restore(trailing)
+
+
+def test_a_checkpoint_written_before_it_came_in_slices_is_restored() -> None:
+    """cwdet3 blobs (one pickle of every series) are what the store holds after an upgrade."""
+    before = DetectionStage(DetectionConfig())
+    run(before, series("a", 50, 5.0, 1, {}) + series("b", 50, 1.0, 2, {}))
+    old = b"cwdet3" + zlib.compress(pickle.dumps(before._series, protocol=5), 1)
+    after = DetectionStage(DetectionConfig())
+    assert after.restore(old) == 0 and after.series_count == 2
+    nxt = Bucket("a", 50 * W, W, count=5)
+    assert after.observe(nxt) == before.observe(nxt)
 
 
 CALLED: list[str] = []

@@ -13,11 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from detectors.stage import DetectionStage
 from monitor.app import App
 from monitor.clock import FakeClock, ScaledClock
 from monitor.config import Config
 from monitor.decode import encode_mention
-from monitor.model import Author, Mention
+from monitor.model import Author, Bucket, Mention
 from monitor.storage import Store, open_store
 from tests.conftest import demo_config
 
@@ -170,3 +171,38 @@ async def test_series_of_topics_removed_from_the_config_are_forgotten(
     again = await App.open(fewer, FakeClock(NOW), store)
     assert again.detector.series_count == 1  # the checkpoint no longer carries the others
     await again.close()
+
+
+async def test_a_big_detector_checkpoint_lets_other_tasks_run_between_slices(
+    quiet: tuple[Config, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pickling 100,000 series takes seconds; walls, ingest and timers must not stall."""
+    cfg, store = quiet
+    app = await App.open(cfg, FakeClock(NOW), store)
+    app.detector.observe_many([Bucket(f"s{i}", NOW - 600, 60.0, count=i % 7) for i in range(2500)])
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    at_put: dict[str, int] = {}
+    real_put = store.put
+
+    async def put(key: str, value: bytes) -> None:
+        at_put.setdefault(key, turns)
+        await real_put(key, value)
+
+    monkeypatch.setattr(store, "put", put)
+    task = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    start = turns
+    await app.checkpoint()
+    task.cancel()
+    assert at_put["detectors"] - start >= 3  # three slices of 1,000 series, a turn after each
+    again = DetectionStage(cfg.detection)
+    blob = await store.get("detectors")
+    assert blob is not None and again.restore(blob) == 0 and again.series_count == 2500
+    await app.close()
