@@ -75,6 +75,10 @@ fold(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!ddn:fold", &PyDict_Type, &counts, &PyDict_Type, &terms,
                           &bound, &grow, &max_tracked))
         return NULL;
+    if (max_tracked < 0) {
+        PyErr_Format(PyExc_ValueError, "fold: max_tracked %zd is negative", max_tracked);
+        return NULL;
+    }
     if (!isfinite(bound) || !isfinite(grow)) {
         PyErr_Format(PyExc_ValueError, "fold: bound %R and grow %R must be finite",
                      PyTuple_GET_ITEM(args, 2), PyTuple_GET_ITEM(args, 3));

@@ -105,6 +105,8 @@ def test_candidates_are_the_terms_above_their_baseline_share(
 def test_bad_arguments_are_errors_not_garbage() -> None:
     with pytest.raises(ValueError, match="must be finite"):
         fold({}, {"a": 1}, math.inf, 1.0, 3)
+    with pytest.raises(ValueError, match="negative"):
+        fold({}, {}, 0.0, 1.0, -2)  # before: read before the start of an empty array
     table = {"a": 1.0}
     with pytest.raises(TypeError):
         fold(table, {"a": "x"}, 0.0, 1.0, 3)  # type: ignore[dict-item]
