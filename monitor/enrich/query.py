@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from monitor.enrich.text import fold, tokenize, umlaut_variants
+from monitor.enrich.text import CJK_CHAR, fold, tokenize, umlaut_variants
 from monitor.errors import QuerySyntaxError
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 FIELDS = ("lang", "channel", "author", "country")
 MIN_PREFIX = 3
 MAX_DEPTH = 100  # parentheses, NOTs and NEAR chains; deeper would exhaust the recursion limit
-_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 # --------------------------------------------------------------------------- documents
 
@@ -331,7 +330,7 @@ class _Parser:
                 raise self.fail(f"field {name.lower()} needs a value", tok.col)
             return Field(name.lower(), fold(value).lstrip("@"))  # type: ignore[arg-type]
         star = text.find("*")
-        if star != -1 and _CJK.search(text):
+        if star != -1 and CJK_CHAR.search(text):
             # CJK words already match inside longer runs (one token per character)
             text = text.replace("*", "")
         elif star != -1:

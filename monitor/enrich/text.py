@@ -28,6 +28,7 @@ _EMOJI_CLASS = (
 # query word matches as the phrase of its characters anywhere inside a run. The kana voicing
 # marks that NFKD splits off (U+3099, U+309A) are diacritics to fold, like accents.
 _CJK_CLASS = "\u3040-\u3098\u309b-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_CHAR = re.compile(f"[{_CJK_CLASS}]")  # a character that is a token by itself
 _W = rf"[^\W{_CJK_CLASS}]"
 # ``#``/``@`` start a hashtag/handle only after a non-word character (not in bob@acme.com).
 _TOKEN = re.compile(rf"(?:(?<!\w)[#@])?(?:{_W}+(?:'{_W}+)*|[{_CJK_CLASS}])|[{_EMOJI_CLASS}]")
