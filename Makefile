@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # setup.py builds the C extension: a changed source must be rebuilt into the venv's checkout
-$(STAMP): $(BIN)/python pyproject.toml setup.py detectors/_termtable.c
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard detectors/*.c)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

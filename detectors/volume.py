@@ -38,6 +38,8 @@ from typing import Any, Self
 
 from scipy.special import betainc
 
+from detectors._scales import evidence
+from detectors._scales import learn as learn_scales
 from detectors.base import halflife_alpha
 from monitor.model import Bucket
 
@@ -251,20 +253,9 @@ class VolumeDetector:
         a = self._a if self._a[0] == width else self._weights(width)
         mu = self.expected(bucket)
         c = self.pseudo_rate * width
-        sc, pend, weights, log = self._scale, self._pending, self.weights, math.log
-        best_z, best_j = 0.0, 0
-        for j in range(len(self.scales)):
-            aj = a[6 + j]
-            j3 = 3 * j
-            ex = sc[j3]
-            ex += aj * (x - ex)
-            em = sc[j3 + 1]
-            em += aj * (mu - em)
-            lr = log((ex + c) / (em + c))
-            pend[j3], pend[j3 + 1], pend[j3 + 2] = ex, em, lr
-            z = weights[j] * lr / sc[j3 + 2]
-            if z > best_z:
-                best_z, best_j = z, j
+        pend = self._pending
+        # per window: means moved towards x and mu (into pend), z = weight * log ratio / spread
+        best_z, best_j = evidence(self._scale, pend, a, 6, self.weights, x, mu, c)
         self._pend_t, self._pend_x = bucket.start, x
         p = 1.0
         if best_z > 1.0:
@@ -301,9 +292,6 @@ class VolumeDetector:
         self.n = n
         self.t_last = t
         # multi-scale evidence state and each scale's own typical |log ratio|
-        sc = self._scale
-        a_s = a[5]
-        pend = self._pending
         if self._pend_t != t or self._pend_x != x:
             # not scored just before (a direct learn_one): score it for the per-scale means,
             # keeping what details() reports about the last *scored* bucket
@@ -311,14 +299,8 @@ class VolumeDetector:
             self.score_one(bucket)
             self._last = last
         self._pend_t = math.nan  # used once
-        for j3 in range(0, 3 * len(self.scales), 3):
-            sc[j3], sc[j3 + 1] = pend[j3], pend[j3 + 1]
-            if n > 1:
-                sp = sc[j3 + 2]
-                r = abs(pend[j3 + 2])
-                # 1.25 * mean |r| estimates a standard deviation; clipped so bursts don't count
-                sp += a_s * (1.25 * min(r, 4.0 * sp) - sp)
-                sc[j3 + 2] = max(sp, 0.02)
+        # 1.25 * mean |log ratio| estimates a standard deviation (clipped: bursts don't count)
+        learn_scales(self._scale, self._pending, a[5], n > 1)
         # baseline
         disp_num, disp_den = self.disp_num, self.disp_den
         # self.phi, inlined
