@@ -84,6 +84,13 @@ class DetectionConfig(Section):
         if not all(0.0 < x <= 1.0 for x in s):
             # scores are in [0, 1]: percent-style cuts (95, 85, 70) would never be reached
             raise at("severity_thresholds", f"scores are in [0, 1], got {list(s)}")
+        slots = 86_400.0 / self.season_slot_seconds
+        if slots != int(slots) or slots < 1:
+            # a short last slot would be learned and renormalised as if it were a whole one
+            raise at(
+                "season_slot_seconds",
+                f"must cut a day (86400 s) into whole slots, got {self.season_slot_seconds:g}",
+            )
         if any(x < 0 for x in self.scales_seconds) or not self.scales_seconds:
             raise at("scales_seconds", "needs at least one non-negative window")
         if len(self.scale_weights) != len(self.scales_seconds):

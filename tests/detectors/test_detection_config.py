@@ -19,6 +19,9 @@ from monitor.config.detection import DetectionConfig
         ({"severity_thresholds": (95.0, 85.0, 70.0)}, "scores are in [0, 1]"),
         ({"severity_thresholds": (0.95, 0.85, -0.1)}, "scores are in [0, 1]"),
         ({"scale_weights": (0.6, -1.0, 1.0, 1.0)}, "must not be negative"),
+        # a short last slot of the day: learned and renormalised as if it were a whole one
+        ({"season_slot_seconds": 7000.0}, "whole slots"),
+        ({"season_slot_seconds": 2 * 86_400.0}, "whole slots"),
     ],
 )
 def test_settings_that_make_no_sense_are_refused(setting: dict[str, Any], says: str) -> None:
@@ -28,4 +31,6 @@ def test_settings_that_make_no_sense_are_refused(setting: dict[str, Any], says: 
 
 def test_the_frozen_default_and_a_scale_turned_off_are_valid() -> None:
     DetectionConfig()
+    for slot in (300.0, 900.0, 1800.0, 7200.0, 86_400.0):
+        DetectionConfig(season_slot_seconds=slot)
     DetectionConfig(scale_weights=(0.0, 1.0, 1.0, 1.0), severity_thresholds=(1.0, 0.9, 0.8))
