@@ -18,6 +18,10 @@ the window's sum must also be improbable under a negative binomial with the seri
 estimated overdispersion ``phi`` (var = mu + phi mu^2); that tail probability is what the
 explanation reports.
 
+The two loops over the windows (moving and scoring them, then taking them over and moving the
+spreads) are C, in ``_scales.c``, working in place on this detector's arrays: they ran for
+every series-bucket and were most of its time.
+
 >>> from monitor.model import Bucket
 >>> d = VolumeDetector(warmup=0.0)
 >>> for i in range(2000):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -14,6 +15,24 @@ from monitor.storage.base import OutboxRow
 from monitor.storage.migrations import MIGRATIONS
 
 _DIALECT = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+
+
+async def _use_wal(db: aiosqlite.Connection, wait_seconds: float = 5.0) -> None:
+    """Switch the file to write-ahead logging, waiting for other starters as a lock would.
+
+    While another connection is switching a fresh file to WAL, SQLite answers "database is
+    locked" at once instead of calling its busy handler (seen with 8 services starting on one
+    new file: about one start in eight failed), so the wait is done here.
+    """
+    for _ in range(max(1, round(wait_seconds / 0.05))):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(0.05)
+    await db.execute("PRAGMA journal_mode=WAL")  # the last try: its error is the answer
 
 
 class SqliteStore:
@@ -34,7 +53,7 @@ class SqliteStore:
                 "storage.url", f"cannot open SQLite database: {exc}", str(path)
             ) from None
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            await _use_wal(db)
             await db.execute("PRAGMA synchronous=NORMAL")
             store = cls(db)
             await store._migrate()
