@@ -77,8 +77,8 @@ def test_fold_is_insert_then_evict_the_smallest_in_table_order(
     assert list(got.items()) == list(expected.items())  # same entries, same order
 
 
-@settings(max_examples=400, deadline=None)
-@given(
+# (table, bucket terms, n, min_count, untracked, scale, denom): candidates' arguments
+candidate_args = st.tuples(
     tables,
     buckets,
     st.integers(1, 60),
@@ -87,16 +87,15 @@ def test_fold_is_insert_then_evict_the_smallest_in_table_order(
     st.floats(0.1, 2.0),
     st.floats(1.0, 500.0),
 )
+
+
+@settings(max_examples=400, deadline=None)
+@given(candidate_args)
 def test_candidates_are_the_terms_above_their_baseline_share(
-    table: dict[str, float],
-    terms: dict[str, int],
-    n: int,
-    min_count: int,
-    untracked: float,
-    scale: float,
-    denom: float,
+    args: tuple[dict[str, float], dict[str, int], int, int, float, float, float],
 ) -> None:
-    want = candidates_spec(table, terms, n, min_count, untracked, scale, denom)
+    table, terms, n, min_count, untracked, scale, denom = args
+    want = candidates_spec(*args)
     assert candidates(table, Counter(terms), n, min_count, untracked, scale, denom) == want
 
 
