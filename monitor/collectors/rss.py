@@ -98,11 +98,13 @@ def feed_mentions(
             if headline and summary and summary != headline
             else headline or summary
         )
+        # ``"updated" in entry`` first: feedparser answers a missing ``updated`` with
+        # ``published`` (and a DeprecationWarning), which was tried already
         created = (
             _epoch(entry.get("published_parsed"))
-            or _epoch(entry.get("updated_parsed"))
+            or (_epoch(entry.get("updated_parsed")) if "updated_parsed" in entry else None)
             or _zoneless(entry.get("published"))
-            or _zoneless(entry.get("updated"))
+            or (_zoneless(entry.get("updated")) if "updated" in entry else None)
             or now
         )
         author = str(entry.get("author") or title)
