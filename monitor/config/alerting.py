@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, model_validator
 
-from monitor.config.base import Section, at
+from monitor.config.base import Section, SeverityCuts, at
 from monitor.errors import ConfigError
 
 _NAME = r"^[A-Za-z0-9_.@-]{1,64}$"
@@ -210,18 +210,9 @@ class IncidentSettings(Section):
     keep_resolved_seconds: float = Field(default=86_400.0, ge=0)
     """Resolved incidents stay in the book (and on the wall) this long."""
     repage_on_severity_jump: bool = True
-    severity_thresholds: tuple[float, float, float] = (0.95, 0.85, 0.7)
+    severity_thresholds: SeverityCuts = (0.95, 0.85, 0.7)
     """Used only when a verdict carries no severity; same meaning as in ``detection``."""
     max_timeline: int = Field(default=1000, ge=10)
-
-    @model_validator(mode="after")
-    def _descending(self) -> IncidentSettings:
-        # Ascending cuts would make every score over the lowest one a SEV1, which breaks
-        # through everybody's quiet hours.
-        s = self.severity_thresholds
-        if not s[0] >= s[1] >= s[2]:
-            raise at("severity_thresholds", f"must be descending (SEV1 first), got {list(s)}")
-        return self
 
 
 class UserConfig(Section):

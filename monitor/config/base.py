@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 
 class Section(BaseModel):
@@ -43,3 +43,18 @@ def at(path: str, reason: str) -> ValueError:
     ``alerting`` section is reported as ``alerting.routes[2].receiver: undefined receiver ...``.
     """
     return ValueError(f"@{path}: {reason}")
+
+
+def _severity_cuts(s: tuple[float, float, float]) -> tuple[float, float, float]:
+    if not s[0] >= s[1] >= s[2]:
+        # ascending cuts would make every score over the lowest one a SEV1, which breaks
+        # through everybody's quiet hours
+        raise ValueError(f"must be descending (SEV1 first), got {list(s)}")
+    if not all(0.0 < x <= 1.0 for x in s):
+        # scores are in [0, 1]: percent-style cuts (95, 85, 70) would never be reached
+        raise ValueError(f"scores are in [0, 1], got {list(s)}")
+    return s
+
+
+SeverityCuts = Annotated[tuple[float, float, float], AfterValidator(_severity_cuts)]
+"""Crisis scores at or above these map to SEV1, SEV2, SEV3 (descending, within (0, 1])."""

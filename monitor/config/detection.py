@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from monitor.config.base import Section, at
+from monitor.config.base import Section, SeverityCuts, at
 
 
 class DetectionConfig(Section):
@@ -64,7 +64,7 @@ class DetectionConfig(Section):
     """An active crisis resolves after this long with the score below ``close_threshold``."""
     cooldown_seconds: float = Field(default=3600.0, ge=0)
     """After a resolve, no new incident opens on the series for this long."""
-    severity_thresholds: tuple[float, float, float] = (0.95, 0.85, 0.7)
+    severity_thresholds: SeverityCuts = (0.95, 0.85, 0.7)
     """Scores at or above these map to SEV1, SEV2, SEV3; anything else alerting is SEV4."""
     repage: bool = True
     repage_seconds: float = Field(default=1800.0, ge=0)
@@ -78,12 +78,6 @@ class DetectionConfig(Section):
     def _ordered(self) -> DetectionConfig:
         if self.close_threshold > self.open_threshold:
             raise at("close_threshold", "must not exceed open_threshold")
-        s = self.severity_thresholds
-        if not (s[0] >= s[1] >= s[2]):
-            raise at("severity_thresholds", "must be descending (SEV1 first)")
-        if not all(0.0 < x <= 1.0 for x in s):
-            # scores are in [0, 1]: percent-style cuts (95, 85, 70) would never be reached
-            raise at("severity_thresholds", f"scores are in [0, 1], got {list(s)}")
         slots = 86_400.0 / self.season_slot_seconds
         if slots != int(slots) or slots < 1:
             # a short last slot would be learned and renormalised as if it were a whole one

@@ -151,6 +151,10 @@ def _silence(**fields: Any) -> dict[str, Any]:
             {"incidents": {"severity_thresholds": [0.7, 0.85, 0.95]}},
             r"^alerting\.incidents\.severity_thresholds: must be descending .*0\.7",
         ),
+        (  # the same cuts as detection's: a percent-style one would never be reached
+            {"incidents": {"severity_thresholds": [95, 85, 70]}},
+            r"^alerting\.incidents\.severity_thresholds: scores are in \[0, 1\], got \[95",
+        ),
     ],
 )
 def test_errors_name_the_path_and_the_value(alerting: dict[str, Any], message: str) -> None:
