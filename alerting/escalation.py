@@ -183,6 +183,7 @@ class EscalationState:
     rr: tuple[int, ...] = ()  # round-robin cursor per level
     seq: int = 0  # notifications made so far (their ids are incident_id/seq)
     notified: tuple[tuple[str, str | None], ...] = ()  # (receiver, recipient) told of a trigger
+    paged: tuple[str, ...] = ()  # users the level reached last was paged to (views show them)
     incident: Mapping[str, Any] = field(default_factory=dict, compare=False)
     mute: Mute | None = None
 
@@ -203,6 +204,7 @@ class EscalationState:
             "rr": list(self.rr),
             "seq": self.seq,
             "notified": [list(p) for p in self.notified],
+            "paged": list(self.paged),
             "incident": dict(self.incident),
             "mute": self.mute.to_dict() if self.mute else None,
         }
@@ -223,6 +225,8 @@ class EscalationState:
             rr=tuple(int(x) for x in d.get("rr", ())),
             seq=int(d.get("seq", 0)),
             notified=tuple((str(r), None if p is None else str(p)) for r, p in d["notified"]),
+            # absent in states saved before it was kept: nobody shown until the next level
+            paged=tuple(str(u) for u in d.get("paged", ())),
             incident=dict(d.get("incident", {})),
             mute=Mute(m["kind"], m["by"], m["until"]) if m else None,
         )
@@ -389,6 +393,7 @@ def _page_level(
         rr = list(s.rr) + [0] * max(0, s.level + 1 - len(s.rr))
         rr[s.level] = resolved.users.index(chosen) + 1
         s = replace(s, rr=tuple(rr))
+    s = replace(s, paged=tuple(may))
     cmds: list[Command] = []
     for user in may:
         for r in users[user].receivers:

@@ -9,25 +9,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from alerting.escalation import EscalationState, Level
+from alerting.escalation import EscalationState
 from alerting.schedules import Directory
 
 
-def escalation_summary(state: EscalationState, now: float) -> dict[str, Any]:
-    """Level reached, who that level pages now, when the next level is due, who it pages.
+def escalation_summary(state: EscalationState) -> dict[str, Any]:
+    """Level reached, who it paged, when the next level is due, who that one pages.
 
     >>> from monitor.config.alerting import AlertingConfig
     >>> from alerting.escalation import Plan
     >>> plan = Plan.from_config(AlertingConfig())
     >>> st = EscalationState.new("inc-1", plan)
-    >>> s = escalation_summary(st, 0.0)
+    >>> s = escalation_summary(st)
     >>> s["status"], s["level"], s["paged"]
     ('paging', -1, [])
     """
     policy = state.plan.policies.get(state.policy)
     levels = policy.levels if policy else ()
     paged: list[dict[str, str]] = []
-    for user in _paged_users(state, levels, now):
+    for user in state.paged:
         u = state.plan.directory.users.get(user)
         paged.append({"user": user, "name": (u.full_name if u and u.full_name else user)})
     # A muted escalation re-pages the level it was held at when the mute lifts; after the last
@@ -50,34 +50,6 @@ def escalation_summary(state: EscalationState, now: float) -> dict[str, Any]:
         "next_targets": next_targets,
         "muted": state.mute is not None,
     }
-
-
-def _paged_users(state: EscalationState, levels: tuple[Level, ...], now: float) -> list[str]:
-    """Who the level reached was actually paged: the choice ``escalation._page_level`` made,
-    not everybody the level's targets name (quiet hours, no receivers, round robin)."""
-    if not 0 <= state.level < len(levels):
-        return []
-    level = levels[state.level]
-    paged_at: float | None = None
-    if state.status == "paging" and state.wake_at is not None:
-        paged_at = state.wake_at - level.delay_seconds  # the wake is set to that + the delay
-    directory = state.plan.directory
-    resolved = directory.resolve(level.targets, now if paged_at is None else paged_at)
-    severity = int(state.incident.get("severity", 4))
-    may = [
-        name
-        for name in resolved.users
-        if (u := directory.users.get(name)) is not None
-        and u.receivers
-        and (paged_at is None or u.may_page(paged_at, severity))
-    ]
-    if level.mode == "round_robin" and may and state.level < len(state.rr):
-        # the cursor was left just past the one chosen
-        chosen = resolved.users[(state.rr[state.level] - 1) % len(resolved.users)]
-        may = [chosen] if chosen in may else []
-    # When the paging instant is unknown (muted, exhausted), only those who got a trigger.
-    notified = {recipient for _, recipient in state.notified}
-    return [name for name in may if name in notified]
 
 
 def oncall_summary(directory: Directory, now: float) -> dict[str, Any]:

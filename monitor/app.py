@@ -245,7 +245,7 @@ class App:
                 log.exception("checkpoint failed; detection goes on, retried next interval")
 
     def publish_escalation(self, incident_id: str, state: EscalationState) -> None:
-        self.hub.publish("escalation", escalation_summary(state, self.clock.now()))
+        self.hub.publish("escalation", escalation_summary(state))
 
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
         doc = ev.incident.to_dict()
@@ -253,7 +253,7 @@ class App:
         msg = ev.to_dict()
         esc = self.incidents.runner.escalation(doc["id"])
         if esc is not None:
-            msg["incident"]["escalation"] = escalation_summary(esc, self.clock.now())
+            msg["incident"]["escalation"] = escalation_summary(esc)
         self.hub.publish("incident", msg)
         level = logging.DEBUG if ev.kind == "updated" else logging.INFO
         log.log(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ def test_muted_escalation_names_the_level_it_will_repage() -> None:
     s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)  # level 1: ana
     s, _ = step(s, Wake(Mute("silenced", "s1", T0 + 120)), T0 + 60)
     assert s.status == "muted" and s.level == 0
-    view = escalation_summary(s, T0 + 60)
+    view = escalation_summary(s)
     assert view["next_targets"] == ["ana"]  # level 1 again when the silence ends, not the lead
     s, _ = step(s, Wake(), T0 + 120)
     assert s.level == 0  # what the view promised
@@ -47,7 +48,7 @@ def test_no_next_targets_once_the_last_loop_ends() -> None:
     while not (s.loop == 2 and s.level == 1):
         t += 300
         s, _ = step(s, Wake(), t)
-    assert escalation_summary(s, t)["next_targets"] == []
+    assert escalation_summary(s)["next_targets"] == []
     s, _ = step(s, Wake(), t + 300)
     assert s.status == "exhausted"
 
@@ -85,20 +86,32 @@ def test_paged_leaves_out_users_in_quiet_hours_or_without_receivers() -> None:
     s, cmds = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
     [entry] = [c for c in cmds if str(c) == "log level-1 paged"]
     assert entry.detail["users"] == ["ben"]  # type: ignore[union-attr]
-    view = escalation_summary(s, T0 + 60)
+    view = escalation_summary(s)
     assert view["paged"] == [{"user": "ben", "name": "ben"}]
 
 
 def test_paged_names_the_one_round_robin_user_paged() -> None:
     plan = Plan.from_config(_one_level("round_robin"))
     s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
-    assert [u["user"] for u in escalation_summary(s, T0 + 60)["paged"]] == ["ana"]
+    assert [u["user"] for u in escalation_summary(s)["paged"]] == ["ana"]
     s, _ = step(s, Wake(), T0 + 300)  # loop 2: the next one
-    assert [u["user"] for u in escalation_summary(s, T0 + 360)["paged"]] == ["ben"]
+    assert [u["user"] for u in escalation_summary(s)["paged"]] == ["ben"]
 
 
 def test_paged_is_who_was_on_call_when_the_level_was_paged() -> None:
     plan = Plan.from_config(AlertingConfig(default_receivers=["pager"]))
     t = T0 + 2 * 3600 - 240  # 11:56 UTC: ana (EMEA); at 12:00 carla (AMER) takes over
     s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), t)
-    assert [u["user"] for u in escalation_summary(s, t + 280)["paged"]] == ["ana"]
+    assert [u["user"] for u in escalation_summary(s)["paged"]] == ["ana"]
+
+
+def test_paged_survives_a_restart_and_older_saved_states_still_load() -> None:
+    plan = Plan.from_config(_one_level(quiet_hours="09:00-17:00"))
+    s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
+    saved = json.loads(json.dumps(s.to_dict()))
+    again = EscalationState.from_dict(saved, plan)
+    assert escalation_summary(again)["paged"] == [{"user": "ben", "name": "ben"}]
+    del saved["paged"]  # a state saved before the paged users were kept
+    older = EscalationState.from_dict(saved, plan)
+    assert escalation_summary(older)["paged"] == []
+    assert older.level == again.level and older.wake_at == again.wake_at
