@@ -270,7 +270,6 @@ class MastodonSource:
         self._state_key = f"collector:{cfg.name}:newest"
         self.newest: int | None = None  # the newest status id seen, where backfill resumes
         self._saved: int | None = None
-        self._saved_at = -1e18
         self._checkpoint = Checkpoint(cfg.name, ctx, every=60.0)
         self.backfilled = 0  # statuses taken from the REST timelines
 
@@ -288,12 +287,10 @@ class MastodonSource:
             log.warning("%s: unreadable saved status id, no backfill until one is seen", self.name)
         self.newest = self._saved = n
 
-    async def _save(self, *, every: float = 0.0) -> None:
-        """Keep the newest id in the store (at most once per ``every`` seconds)."""
-        now = self.ctx.clock.now()
-        if self.newest != self._saved and now - self._saved_at >= every:
+    async def _save(self, *, periodic: bool = False) -> None:
+        """Keep the newest id in the store (``periodic``: only when the checkpoint is due)."""
+        if self.newest != self._saved and not (periodic and not self._checkpoint.due()):
             assert self.newest is not None  # only ever raised from None
-            self._saved_at = now  # a failed save, too, waits `every` before the next try
             newest = self.newest
             if await self._checkpoint.save(self._state_key, str(newest).encode()):
                 self._saved = newest
@@ -408,7 +405,7 @@ class MastodonSource:
                             await self._intake.deleted(ev.key)
                         elif ev.mention is not None:
                             self._saw(ev.mention)
-                            await self._save(every=60.0)
+                            await self._save(periodic=True)
                             if self._intake.accept(ev.mention):
                                 yield ev.mention
             except (TimeoutError, OSError, websockets.WebSocketException) as exc:

@@ -1,10 +1,14 @@
-"""Backoff, dedup, secrets: the shared pieces."""
+"""Backoff, dedup, secrets, resume-state saving: the shared pieces."""
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
-from monitor.collectors.common import Backoff, Dedup, Secret
+from monitor.clock import FakeClock
+from monitor.collectors.common import Backoff, Checkpoint, Dedup, Secret
+
+from .conftest import DownKV, make_harness
 
 
 def test_backoff_grows_is_capped_jittered_and_resets() -> None:
@@ -46,3 +50,20 @@ def test_secret_hides_its_value() -> None:
     assert "abc" not in f"{s} {s!r} {[s]} { ({'k': s}) }"
     assert Secret.from_env({}, "T") is None and Secret.from_env({"T": ""}, "T") is None
     assert Secret.from_env({"T": "x"}, None) is None
+
+
+async def test_checkpoint_is_due_every_interval_and_backs_off_after_a_failed_save() -> None:
+    clock = FakeClock(0.0)
+    ctx = make_harness(clock).ctx
+    cp = Checkpoint("src", ctx, every=10.0, retry_seconds=60.0)
+    assert not cp.due()
+    clock.advance(10.0)
+    assert cp.due() and await cp.save("k", b"1")
+    assert not cp.due() and await ctx.state.get("k") == b"1"
+    down = Checkpoint("src", replace(ctx, state=DownKV()), every=10.0, retry_seconds=60.0)
+    clock.advance(10.0)
+    assert down.due() and not await down.save("k", b"2")  # logged, never raised
+    clock.advance(59.0)
+    assert not down.due()  # a store that is down is not asked again on every message
+    clock.advance(1.0)
+    assert down.due() and down.failures == 1
