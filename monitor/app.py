@@ -407,8 +407,7 @@ class App:
 
         A source with a wrong clock (or a typo'd year) would otherwise keep a bucket open until
         that date, freeze the ingest lag at zero and the wall's live counter, and disable the
-        rule that holds the watermark while a backlog waits in the queue. RSS items get the
-        same bound in their collector.
+        rule that holds the watermark while a backlog waits in the queue.
         """
         limit = self.clock.now() + FUTURE_SECONDS
         if m.created_at <= limit:

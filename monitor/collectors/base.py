@@ -33,6 +33,8 @@ class SourceHealth:
             self.expected_interval = gap if prev is None else 0.95 * prev + 0.05 * gap
         self.events += 1
         self.last_received_at = now
+        # an item dated ahead (a wrong clock upstream) must not hide the source's real lag
+        event_time = min(event_time, now)
         if self.last_event_time is None or event_time > self.last_event_time:
             self.last_event_time = event_time
 

@@ -115,9 +115,7 @@ def feed_mentions(
                     source=source,
                     channel="news",
                     text=text[:100_000],
-                    created_at=min(
-                        created, now + 300.0
-                    ),  # a feed dated in the future is a wrong clock
+                    created_at=created,  # one dated ahead is bounded by App.admit
                     author=Author(id=f"{feed.url}#{author}"[:256], handle=author[:256]),
                     lang=str(lang)[:16] if lang else None,
                     url=str(link) if link else None,
