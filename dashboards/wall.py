@@ -68,7 +68,6 @@ def wall_routes(
     authorize: Authorize | None = None,
     heartbeat_seconds: float = 2.0,
     send_timeout: float = 10.0,
-    on_client: Callable[[int], None] | None = None,
     sockets: MutableSet[web.WebSocketResponse] | None = None,
 ) -> list[web.RouteDef]:
     """Routes for ``/``, ``/static/{name}`` and ``/ws``.
@@ -76,8 +75,10 @@ def wall_routes(
     `clock` stamps snapshots and heartbeats so walls show ages and countdowns in service time
     (the demo runs faster than real time); without it the newest time seen in data is used.
     `authorize` checks viewer tokens; None leaves the wall open (local demo).
-    `sockets` collects open walls so a shutdown hook can close them (`close_walls`): otherwise
-    aiohttp waits its whole shutdown timeout for these never-ending handlers.
+    `sockets` collects open walls (authorized ones only) so a shutdown hook can close them
+    (`close_walls`): otherwise aiohttp waits its whole shutdown timeout for these never-ending
+    handlers. Its size is the number of walls (the hub's subscribers include the MQTT
+    publisher too).
     """
     static = resources.files("dashboards") / "static"
     # A client queue longer than the frame cache could hold messages whose frame was evicted;
@@ -148,8 +149,6 @@ def wall_routes(
             first = state.snapshot_frame("connect", now(), heartbeat=heartbeat_seconds)
             first_seq = state.seq
             subs.add(sub)
-            if on_client:
-                on_client(len(subs))  # walls only: the MQTT publisher subscribes to the hub too
             if not ticker or ticker[0].done():
                 ticker[:] = [asyncio.create_task(tick())]
 
@@ -200,8 +199,6 @@ def wall_routes(
                 subs.discard(sub)
                 if sockets is not None:
                     sockets.discard(ws)
-        if on_client:
-            on_client(len(subs))
         return ws
 
     return [

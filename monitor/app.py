@@ -181,10 +181,9 @@ class App:
         )
         self.hub.add_listener(self.wall.apply)
         self.wall_sockets: set[web.WebSocketResponse] = set()
-        self.wall_clients = Gauge(
+        Gauge(
             "crisiswatch_wall_clients", "Connected wall websockets.", registry=self.registry
-        )
-        self.walls = 0
+        ).set_function(lambda: len(self.wall_sockets))
         self.tokens = TokenBook.from_config(config.delivery.api, env)
         # kiosk screens need a viewer token only once one is configured (the demo is open)
         viewer_tokens = any("viewer" in t.roles for t in config.delivery.api.tokens)
@@ -202,7 +201,6 @@ class App:
                     clock=clock,
                     authorize=self._viewer_ok if viewer_tokens else None,
                     sockets=self.wall_sockets,
-                    on_client=self._count_walls,
                 ),
                 *ingest.routes,
                 *api_routes(
@@ -318,13 +316,8 @@ class App:
             "queue_depth": self.queue.qsize(),
             "dead_letters": self.dead_letters.count,
             "outbox": self.outbox.health(),
-            "wall_clients": self.walls,
+            "wall_clients": len(self.wall_sockets),
         }
-
-    def _count_walls(self, n: int) -> None:
-        # walls only: the MQTT publisher is a hub subscriber too
-        self.walls = n
-        self.wall_clients.set(n)
 
     def live(self) -> dict[str, Any]:
         p = self.pipeline

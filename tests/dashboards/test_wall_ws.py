@@ -259,15 +259,15 @@ async def test_shutdown_with_a_stalled_wall_still_closes_the_others_cleanly() ->
         await stalled.close()
 
 
-async def test_on_client_counts_walls_not_other_hub_subscribers() -> None:
+async def test_sockets_count_walls_not_other_hub_subscribers() -> None:
     # the MQTT publisher also subscribes to the hub: crisiswatch_wall_clients must not count it
-    counts: list[int] = []
-    async with serve(on_client=counts.append) as (hub, _, server):
+    sockets: set[web.WebSocketResponse] = set()
+    async with serve(sockets=sockets) as (hub, _, server):
         with hub.subscribe() as _mqtt_publisher:
             async with aiohttp.ClientSession() as http:
                 async with http.ws_connect(server.make_url("/ws")) as ws:
                     assert (await recv(ws))["type"] == "snapshot"
-                    assert counts == [1]
-                while len(counts) < 2:
+                    assert len(sockets) == 1 and hub.subscribers == 2
+                while sockets:
                     await asyncio.sleep(0.01)
-    assert counts == [1, 0]
+            assert hub.subscribers == 1

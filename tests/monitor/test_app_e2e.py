@@ -84,6 +84,11 @@ async def test_websocket_gets_a_snapshot_then_deltas(app_factory) -> None:  # ty
                 if msg["type"] == "delta" and msg["topic"] == "series":
                     deltas.append(msg["data"])
             assert {"topic", "t", "count", "negative_share", "score"} <= deltas[0].keys()
+            # the wall counts in /healthz and the metrics (the MQTT publisher is not a wall)
+            async with http.get(f"{run.url}/healthz") as r:
+                assert (await r.json())["wall_clients"] == 1
+            async with http.get(f"{run.url}/metrics") as r:
+                assert "crisiswatch_wall_clients 1.0" in await r.text()
 
 
 async def test_state_survives_a_restart(app_factory) -> None:  # type: ignore[no-untyped-def]
