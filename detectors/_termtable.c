@@ -110,7 +110,14 @@ fold(PyObject *self, PyObject *args)
             new_keys[n_new] = w;
             new_values[n_new++] = bound + add * grow;
         }
-        else if (as_double(cur, &old) < 0 || set_float(counts, w, old + add * grow) < 0)
+        else if (as_double(cur, &old) < 0)
+            goto done;
+        else if (PyFloat_CheckExact(cur) && Py_REFCNT(cur) == 1)
+            /* Only the table holds this float, so nobody can see it change: overwriting its
+             * value saves an allocation and a second lookup per tracked term (most of them,
+             * every bucket). A shared one (a clone's, a caller's) gets a new float. */
+            ((PyFloatObject *)cur)->ob_fval = old + add * grow;
+        else if (set_float(counts, w, old + add * grow) < 0)
             goto done; /* an existing key is set in place: no resize, table order kept */
     }
 
@@ -258,12 +265,24 @@ candidates(PyObject *self, PyObject *args)
         goto done;
     for (Py_ssize_t i = 0; i < k; i++) {
         Candidate *x = &cands[i];
-        PyObject *item = Py_BuildValue("(ddddO)", x->d, x->c, x->s, x->e, x->term);
+        /* built directly: Py_BuildValue would parse its format string once per candidate */
+        PyObject *item = PyTuple_New(5);
         if (item == NULL) {
             Py_CLEAR(found);
             goto done;
         }
         PyList_SET_ITEM(found, i, item);
+        double fields[4] = {x->d, x->c, x->s, x->e};
+        for (int f = 0; f < 4; f++) {
+            PyObject *num = PyFloat_FromDouble(fields[f]);
+            if (num == NULL) {
+                Py_CLEAR(found);
+                goto done;
+            }
+            PyTuple_SET_ITEM(item, f, num);
+        }
+        Py_INCREF(x->term);
+        PyTuple_SET_ITEM(item, 4, x->term);
     }
 done:
     PyMem_Free(cands);

@@ -72,9 +72,24 @@ def test_fold_is_insert_then_evict_the_smallest_in_table_order(
 ) -> None:
     expected = dict(table)
     cut = fold_spec(expected, terms, bound, grow, max_tracked)
-    got = dict(table)
-    assert fold(got, Counter(terms), bound, grow, max_tracked) == cut
-    assert list(got.items()) == list(expected.items())  # same entries, same order
+    before = list(table.items())
+    # floats only the table holds (fold may overwrite those in place) and floats shared with
+    # ``table`` (it must not): both give the spec's result, and ``table`` never changes
+    owned = {w: v + 0.0 for w, v in table.items()}
+    shared = dict(table)
+    for got in (owned, shared):
+        assert fold(got, Counter(terms), bound, grow, max_tracked) == cut
+        assert list(got.items()) == list(expected.items())  # same entries, same order
+    assert list(table.items()) == before
+
+
+def test_fold_never_changes_a_count_somebody_else_holds() -> None:
+    held = 2.0 + float(len("x"))  # 3.0, a float of its own
+    counts = {"a": held, "b": 1.0 + 0.0}
+    b_value = counts["b"]  # now held here too
+    fold(counts, {"a": 1, "b": 1}, 0.0, 1.0, 10)
+    assert (held, b_value) == (3.0, 1.0)
+    assert counts == {"a": 4.0, "b": 2.0}
 
 
 # (table, bucket terms, n, min_count, untracked, scale, denom): candidates' arguments
