@@ -40,11 +40,14 @@ kth_smallest(double *values, Py_ssize_t n, Py_ssize_t k)
     return values[k];
 }
 
-/* A mapping value as a double; -1 with an exception set when it is not a number. */
+/* A mapping value as a double; -1 with an exception set when it is not a number. An int (a
+ * bucket's term count) is converted directly: PyFloat_AsDouble would allocate a float for it. */
 static int
 as_double(PyObject *obj, double *out)
 {
-    *out = PyFloat_Check(obj) ? PyFloat_AS_DOUBLE(obj) : PyFloat_AsDouble(obj);
+    *out = PyFloat_Check(obj)       ? PyFloat_AS_DOUBLE(obj)
+           : PyLong_CheckExact(obj) ? PyLong_AsDouble(obj)
+                                    : PyFloat_AsDouble(obj);
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 

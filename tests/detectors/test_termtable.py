@@ -124,6 +124,10 @@ def test_bad_arguments_are_errors_not_garbage() -> None:
         fold(table, {"a": "x"}, 0.0, 1.0, 3)  # type: ignore[dict-item]
     with pytest.raises(TypeError):
         candidates(table, {"a": "x"}, 3, 1, 0.0, 1.0, 1.0)  # type: ignore[dict-item]
+    with pytest.raises(OverflowError):
+        fold(table, {"a": 10**400}, 0.0, 1.0, 3)  # an int no double holds
+    with pytest.raises(OverflowError):
+        candidates(table, {"a": 10**400}, 3, 1, 0.0, 1.0, 1.0)
     assert table == {"a": 1.0}
     with pytest.raises(ValueError, match="no shares"):
         candidates(table, {"a": 1}, 0, 1, 0.0, 1.0, 1.0)
