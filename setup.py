@@ -12,6 +12,6 @@ STRICT_FLOATS = ["-ffp-contract=off"]
 setup(
     ext_modules=[
         Extension(f"detectors.{name}", [f"detectors/{name}.c"], extra_compile_args=STRICT_FLOATS)
-        for name in ("_termtable", "_scales")
+        for name in ("_termtable", "_scales", "_round")
     ]
 )

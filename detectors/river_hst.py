@@ -24,6 +24,7 @@ from typing import Any, Self
 
 from river.anomaly import HalfSpaceTrees
 
+from detectors._round import round_to
 from monitor.model import Bucket
 
 DAY = 86_400.0
@@ -96,7 +97,7 @@ class HSTVolumeDetector:
 
     def details(self) -> dict[str, Any]:
         x, s = self._last
-        return {"observed": x, "hst_score": round(s, 4)}
+        return {"observed": x, "hst_score": round_to(s, 4)}
 
     def clone(self) -> Self:
         return copy.deepcopy(self)

@@ -31,6 +31,7 @@ from typing import Any, Self
 
 from scipy.special import betainc
 
+from detectors._round import round_to
 from detectors.volume import surprise_of
 
 
@@ -146,7 +147,11 @@ class SentimentDetector:
 
     def details(self) -> dict[str, Any]:
         obs, base, p = self._last
-        return {"negative_share": round(obs, 4), "baseline_share": round(base, 4), "tail_p": p}
+        return {
+            "negative_share": round_to(obs, 4),
+            "baseline_share": round_to(base, 4),
+            "tail_p": p,
+        }
 
     def clone(self) -> Self:
         return copy.deepcopy(self)

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from copy import copy
 from typing import Any, NamedTuple
 
+from detectors._round import round_to
 from detectors.base import Detector, adopt_settings
 from detectors.gate import Gate, Onset, magnitude_severity
 from detectors.sentiment import SentimentDetector
@@ -343,11 +344,10 @@ class DetectionStage:
             "expected": expected,
             "band": band,
             "tail_p": tail_p,
-            # round() only what is not already 0.0 (most buckets: ~0.1 µs each)
             "signals": {
-                "volume": round(v, 4) if v else v,
-                "sentiment": round(s, 4) if s else s,
-                "terms": round(m, 4) if m else m,
+                "volume": round_to(v, 4),
+                "sentiment": round_to(s, 4),
+                "terms": round_to(m, 4),
             },
             "fired": fired,
             "top_channels": [],

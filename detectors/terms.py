@@ -42,6 +42,7 @@ import copy
 import math
 from typing import Any, Self
 
+from detectors._round import round_to
 from detectors._termtable import candidates, fold
 from detectors.sentiment import binom_tail, ramp
 from detectors.volume import surprise_of
@@ -166,7 +167,7 @@ class TermsDetector:
     def top(self, k: int) -> list[tuple[str, float]]:
         """Top ``k`` terms of the last scored bucket by observed/expected ratio."""
         ranked = sorted(self._last, key=lambda f: f[1] / f[3], reverse=True)[:k]
-        return [(w, round(c / e, 1)) for _d, c, _s, e, w in ranked]
+        return [(w, round_to(c / e, 1)) for _d, c, _s, e, w in ranked]
 
     def learn_one(self, bucket: Bucket) -> None:
         t = bucket.start

@@ -42,6 +42,7 @@ from typing import Any, Self
 
 from scipy.special import betainc
 
+from detectors._round import round_to
 from detectors._scales import evidence
 from detectors._scales import learn as learn_scales
 from detectors.base import halflife_alpha
@@ -374,7 +375,12 @@ class VolumeDetector:
         phi = 0.25 if dd <= 0.0 else min(_PHI_MAX, max(_PHI_MIN, dn / dd))
         sd = math.sqrt(mu + phi * mu * mu)
         lo = mu - 2.0 * sd
-        return x, round(mu, 3), [round(lo if lo > 0.0 else 0.0, 3), round(mu + 2.0 * sd, 3)], p
+        return (
+            x,
+            round_to(mu, 3),
+            [round_to(lo if lo > 0.0 else 0.0, 3), round_to(mu + 2.0 * sd, 3)],
+            p,
+        )
 
     def details(self) -> dict[str, Any]:
         x, mu, band, p = self.summary()
@@ -384,9 +390,9 @@ class VolumeDetector:
             "expected": mu,
             "band": band,
             "tail_p": p,
-            "z": round(z, 3),
+            "z": round_to(z, 3),
             "scale_seconds": self.scales[j] if self.scales else 0.0,
-            "dispersion": round(self.phi, 4),
+            "dispersion": round_to(self.phi, 4),
         }
 
     def clone(self) -> Self:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from detectors._round import round_to
 from monitor.aggregate import Aggregator
 from monitor.clock import Clock
 from monitor.dedup import Dedup
@@ -69,11 +70,11 @@ def series_point(bucket: Bucket, verdict: VerdictLike) -> dict[str, Any]:
         "count": bucket.count,
         "negative": bucket.negative,
         "positive": bucket.positive,
-        "negative_share": round(bucket.negative_share, 4),
-        "sentiment": round(bucket.sentiment_sum / bucket.count, 4) if bucket.count else 0.0,
+        "negative_share": round_to(bucket.negative_share, 4),
+        "sentiment": round_to(bucket.sentiment_sum / bucket.count, 4) if bucket.count else 0.0,
         "expected": ex.get("expected"),
         "band": ex.get("band"),
-        "score": round(verdict.score, 4),
+        "score": round_to(verdict.score, 4),
         "severity": verdict.severity,
         "onset": verdict.onset,
         "active": verdict.active,
