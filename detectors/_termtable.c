@@ -254,11 +254,9 @@ candidates(PyObject *self, PyObject *args)
         if (!(c > e))
             continue;
         double q = (c < (double)n ? c : (double)n) / (double)n;
-        double d = q * log(q / s);
+        double d = q * log(q / s); /* all of D(1 || s) = log(1 / s): P(X = n) = s^n */
         if (q < 1.0)
             d += (1.0 - q) * log((1.0 - q) / (1.0 - s));
-        else
-            d += -log(1.0 - s);
         cands[k] = (Candidate){d, c, s, e, k, w};
         k++;
     }

@@ -46,8 +46,9 @@ def candidates_spec(
         e = s * n
         if c > e:
             q = min(c, n) / n
-            d = q * math.log(q / s)
-            d += (1.0 - q) * math.log((1.0 - q) / (1.0 - s)) if q < 1.0 else -math.log(1.0 - s)
+            d = q * math.log(q / s)  # D(q || s), the Kullback-Leibler divergence
+            if q < 1.0:
+                d += (1.0 - q) * math.log((1.0 - q) / (1.0 - s))
             found.append((d, float(c), s, e, w))
     return tested, sorted(found, key=lambda f: f[:4], reverse=True)  # stable: ties keep order
 
@@ -131,3 +132,12 @@ def test_bad_arguments_are_errors_not_garbage() -> None:
     assert table == {"a": 1.0}
     with pytest.raises(ValueError, match="no shares"):
         candidates(table, {"a": 1}, 0, 1, 0.0, 1.0, 1.0)
+
+
+def test_a_term_in_every_mention_has_the_exponent_of_its_exact_tail() -> None:
+    # q = 1: P(X >= n) = s**n exactly, so D(1 || s) = log(1 / s); the skip bound
+    # exp(-n D) / (n + 1) must stay below that tail, and the ranking must not inflate it
+    _, [(d, c, s, _e, w)] = candidates({}, Counter({"recall": 10}), 10, 1, 0.0, 1.0, 10.0)
+    assert (w, c, s) == ("recall", 10.0, 0.05)
+    assert d == pytest.approx(math.log(1 / s), rel=1e-12)
+    assert math.exp(-10 * d) / 11 <= s**10
