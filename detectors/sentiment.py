@@ -109,7 +109,8 @@ class SentimentDetector:
         self.surprise_min, self.surprise_max, self.warmup = surprise_min, surprise_max, warmup
         self.n, self.neg, self.tot = 0, 0.0, 0.0
         self.t0 = self.t_last = math.nan
-        self._last: tuple[float, float, float] = (0.0, 0.0, 1.0)
+        # observed share, baseline share, tail p (or the tail's arguments, until asked for)
+        self._last: tuple[float, float, float | tuple[float, float, float]] = (0.0, 0.0, 1.0)
 
     @property
     def warm(self) -> bool:
@@ -129,8 +130,17 @@ class SentimentDetector:
             return 0.0
         # correlated mentions, and a baseline known from only tot + prior mentions
         deff = (1.0 + (c - 1) * self.rho) * (1.0 + c / (self.tot + self.prior_mentions))
-        p = binom_tail(bucket.negative / deff, c / deff, min(0.999, share))
-        self._last = (bucket.negative / c, share, p)
+        q, n, s = bucket.negative / c, c / deff, min(0.999, share)
+        if q < 1.0:
+            # The method-of-types bound P >= exp(-n D(q || s)) / (n + 1) puts most buckets
+            # over the baseline in the dead zone (score 0) without the incomplete beta; their
+            # exact tail is worked out only if an explanation asks for it (details).
+            d = q * math.log(q / s) + (1.0 - q) * math.log((1.0 - q) / (1.0 - s))
+            if math.exp(-n * d) / (n + 1.0) >= 10.0**-self.surprise_min:
+                self._last = (q, share, (bucket.negative / deff, n, s))
+                return 0.0
+        p = binom_tail(bucket.negative / deff, n, s)
+        self._last = (q, share, p)
         return ramp(surprise_of(p), self.surprise_min, self.surprise_max)
 
     def learn_one(self, bucket: Any) -> None:
@@ -147,6 +157,8 @@ class SentimentDetector:
 
     def details(self) -> dict[str, Any]:
         obs, base, p = self._last
+        if isinstance(p, tuple):
+            p = binom_tail(*p)
         return {
             "negative_share": round_to(obs, 4),
             "baseline_share": round_to(base, 4),
