@@ -1,7 +1,9 @@
-"""The C extensions: the detectors' per-term and per-scale loops (detectors/_*.c).
+"""The C extensions: every ``detectors/_*.c`` (hot loops and display rounding), one module each.
 
 Everything else about the package is declared in pyproject.toml.
 """
+
+from pathlib import Path
 
 from setuptools import Extension, setup
 
@@ -11,7 +13,7 @@ STRICT_FLOATS = ["-ffp-contract=off"]
 
 setup(
     ext_modules=[
-        Extension(f"detectors.{name}", [f"detectors/{name}.c"], extra_compile_args=STRICT_FLOATS)
-        for name in ("_termtable", "_scales", "_round")
+        Extension(f"detectors.{c.stem}", [c.as_posix()], extra_compile_args=STRICT_FLOATS)
+        for c in sorted(Path("detectors").glob("_*.c"))
     ]
 )

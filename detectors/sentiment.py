@@ -61,6 +61,18 @@ def binom_tail(k: float, n: float, p: float) -> float:
     return float(betainc(k, n - k + 1.0, p))
 
 
+def tail_floor(d: float, n: float) -> float:
+    """A lower bound on ``P(X >= q n)`` for X ~ Binomial(n, p), from the tail's exponent
+    ``d = D(q || p)`` (method of types: ``exp(-n d) / (n + 1)``). When it is already above
+    the dead zone's p, the exact tail (an incomplete beta) cannot give a score.
+
+    >>> d = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)  # D(0.8 || 0.5)
+    >>> tail_floor(d, 10.0) <= binom_tail(8, 10, 0.5)
+    True
+    """
+    return math.exp(-n * d) / (n + 1.0)
+
+
 class SentimentDetector:
     """Negative-share turn detector for one series."""
 
@@ -132,11 +144,11 @@ class SentimentDetector:
         deff = (1.0 + (c - 1) * self.rho) * (1.0 + c / (self.tot + self.prior_mentions))
         q, n, s = bucket.negative / c, c / deff, min(0.999, share)
         if q < 1.0:
-            # The method-of-types bound P >= exp(-n D(q || s)) / (n + 1) puts most buckets
-            # over the baseline in the dead zone (score 0) without the incomplete beta; their
+            # The method-of-types bound (tail_floor) puts most buckets over the baseline in
+            # the dead zone (score 0) without the incomplete beta; their
             # exact tail is worked out only if an explanation asks for it (details).
             d = q * math.log(q / s) + (1.0 - q) * math.log((1.0 - q) / (1.0 - s))
-            if math.exp(-n * d) / (n + 1.0) >= 10.0**-self.surprise_min:
+            if tail_floor(d, n) >= 10.0**-self.surprise_min:
                 self._last = (q, share, (bucket.negative / deff, n, s))
                 return 0.0
         p = binom_tail(bucket.negative / deff, n, s)

@@ -44,7 +44,7 @@ from typing import Any, Self
 
 from detectors._round import round_to
 from detectors._termtable import candidates, fold
-from detectors.sentiment import binom_tail, ramp
+from detectors.sentiment import binom_tail, ramp, tail_floor
 from detectors.volume import surprise_of
 from monitor.model import Bucket
 
@@ -159,7 +159,7 @@ class TermsDetector:
         # score is (near-)always the one with the largest exponent; the cost stays flat in
         # the number of terms a bucket carries
         for d, c, s, _e, _w in found[: self.exact_terms]:  # strongest first
-            if math.exp(-n_eff * d) / (n_eff + 1.0) >= cutoff:
+            if tail_floor(d, n_eff) >= cutoff:
                 break  # this one and every weaker candidate are noise
             best = min(best, binom_tail(min(c, n) / deff, n_eff, s))
         return ramp(surprise_of(min(1.0, best * tested)), self.surprise_min, self.surprise_max)
