@@ -44,6 +44,7 @@ from detectors.sentiment import SentimentDetector
 from detectors.terms import TermsDetector
 from detectors.volume import VolumeDetector
 from monitor.config.detection import DetectionConfig
+from monitor.enrich.text import as_written
 from monitor.errors import CrisiswatchError
 from monitor.model import Bucket
 
@@ -359,7 +360,8 @@ class DetectionStage:
         out["sentiment"] = st.sentiment.details()
         out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
         if isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
-            out["top_terms"] = [[w, r] for w, r in st.terms.top(c.top_terms)]
+            texts = [e.mention.text for e in bucket.samples]
+            out["top_terms"] = [[as_written(w, texts), r] for w, r in st.terms.top(c.top_terms)]
         if c.sample_posts and bucket.samples:
             neg = [e for e in bucket.samples if e.sentiment.label == "negative"] or bucket.samples
             neg.sort(key=lambda e: e.mention.author.followers, reverse=True)

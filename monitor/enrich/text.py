@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 _COMBINING = re.compile(r"[\u0300-\u036f]+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
@@ -84,6 +85,26 @@ def words(text: str) -> list[str]:
     ['arger', 'bei', 'acme']
     """
     return _WORD_RE.findall(fold(text))
+
+
+def as_written(term: str, texts: Iterable[str]) -> str:
+    """``term`` (folded) as the first of ``texts`` spells it: lower case, plain letters (NFKC).
+
+    Terms are counted folded, so that "Störung" and "STORUNG" are one term; people read them
+    better with their accents back. ``term`` itself when no text has it (URLs do not count).
+
+    >>> as_written("storung", ["Große STÖRUNG bei Acme", "storung?"])
+    'störung'
+    >>> as_written("acme", ["Acme's app is down"]), as_written("outage", ["all fine"])
+    ('acme', 'outage')
+    """
+    for text in texts:
+        plain = _POSSESSIVE.sub("", strip_urls(text).replace("’", "'"))
+        written: list[str] = _WORD_RE.findall(plain)
+        for word in written:
+            if fold(word) == term:
+                return unicodedata.normalize("NFKC", word).lower()
+    return term
 
 
 def umlaut_variants(term: str) -> tuple[str, ...]:

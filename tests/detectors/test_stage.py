@@ -220,12 +220,12 @@ def test_a_changed_state_layout_restarts_that_detector_only() -> None:
     assert same.observe(Bucket("a", 2 * 288 * W, W, count=500)).onset == "open"
 
 
-def _enriched(i: int, followers: int, label: str) -> Enriched:
+def _enriched(i: int, followers: int, label: str, text: str = "") -> Enriched:
     m = Mention(
         id=str(i),
         source="demo",
         channel="x",
-        text=f"post {i}",
+        text=text or f"post {i}",
         created_at=0.0,
         author=Author(id=str(i), handle=f"@u{i}", followers=followers),
     )
@@ -248,7 +248,7 @@ def test_sentiment_turn_and_terms_explain_the_incident() -> None:
             )
         )
     samples = [
-        _enriched(1, 10, "negative"),
+        _enriched(1, 10, "negative", "Der RÜCKRUF ist ein Witz"),
         _enriched(2, 5000, "negative"),
         _enriched(3, 90000, "positive"),
     ]
@@ -260,13 +260,14 @@ def test_sentiment_turn_and_terms_explain_the_incident() -> None:
             count=24,
             negative=20,
             channels=Counter({"x": 20, "news": 4}),
-            terms=Counter({"recall": 12, "price": 1}),
+            terms=Counter({"ruckruf": 12, "price": 1}),
             samples=samples,
         )
     )
     assert v.onset == "open"
     assert "sentiment" in v.explanation["fired"] and "terms" in v.explanation["fired"]
-    assert v.explanation["top_terms"][0][0] == "recall"
+    # counted folded, shown as a sample post spells it
+    assert v.explanation["top_terms"][0][0] == "rückruf"
     assert v.explanation["top_channels"][0] == ["x", 20]
     # highest-reach negative post first; the positive one is not a sample
     assert [s["author"] for s in v.explanation["samples"]] == ["@u2", "@u1"]
