@@ -56,7 +56,7 @@ def child(rounds: int, series: int, terms: bool) -> None:
     from detectors.stage import DetectionStage
     from monitor.config.detection import DetectionConfig
 
-    data = make_rounds(series, 420, terms=terms)
+    data = list(make_rounds(series, 420, terms=terms))
     stage = DetectionStage(DetectionConfig(warmup_seconds=300 * 60 * 0.5))
     for batch in data[: 300 + rounds]:
         stage.observe_many(batch)

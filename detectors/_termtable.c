@@ -1,15 +1,21 @@
-/* The emerging-term detector's two per-term loops, in C (see detectors/terms.py).
+/* The emerging-term detector's term table, in C (see detectors/terms.py).
  *
- * Why C: a bucket carries tens of distinct terms, and both loops run once per series-bucket.
- * In Python they cost about 60 % of the detector stack's time with terms scored (docs/
- * benchmarks.md); here they are a few dictionary operations and some arithmetic per term.
- * Everything else (the state, the decay, the exact tails, the explanation) stays in Python.
+ * Why C: a bucket carries tens of distinct terms, and the table is folded and scanned once per
+ * series-bucket. A dict of floats cost a float object per tracked term, and under churn (most
+ * of a bucket's terms new, most of the table evicted) a deletion, an insertion and a float
+ * allocation per replaced term, plus a dict resize every few buckets: the largest part of the
+ * detector stack's time with terms scored (docs/detection.md). Here a term is a slot in three
+ * parallel arrays (key, hash, value), found through a small open-addressing index that is
+ * rebuilt whenever entries move; values are plain doubles.
  *
- * Both functions are pure apart from ``fold`` updating the table it is given.
+ * Table order is the order entries were added (survivors keep theirs, newcomers go last), as a
+ * dict's is: eviction breaks ties by it, so results equal the dict version's float for float.
+ * Everything else (the decay, the exact tails, the explanation) stays in Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 
 /* The k-th smallest (0-based) of values[0..n): Hoare's selection, expected O(n); reorders. */
 static double
@@ -51,32 +57,329 @@ as_double(PyObject *obj, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static int
-set_float(PyObject *dict, PyObject *key, double value)
+/* A term's hash; -1 with TypeError set for a key that is not a str (only str terms exist, and
+ * str keys compare without calling back into Python). */
+static Py_hash_t
+term_hash(PyObject *key)
 {
-    PyObject *obj = PyFloat_FromDouble(value);
-    if (obj == NULL)
+    if (!PyUnicode_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "a term must be a str, not %.100s", Py_TYPE(key)->tp_name);
         return -1;
-    int rc = PyDict_SetItem(dict, key, obj);
-    Py_DECREF(obj);
+    }
+    return PyObject_Hash(key);
+}
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t size;   /* entries in use, in table order */
+    Py_ssize_t cap;    /* entries allocated */
+    Py_ssize_t mask;   /* index slots - 1 (a power of two minus one; -1 when nothing is allocated) */
+    PyObject **keys;   /* owned str references */
+    Py_hash_t *hashes;
+    double *values;
+    int32_t *index;    /* entry number or -1, linear probing; one block holds all four arrays */
+} TermTable;
+
+static PyTypeObject TermTableType;
+
+static Py_ssize_t
+index_slots(Py_ssize_t cap)
+{
+    Py_ssize_t slots = 8;
+    while (slots < 2 * cap) /* at most half full: a miss (a new term) ends within ~2 probes */
+        slots *= 2;
+    return slots;
+}
+
+/* Entry number of ``key`` (with hash ``hash``), -1 when absent, -2 with an exception set. */
+static Py_ssize_t
+lookup(TermTable *t, PyObject *key, Py_hash_t hash)
+{
+    if (t->size == 0)
+        return -1;
+    for (Py_ssize_t i = (Py_ssize_t)((size_t)hash & (size_t)t->mask);; i = (i + 1) & t->mask) {
+        int32_t e = t->index[i];
+        if (e < 0)
+            return -1;
+        if (t->hashes[e] != hash)
+            continue;
+        PyObject *k = t->keys[e];
+        if (k == key)
+            return e;
+        int eq = PyUnicode_Compare(k, key);
+        if (eq == -1 && PyErr_Occurred())
+            return -2;
+        if (eq == 0)
+            return e;
+    }
+}
+
+static void
+reindex(TermTable *t)
+{
+    for (Py_ssize_t i = 0; i <= t->mask; i++)
+        t->index[i] = -1;
+    for (Py_ssize_t e = 0; e < t->size; e++) {
+        Py_ssize_t i = (Py_ssize_t)((size_t)t->hashes[e] & (size_t)t->mask);
+        while (t->index[i] >= 0)
+            i = (i + 1) & t->mask;
+        t->index[i] = (int32_t)e;
+    }
+}
+
+/* Room for ``need`` entries; the entries in use are kept. -1 with MemoryError on failure. */
+static int
+reserve(TermTable *t, Py_ssize_t need)
+{
+    if (need <= t->cap)
+        return 0;
+    if (need > INT32_MAX / 2) {
+        PyErr_SetString(PyExc_OverflowError, "term table too large");
+        return -1;
+    }
+    Py_ssize_t slots = index_slots(need);
+    size_t bytes = (size_t)need * (sizeof(PyObject *) + sizeof(Py_hash_t) + sizeof(double)) +
+                   (size_t)slots * sizeof(int32_t);
+    char *block = PyMem_Malloc(bytes);
+    if (block == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **keys = (PyObject **)block;
+    Py_hash_t *hashes = (Py_hash_t *)(keys + need);
+    double *values = (double *)(hashes + need);
+    int32_t *index = (int32_t *)(values + need);
+    if (t->size) {
+        memcpy(keys, t->keys, (size_t)t->size * sizeof(PyObject *));
+        memcpy(hashes, t->hashes, (size_t)t->size * sizeof(Py_hash_t));
+        memcpy(values, t->values, (size_t)t->size * sizeof(double));
+    }
+    PyMem_Free(t->keys); /* the start of the old block */
+    t->keys = keys;
+    t->hashes = hashes;
+    t->values = values;
+    t->index = index;
+    t->cap = need;
+    t->mask = slots - 1;
+    reindex(t);
+    return 0;
+}
+
+/* A new reference to ``key`` for the table to keep: the interned equal string. Tokenising
+ * makes a new string for every word of every post; 100,000 tables keeping their own copies
+ * of the same words would hold several times the memory of the tables themselves. */
+static PyObject *
+keep(PyObject *key)
+{
+    Py_INCREF(key);
+    PyUnicode_InternInPlace(&key);
+    return key;
+}
+
+/* Append an entry known to be absent; the caller has reserved room. */
+static void
+append(TermTable *t, PyObject *key, Py_hash_t hash, double value)
+{
+    Py_ssize_t e = t->size++;
+    t->keys[e] = keep(key);
+    t->hashes[e] = hash;
+    t->values[e] = value;
+    Py_ssize_t i = (Py_ssize_t)((size_t)hash & (size_t)t->mask);
+    while (t->index[i] >= 0)
+        i = (i + 1) & t->mask;
+    t->index[i] = (int32_t)e;
+}
+
+static void
+clear(TermTable *t)
+{
+    for (Py_ssize_t e = 0; e < t->size; e++)
+        Py_DECREF(t->keys[e]);
+    PyMem_Free(t->keys);
+    t->keys = NULL;
+    t->hashes = NULL;
+    t->values = NULL;
+    t->index = NULL;
+    t->size = t->cap = 0;
+    t->mask = -1;
+}
+
+static PyObject *
+table_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    TermTable *t = (TermTable *)type->tp_alloc(type, 0);
+    if (t != NULL)
+        t->mask = -1;
+    return (PyObject *)t;
+}
+
+/* TermTable(keys=(), values=()): also what unpickling calls, with a checkpoint's (untrusted)
+ * content, so every argument is checked. */
+static int
+table_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"keys", "values", NULL};
+    TermTable *t = (TermTable *)self;
+    PyObject *keys_arg = NULL, *values_arg = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:TermTable", kwlist, &keys_arg, &values_arg))
+        return -1;
+    clear(t);
+    if (keys_arg == NULL && values_arg == NULL)
+        return 0;
+    PyObject *keys = PySequence_Fast(keys_arg ? keys_arg : Py_None, "keys must be a sequence");
+    PyObject *values =
+        keys ? PySequence_Fast(values_arg ? values_arg : Py_None, "values must be a sequence")
+             : NULL;
+    int rc = -1;
+    if (keys == NULL || values == NULL)
+        goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(keys);
+    if (PySequence_Fast_GET_SIZE(values) != n) {
+        PyErr_Format(PyExc_ValueError, "TermTable: %zd keys but %zd values", n,
+                     PySequence_Fast_GET_SIZE(values));
+        goto done;
+    }
+    if (reserve(t, n) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(keys, i);
+        double value;
+        Py_hash_t hash = term_hash(key);
+        if (hash == -1 || as_double(PySequence_Fast_GET_ITEM(values, i), &value) < 0)
+            goto done;
+        Py_ssize_t e = lookup(t, key, hash);
+        if (e == -2)
+            goto done;
+        if (e >= 0) {
+            PyErr_Format(PyExc_ValueError, "TermTable: term %R appears twice", key);
+            goto done;
+        }
+        append(t, key, hash, value);
+    }
+    rc = 0;
+done:
+    if (rc < 0)
+        clear(t);
+    Py_XDECREF(keys);
+    Py_XDECREF(values);
     return rc;
 }
 
-PyDoc_STRVAR(fold_doc,
-"fold(counts, terms, bound, grow, max_tracked) -> float\n\n"
-"Add ``c * grow`` to ``counts[w]`` for every ``w, c`` in ``terms`` (a term not in the table\n"
-"starts from ``bound``), then evict the ``len(counts) - max_tracked`` smallest entries, ties in\n"
-"table order: exactly what popping ``sorted(counts, key=counts.get)[:excess]`` does. Returns the\n"
-"largest evicted value, 0.0 when nothing was evicted.");
+static void
+table_dealloc(PyObject *self)
+{
+    clear((TermTable *)self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static Py_ssize_t
+table_len(PyObject *self)
+{
+    return ((TermTable *)self)->size;
+}
+
+PyDoc_STRVAR(get_doc, "get(term, default=None): the term's value, or ``default`` if untracked.");
 
 static PyObject *
-fold(PyObject *self, PyObject *args)
+table_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *counts, *terms;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get expects a term and an optional default");
+        return NULL;
+    }
+    TermTable *t = (TermTable *)self;
+    Py_hash_t hash = term_hash(args[0]);
+    if (hash == -1)
+        return NULL;
+    Py_ssize_t e = lookup(t, args[0], hash);
+    if (e == -2)
+        return NULL;
+    if (e >= 0)
+        return PyFloat_FromDouble(t->values[e]);
+    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
+    Py_INCREF(dflt);
+    return dflt;
+}
+
+PyDoc_STRVAR(items_doc, "items() -> [(term, value), ...] in table order.");
+
+static PyObject *
+table_items(PyObject *self, PyObject *unused)
+{
+    TermTable *t = (TermTable *)self;
+    PyObject *out = PyList_New(t->size);
+    for (Py_ssize_t e = 0; out != NULL && e < t->size; e++) {
+        PyObject *item = Py_BuildValue("(Od)", t->keys[e], t->values[e]);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, e, item);
+    }
+    return out;
+}
+
+PyDoc_STRVAR(rescale_doc, "rescale(divisor): divide every value by ``divisor``.");
+
+static PyObject *
+table_rescale(PyObject *self, PyObject *arg)
+{
+    TermTable *t = (TermTable *)self;
+    double divisor = PyFloat_AsDouble(arg);
+    if (divisor == -1.0 && PyErr_Occurred())
+        return NULL;
+    for (Py_ssize_t e = 0; e < t->size; e++)
+        t->values[e] /= divisor;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+table_reduce(PyObject *self, PyObject *unused)
+{
+    TermTable *t = (TermTable *)self;
+    PyObject *keys = PyList_New(t->size), *values = PyList_New(t->size);
+    if (keys == NULL || values == NULL)
+        goto fail;
+    for (Py_ssize_t e = 0; e < t->size; e++) {
+        PyObject *v = PyFloat_FromDouble(t->values[e]);
+        if (v == NULL)
+            goto fail;
+        PyList_SET_ITEM(values, e, v);
+        Py_INCREF(t->keys[e]);
+        PyList_SET_ITEM(keys, e, t->keys[e]);
+    }
+    return Py_BuildValue("(O(NN))", (PyObject *)Py_TYPE(self), keys, values);
+fail:
+    Py_XDECREF(keys);
+    Py_XDECREF(values);
+    return NULL;
+}
+
+static PyObject *
+table_sizeof(PyObject *self, PyObject *unused)
+{
+    TermTable *t = (TermTable *)self;
+    size_t bytes = (size_t)Py_TYPE(self)->tp_basicsize +
+                   (size_t)t->cap * (sizeof(PyObject *) + sizeof(Py_hash_t) + sizeof(double)) +
+                   (size_t)(t->mask + 1) * sizeof(int32_t);
+    return PyLong_FromSize_t(bytes);
+}
+
+PyDoc_STRVAR(fold_doc,
+"fold(terms, bound, grow, max_tracked) -> float\n\n"
+"Add ``c * grow`` to the value of every ``w, c`` in ``terms`` (a term not in the table\n"
+"starts from ``bound``; newcomers join at the end in the bucket's order), then evict the\n"
+"``len(table) - max_tracked`` smallest entries, ties in table order: exactly what popping\n"
+"``sorted(table, key=table.get)[:excess]`` does to a dict. Returns the largest evicted\n"
+"value, 0.0 when nothing was evicted.");
+
+static PyObject *
+table_fold(PyObject *self, PyObject *args)
+{
+    TermTable *t = (TermTable *)self;
+    PyObject *terms;
     double bound, grow;
     Py_ssize_t max_tracked;
-    if (!PyArg_ParseTuple(args, "O!O!ddn:fold", &PyDict_Type, &counts, &PyDict_Type, &terms,
-                          &bound, &grow, &max_tracked))
+    if (!PyArg_ParseTuple(args, "O!ddn:fold", &PyDict_Type, &terms, &bound, &grow, &max_tracked))
         return NULL;
     if (max_tracked < 0) {
         PyErr_Format(PyExc_ValueError, "fold: max_tracked %zd is negative", max_tracked);
@@ -84,99 +387,98 @@ fold(PyObject *self, PyObject *args)
     }
     if (!isfinite(bound) || !isfinite(grow)) {
         PyErr_Format(PyExc_ValueError, "fold: bound %R and grow %R must be finite",
-                     PyTuple_GET_ITEM(args, 2), PyTuple_GET_ITEM(args, 3));
+                     PyTuple_GET_ITEM(args, 1), PyTuple_GET_ITEM(args, 2));
         return NULL;
     }
     Py_ssize_t n_terms = PyDict_GET_SIZE(terms);
-    /* newcomers are not inserted before it is known which of them survive: inserting and
-     * evicting most of a bucket's new terms again would cost a table resize and a deletion
-     * each */
-    PyObject **new_keys = PyMem_Malloc((size_t)(n_terms ? n_terms : 1) * sizeof(PyObject *));
-    double *new_values = PyMem_Malloc((size_t)(n_terms ? n_terms : 1) * sizeof(double));
-    double *values = NULL;
-    PyObject **keys = NULL;
+    /* newcomers are not added before it is known which of them survive */
+    size_t per_term = sizeof(PyObject *) + sizeof(Py_hash_t) + sizeof(double);
+    char *block = PyMem_Malloc((size_t)(n_terms ? n_terms : 1) * per_term);
+    if (block == NULL)
+        return PyErr_NoMemory();
+    PyObject **new_keys = (PyObject **)block; /* borrowed from ``terms`` */
+    Py_hash_t *new_hashes = (Py_hash_t *)(new_keys + n_terms);
+    double *new_values = (double *)(new_hashes + n_terms);
+    double *scratch = NULL;
     PyObject *result = NULL;
-    if (new_keys == NULL || new_values == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
     Py_ssize_t n_new = 0, pos = 0;
     PyObject *w, *c;
     while (PyDict_Next(terms, &pos, &w, &c)) {
-        double add, old;
-        if (as_double(c, &add) < 0)
+        double add;
+        Py_hash_t hash = term_hash(w);
+        if (hash == -1 || as_double(c, &add) < 0)
             goto done;
-        PyObject *cur = PyDict_GetItemWithError(counts, w);
-        if (cur == NULL) {
-            if (PyErr_Occurred())
-                goto done;
+        Py_ssize_t e = lookup(t, w, hash);
+        if (e == -2)
+            goto done;
+        if (e >= 0) {
+            t->values[e] = t->values[e] + add * grow;
+        }
+        else {
             new_keys[n_new] = w;
+            new_hashes[n_new] = hash;
             new_values[n_new++] = bound + add * grow;
         }
-        else if (as_double(cur, &old) < 0)
-            goto done;
-        else if (PyFloat_CheckExact(cur) && Py_REFCNT(cur) == 1)
-            /* Only the table holds this float, so nobody can see it change: overwriting its
-             * value saves an allocation and a second lookup per tracked term (most of them,
-             * every bucket). A shared one (a clone's, a caller's) gets a new float. */
-            ((PyFloatObject *)cur)->ob_fval = old + add * grow;
-        else if (set_float(counts, w, old + add * grow) < 0)
-            goto done; /* an existing key is set in place: no resize, table order kept */
     }
 
-    Py_ssize_t n_old = PyDict_GET_SIZE(counts), size = n_old + n_new;
-    Py_ssize_t excess = size - max_tracked, i;
+    Py_ssize_t n_old = t->size, size = n_old + n_new, i;
+    Py_ssize_t excess = size - max_tracked;
     if (excess <= 0) {
+        /* a young table grows by doubling, up to the most it will hold */
+        Py_ssize_t room = 2 * t->cap > size ? 2 * t->cap : size;
+        if (n_new && reserve(t, room < max_tracked ? room : max_tracked) < 0)
+            goto done;
         for (i = 0; i < n_new; i++)
-            if (set_float(counts, new_keys[i], new_values[i]) < 0)
-                goto done;
+            append(t, new_keys[i], new_hashes[i], new_values[i]);
         result = PyFloat_FromDouble(0.0);
         goto done;
     }
-    /* the table in order (existing entries, then newcomers as the bucket lists them) */
-    values = PyMem_Malloc((size_t)size * 2 * sizeof(double));
-    keys = PyMem_Malloc((size_t)(n_old + 1) * sizeof(PyObject *));
-    if (values == NULL || keys == NULL) {
+    /* all values in table order (entries, then newcomers as the bucket lists them) */
+    scratch = PyMem_Malloc((size_t)size * 2 * sizeof(double));
+    if (scratch == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    pos = 0;
-    i = 0;
-    PyObject *v;
-    while (PyDict_Next(counts, &pos, &w, &v)) {
-        if (as_double(v, &values[i]) < 0)
-            goto done;
-        keys[i++] = w;
-    }
-    for (i = 0; i < n_new; i++)
-        values[n_old + i] = new_values[i];
-    double *scratch = values + size;
-    for (i = 0; i < size; i++)
-        scratch[i] = values[i];
+    double *ordered = scratch + size;
+    memcpy(ordered, t->values, (size_t)n_old * sizeof(double));
+    memcpy(ordered + n_old, new_values, (size_t)n_new * sizeof(double));
+    memcpy(scratch, ordered, (size_t)size * sizeof(double));
     double cut = kth_smallest(scratch, size, excess - 1);
+    result = PyFloat_FromDouble(cut);
+    if (result == NULL)
+        goto done;
     Py_ssize_t ties = excess; /* how many entries equal to ``cut`` go: the first ones */
     for (i = 0; i < size; i++)
-        ties -= values[i] < cut;
-    /* keys are borrowed from the table: take them before deleting drops its reference */
-    for (i = 0; i < n_old; i++)
-        Py_INCREF(keys[i]);
-    int failed = 0;
-    for (i = 0; i < size && !failed; i++) {
-        int evict = values[i] < cut || (values[i] == cut && ties-- > 0);
-        if (i < n_old)
-            failed = evict && PyDict_DelItem(counts, keys[i]) < 0;
-        else
-            failed = !evict && set_float(counts, new_keys[i - n_old], values[i]) < 0;
+        ties -= ordered[i] < cut;
+    if (reserve(t, max_tracked) < 0) {
+        Py_CLEAR(result);
+        goto done;
     }
-    for (i = 0; i < n_old; i++)
-        Py_DECREF(keys[i]);
-    if (!failed)
-        result = PyFloat_FromDouble(cut);
+    /* survivors move down in order; max_tracked <= size, so ``kept`` never passes ``i`` */
+    Py_ssize_t kept = 0;
+    for (i = 0; i < size; i++) {
+        int evict = ordered[i] < cut || (ordered[i] == cut && ties-- > 0);
+        if (i < n_old) {
+            if (evict) {
+                Py_DECREF(t->keys[i]);
+                continue;
+            }
+            t->keys[kept] = t->keys[i];
+            t->hashes[kept] = t->hashes[i];
+        }
+        else {
+            if (evict)
+                continue;
+            t->keys[kept] = keep(new_keys[i - n_old]);
+            t->hashes[kept] = new_hashes[i - n_old];
+        }
+        t->values[kept++] = ordered[i];
+    }
+    t->size = kept;
+    reindex(t);
 done:
-    PyMem_Free(new_keys);
-    PyMem_Free(new_values);
-    PyMem_Free(values);
-    PyMem_Free(keys);
+    PyMem_Free(block);
+    PyMem_Free(scratch);
     return result;
 }
 
@@ -203,22 +505,23 @@ stronger_first(const void *a, const void *b)
 }
 
 PyDoc_STRVAR(candidates_doc,
-"candidates(counts, terms, n, min_count, untracked, scale, denom) -> (tested, found)\n\n"
+"candidates(terms, n, min_count, untracked, scale, denom) -> (tested, found)\n\n"
 "For every term of the bucket seen in at least ``min_count`` of its ``n`` mentions (``tested``\n"
-"counts them): its baseline share ``s = (m + 0.5) / denom`` (``m`` the table's count times\n"
+"counts them): its baseline share ``s = (m + 0.5) / denom`` (``m`` the table's value times\n"
 "``scale``, or ``untracked`` for a term not in the table; at most 0.999) and expected count\n"
 "``e = s * n``. ``found`` lists ``(d, c, s, e, term)`` for each term above its expectation,\n"
 "strongest first: ``d`` is the Chernoff exponent D(q || s) of its observed share\n"
 "``q = min(c, n) / n``, and ties are broken by ``c``, ``s``, ``e``, then bucket order.");
 
 static PyObject *
-candidates(PyObject *self, PyObject *args)
+table_candidates(PyObject *self, PyObject *args)
 {
-    PyObject *counts, *terms;
+    TermTable *t = (TermTable *)self;
+    PyObject *terms;
     Py_ssize_t n, min_count;
     double untracked, scale, denom;
-    if (!PyArg_ParseTuple(args, "O!O!nnddd:candidates", &PyDict_Type, &counts, &PyDict_Type,
-                          &terms, &n, &min_count, &untracked, &scale, &denom))
+    if (!PyArg_ParseTuple(args, "O!nnddd:candidates", &PyDict_Type, &terms, &n, &min_count,
+                          &untracked, &scale, &denom))
         return NULL;
     if (n <= 0) {
         PyErr_Format(PyExc_ValueError, "candidates: a bucket of %zd mentions has no shares", n);
@@ -238,26 +541,24 @@ candidates(PyObject *self, PyObject *args)
         if (c < (double)min_count)
             continue;
         tested++;
-        PyObject *cur = PyDict_GetItemWithError(counts, w);
-        double m = untracked;
-        if (cur == NULL && PyErr_Occurred())
+        Py_hash_t hash = term_hash(w);
+        if (hash == -1)
             goto done;
-        if (cur != NULL) {
-            if (as_double(cur, &m) < 0)
-                goto done;
-            m *= scale;
-        }
+        Py_ssize_t e = lookup(t, w, hash);
+        if (e == -2)
+            goto done;
+        double m = e >= 0 ? t->values[e] * scale : untracked;
         double s = (m + 0.5) / denom;
         if (s > 0.999)
             s = 0.999;
-        double e = s * (double)n;
-        if (!(c > e))
+        double expected = s * (double)n;
+        if (!(c > expected))
             continue;
         double q = (c < (double)n ? c : (double)n) / (double)n;
         double d = q * log(q / s); /* all of D(1 || s) = log(1 / s): P(X = n) = s^n */
         if (q < 1.0)
             d += (1.0 - q) * log((1.0 - q) / (1.0 - s));
-        cands[k] = (Candidate){d, c, s, e, k, w};
+        cands[k] = (Candidate){d, c, s, expected, k, w};
         k++;
     }
     qsort(cands, (size_t)k, sizeof(Candidate), stronger_first);
@@ -290,22 +591,59 @@ done:
     return found == NULL ? NULL : Py_BuildValue("(nN)", tested, found);
 }
 
-static PyMethodDef methods[] = {
-    {"fold", fold, METH_VARARGS, fold_doc},
-    {"candidates", candidates, METH_VARARGS, candidates_doc},
+static PyMethodDef table_methods[] = {
+    {"fold", table_fold, METH_VARARGS, fold_doc},
+    {"candidates", table_candidates, METH_VARARGS, candidates_doc},
+    {"get", (PyCFunction)(void (*)(void))table_get, METH_FASTCALL, get_doc},
+    {"items", table_items, METH_NOARGS, items_doc},
+    {"rescale", table_rescale, METH_O, rescale_doc},
+    {"__reduce__", table_reduce, METH_NOARGS, NULL},
+    {"__sizeof__", table_sizeof, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods table_as_sequence = {
+    .sq_length = table_len,
+};
+
+PyDoc_STRVAR(table_doc,
+"TermTable(keys=(), values=())\n\n"
+"A term -> decayed count table of at most a few dozen str terms, in table (insertion) order.");
+
+static PyTypeObject TermTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "detectors._termtable.TermTable",
+    .tp_basicsize = sizeof(TermTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = table_doc,
+    .tp_new = table_new,
+    .tp_init = table_init,
+    .tp_dealloc = table_dealloc,
+    .tp_methods = table_methods,
+    .tp_as_sequence = &table_as_sequence,
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "_termtable",
-    "The emerging-term detector's per-term loops (see detectors/terms.py).",
+    "The emerging-term detector's term table (see detectors/terms.py).",
     -1,
-    methods,
+    NULL,
 };
 
 PyMODINIT_FUNC
 PyInit__termtable(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&TermTableType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&TermTableType);
+    if (PyModule_AddObject(m, "TermTable", (PyObject *)&TermTableType) < 0) {
+        Py_DECREF(&TermTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,13 +1,23 @@
 # Types of the C extension detectors/_termtable.c (its docstrings say what each does).
-def fold(
-    counts: dict[str, float], terms: dict[str, int], bound: float, grow: float, max_tracked: int
-) -> float: ...
-def candidates(
-    counts: dict[str, float],
-    terms: dict[str, int],
-    n: int,
-    min_count: int,
-    untracked: float,
-    scale: float,
-    denom: float,
-) -> tuple[int, list[tuple[float, float, float, float, str]]]: ...
+from collections.abc import Sequence
+from typing import overload
+
+class TermTable:
+    def __init__(self, keys: Sequence[str] = ..., values: Sequence[float] = ...) -> None: ...
+    def __len__(self) -> int: ...
+    @overload
+    def get(self, term: str) -> float | None: ...
+    @overload
+    def get(self, term: str, default: float) -> float: ...
+    def items(self) -> list[tuple[str, float]]: ...
+    def rescale(self, divisor: float) -> None: ...
+    def fold(self, terms: dict[str, int], bound: float, grow: float, max_tracked: int) -> float: ...
+    def candidates(
+        self,
+        terms: dict[str, int],
+        n: int,
+        min_count: int,
+        untracked: float,
+        scale: float,
+        denom: float,
+    ) -> tuple[int, list[tuple[float, float, float, float, str]]]: ...

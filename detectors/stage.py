@@ -66,6 +66,7 @@ _CHECKPOINT_GLOBALS = frozenset(
         ("detectors.volume", "VolumeDetector"),
         ("detectors.sentiment", "SentimentDetector"),
         ("detectors.terms", "TermsDetector"),
+        ("detectors._termtable", "TermTable"),
         # volume_model: hst (river HalfSpaceTrees and what its trees hold)
         ("detectors.river_hst", "HSTVolumeDetector"),
         ("river.anomaly.hst", "HalfSpaceTrees"),

@@ -18,9 +18,10 @@ the same design effect as the sentiment detector (replies to one viral post are 
 independent), Bonferroni-corrected over the terms tested; surprises below ``surprise_min``
 (-log10 p) are noise and give 0, ``surprise_max`` gives 1.
 
-The two loops over a bucket's terms (folding them into the table, finding the candidates
-above their baseline) are C, in ``_termtable.c``: tens of dict operations per series-bucket
-cost more than the rest of the detector stack in Python. Everything else stays here.
+The term table and its two loops over a bucket's terms (folding them in, finding the
+candidates above their baseline) are C, ``_termtable.TermTable``: tens of dict operations and
+float objects per series-bucket cost more than the rest of the detector stack in Python.
+Everything else stays here.
 
 >>> from collections import Counter
 >>> from monitor.model import Bucket
@@ -43,7 +44,7 @@ import math
 from typing import Any, Self
 
 from detectors._round import round_to
-from detectors._termtable import candidates, fold
+from detectors._termtable import TermTable
 from detectors.sentiment import binom_tail, ramp, tail_floor
 from detectors.volume import surprise_of
 from monitor.model import Bucket
@@ -103,8 +104,8 @@ class TermsDetector:
         self.mentions = 0.0  # decayed mention count M, as of t_last
         self.bound = 0.0  # decayed count of the largest evicted term, as of t_last
         # term -> count scaled to ``epoch``: count(t) = v * 2 ** -((t - epoch) / halflife); one
-        # float per term instead of a (count, t) tuple keeps a tracked term at ~100 B
-        self.counts: dict[str, float] = {}
+        # double per term instead of a (count, t) pair keeps a tracked term small
+        self.counts = TermTable()
         self.epoch = 0.0
         # (exponent, observed, share, expected, term) of the last bucket's terms above expectation
         self._last: list[tuple[float, float, float, float, str]] = []
@@ -145,7 +146,7 @@ class TermsDetector:
         scale = self._decay(t - self.epoch)
         untracked = self.bound * k
         denom = mentions * k + 1.0
-        tested, found = candidates(self.counts, terms, n, self.min_count, untracked, scale, denom)
+        tested, found = self.counts.candidates(terms, n, self.min_count, untracked, scale, denom)
         self._last = found
         if not found:
             return 0.0
@@ -183,14 +184,19 @@ class TermsDetector:
         counts = self.counts
         grow = 1.0 / self._decay(t - self.epoch)  # a count added now, in epoch units
         if grow > 1e100:  # move the epoch before the scaled counts overflow (every ~3 years)
-            for w in counts:
-                counts[w] /= grow
+            counts.rescale(grow)
             self.epoch, grow = t, 1.0
-        cut = fold(counts, bucket.terms, self.bound * grow, grow, self.max_tracked)
+        cut = counts.fold(bucket.terms, self.bound * grow, grow, self.max_tracked)
         self.bound = max(self.bound, cut / grow)
 
     def details(self) -> dict[str, Any]:
         return {"terms_tested": len(self._last)}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        if isinstance(self.counts, dict):  # a checkpoint from before the table was C
+            self.counts = TermTable(list(self.counts), list(self.counts.values()))
 
     def clone(self) -> Self:
         return copy.deepcopy(self)

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from detectors._termtable import TermTable
 from detectors.stage import CheckpointError, DetectionStage, Verdict
 from monitor.config.detection import DetectionConfig
 from monitor.model import Author, Bucket, Enriched, Mention, Sentiment
@@ -137,6 +138,23 @@ def test_a_checkpoint_written_before_it_came_in_slices_is_restored() -> None:
     assert after.restore(old) == 0 and after.series_count == 2
     nxt = Bucket("a", 50 * W, W, count=5)
     assert after.observe(nxt) == before.observe(nxt)
+
+
+def test_a_checkpoint_with_the_term_table_as_a_dict_is_restored() -> None:
+    """Before the term table was C, checkpoints held it as a dict of floats."""
+    before = DetectionStage(DetectionConfig(warmup_seconds=3600))
+    words = Counter({"price": 3, "store": 2})
+    run(before, [Bucket("a", i * W, W, count=9, terms=words) for i in range(40)])
+    terms = before._series["a"].terms
+    table = terms.counts.items()  # type: ignore[attr-defined]
+    terms.counts = dict(table)  # type: ignore[attr-defined]
+    old = b"cwdet3" + zlib.compress(pickle.dumps(before._series, protocol=5), 1)
+    after = DetectionStage(DetectionConfig(warmup_seconds=3600))
+    assert after.restore(old) == 0
+    assert after._series["a"].terms.counts.items() == table  # type: ignore[attr-defined]
+    burst = Bucket("a", 40 * W, W, count=30, terms=Counter({"recall": 25, "price": 3}))
+    terms.counts = TermTable([w for w, _ in table], [v for _, v in table])  # type: ignore[attr-defined]
+    assert after.observe(burst) == before.observe(burst)
 
 
 CALLED: list[str] = []

@@ -1,15 +1,17 @@
-"""The C term-table loops (detectors/_termtable.c) against their definitions, written plainly."""
+"""The C term table (detectors/_termtable.c) against its definition on a dict, written plainly."""
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors._termtable import candidates, fold
+from detectors._termtable import TermTable
 
 
 def fold_spec(
@@ -53,6 +55,10 @@ def candidates_spec(
     return tested, sorted(found, key=lambda f: f[:4], reverse=True)  # stable: ties keep order
 
 
+def as_table(counts: dict[str, float]) -> TermTable:
+    return TermTable(list(counts), list(counts.values()))
+
+
 words = st.sampled_from([f"w{k}" for k in range(40)])
 # few distinct values, so ties (the table-order rule) are common
 values = st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 10.0, 1e6])
@@ -73,24 +79,53 @@ def test_fold_is_insert_then_evict_the_smallest_in_table_order(
 ) -> None:
     expected = dict(table)
     cut = fold_spec(expected, terms, bound, grow, max_tracked)
-    before = list(table.items())
-    # floats only the table holds (fold may overwrite those in place) and floats shared with
-    # ``table`` (it must not): both give the spec's result, and ``table`` never changes
-    owned = {w: v + 0.0 for w, v in table.items()}
-    shared = dict(table)
-    for got in (owned, shared):
-        assert fold(got, Counter(terms), bound, grow, max_tracked) == cut
-        assert list(got.items()) == list(expected.items())  # same entries, same order
-    assert list(table.items()) == before
+    got = as_table(table)
+    assert got.fold(Counter(terms), bound, grow, max_tracked) == cut
+    assert got.items() == list(expected.items())  # same entries, same order
+    assert all(got.get(w) == v for w, v in expected.items()) and len(got) == len(expected)
 
 
-def test_fold_never_changes_a_count_somebody_else_holds() -> None:
-    held = 2.0 + float(len("x"))  # 3.0, a float of its own
-    counts = {"a": held, "b": 1.0 + 0.0}
-    b_value = counts["b"]  # now held here too
-    fold(counts, {"a": 1, "b": 1}, 0.0, 1.0, 10)
-    assert (held, b_value) == (3.0, 1.0)
-    assert counts == {"a": 4.0, "b": 2.0}
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(buckets, st.integers(0, 35)), max_size=30))
+def test_a_table_folded_many_times_stays_the_dict_it_stands_for(
+    steps: list[tuple[dict[str, int], int]],
+) -> None:
+    # the index is rebuilt as the table grows, evicts and shrinks: lookups must keep working
+    spec: dict[str, float] = {}
+    table = TermTable()
+    bound = 0.0
+    for terms, max_tracked in steps:
+        cut = fold_spec(spec, terms, bound, 1.5, max_tracked)
+        assert table.fold(terms, bound, 1.5, max_tracked) == cut
+        bound = max(bound, cut)
+        assert table.items() == list(spec.items())
+    assert all(table.get(w) == v for w, v in spec.items())
+    assert table.get("never seen") is None and table.get("never seen", 0.0) == 0.0
+
+
+def test_a_table_pickles_copies_and_rescales_in_order() -> None:
+    table = as_table({"b": 2.0, "a": 1.0, "c": 8.0})
+    for again in (pickle.loads(pickle.dumps(table)), copy.deepcopy(table)):
+        assert again.items() == [("b", 2.0), ("a", 1.0), ("c", 8.0)]
+        again.fold({"a": 1}, 0.0, 1.0, 10)
+    assert table.get("a") == 1.0  # the copies are independent
+    table.rescale(4.0)
+    assert table.items() == [("b", 0.5), ("a", 0.25), ("c", 2.0)]
+    assert table.__sizeof__() > object().__sizeof__()
+
+
+def test_a_checkpoint_cannot_build_a_broken_table() -> None:
+    # unpickling a checkpoint calls TermTable(keys, values) with what the store holds
+    with pytest.raises(ValueError, match="2 keys but 1 values"):
+        TermTable(["a", "b"], [1.0])
+    with pytest.raises(ValueError, match="appears twice"):
+        TermTable(["a", "a"], [1.0, 2.0])
+    with pytest.raises(TypeError, match="must be a str"):
+        TermTable([b"a"], [1.0])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        TermTable(["a"], ["x"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="sequence"):
+        TermTable(["a"])
 
 
 # (table, bucket terms, n, min_count, untracked, scale, denom): candidates' arguments
@@ -112,32 +147,35 @@ def test_candidates_are_the_terms_above_their_baseline_share(
 ) -> None:
     table, terms, n, min_count, untracked, scale, denom = args
     want = candidates_spec(*args)
-    assert candidates(table, Counter(terms), n, min_count, untracked, scale, denom) == want
+    got = as_table(table).candidates(Counter(terms), n, min_count, untracked, scale, denom)
+    assert got == want
 
 
 def test_bad_arguments_are_errors_not_garbage() -> None:
     with pytest.raises(ValueError, match="must be finite"):
-        fold({}, {"a": 1}, math.inf, 1.0, 3)
+        TermTable().fold({"a": 1}, math.inf, 1.0, 3)
     with pytest.raises(ValueError, match="negative"):
-        fold({}, {}, 0.0, 1.0, -2)  # before: read before the start of an empty array
-    table = {"a": 1.0}
+        TermTable().fold({}, 0.0, 1.0, -2)
+    table = as_table({"a": 1.0})
     with pytest.raises(TypeError):
-        fold(table, {"a": "x"}, 0.0, 1.0, 3)  # type: ignore[dict-item]
+        table.fold({"a": "x"}, 0.0, 1.0, 3)  # type: ignore[dict-item]
     with pytest.raises(TypeError):
-        candidates(table, {"a": "x"}, 3, 1, 0.0, 1.0, 1.0)  # type: ignore[dict-item]
+        table.candidates({"a": "x"}, 3, 1, 0.0, 1.0, 1.0)  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="must be a str"):
+        table.fold({1: 1}, 0.0, 1.0, 3)  # type: ignore[dict-item]
     with pytest.raises(OverflowError):
-        fold(table, {"a": 10**400}, 0.0, 1.0, 3)  # an int no double holds
+        table.fold({"a": 10**400}, 0.0, 1.0, 3)  # an int no double holds
     with pytest.raises(OverflowError):
-        candidates(table, {"a": 10**400}, 3, 1, 0.0, 1.0, 1.0)
-    assert table == {"a": 1.0}
+        table.candidates({"a": 10**400}, 3, 1, 0.0, 1.0, 1.0)
+    assert table.items() == [("a", 1.0)]
     with pytest.raises(ValueError, match="no shares"):
-        candidates(table, {"a": 1}, 0, 1, 0.0, 1.0, 1.0)
+        table.candidates({"a": 1}, 0, 1, 0.0, 1.0, 1.0)
 
 
 def test_a_term_in_every_mention_has_the_exponent_of_its_exact_tail() -> None:
     # q = 1: P(X >= n) = s**n exactly, so D(1 || s) = log(1 / s); the skip bound
     # exp(-n D) / (n + 1) must stay below that tail, and the ranking must not inflate it
-    _, [(d, c, s, _e, w)] = candidates({}, Counter({"recall": 10}), 10, 1, 0.0, 1.0, 10.0)
+    _, [(d, c, s, _e, w)] = TermTable().candidates(Counter({"recall": 10}), 10, 1, 0.0, 1.0, 10.0)
     assert (w, c, s) == ("recall", 10.0, 0.05)
     assert d == pytest.approx(math.log(1 / s), rel=1e-12)
     assert math.exp(-10 * d) / 11 <= s**10
