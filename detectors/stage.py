@@ -52,6 +52,7 @@ _MAGIC = b"cwdet4"  # bumped whenever per-series state or the framing changes sh
 # cwdet3: one pickle of all series; cwdet4: consecutive pickles of slices of them
 _READABLE = (_MAGIC, b"cwdet3")
 _SERIES_PER_PART = 1000
+_SPELLINGS_KEPT = 4096  # display spellings of terms remembered across series
 _MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
 
 # Every global a checkpoint may name: the stage's state classes and what they hold. The store
@@ -198,6 +199,9 @@ class DetectionStage:
             repage=config.repage,
             repage_seconds=config.repage_seconds,
         )
+        # folded term -> how a sample post wrote it: the top terms of a bucket whose samples
+        # lack a word still show it with its accents
+        self._spelled: dict[str, str] = {}
         self._series: dict[str, _Series] = {}
 
     def _new_series(self) -> _Series:
@@ -320,6 +324,18 @@ class DetectionStage:
             ),
         )
 
+    def _spell(self, term: str, texts: list[str]) -> str:
+        """``term`` as a sample post writes it, else as one did before (display only)."""
+        shown = as_written(term, texts)
+        spelled = self._spelled
+        if shown == term:
+            return spelled.get(term, term)
+        spelled.pop(term, None)  # most recently written last; the oldest goes first
+        spelled[term] = shown
+        if len(spelled) > _SPELLINGS_KEPT:
+            del spelled[next(iter(spelled))]
+        return shown
+
     def _explain(
         self, st: _Series, bucket: Bucket, v: float, s: float, m: float, *, full: bool
     ) -> dict[str, Any]:
@@ -362,7 +378,7 @@ class DetectionStage:
         out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
         if isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
             texts = [e.mention.text for e in bucket.samples]
-            out["top_terms"] = [[as_written(w, texts), r] for w, r in st.terms.top(c.top_terms)]
+            out["top_terms"] = [[self._spell(w, texts), r] for w, r in st.terms.top(c.top_terms)]
         if c.sample_posts and bucket.samples:
             neg = [e for e in bucket.samples if e.sentiment.label == "negative"] or bucket.samples
             neg.sort(key=lambda e: e.mention.author.followers, reverse=True)

@@ -284,8 +284,11 @@ def test_sentiment_turn_and_terms_explain_the_incident() -> None:
     )
     assert v.onset == "open"
     assert "sentiment" in v.explanation["fired"] and "terms" in v.explanation["fired"]
-    # counted folded, shown as a sample post spells it
+    # counted folded, shown as a sample post spells it, and later as it was spelled before
     assert v.explanation["top_terms"][0][0] == "rückruf"
+    later = Bucket("acme", v.t + W, W, count=30, negative=25, terms=Counter({"ruckruf": 20}))
+    later.samples = [_enriched(4, 50, "negative", "ruckruf?? again")]
+    assert stage.observe(later).explanation["top_terms"][0][0] == "rückruf"
     assert v.explanation["top_channels"][0] == ["x", 20]
     # highest-reach negative post first; the positive one is not a sample
     assert [s["author"] for s in v.explanation["samples"]] == ["@u2", "@u1"]
