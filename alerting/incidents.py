@@ -78,6 +78,7 @@ class Incident:
     paged_severity: int = 4  # the severity people were last paged (or acked) at
     last_active_at: float = 0.0
     sources: list[str] = field(default_factory=list)  # series currently feeding this incident
+    topic_title: str = ""  # the topic's display name (``topics[].title``), for people
 
     @property
     def is_open(self) -> bool:
@@ -88,7 +89,7 @@ class Incident:
         d = asdict(self)
         d["severity_label"] = label(self.severity)
         d["pagerduty_severity"] = pagerduty_severity(self.severity)
-        d["title"] = f"{label(self.severity)} {self.topic}: {self.kind} crisis"
+        d["title"] = f"{label(self.severity)} {self.topic_title or self.topic}: {self.kind} crisis"
         d["acknowledged_by"] = self.acked_by  # the name notifiers and the API read
         d["dedup_key"] = self.id
         return d
@@ -176,9 +177,11 @@ class IncidentBook:
         self,
         settings: IncidentSettings | None = None,
         topic_labels: Mapping[str, Mapping[str, str]] | None = None,
+        topic_titles: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings or IncidentSettings()
         self.topic_labels = {k: dict(v) for k, v in (topic_labels or {}).items()}
+        self.topic_titles = dict(topic_titles or {})
         self._incidents: dict[str, Incident] = {}
         self._by_series: dict[str, str] = {}  # series -> incident id it currently feeds
         self._seq = 0
@@ -353,8 +356,9 @@ class IncidentBook:
         state: Mapping[str, Any],
         settings: IncidentSettings | None = None,
         topic_labels: Mapping[str, Mapping[str, str]] | None = None,
+        topic_titles: Mapping[str, str] | None = None,
     ) -> IncidentBook:
-        book = cls(settings, topic_labels)
+        book = cls(settings, topic_labels, topic_titles)
         book._seq = int(state.get("seq", 0))
         for d in state.get("incidents", []):
             inc = Incident.from_dict(d)
@@ -389,6 +393,7 @@ class IncidentBook:
             updated_at=now,
             explanation=explanation,
             labels=dict(self.topic_labels.get(topic, {})),
+            topic_title=self.topic_titles.get(topic, ""),
             peak_severity=sev,
             peak_score=float(score),
             paged_severity=sev,

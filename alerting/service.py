@@ -49,15 +49,18 @@ class IncidentService:
         persist: PersistAll | None = None,
         publish: Publish | None = None,
         topic_labels: Mapping[str, Mapping[str, str]] | None = None,
+        topic_titles: Mapping[str, str] | None = None,
         tick_seconds: float = 30.0,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.clock = clock
         state = state or {}
         if "book" in state:
-            self.book = IncidentBook.from_state(state["book"], config.incidents, topic_labels)
+            self.book = IncidentBook.from_state(
+                state["book"], config.incidents, topic_labels, topic_titles
+            )
         else:
-            self.book = IncidentBook(config.incidents, topic_labels)
+            self.book = IncidentBook(config.incidents, topic_labels, topic_titles)
         self.runner = EscalationRunner(
             config,
             clock,

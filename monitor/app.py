@@ -144,6 +144,7 @@ class App:
             persist=self.persist_alerting,
             publish=self.publish_incident_event,
             topic_labels={t.name: t.labels for t in topics},
+            topic_titles={t.name: t.title for t in topics if t.title},
             registry=self.registry,
         )
         # timer-driven steps (level 2 after the delay, repeats, exhaustion) have no incident

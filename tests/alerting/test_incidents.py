@@ -46,6 +46,15 @@ def test_open_update_resolve_timeline() -> None:
     assert book.open_incidents() == []
 
 
+def test_people_read_the_topic_title_the_config_gives() -> None:
+    book = IncidentBook(topic_titles={"acme": "ACME Corp"})
+    acme, globex = open_one(book), open_one(book, series="globex")
+    assert book.get(acme).to_dict()["title"] == "SEV3 ACME Corp: volume crisis"
+    assert book.get(globex).to_dict()["title"] == "SEV3 globex: volume crisis"  # no title set
+    again = IncidentBook.from_state(json.loads(json.dumps(book.to_state())))
+    assert again.get(acme).to_dict()["title"] == "SEV3 ACME Corp: volume crisis"
+
+
 def test_grouping_merges_channels_and_separates_kinds() -> None:
     book = IncidentBook()
     iid = open_one(book, series="acme/twitter")

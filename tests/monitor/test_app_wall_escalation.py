@@ -19,6 +19,8 @@ async def test_a_timer_driven_level_2_page_reaches_the_wall(tmp_path: Path) -> N
     try:
         await app.incidents.on_verdict(V(cfg.topics[0].name, clock.now(), 0.9, 1, onset="open"))
         (iid,) = app.wall.incidents
+        title = app.incidents.book.get(iid).to_dict()["title"]
+        assert title == f"SEV1 {cfg.topics[0].title}: volume crisis"  # the topic's, not its id
         first = dict(app.wall.escalations[iid])
         level_1_delay = cfg.alerting.policies[0].levels[0].delay_seconds
         clock.advance(level_1_delay)
