@@ -7,9 +7,11 @@ buckets each (``warmup_seconds`` set to half of that, so every detector scores),
 ``observe_many`` is called with one bucket per series per round (as the live pipeline does
 when the watermark closes a bucket); the median over rounds of elapsed / S is the update
 cost. Memory per series is the tracemalloc growth while the S warmed series were built,
-divided by S (checkpoint bytes per series are printed too). The terms run gives every
-mention 4 words of a 300-word vocabulary (~39 distinct terms per bucket, a worst case for
-the term table: uniform words churn it every bucket).
+divided by S (checkpoint bytes per series are printed too); each warm-up round is made while
+tracing and dropped after use, so what stays is what the stage keeps. The terms run gives
+every mention 4 words of a 300-word vocabulary, each word a new string as tokenising makes it
+(~39 distinct terms per bucket, a worst case for the term table: uniform words churn it every
+bucket).
 With ``--nab`` the volume models (count vs river HalfSpaceTrees) are also compared on the
 shared NAB realTweets.
 
