@@ -114,3 +114,19 @@ def test_fixture_exercises_every_path() -> None:
     assert any(v["explanation"]["signals"]["terms"] > 0 for v in want)
     assert any(v["explanation"]["signals"]["sentiment"] > 0 for v in want)
     assert any(v["explanation"]["top_channels"] for v in want)
+
+
+def test_a_run_checkpointed_and_restored_along_the_way_gives_the_recorded_verdicts() -> None:
+    """Every series' detectors (terms and sentiment included) survive a restart mid-stream."""
+    cfg = DetectionConfig(warmup_seconds=2 * 3600.0, calm_seconds=1800.0)
+    buckets = make_buckets()
+    stage, got = DetectionStage(cfg), []
+    for i in range(0, len(buckets), 300):
+        got += stage.observe_many(buckets[i : i + 300])
+        again = DetectionStage(cfg)
+        again.restore(stage.checkpoint())
+        stage = again
+    want = _load()
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert json.loads(json.dumps(g.to_dict(), sort_keys=True)) == w, (w["series"], w["t"])
