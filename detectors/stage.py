@@ -44,7 +44,7 @@ from detectors.sentiment import SentimentDetector
 from detectors.terms import TermsDetector
 from detectors.volume import VolumeDetector
 from monitor.config.detection import DetectionConfig
-from monitor.enrich.text import as_written
+from monitor.enrich.text import spellings
 from monitor.errors import CrisiswatchError
 from monitor.model import Bucket
 
@@ -324,9 +324,9 @@ class DetectionStage:
             ),
         )
 
-    def _spell(self, term: str, texts: list[str]) -> str:
+    def _spell(self, term: str, written: dict[str, str]) -> str:
         """``term`` as a sample post writes it, else as one did before (display only)."""
-        shown = as_written(term, texts)
+        shown = written.get(term, term)
         spelled = self._spelled
         if shown == term:
             return spelled.get(term, term)
@@ -377,8 +377,8 @@ class DetectionStage:
         out["sentiment"] = st.sentiment.details()
         out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
         if isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
-            texts = [e.mention.text for e in bucket.samples]
-            out["top_terms"] = [[self._spell(w, texts), r] for w, r in st.terms.top(c.top_terms)]
+            written = spellings(e.mention.text for e in bucket.samples)
+            out["top_terms"] = [[self._spell(w, written), r] for w, r in st.terms.top(c.top_terms)]
         if c.sample_posts and bucket.samples:
             neg = [e for e in bucket.samples if e.sentiment.label == "negative"] or bucket.samples
             neg.sort(key=lambda e: e.mention.author.followers, reverse=True)

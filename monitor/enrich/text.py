@@ -87,24 +87,23 @@ def words(text: str) -> list[str]:
     return _WORD_RE.findall(fold(text))
 
 
-def as_written(term: str, texts: Iterable[str]) -> str:
-    """``term`` (folded) as the first of ``texts`` spells it: lower case, plain letters (NFKC).
+def spellings(texts: Iterable[str]) -> dict[str, str]:
+    """Each folded word of ``texts`` -> how the first text to use it spelled it: lower case,
+    plain letters (NFKC). URLs do not count.
 
     Terms are counted folded, so that "Störung" and "STORUNG" are one term; people read them
-    better with their accents back. ``term`` itself when no text has it (URLs do not count).
+    better with their accents back.
 
-    >>> as_written("storung", ["Große STÖRUNG bei Acme", "storung?"])
-    'störung'
-    >>> as_written("acme", ["Acme's app is down"]), as_written("outage", ["all fine"])
-    ('acme', 'outage')
+    >>> spellings(["Große STÖRUNG bei Acme's", "storung? ﬁx"])
+    {'grosse': 'große', 'storung': 'störung', 'bei': 'bei', 'acme': 'acme', 'fix': 'fix'}
     """
+    out: dict[str, str] = {}
     for text in texts:
         plain = _POSSESSIVE.sub("", strip_urls(text).replace("’", "'"))
         written: list[str] = _WORD_RE.findall(plain)
         for word in written:
-            if fold(word) == term:
-                return unicodedata.normalize("NFKC", word).lower()
-    return term
+            out.setdefault(fold(word), unicodedata.normalize("NFKC", word).lower())
+    return out
 
 
 def umlaut_variants(term: str) -> tuple[str, ...]:
