@@ -377,8 +377,10 @@ class DetectionStage:
         out["sentiment"] = st.sentiment.details()
         out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
         if isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
-            written = spellings(e.mention.text for e in bucket.samples)
-            out["top_terms"] = [[self._spell(w, written), r] for w, r in st.terms.top(c.top_terms)]
+            top = st.terms.top(c.top_terms)
+            if top:
+                written = spellings(e.mention.text for e in bucket.samples)
+                out["top_terms"] = [[self._spell(w, written), r] for w, r in top]
         if c.sample_posts and bucket.samples:
             neg = [e for e in bucket.samples if e.sentiment.label == "negative"] or bucket.samples
             neg.sort(key=lambda e: e.mention.author.followers, reverse=True)
