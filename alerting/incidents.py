@@ -170,6 +170,46 @@ def kind_of(explanation: Mapping[str, Any]) -> str:
     return min(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
+def explanation_drivers(
+    expl: Mapping[str, Any], *, signals: bool = True, channels: bool = True
+) -> list[str]:
+    """Human lines for what drove the score, from a detector explanation (pages show them
+    all; the wall, short of room, leaves out the signals and channels).
+
+    >>> for line in explanation_drivers({"observed": 120, "expected": 20.0,
+    ...     "signals": {"volume": 0.97, "sentiment": 0.4}, "fired": ["volume"],
+    ...     "top_terms": [["outage", 9.1]], "top_channels": [["x", 80], ["reddit", 30]]}):
+    ...     print(line)
+    volume 120 vs 20.0 expected (6.0x)
+    signal volume 0.97
+    terms: outage
+    channels: x 80, reddit 30
+    >>> explanation_drivers({"observed": 9, "expected": 0.0, "top_terms": [["störung", 4.0]]},
+    ...                     signals=False, channels=False)
+    ['volume 9 vs 0.0 expected', 'terms: störung']
+    """
+    out: list[str] = []
+    observed, expected = expl.get("observed"), expl.get("expected")
+    if isinstance(observed, int | float) and isinstance(expected, int | float):
+        ratio = f" ({observed / expected:.1f}x)" if expected > 0 else ""
+        out.append(f"volume {observed:.0f} vs {expected:.1f} expected{ratio}")
+    scores = expl.get("signals")
+    scores = scores if isinstance(scores, Mapping) else {}
+    for name in expl.get("fired") or ():
+        value = scores.get(name)
+        if signals:
+            out.append(
+                f"signal {name} {value:.2f}" if isinstance(value, float) else f"signal {name}"
+            )
+    terms = [str(t[0]) for t in expl.get("top_terms") or () if isinstance(t, list | tuple) and t]
+    if terms:
+        out.append("terms: " + ", ".join(terms[:5]))
+    top = [f"{c[0]} {c[1]}" for c in expl.get("top_channels") or () if isinstance(c, list | tuple)]
+    if top and channels:
+        out.append("channels: " + ", ".join(top[:4]))
+    return out
+
+
 class IncidentBook:
     """All open and recently resolved incidents. Pure: every method takes ``now``."""
 

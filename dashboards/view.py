@@ -22,6 +22,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from alerting.incidents import explanation_drivers
+
 PROTOCOL_VERSION = 1
 #: Topics the wall keeps as "latest value wins" (the rest: series, incident, source, escalation).
 LATEST_TOPICS = ("oncall", "live")
@@ -190,6 +192,12 @@ class WallState:
         self._hint(msg["t"] + msg.get("width", 0.0))
 
     def _incident(self, inc: dict[str, Any]) -> None:
+        expl = inc.get("explanation")
+        if isinstance(expl, Mapping):  # what drove it, in one line the panel has room for
+            inc = {
+                **inc,
+                "why": " · ".join(explanation_drivers(expl, signals=False, channels=False)),
+            }
         self.incidents[str(inc["id"])] = inc
         self._hint(inc.get("updated_at"))
         if "escalation" in inc and isinstance(inc["escalation"], Mapping):
@@ -239,7 +247,8 @@ class WallState:
             msg = escalation_view(msg)
         elif topic == "incident":
             iid = str(msg["incident"]["id"])
-            msg = {**msg, "escalation": self.escalations.get(iid)}
+            inc = self.incidents.get(iid, msg["incident"])  # with its "why" line
+            msg = {**msg, "incident": inc, "escalation": self.escalations.get(iid)}
         return encode(
             {"v": PROTOCOL_VERSION, "type": "delta", "seq": self.seq, "topic": topic, "data": msg}
         )

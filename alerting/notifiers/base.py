@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from alerting.incidents import explanation_drivers
 from alerting.notification import Notification
 from monitor.clock import Clock
 from monitor.config.receivers import ReceiverConfig
@@ -98,39 +99,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):
         return None
-
-
-def explanation_drivers(expl: Mapping[str, Any]) -> list[str]:
-    """Human lines for what drove the score, from a detector explanation.
-
-    >>> for line in explanation_drivers({"observed": 120, "expected": 20.0,
-    ...     "signals": {"volume": 0.97, "sentiment": 0.4}, "fired": ["volume"],
-    ...     "top_terms": [["outage", 9.1]], "top_channels": [["x", 80], ["reddit", 30]]}):
-    ...     print(line)
-    volume 120 vs 20.0 expected (6.0x)
-    signal volume 0.97
-    terms: outage
-    channels: x 80, reddit 30
-    """
-    out: list[str] = []
-    observed, expected = expl.get("observed"), expl.get("expected")
-    if isinstance(observed, int | float) and isinstance(expected, int | float):
-        ratio = f" ({observed / expected:.1f}x)" if expected > 0 else ""
-        out.append(f"volume {observed:.0f} vs {expected:.1f} expected{ratio}")
-    signals = expl.get("signals")
-    signals = signals if isinstance(signals, Mapping) else {}
-    for name in expl.get("fired") or ():
-        value = signals.get(name)
-        out.append(f"signal {name} {value:.2f}" if isinstance(value, float) else f"signal {name}")
-    terms = [str(t[0]) for t in expl.get("top_terms") or () if isinstance(t, list | tuple) and t]
-    if terms:
-        out.append("terms: " + ", ".join(terms[:5]))
-    channels = [
-        f"{c[0]} {c[1]}" for c in expl.get("top_channels") or () if isinstance(c, list | tuple)
-    ]
-    if channels:
-        out.append("channels: " + ", ".join(channels[:4]))
-    return out
 
 
 @dataclass(frozen=True, slots=True)

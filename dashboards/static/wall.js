@@ -295,9 +295,9 @@ function renderIncidents() {
   const open = list.filter((i) => i.state !== "resolved");
   $("inc-count").textContent = open.length ? `${open.length} open` : "";
   const box = $("incidents");
-  // no scrolling: show what fits (about one per 4rem of panel height), then "+N more"
+  // no scrolling: show what fits (about one per 6.8rem of panel height), then "+N more"
   const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
-  const fits = Math.max(1, Math.floor((box.parentElement.clientHeight - 2.5 * rem) / (4.6 * rem)));
+  const fits = Math.max(1, Math.floor((box.parentElement.clientHeight - 2.5 * rem) / (6.8 * rem)));
   const shown = list.slice(0, list.length > fits ? fits - 1 : fits);
   const now = serverNow();
   // keyed update: rows persist between renders, so a click never lands on a replaced button
@@ -306,7 +306,7 @@ function renderIncidents() {
     if (!li) {
       li = document.createElement("li");
       li.dataset.id = i.id;
-      li.innerHTML = `<span class="sev"></span><div><div class="t"></div><div class="m"></div></div>
+      li.innerHTML = `<span class="sev"></span><div><div class="t"></div><div class="w"></div><div class="m"></div></div>
         <button class="ack" type="button">ACK</button>`;
       li.querySelector(".ack").dataset.id = i.id;
     }
@@ -323,6 +323,7 @@ function renderIncidents() {
     const sv = li.querySelector(".sev");
     sv.className = `sev s${i.severity}`; sv.textContent = `SEV${i.severity}`;
     li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
+    li.querySelector(".w").textContent = i.why || "";
     li.querySelector(".m").innerHTML =
       [`<span class="state">${esc(i.state)}</span>`, age, lvl, who, next].filter(Boolean).join(" · ");
     li.querySelector(".ack").hidden = i.state !== "triggered";

@@ -58,6 +58,24 @@ def test_incidents_bounded_resolved_ones_evicted_first() -> None:
     assert "r0" not in w.incidents
 
 
+def test_an_incident_carries_one_line_of_what_drove_it_in_snapshots_and_deltas() -> None:
+    w = WallState([])
+    msg = incident("a")
+    msg["incident"]["explanation"] = {
+        "observed": 69,
+        "expected": 20.0,
+        "fired": ["volume", "terms"],
+        "top_terms": [["outage", 3.4], ["störung", 2.4]],
+        "top_channels": [["x", 40]],
+    }
+    w.apply("incident", msg)
+    why = "volume 69 vs 20.0 expected (3.5x) · terms: outage, störung"
+    assert w.snapshot()["incidents"][0]["why"] == why
+    assert json.loads(w.frame(msg)[1])["data"]["incident"]["why"] == why
+    w.apply("incident", incident("b"))  # no explanation: no line
+    assert "why" not in w.incidents["b"]
+
+
 def test_snapshot_orders_incidents_and_lists_alarms() -> None:
     w = WallState([])
     w.apply("incident", incident("a", "acknowledged", 1, 5.0))

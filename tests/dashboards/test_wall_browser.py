@@ -137,6 +137,7 @@ async def test_injected_crisis_shows_within_5s_flashes_and_ack_reaches_the_api(
         await row.wait_for(state="visible", timeout=5_000)
         assert loop.time() - opened_at <= 5.0
         assert await row.get_attribute("data-state") == "triggered"
+        assert await row.locator(".w").text_content() == "volume 400 vs 20.0 expected (20.0x)"
         alarm = page.locator("#alarm")
         assert await alarm.is_visible()
         assert "SEV1" in (await alarm.text_content() or "")
