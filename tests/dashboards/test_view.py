@@ -71,7 +71,8 @@ def test_an_incident_carries_one_line_of_what_drove_it_in_snapshots_and_deltas()
     w.apply("incident", msg)
     why = "volume 69 vs 20.0 expected (3.5x) · terms: outage, störung"
     assert w.snapshot()["incidents"][0]["why"] == why
-    assert json.loads(w.frame(msg)[1])["data"]["incident"]["why"] == why
+    frame = w.frame(msg)
+    assert frame is not None and json.loads(frame[1])["data"]["incident"]["why"] == why
     w.apply("incident", incident("b"))  # no explanation: no line
     assert "why" not in w.incidents["b"]
 
