@@ -193,7 +193,7 @@ class WallState:
 
     def _incident(self, inc: dict[str, Any]) -> None:
         expl = inc.get("explanation")
-        if isinstance(expl, Mapping):  # what drove it, in one line the panel has room for
+        if isinstance(expl, Mapping):  # what drove it, short enough for the incident panel
             inc = {
                 **inc,
                 "why": " · ".join(explanation_drivers(expl, signals=False, channels=False)),
