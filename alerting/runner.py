@@ -46,6 +46,7 @@ from alerting.severity import label
 from alerting.silences import Silence, SilenceBook, SilenceError
 from monitor.clock import Clock
 from monitor.config.alerting import AlertingConfig
+from monitor.decode import format_time
 
 Emit = Callable[[Notification], Awaitable[None]]
 Persist = Callable[[dict[str, Any]], Awaitable[None]]
@@ -414,7 +415,7 @@ def _warn_unreachable(entry: Log) -> None:
     if entry.event == "nobody reachable":
         log.warning(
             "incident %s: nobody reachable at any level of the policy, trying again at %s",
-            entry.incident_id, d.get("retry_at"),
+            entry.incident_id, format_time(d["retry_at"]),
         )  # fmt: skip
     if d.get("no_receiver"):
         log.warning(

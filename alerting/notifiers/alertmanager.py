@@ -23,10 +23,11 @@ from typing import Any
 import aiohttp
 
 from alerting.notification import Notification
-from alerting.notifiers.base import IncidentView, iso8601, post
+from alerting.notifiers.base import IncidentView, post
 from alerting.severity import clamp, pagerduty_severity
 from monitor.clock import Clock
 from monitor.config.receivers import AlertmanagerReceiver
+from monitor.decode import format_time
 
 #: A firing alert stays alive this many repeat intervals after the last send, so one or two
 #: failed re-sends do not make it flap.
@@ -64,8 +65,8 @@ def alertmanager_alert(
     alert: dict[str, Any] = {
         "labels": labels,
         "annotations": annotations,
-        "startsAt": iso8601(min(start, now)),
-        "endsAt": iso8601(ends),
+        "startsAt": format_time(min(start, now)),
+        "endsAt": format_time(ends),
     }
     url = generator_url or v.url
     if url:

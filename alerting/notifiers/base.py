@@ -6,8 +6,6 @@ connection errors, timeouts) is the only thing the outbox reads to decide on a r
 
 >>> classify_status(429), classify_status(503), classify_status(400)
 (True, True, False)
->>> iso8601(0.5)
-'1970-01-01T00:00:00.500Z'
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -70,12 +67,6 @@ def clip(text: str, limit: int) -> str:
 def classify_status(status: int) -> bool:
     """Whether an HTTP failure status is worth retrying: 408, 429 and every 5xx."""
     return status in (408, 429) or status >= 500
-
-
-def iso8601(ts: float) -> str:
-    """Epoch seconds as an RFC 3339 UTC timestamp with milliseconds."""
-    dt = datetime.fromtimestamp(ts, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

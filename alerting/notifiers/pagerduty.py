@@ -15,9 +15,10 @@ from typing import Any
 import aiohttp
 
 from alerting.notification import Notification
-from alerting.notifiers.base import IncidentView, clip, iso8601, post
+from alerting.notifiers.base import IncidentView, clip, post
 from monitor.clock import Clock
 from monitor.config.receivers import PagerDutyReceiver, secret
+from monitor.decode import format_time
 
 #: PagerDuty refuses (400, permanent) an event over 512 KB. Mention texts can be 100,000
 #: characters, so what the page quotes of them is bounded.
@@ -61,7 +62,7 @@ def pagerduty_event(
         "summary": v.summary,
         "source": source,
         "severity": v.pd_severity,
-        "timestamp": iso8601(v.opened_at if v.opened_at is not None else n.created_at),
+        "timestamp": format_time(v.opened_at if v.opened_at is not None else n.created_at),
         "component": v.topic,
         "group": v.labels.get("group", v.topic),
         "class": v.labels.get("class", "crisis"),

@@ -18,6 +18,7 @@ from alerting.runner import EscalationRunner, OnStep
 from alerting.silences import Silence
 from monitor.clock import FakeClock
 from monitor.config.alerting import AlertingConfig
+from monitor.decode import format_time
 from tests.alerting.fakes import V
 
 T0 = datetime(2026, 1, 14, 10, 0, tzinfo=UTC).timestamp()
@@ -353,6 +354,7 @@ async def test_a_page_that_reaches_nobody_is_logged_as_a_warning(
     assert rig.sent == []
     text = caplog.text
     assert iid in text and "nobody reachable" in text and "no receivers" in text
+    assert f"trying again at {format_time(T0 + 900)}" in text  # readable, not epoch seconds
     timeline = [e["event"] for e in rig.book.get(iid).timeline]
     assert timeline[-3:] == ["level-1 skipped", "level-2 skipped", "nobody reachable"]
     caplog.clear()
