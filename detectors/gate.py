@@ -4,15 +4,19 @@ Hysteresis: a crisis opens when the score reaches ``open_threshold`` (and the se
 warm and not cooling down) and stays active while the score is at or above
 ``close_threshold``. It resolves once the score has stayed below ``close_threshold`` for
 ``calm_seconds`` of event time; then ``cooldown_seconds`` must pass before it may open again.
-While active, a rise of at least one severity level re-pages (if ``repage``), but not
-sooner than ``repage_seconds`` after the last page: a crisis ramping up through SEV4..SEV1
-in four buckets pages once at onset and once more when it is clearly worse.
+While active, a rise of severity re-pages (if ``repage``): a rise of one level not sooner
+than ``repage_seconds`` after the last page, so a crisis climbing SEV4, SEV3, SEV2, SEV1 one
+bucket at a time is not four pages in four minutes; a jump of two or more levels at once,
+because a crisis that opened as SEV4 and is SEV2 a minute later is news the responder needs
+now, not in half an hour.
 
 >>> g = Gate(open_threshold=0.5, close_threshold=0.3, calm_seconds=120, cooldown_seconds=60,
-...          severity_thresholds=(0.95, 0.85, 0.7), repage_seconds=60)
->>> [g.step(t * 60.0, 60.0, s, warm=True)[:2] for t, s in enumerate([0.1, 0.6, 0.9, 0.4, 0.2])]
+...          severity_thresholds=(0.95, 0.85, 0.7), repage_seconds=600)
+>>> [g.step(t * 60.0, 60.0, s, warm=True)[:2] for t, s in enumerate([0.1, 0.6, 0.9, 0.96, 0.4])]
 [(None, None), ('open', 4), ('repage', 2), (None, 2), (None, 2)]
 >>> g.step(300.0, 60.0, 0.1, warm=True)
+(None, 2, True, False)
+>>> g.step(360.0, 60.0, 0.1, warm=True)
 (None, None, False, True)
 """
 
@@ -117,13 +121,11 @@ class Gate:
         if self.active:
             if score >= self.close_threshold:
                 self.calm_since = math.nan
-                if (
-                    self.repage
-                    and score >= self.open_threshold
-                    and t - self.paged_at >= self.repage_seconds
-                ):
+                if self.repage and score >= self.open_threshold:
                     sev = min(severity_of(score, self.severity_thresholds), magnitude)
-                    if sev < self.paged:
+                    if sev < self.paged and (
+                        self.paged - sev >= 2 or t - self.paged_at >= self.repage_seconds
+                    ):
                         self.paged, self.paged_at = sev, t
                         return "repage", sev, True, False
                 return None, self.paged, True, False

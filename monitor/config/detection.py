@@ -68,7 +68,8 @@ class DetectionConfig(Section):
     """Scores at or above these map to SEV1, SEV2, SEV3; anything else alerting is SEV4."""
     repage: bool = True
     repage_seconds: float = Field(default=1800.0, ge=0)
-    """A re-page needs a severity rise and this long since the last page of the incident."""
+    """A re-page needs a severity rise, and a rise of one level also this long since the last
+    page of the incident (a jump of two or more levels pages at once)."""
     # --- explanation --------------------------------------------------------------------
     top_channels: int = Field(default=3, ge=0)
     top_terms: int = Field(default=5, ge=0)
