@@ -178,9 +178,11 @@ def explanation_drivers(
 
     >>> for line in explanation_drivers({"observed": 120, "expected": 20.0,
     ...     "signals": {"volume": 0.97, "sentiment": 0.4}, "fired": ["volume"],
+    ...     "sentiment": {"negative_share": 0.72, "baseline_share": 0.154},
     ...     "top_terms": [["outage", 9.1]], "top_channels": [["x", 80], ["reddit", 30]]}):
     ...     print(line)
     volume 120 vs 20.0 expected (6.0x)
+    negative 72% vs 15% usual
     signal volume 0.97
     terms: outage
     channels: x 80, reddit 30
@@ -193,6 +195,12 @@ def explanation_drivers(
     if isinstance(observed, int | float) and isinstance(expected, int | float):
         ratio = f" ({observed / expected:.1f}x)" if expected > 0 else ""
         out.append(f"volume {observed:.0f} vs {expected:.1f} expected{ratio}")
+    mood = expl.get("sentiment")
+    if isinstance(mood, Mapping):
+        # the share of negative mentions tells an angry storm from a viral campaign
+        share, usual = mood.get("negative_share"), mood.get("baseline_share")
+        if isinstance(share, int | float) and isinstance(usual, int | float):
+            out.append(f"negative {share:.0%} vs {usual:.0%} usual")
     scores = expl.get("signals")
     scores = scores if isinstance(scores, Mapping) else {}
     for name in expl.get("fired") or ():
