@@ -182,9 +182,9 @@ def explanation_drivers(
     ...     "top_terms": [["outage", 9.1]], "top_channels": [["x", 80], ["reddit", 30]]}):
     ...     print(line)
     volume 120 vs 20.0 expected (6.0x)
-    negative 72% vs 15% usual
     signal volume 0.97
     terms: outage
+    negative 72% vs 15% usual
     channels: x 80, reddit 30
     >>> explanation_drivers({"observed": 9, "expected": 0.0, "top_terms": [["störung", 4.0]]},
     ...                     signals=False, channels=False)
@@ -195,12 +195,6 @@ def explanation_drivers(
     if isinstance(observed, int | float) and isinstance(expected, int | float):
         ratio = f" ({observed / expected:.1f}x)" if expected > 0 else ""
         out.append(f"volume {observed:.0f} vs {expected:.1f} expected{ratio}")
-    mood = expl.get("sentiment")
-    if isinstance(mood, Mapping):
-        # the share of negative mentions tells an angry storm from a viral campaign
-        share, usual = mood.get("negative_share"), mood.get("baseline_share")
-        if isinstance(share, int | float) and isinstance(usual, int | float):
-            out.append(f"negative {share:.0%} vs {usual:.0%} usual")
     scores = expl.get("signals")
     scores = scores if isinstance(scores, Mapping) else {}
     for name in expl.get("fired") or ():
@@ -212,6 +206,13 @@ def explanation_drivers(
     terms = [str(t[0]) for t in expl.get("top_terms") or () if isinstance(t, list | tuple) and t]
     if terms:
         out.append("terms: " + ", ".join(terms[:5]))
+    mood = expl.get("sentiment")
+    if isinstance(mood, Mapping):
+        # the share of negative mentions tells an angry storm from a viral campaign (after
+        # the terms: the wall's two lines keep what its tiles do not show)
+        share, usual = mood.get("negative_share"), mood.get("baseline_share")
+        if isinstance(share, int | float) and isinstance(usual, int | float):
+            out.append(f"negative {share:.0%} vs {usual:.0%} usual")
     top = [f"{c[0]} {c[1]}" for c in expl.get("top_channels") or () if isinstance(c, list | tuple)]
     if top and channels:
         out.append("channels: " + ", ".join(top[:4]))

@@ -70,7 +70,7 @@ def test_an_incident_carries_one_line_of_what_drove_it_in_snapshots_and_deltas()
         "sentiment": {"negative_share": 0.6471, "baseline_share": 0.12, "tail_p": 1e-9},
     }
     w.apply("incident", msg)
-    why = "volume 69 vs 20.0 expected (3.5x) · negative 65% vs 12% usual · terms: outage, störung"
+    why = "volume 69 vs 20.0 expected (3.5x) · terms: outage, störung · negative 65% vs 12% usual"
     assert w.snapshot()["incidents"][0]["why"] == why
     frame = w.frame(msg)
     assert frame is not None and json.loads(frame[1])["data"]["incident"]["why"] == why
