@@ -1,6 +1,6 @@
 """Content terms of a mention, for the emerging-term detector.
 
->>> content_terms(["rt", "@acme", "the", "#outage", "is", "not", "fixed", "😡", "2024", "outage"])
+>>> content_terms(["rt", "@acme", "the", "#outage", "is", "not", "fixed", "😡", "2024", "else"])
 ('outage', 'fixed')
 """
 
@@ -21,6 +21,7 @@ _STOPWORDS_TEXT = """
     y'all youll theyre arent wasnt werent hasnt havent hadnt shouldnt wouldnt couldnt aint yall
     may might must shall even much many ever every since though although whether upon within
     without across onto per etc another anyone everyone someone something anything everything
+    else anybody everybody somebody nobody nothing
     oh http https www lt gt quot nbsp
     aber alle allem allen aller alles als also am an ander andere anderen auch auf aus bei bin
     bis bist da damit dann das dass dein deine dem den der des dich die dies diese diesem diesen
