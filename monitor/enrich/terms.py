@@ -1,6 +1,6 @@
 """Content terms of a mention, for the emerging-term detector.
 
->>> content_terms(["rt", "@acme", "the", "#outage", "is", "not", "fixed", "😡", "2024", "else"])
+>>> content_terms(["rt", "@acme", "the", "#outage", "else", "not", "fixed", "😡", "2024", "outage"])
 ('outage', 'fixed')
 """
 
