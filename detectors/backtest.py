@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -61,6 +60,38 @@ def parse_time(text: str) -> float:
     return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
 
 
+# a count per bucket; far above any real topic, far below where the model's squares overflow
+MAX_VALUE = 1e12
+
+
+def parse_row(row: list[str], path: str, lineno: int) -> tuple[float, float]:
+    """One ``timestamp,value`` row as (epoch seconds, value); the error says which field.
+
+    >>> parse_row(["2015-02-26 21:42:53", "12"], "a.csv", 2)
+    (1424986973.0, 12.0)
+    >>> parse_row(["2015-02-26 21:42:53", "nan"], "a.csv", 7)
+    Traceback (most recent call last):
+    ...
+    detectors.backtest.BacktestInputError: a.csv:7: value 'nan' must be finite and within ±1e+12
+    """
+    if len(row) < 2:
+        raise BacktestInputError(path, f"expected 'timestamp,value', got {row!r}", lineno)
+    try:
+        t = parse_time(row[0])
+    except ValueError:
+        reason = f"timestamp {row[0]!r} is not an ISO 8601 time"
+        raise BacktestInputError(path, reason, lineno) from None
+    try:
+        v = float(row[1])
+    except ValueError:
+        raise BacktestInputError(path, f"value {row[1]!r} is not a number", lineno) from None
+    if not abs(v) <= MAX_VALUE:  # NaN fails this too
+        raise BacktestInputError(
+            path, f"value {row[1]!r} must be finite and within ±{MAX_VALUE:g}", lineno
+        )
+    return t, v
+
+
 def read_series(path: Path) -> Series:
     """Read ``timestamp,value`` rows; raises :class:`BacktestInputError` on bad input."""
     try:
@@ -78,10 +109,7 @@ def read_series(path: Path) -> Series:
             for lineno, row in enumerate(reader, start=2):
                 if not row:
                     continue
-                try:
-                    t, v = parse_time(row[0]), float(row[1])
-                except (ValueError, IndexError):
-                    raise BacktestInputError(str(path), f"bad row {row!r}", lineno) from None
+                t, v = parse_row(row, str(path), lineno)
                 # repeated or backward stamps occur in NAB (clock artefacts); they are kept
                 # and the stage judges them as late buckets (scored, never learned or paged)
                 s.stamps.append(row[0])
@@ -108,8 +136,7 @@ def to_buckets(s: Series) -> list[Bucket]:
             raise BacktestInputError(s.name, "timestamps never increase: no bucket width")
         width = statistics.median(steps)
     return [
-        Bucket(s.name, t, width, count=max(0, round(v)) if math.isfinite(v) else 0)
-        for t, v in zip(s.t, s.values, strict=True)
+        Bucket(s.name, t, width, count=max(0, round(v))) for t, v in zip(s.t, s.values, strict=True)
     ]
 
 

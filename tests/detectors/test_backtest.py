@@ -62,6 +62,52 @@ def test_bad_input_is_exit_code_2(tmp_path: Path) -> None:
     assert "bad.csv:1" in log.getvalue()
 
 
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ("2015-01-01 00:05:00", "expected 'timestamp,value', got ['2015-01-01 00:05:00']"),
+        ("yesterday,4", "timestamp 'yesterday' is not an ISO 8601 time"),
+        ("2015-01-01 00:05:00,abc", "value 'abc' is not a number"),
+        ("2015-01-01 00:05:00,nan", "value 'nan' must be finite and within ±1e+12"),
+        ("2015-01-01 00:05:00,-inf", "value '-inf' must be finite and within ±1e+12"),
+        # a count whose square overflowed the volume model's dispersion: a traceback before
+        ("2015-01-01 00:05:00,1e300", "value '1e300' must be finite and within ±1e+12"),
+    ],
+)
+def test_a_bad_row_names_its_line_and_field(tmp_path: Path, row: str, says: str) -> None:
+    src = tmp_path / "f.csv"
+    src.write_text(f"timestamp,value\n2015-01-01 00:00:00,3\n{row}\n")
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), None, log) == 2
+    assert f"f.csv:3: {says}" in log.getvalue()
+
+
+@pytest.mark.parametrize("pattern", ["alternating", "burst", "negative"])
+def test_values_up_to_the_limit_run_through_the_model(tmp_path: Path, pattern: str) -> None:
+    """The model's squares stay finite at the largest accepted value (rounded and clipped at 0
+    like any non-count value)."""
+    big = 1e12
+
+    def value(i: int) -> float:
+        if pattern == "alternating":
+            return big * (i % 2)
+        if pattern == "burst":
+            return big if 600 <= i < 610 else 1.0
+        return -big if i % 3 else big
+
+    lines = ["timestamp,value"]
+    for i in range(3 * 288):
+        h, m = divmod(i * 5, 60)
+        lines.append(f"2015-01-{1 + h // 24:02d} {h % 24:02d}:{m:02d}:00,{value(i)!r}")
+    src = tmp_path / "big.csv"
+    src.write_text("\n".join(lines) + "\n")
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), None, io.StringIO()) == 0
+    rows = list(csv.DictReader((tmp_path / "o" / "big.csv").open()))
+    assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in rows)
+    if pattern == "burst":
+        assert next(i for i, r in enumerate(rows) if r["alert"] == "1") in range(600, 603)
+
+
 def test_a_spreadsheet_csv_with_a_bom_is_read(tmp_path: Path) -> None:
     src = tmp_path / "bom.csv"
     src.write_bytes(b"\xef\xbb\xbftimestamp,value\n2015-01-01 00:00:00,3\n")
