@@ -72,7 +72,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
-    print(f"{args.path}: ok ({len(config.topics)} topics)")
+    n = len(config.topics)
+    print(f"{args.path}: ok ({n} topic{'' if n == 1 else 's'})")
     return 0
 
 

@@ -78,7 +78,11 @@ class DetectionConfig(Section):
     @model_validator(mode="after")
     def _ordered(self) -> DetectionConfig:
         if self.close_threshold > self.open_threshold:
-            raise at("close_threshold", "must not exceed open_threshold")
+            raise at(
+                "close_threshold",
+                f"{self.close_threshold:g} must not exceed open_threshold "
+                f"({self.open_threshold:g})",
+            )
         slots = 86_400.0 / self.season_slot_seconds
         if slots != int(slots) or slots < 1:
             # a short last slot would be learned and renormalised as if it were a whole one
@@ -87,9 +91,19 @@ class DetectionConfig(Section):
                 f"must cut a day (86400 s) into whole slots, got {self.season_slot_seconds:g}",
             )
         if any(x < 0 for x in self.scales_seconds) or not self.scales_seconds:
-            raise at("scales_seconds", "needs at least one non-negative window")
+            raise at(
+                "scales_seconds",
+                f"needs at least one window, none negative, got {list(self.scales_seconds)}",
+            )
         if len(self.scale_weights) != len(self.scales_seconds):
-            raise at("scale_weights", "needs one weight per entry of scales_seconds")
+            raise at(
+                "scale_weights",
+                f"needs one weight per entry of scales_seconds ({len(self.scales_seconds)}), "
+                f"got {list(self.scale_weights)}",
+            )
         if any(w < 0 for w in self.scale_weights):
-            raise at("scale_weights", "must not be negative (0 turns a scale off)")
+            raise at(
+                "scale_weights",
+                f"must not be negative (0 turns a scale off), got {list(self.scale_weights)}",
+            )
         return self

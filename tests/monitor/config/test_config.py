@@ -50,6 +50,22 @@ def test_the_shipped_configs_are_valid() -> None:
             {"topics": topics("a"), "detection": {"scales_seconds": [0, float("nan")]}},
             r"^detection\.scales_seconds\[1\]: .*finite.*nan",
         ),
+        (
+            {"topics": topics("a"), "detection": {"open_threshold": 0.2, "close_threshold": 0.5}},
+            r"^detection\.close_threshold: 0\.5 must not exceed open_threshold \(0\.2\)$",
+        ),
+        (
+            {"topics": topics("a"), "detection": {"scales_seconds": [0, -60]}},
+            r"^detection\.scales_seconds: .*got \[0\.0, -60\.0\]$",
+        ),
+        (
+            {"topics": topics("a"), "detection": {"scale_weights": [1, 1]}},
+            r"^detection\.scale_weights: .*scales_seconds \(4\), got \[1\.0, 1\.0\]$",
+        ),
+        (
+            {"topics": topics("a"), "detection": {"scale_weights": [1, -1, 1, 1]}},
+            r"^detection\.scale_weights: must not be negative .*got \[1\.0, -1\.0, 1\.0, 1\.0\]$",
+        ),
     ],
 )
 def test_errors_name_the_path_and_the_value(data: dict[str, object], message: str) -> None:
