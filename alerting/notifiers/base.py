@@ -25,6 +25,24 @@ from monitor.config.receivers import ReceiverConfig
 from monitor.errors import DeliveryError
 
 _PD_SEVERITY = {1: "critical", 2: "error", 3: "warning", 4: "info"}
+# the driver line that opens with an incident kind's own evidence (explanation_drivers' wording)
+_KIND_LEAD = {"volume": "volume ", "sentiment": "negative ", "terms": "terms: "}
+
+
+def lead_driver(drivers: Sequence[str], kind: str) -> str | None:
+    """The driver a page's one-line summary carries: the incident kind's own, else the first.
+
+    A phone's push shows the summary only; "volume crisis" says what, this says how bad.
+
+    >>> lead_driver(["volume 30 vs 28.0 expected (1.1x)", "negative 70% vs 15% usual"],
+    ...             "sentiment")
+    'negative 70% vs 15% usual'
+    >>> lead_driver(["volume x4"], "terms"), lead_driver([], "volume")
+    ('volume x4', None)
+    """
+    prefix = _KIND_LEAD.get(kind)
+    own = [d for d in drivers if prefix and d.startswith(prefix)]
+    return own[0] if own else (drivers[0] if drivers else None)
 
 
 class Notifier(Protocol):
@@ -111,11 +129,12 @@ class IncidentView:
     >>> v = IncidentView.of({"id": "i1", "topic": "acme", "severity": 2, "score": 0.91,
     ...     "drivers": ["volume x4", {"name": "negativity", "detail": "62%"}]})
     >>> v.summary, v.pd_severity, v.drivers
-    ('Crisis on acme (SEV2, score 0.91)', 'error', ('volume x4', 'negativity: 62%'))
+    ('Crisis on acme (SEV2, score 0.91) · volume x4', 'error', ('volume x4', 'negativity: 62%'))
     """
 
     id: str
-    summary: str
+    summary: str  # the title and its lead driver: what a push notification shows
+    title: str
     topic: str
     severity: int
     score: float | None
@@ -173,11 +192,15 @@ class IncidentView:
                 )
             else:
                 samples.append(Sample(text=str(s)))
+        title = str(title)[:1024]
+        lead = lead_driver(drivers, str(inc.get("kind") or ""))
+        summary = f"{title} · {lead}" if lead and lead not in title else title
         opened = inc.get("opened_at")
         labels = inc.get("labels")
         return cls(
             id=str(inc.get("id", "")),
-            summary=str(title)[:1024],  # PagerDuty's limit; others are happy with it too
+            summary=summary[:1024],  # PagerDuty's limit; others are happy with it too
+            title=title,
             topic=topic,
             severity=sev,
             score=score,

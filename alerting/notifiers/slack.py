@@ -42,6 +42,7 @@ def slack_message(
     v = IncidentView.of(n.incident)
     title = clip(v.summary, 140)
     if n.action != "trigger":
+        title = clip(v.title, 140)  # names the incident; its numbers were in the page
         who = n.incident.get("acknowledged_by" if n.action == "acknowledge" else "resolved_by")
         verb = "acknowledged" if n.action == "acknowledge" else "resolved"
         line = f":white_check_mark: *{slack_escape(title)}* {verb}" + (

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from alerting.notification import Notification
-from alerting.notifiers.email import EmailNotifier
+from alerting.notifiers.email import EmailNotifier, email_message
 from monitor.clock import FakeClock
 from monitor.config.receivers import EmailReceiver
 from monitor.errors import DeliveryError
@@ -96,7 +96,7 @@ async def test_mail_reaches_smtp_with_links_and_stable_message_id(
     assert env.rcpt_tos == ["social@example.org", "alice@example.org"]
     assert isinstance(env.content, bytes)
     msg = email.message_from_bytes(env.content, policy=email.policy.default)
-    assert msg["Subject"] == "[SEV2] Crisis on acme (SEV2, score 0.88)"
+    assert msg["Subject"] == "[SEV2] Crisis on acme (SEV2, score 0.88) · volume 4x"
     assert msg["Message-ID"] == "<n-1@crisiswatch>"
     assert msg["References"] == "<acme.volume@crisiswatch>"
     assert msg["Date"] == "Tue, 14 Nov 2023 22:13:20 +0000"
@@ -159,3 +159,19 @@ async def test_paged_user_refused_while_the_team_list_accepts_is_not_a_delivery(
     assert [m.rcpt_tos for m in sink.mails] == [["social@example.org"]]
     assert ei.value.recoverable is recoverable
     assert "alice@example.org" in ei.value.reason
+
+
+@pytest.mark.parametrize(
+    ("action", "subject"),
+    [
+        ("trigger", "[SEV2] Crisis on acme (SEV2, score 0.88) · volume 4x"),
+        ("acknowledge", "[ACK] Crisis on acme (SEV2, score 0.88)"),
+        ("resolve", "[RESOLVED] Crisis on acme (SEV2, score 0.88)"),
+    ],
+)
+def test_the_page_subject_says_how_bad_and_the_follow_ups_name_the_incident(
+    action: Any, subject: str
+) -> None:
+    n = Notification("n-1", "mail", action, "acme/volume", INC, 0.0)
+    msg = email_message(n, sender="cw@example.org", to=["social@example.org"], now=0.0)
+    assert msg["Subject"] == subject

@@ -82,7 +82,7 @@ async def test_pagerduty_trigger_ack_resolve_exact_json() -> None:
         "event_action": "trigger",
         "dedup_key": "acme/volume",
         "payload": {
-            "summary": "Crisis on acme (SEV1, score 0.97)",
+            "summary": "Crisis on acme (SEV1, score 0.97) · volume 6.1x baseline",
             "source": "crisiswatch",
             "severity": "critical",
             "timestamp": "2023-11-14T22:13:20.000Z",
@@ -211,7 +211,7 @@ async def test_alertmanager_v2_firing_then_resolved() -> None:
         "team": "social",
     }
     annotations = {
-        "summary": "Crisis on acme (SEV1, score 0.97)",
+        "summary": "Crisis on acme (SEV1, score 0.97) · volume 6.1x baseline",
         "incident_id": "inc-7",
         "drivers": "volume 6.1x baseline; negativity: 71% negative",
         "score": "0.973",
@@ -250,13 +250,13 @@ async def test_slack_blocks_have_summary_score_drivers_samples_and_ack_link() ->
         )
     assert rx.requests[0].path == "/services/T/B/X"
     assert rx.requests[0].json() == {
-        "text": "SEV1: Crisis on acme (SEV1, score 0.97) (score 0.97)",
+        "text": "SEV1: Crisis on acme (SEV1, score 0.97) · volume 6.1x baseline (score 0.97)",
         "blocks": [
             {
                 "type": "header",
                 "text": {
                     "type": "plain_text",
-                    "text": "Crisis on acme (SEV1, score 0.97)",
+                    "text": "Crisis on acme (SEV1, score 0.97) · volume 6.1x baseline",
                     "emoji": True,
                 },
             },
@@ -355,7 +355,7 @@ async def test_webhook_is_signed_over_the_raw_body() -> None:
         "recipient": "alice",
         "created_at": 1_700_000_005.0,
         "sent_at": 1_700_000_123.0,
-        "summary": "Crisis on acme (SEV1, score 0.97)",
+        "summary": "Crisis on acme (SEV1, score 0.97) · volume 6.1x baseline",
         "severity": 1,
         "incident": INCIDENT,
         "links": LINKS,
