@@ -68,6 +68,31 @@ async def test_demo_crisis_opens_an_incident_for_the_crisis_brand_only(app_facto
         assert health["lag_seconds"] is not None
 
 
+async def test_the_demo_crisis_resolves_itself_before_its_brands_next_one(app_factory) -> None:  # type: ignore[no-untyped-def]
+    """The README's lifecycle: open, page, calm, auto-resolve. With the frozen default's 6 h
+    calm an incident outlived the 5 demo hours to its brand's next crisis and never resolved."""
+    speed = 300.0
+    async with app_factory(speed=speed) as run, aiohttp.ClientSession() as http:
+        demo = run.app.config.sources.demo
+        origin = run.app.sources[0].scenario.origin
+        brands = len(run.app.config.topics)
+        next_acme = origin + demo.first_crisis_after_seconds + brands * demo.crisis_every_seconds
+
+        async def resolved() -> list[dict[str, Any]]:
+            async with http.get(f"{run.url}/api/v1/incidents?limit=100") as r:
+                body = await r.json()
+            return [
+                i
+                for i in body["incidents"]
+                if i["opened_at"] >= origin and i["topic"] == "acme" and i["state"] == "resolved"
+            ]
+
+        left = (next_acme - run.app.clock.now()) / speed
+        done = await wait_for(resolved, timeout=left + 15, step=0.5)
+        assert done[0]["resolved_by"] == "detector"
+        assert done[0]["resolved_at"] < next_acme, (done[0]["resolved_at"] - origin) / 3600
+
+
 async def test_websocket_gets_a_snapshot_then_deltas(app_factory) -> None:  # type: ignore[no-untyped-def]
     async with (
         app_factory(speed=SPEED) as run,
