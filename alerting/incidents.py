@@ -69,7 +69,9 @@ class Incident:
     resolved_at: float | None = None
     resolved_by: str | None = None
     snoozed_until: float | None = None
-    explanation: dict[str, Any] = field(default_factory=dict)
+    explanation: dict[str, Any] = field(default_factory=dict)  # the latest verdict's
+    # the explanation at the highest score: what pages say, however late they go out
+    peak_explanation: dict[str, Any] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
@@ -441,6 +443,7 @@ class IncidentBook:
             opened_at=now,
             updated_at=now,
             explanation=explanation,
+            peak_explanation=explanation,
             labels=dict(self.topic_labels.get(topic, {})),
             topic_title=self.topic_titles.get(topic, ""),
             peak_severity=sev,
@@ -467,7 +470,8 @@ class IncidentBook:
         changed = sev != inc.severity or float(score) != inc.score or explanation != inc.explanation
         inc.severity, inc.score, inc.explanation = sev, float(score), explanation
         inc.peak_severity = min(inc.peak_severity, sev)
-        inc.peak_score = max(inc.peak_score, float(score))
+        if float(score) > inc.peak_score:
+            inc.peak_score, inc.peak_explanation = float(score), explanation
         inc.last_active_at = now
         jumped = self.settings.repage_on_severity_jump and sev < inc.paged_severity
         if force_repage or jumped:

@@ -123,7 +123,8 @@ class IncidentView:
     """The fields notifiers render, read tolerantly from the incident snapshot dict.
 
     Keys read (all optional but ``id``): ``id title|summary topic|series severity (1..4)
-    score drivers (str or {"name"|"feature", "detail"|"value"}) samples|sample_posts
+    score drivers (str or {"name"|"feature", "detail"|"value"}) or peak_explanation|explanation
+    (``explanation_drivers``) samples|sample_posts
     ({"text","url","author","channel"}) opened_at state url labels``.
 
     >>> v = IncidentView.of({"id": "i1", "topic": "acme", "severity": 2, "score": 0.91,
@@ -163,7 +164,9 @@ class IncidentView:
             title = f"Crisis on {topic} (SEV{sev}" + (
                 f", score {score:.2f})" if score is not None else ")"
             )
-        expl = inc.get("explanation")
+        # a page sent late (level 2, quiet hours) must still say how bad it got, not how calm
+        # the last bucket was: the explanation at the incident's peak, else the latest
+        expl = inc.get("peak_explanation") or inc.get("explanation")
         expl = expl if isinstance(expl, Mapping) else {}
         raw_drivers = inc.get("drivers", expl.get("drivers"))
         if raw_drivers is None:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
+from alerting.notifiers.base import IncidentView
 from monitor.config.alerting import IncidentSettings
 from tests.alerting.fakes import V
 
@@ -44,6 +45,32 @@ def test_open_update_resolve_timeline() -> None:
     assert ev[0].incident.resolved_by == "detector"
     assert [x["event"] for x in book.get(iid).timeline] == ["opened", "resolved"]
     assert book.open_incidents() == []
+
+
+def test_a_page_sent_late_still_says_how_bad_it_got() -> None:
+    """The explanation follows the latest verdict (the wall); the peak one stays for pages.
+    A page held through quiet hours went out saying "negative 6% vs 37% usual"."""
+
+    def mood(share: float) -> dict[str, object]:
+        return {
+            "fired": ["sentiment"],
+            "sentiment": {"negative_share": share, "baseline_share": 0.37},
+        }
+
+    book = IncidentBook(topic_titles={"acme": "ACME Corp"})
+    ev = book.on_verdict(V("acme", 0, 0.7, 4, onset="open", explanation=mood(0.78)), 0)
+    iid = ev[0].incident.id
+    book.on_verdict(V("acme", 60, 0.8, 4, explanation=mood(0.81)), 60)  # the peak
+    book.on_verdict(V("acme", 3600, 0.2, 4, explanation=mood(0.06)), 3600)  # calming down
+    inc = book.get(iid).to_dict()
+    assert inc["explanation"]["sentiment"]["negative_share"] == 0.06
+    assert inc["peak_explanation"]["sentiment"]["negative_share"] == 0.81
+    assert IncidentView.of(inc).summary == (
+        "SEV4 ACME Corp: sentiment crisis · negative 81% vs 37% usual"
+    )
+    # an incident stored before the peak was kept pages with the latest explanation
+    del inc["peak_explanation"]
+    assert IncidentView.of(inc).summary.endswith("negative 6% vs 37% usual")
 
 
 def test_people_read_the_topic_title_the_config_gives() -> None:
