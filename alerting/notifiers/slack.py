@@ -40,9 +40,9 @@ def slack_message(
 ) -> dict[str, Any]:
     """The webhook body for `n`: a plain `text` fallback plus blocks."""
     v = IncidentView.of(n.incident)
-    title = clip(v.summary, 140)
+    # a follow-up names the incident; the numbers were in the page
+    title = clip(v.summary if n.action == "trigger" else v.title, 140)
     if n.action != "trigger":
-        title = clip(v.title, 140)  # names the incident; its numbers were in the page
         who = n.incident.get("acknowledged_by" if n.action == "acknowledge" else "resolved_by")
         verb = "acknowledged" if n.action == "acknowledge" else "resolved"
         line = f":white_check_mark: *{slack_escape(title)}* {verb}" + (
