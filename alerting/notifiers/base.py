@@ -150,6 +150,18 @@ class IncidentView:
     def pd_severity(self) -> str:
         return _PD_SEVERITY[self.severity]
 
+    @property
+    def headline(self) -> str:
+        """The summary without the leading ``SEVn `` a title opens with, for a renderer that
+        shows the severity itself (``[SEV2] …``), so it is not said twice.
+
+        >>> IncidentView.of({"id": "i", "severity": 2, "title": "SEV2 ACME: volume crisis",
+        ...     "drivers": ["volume 253 vs 36.6 expected (6.9x)"]}).headline
+        'ACME: volume crisis · volume 253 vs 36.6 expected (6.9x)'
+        """
+        tag = f"SEV{self.severity} "
+        return self.summary[len(tag) :] if self.summary.startswith(tag) else self.summary
+
     @classmethod
     def of(cls, inc: Mapping[str, Any]) -> IncidentView:
         topic = str(inc.get("topic") or inc.get("series") or inc.get("key") or "unknown")

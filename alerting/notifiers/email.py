@@ -40,7 +40,7 @@ def email_message(n: Notification, *, sender: str, to: Sequence[str], now: float
     v = IncidentView.of(n.incident)
     msg = EmailMessage()
     tag = {"trigger": f"SEV{v.severity}", "acknowledge": "ACK", "resolve": "RESOLVED"}[n.action]
-    msg["Subject"] = f"[{tag}] {v.summary if n.action == 'trigger' else v.title}"[:250]
+    msg["Subject"] = f"[{tag}] {v.headline if n.action == 'trigger' else v.title}"[:250]
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = format_datetime(datetime.fromtimestamp(now, tz=UTC))

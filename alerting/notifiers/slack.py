@@ -99,7 +99,8 @@ def slack_message(
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"paging {who}"}]}
         )
-    return {"text": f"SEV{v.severity}: {slack_escape(title)} (score {score})", "blocks": blocks}
+    headline = slack_escape(clip(v.headline, 140))
+    return {"text": f"SEV{v.severity}: {headline} (score {score})", "blocks": blocks}
 
 
 class SlackNotifier:

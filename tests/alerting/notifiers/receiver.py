@@ -11,6 +11,16 @@ from aiohttp import web
 
 from monitor.clock import SystemClock
 
+#: an incident as the service sends it: its title opens with the severity
+TITLED: dict[str, Any] = {
+    "id": "i1",
+    "topic": "acme",
+    "title": "SEV2 ACME Corp: volume crisis",
+    "severity": 2,
+    "score": 0.9,
+    "drivers": ["volume 253 vs 36.6 expected (6.9x)"],
+}
+
 
 @dataclass
 class Recorded:

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from alerting.notification import Notification
+from alerting.notification import Action, Notification
 from alerting.notifiers.email import EmailNotifier, email_message
 from monitor.clock import FakeClock
 from monitor.config.receivers import EmailReceiver
 from monitor.errors import DeliveryError
+from tests.alerting.notifiers.receiver import TITLED
 
 
 @dataclass
@@ -175,3 +176,16 @@ def test_the_page_subject_says_how_bad_and_the_follow_ups_name_the_incident(
     n = Notification("n-1", "mail", action, "acme/volume", INC, 0.0)
     msg = email_message(n, sender="cw@example.org", to=["social@example.org"], now=0.0)
     assert msg["Subject"] == subject
+
+
+@pytest.mark.parametrize(
+    ("action", "subject"),
+    [
+        ("trigger", "[SEV2] ACME Corp: volume crisis · volume 253 vs 36.6 expected (6.9x)"),
+        ("acknowledge", "[ACK] SEV2 ACME Corp: volume crisis"),
+    ],
+)
+def test_a_titled_page_says_its_severity_once(action: Action, subject: str) -> None:
+    """The service's titles open with the severity; the subject's tag already says it."""
+    n = Notification("n/1", "mail", action, "acme", TITLED, 0.0)
+    assert email_message(n, sender="a@b.c", to=["d@e.f"], now=0.0)["Subject"] == subject

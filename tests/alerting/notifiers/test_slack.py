@@ -9,6 +9,7 @@ import pytest
 
 from alerting.notification import Action, Notification
 from alerting.notifiers.slack import slack_message
+from tests.alerting.notifiers.receiver import TITLED
 
 HOSTILE: dict[str, Any] = {
     "id": "inc-1",
@@ -41,3 +42,10 @@ def _mrkdwn(body: dict[str, Any]) -> list[str]:
         texts = [b.get("text"), *b.get("fields", []), *b.get("elements", [])]
         out += [t["text"] for t in texts if isinstance(t, dict) and t.get("type") == "mrkdwn"]
     return out
+
+
+def test_a_titled_page_says_its_severity_once_in_the_push_text() -> None:
+    body = slack_message(Notification("n-1", "sl", "trigger", "i1", TITLED, 0.0))
+    assert body["text"] == (
+        "SEV2: ACME Corp: volume crisis · volume 253 vs 36.6 expected (6.9x) (score 0.90)"
+    )
