@@ -7,6 +7,8 @@ seen in training are stored (``cols`` with their ``idf`` and head weights), the 
 do not count towards a row's length.
 
 A text's vector is ``sum(idf[c] * e_c over its feature occurrences) / sqrt(sum(idf[c]**2))``.
+In memory too only the stored columns are kept (``cols``, about one in six), with a column ->
+row map; an unstored column maps to a zero row: the same sums, a fifth of the memory.
 Heads: ``en`` (multinomial logistic regression trained on English) scores every language except
 German; ``de`` (trained on German) adds, on top of its own weights, a 3×3 ``stack`` matrix applied
 to the centred ``en`` logits, so German reuses what the large English set taught the shared
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -61,6 +63,7 @@ LABELS: tuple[SentimentLabel, ...] = ("negative", "neutral", "positive")
 DEFAULT_MODEL = "sentiment-v2.npz"
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
 
 
 class ModelError(CrisiswatchError):
@@ -89,7 +92,7 @@ class Head:
     in a length-normalised row they would be tiny and regularised away on small data.
     """
 
-    weights: F32  # (V, 3)
+    weights: F32  # (V, 3) given to LinearModel; (len(cols), 3) in LinearModel.heads
     bias: F32  # (3,)
     stack: F32 | None = None
     dense_cols: I64 | None = None
@@ -140,13 +143,23 @@ class LinearModel:
         self.featurizer = featurizer
         self.names = list(names)
         self.index = {f: i for i, f in enumerate(self.names)}
-        self.idf = idf.astype(np.float32)
-        self.heads = dict(heads)
         self.meta = meta or {}
+        self._width = width
+        # a column of idf 0 adds nothing to a row's logits nor to its length: keep the others
+        # (``cols``), each column's row among them in ``_row``, and a zero row for the rest
+        self.cols = np.flatnonzero(idf > 0).astype(np.int32)
+        self._row = np.full(width, len(self.cols), dtype=np.int32)
+        self._row[self.cols] = np.arange(len(self.cols), dtype=np.int32)
+        self.idf = np.append(idf[self.cols], np.float32(0.0)).astype(np.float32)
+        #: heads with ``weights`` over ``cols`` (the shape the artifact stores)
+        self.heads = {k: replace(h, weights=h.weights[self.cols]) for k, h in heads.items()}
         # idf folded into the weights: a row's logits are sums of gathered rows / its length.
         self._idf2 = self.idf**2
         self._scaled = {
-            k: np.ascontiguousarray((h.weights * self.idf[:, None]).T, dtype=np.float32)
+            k: np.ascontiguousarray(
+                np.vstack([h.weights * self.idf[:-1, None], np.zeros((1, 3), np.float32)]).T,
+                dtype=np.float32,
+            )
             for k, h in self.heads.items()
         }
         # named column -> row of the head's dense weights (-1: not a dense column)
@@ -160,7 +173,7 @@ class LinearModel:
     @property
     def width(self) -> int:
         """Number of columns (named features + hash buckets)."""
-        return len(self.idf)
+        return self._width
 
     def encode(self, texts: Sequence[str], langs: Sequence[str]) -> Encoded:
         """Feature occurrences of a batch; ``langs`` are already head languages (en/de)."""
@@ -188,7 +201,7 @@ class LinearModel:
 
     def matrix(self, enc: Encoded) -> sparse.csr_matrix:
         """The normalised tf-idf matrix (n, width) of an encoded batch (for training)."""
-        data = self.idf[enc.cols].astype(np.float64)
+        data = self.idf[self._row[enc.cols]].astype(np.float64)
         norm = np.sqrt(np.bincount(enc.rows, weights=data * data, minlength=enc.n))
         norm[norm == 0] = 1.0
         data /= norm[enc.rows]
@@ -196,11 +209,11 @@ class LinearModel:
         X.sum_duplicates()
         return X
 
-    def _logits(self, enc: Encoded, head: str, norm: F64) -> F64:
+    def _logits(self, enc: Encoded, at: I32, head: str, norm: F64) -> F64:
         scaled = self._scaled[head]
         out = np.empty((enc.n, 3), dtype=np.float64)
         for k in range(3):
-            out[:, k] = np.bincount(enc.rows, weights=scaled[k][enc.cols], minlength=enc.n)
+            out[:, k] = np.bincount(enc.rows, weights=scaled[k][at], minlength=enc.n)
         out /= norm[:, None]
         h = self.heads[head]
         out += h.bias
@@ -216,12 +229,13 @@ class LinearModel:
 
     def logits(self, enc: Encoded, is_de: npt.NDArray[np.bool_]) -> tuple[F64, F64]:
         """Logits of every row (``en`` head, or ``de`` head where ``is_de``), and row lengths."""
-        norm = np.sqrt(np.bincount(enc.rows, weights=self._idf2[enc.cols], minlength=enc.n))
+        at = self._row[enc.cols]  # each occurrence's row in the kept columns
+        norm = np.sqrt(np.bincount(enc.rows, weights=self._idf2[at], minlength=enc.n))
         safe = np.where(norm == 0, 1.0, norm)
-        out = self._logits(enc, "en", safe)
+        out = self._logits(enc, at, "en", safe)
         de = self.heads.get("de")
         if de is not None and is_de.any():
-            de_logits = self._logits(enc, "de", safe)
+            de_logits = self._logits(enc, at, "de", safe)
             if de.stack is not None:
                 centred = out - out.mean(axis=1, keepdims=True)
                 de_logits += centred @ de.stack.astype(np.float64)
@@ -253,19 +267,18 @@ class LinearModel:
 
     def save(self, path: str | Path) -> None:
         """Write the artifact (compressed npz; only columns seen in training)."""
-        used = np.flatnonzero(self.idf > 0).astype(np.int32)
         lex = sorted(self.featurizer.de_lexicon.items())
         arrays: dict[str, Any] = {
             "names": _text("\n".join(self.names)),
-            "cols": used,
-            "idf": self.idf[used],
+            "cols": self.cols,
+            "idf": self.idf[:-1],
             "lexicon_words": _text("\n".join(w for w, _ in lex)),
             "lexicon_polarity": np.array([p for _, p in lex], dtype=np.float32),
             "config": _text(json.dumps(asdict(self.featurizer.config))),
             "meta": _text(json.dumps(self.meta)),
         }
         for name, head in self.heads.items():
-            arrays[f"{name}_weights"] = head.weights[used].astype(np.float32)
+            arrays[f"{name}_weights"] = head.weights.astype(np.float32)
             arrays[f"{name}_bias"] = head.bias.astype(np.float32)
             if head.stack is not None:
                 arrays[f"{name}_stack"] = head.stack.astype(np.float32)

@@ -70,6 +70,25 @@ def test_rows_are_unit_length() -> None:
     np.testing.assert_allclose(np.sqrt(X.multiply(X).sum(axis=1)).A1, [1.0, 1.0, 0.0], atol=1e-6)
 
 
+def test_kept_columns_score_exactly_as_the_dense_definition() -> None:
+    """Only columns with an idf are kept in memory; weights elsewhere can never count."""
+    names = ["w:good", "w:bad", "w:meh"]
+    width = len(names) + (1 << BITS)
+    rng = np.random.default_rng(3)
+    idf = np.where(rng.random(width) < 0.3, rng.random(width) + 0.5, 0.0).astype(np.float32)
+    idf[2] = 0.0  # a named column never seen in training, with a (stale) weight
+    w = rng.normal(size=(width, 3)).astype(np.float32)
+    model = LinearModel(
+        Featurizer(FeatureConfig(bits=BITS)), names, idf, {"en": Head(w, np.zeros(3, np.float32))}
+    )
+    assert model.heads["en"].weights.shape == (int((idf > 0).sum()), 3)
+    texts = ["good bad meh", "meh", "a longer post about nothing much", "good good good"]
+    enc = model.encode(texts, ["en"] * len(texts))
+    X = model.matrix(enc)  # the definition: normalised tf-idf rows times the dense weights
+    logits, _ = model.logits(enc, np.zeros(len(texts), dtype=bool))
+    np.testing.assert_allclose(logits, X @ w.astype(np.float64), rtol=1e-5, atol=1e-6)
+
+
 def test_bad_artifact(tmp_path: Path) -> None:
     path = tmp_path / "broken.npz"
     path.write_bytes(b"not a zip")
