@@ -1,4 +1,4 @@
-"""Pieces every collector shares: backoff, dedup, secrets, metrics, and the accept/reject shell.
+"""What every collector shares: backoff, recent keys, secrets, metrics, the accept/reject shell.
 
 >>> b = Backoff(initial=1.0, maximum=8.0, seed=1)
 >>> all(b.next() <= cap for cap in (1, 2, 4, 8, 8))
@@ -54,13 +54,13 @@ class Backoff:
         self.attempt = 0
 
 
-class Dedup:
+class RecentKeys:
     """Bounded memory of recently seen keys (LRU); ``seen(key)`` says whether it is a repeat.
 
-    >>> d = Dedup(2)
+    >>> d = RecentKeys(2)
     >>> [d.seen(k) for k in ("a", "b", "a", "c", "b")]
     [False, False, True, False, False]
-    >>> Dedup.restore(d.snapshot(), 2).seen("c")
+    >>> RecentKeys.restore(d.snapshot(), 2).seen("c")
     True
     """
 
@@ -92,7 +92,7 @@ class Dedup:
         return json.dumps(self.recent(len(self._keys) if n is None else n)).encode()
 
     @classmethod
-    def restore(cls, raw: bytes | None, capacity: int = 100_000) -> Dedup:
+    def restore(cls, raw: bytes | None, capacity: int = 100_000) -> RecentKeys:
         d = cls(capacity)
         if raw:
             try:
@@ -250,7 +250,7 @@ class Intake:
         self.ctx = ctx
         self.health = SourceHealth(name=name, kind=kind)
         self.metrics = metrics_for(ctx.registry)
-        self.dedup = Dedup(dedup_capacity)
+        self.dedup = RecentKeys(dedup_capacity)
 
     @staticmethod
     def key(m: Mention) -> str:

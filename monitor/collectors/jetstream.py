@@ -31,7 +31,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Checkpoint, Dedup, Intake
+from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys
 from monitor.config.sources import JetstreamConfig
 from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
@@ -177,7 +177,7 @@ class JetstreamSource:
         try:
             state = json.loads(raw)
             self.cursor = int(state["cursor"])
-            self._intake.dedup = Dedup.restore(json.dumps(state.get("recent", [])).encode())
+            self._intake.dedup = RecentKeys.restore(json.dumps(state.get("recent", [])).encode())
         except (ValueError, KeyError, TypeError):
             log.warning("%s: unreadable saved cursor, starting live", self.name)
 

@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Checkpoint, Dedup, Intake, Secret, metrics_for
+from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys, Secret, metrics_for
 from monitor.config.sources import MqttSourceConfig
 from monitor.decode import decode_json_bytes
 from monitor.errors import DecodeError
@@ -112,7 +112,7 @@ class MqttSource:
 
     async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock
-        restored = Dedup.restore(await self.ctx.state.get(self._state_key))
+        restored = RecentKeys.restore(await self.ctx.state.get(self._state_key))
         for key in restored.recent(len(restored)):
             self._intake.dedup.seen(key)
         backoff = Backoff(

@@ -21,7 +21,7 @@ import aiohttp
 import feedparser
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Checkpoint, Dedup, Intake, read_body
+from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys, read_body
 from monitor.collectors.mastodon import html_to_text
 from monitor.config.sources import FeedConfig, RssConfig
 from monitor.decode import check_mention
@@ -242,7 +242,7 @@ class RssSource:
             exc = parsed.get("bozo_exception")
             self._intake.reject("malformed_feed", f"{feed.url}: {type(exc).__name__}", body[:65536])
             return [], None
-        seen = Dedup(self.cfg.remember_items)
+        seen = RecentKeys(self.cfg.remember_items)
         for k in state.seen:
             seen.seen(k)
         try:

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import replace
 
 from monitor.clock import FakeClock
-from monitor.collectors.common import Backoff, Checkpoint, Dedup, Secret
+from monitor.collectors.common import Backoff, Checkpoint, RecentKeys, Secret
 
 from .conftest import DownKV, make_harness
 
@@ -31,17 +31,17 @@ def test_backoff_grows_is_capped_jittered_and_resets() -> None:
 
 
 def test_dedup_is_bounded_lru_and_snapshots() -> None:
-    d = Dedup(3)
+    d = RecentKeys(3)
     for k in "abc":
         assert not d.seen(k)
     assert d.seen("a")  # refreshes a
     assert not d.seen("d")  # evicts b, the least recently seen
     assert "b" not in d and "a" in d and len(d) == 3
     assert d.recent(2) == ["a", "d"]
-    r = Dedup.restore(d.snapshot(2), 10)
+    r = RecentKeys.restore(d.snapshot(2), 10)
     assert r.recent(10) == ["a", "d"]
-    assert len(Dedup.restore(b"not json")) == 0
-    assert len(Dedup.restore(b'{"a": 1}')) == 0
+    assert len(RecentKeys.restore(b"not json")) == 0
+    assert len(RecentKeys.restore(b'{"a": 1}')) == 0
 
 
 def test_secret_hides_its_value() -> None:
