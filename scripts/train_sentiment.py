@@ -210,7 +210,7 @@ class GermanBlocks:
 def german_blocks(
     fz: Featurizer, names: list[str], idf: np.ndarray, en_head: Head, texts: list[str]
 ) -> GermanBlocks:
-    vm = LinearModel(fz, names, idf, {"en": en_head})
+    vm = LinearModel.dense(fz, names, idf, {"en": en_head})
     X = vm.matrix(vm.encode(texts, ["de"] * len(texts)))
     en_logits = np.asarray(X @ en_head.weights) + en_head.bias
     dense = np.array([i for i, f in enumerate(names) if f.startswith(DENSE_PREFIXES)])
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     width = len(idf)
     zero = Head(np.zeros((width, 3), np.float32), np.zeros(3, np.float32))
-    model = LinearModel(fz, names, idf, {"en": zero})
+    model = LinearModel.dense(fz, names, idf, {"en": zero})
     X_en = model.matrix(model.encode(en_tr, ["en"] * len(en_tr)))
     log(f"columns: {len(names)} named + 2^{args.bits} buckets ({int((idf > 0).sum())} used)")
 
@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "en": {"C": en_C, "cv_3fold": en_cv},
         "de": {"chosen": best, "cv_5fold_repeated": de_table, "ablations": ablations},
     }
-    final = LinearModel(Featurizer(cfg, lexicon), names, idf, {"en": en_head, "de": de_head})
+    final = LinearModel.dense(Featurizer(cfg, lexicon), names, idf, {"en": en_head, "de": de_head})
     val: dict[str, Any] = {}
     if not args.skip_val:
         val["en"] = scores(y_en_va, _predict(final, en_va, "en"))

@@ -21,7 +21,7 @@ score is P(positive) - P(negative) in [-1, 1], the label the arg-max class.
 >>> w[0, 2] = w[1, 0] = w[2, 0] = 2.0   # good -> positive, bad / not good -> negative
 >>> head = Head(w, np.array([0, 0.5, 0], dtype=np.float32))
 >>> idf = np.r_[np.ones(3), np.zeros(256)].astype(np.float32)
->>> model = LinearModel(fz, ["w:good", "w:bad", "w:~good"], idf, {"en": head})
+>>> model = LinearModel.dense(fz, ["w:good", "w:bad", "w:~good"], idf, {"en": head})
 >>> [(s.label, round(s.score, 2)) for s in model.score_batch(["good", "not good", "meh"],
 ...                                                          ["en", "en", "en"])]
 [('positive', 0.64), ('negative', -0.64), ('neutral', 0.0)]
@@ -128,31 +128,35 @@ class LinearModel:
         self,
         featurizer: Featurizer,
         names: Sequence[str],
+        cols: npt.NDArray[np.integer[Any]],
         idf: F32,
         heads: Mapping[str, Head],
         meta: dict[str, Any] | None = None,
     ) -> None:
+        """The stored form: ``idf`` and head weights over the kept columns ``cols`` only."""
         width = len(names) + (1 << featurizer.config.bits)
-        if idf.shape != (width,):
-            raise ValueError(f"idf has shape {idf.shape}, expected ({width},)")
+        if cols.ndim != 1 or (cols.size and (cols.min() < 0 or cols.max() >= width)):
+            raise ValueError(f"columns must lie in 0..{width - 1}")
+        if idf.shape != cols.shape:
+            raise ValueError(f"idf has shape {idf.shape}, expected ({len(cols)},)")
         if "en" not in heads:
             raise ValueError("the en head is required")
         for name, head in heads.items():
-            if head.weights.shape != (width, 3) or head.bias.shape != (3,):
+            if head.weights.shape != (len(cols), 3) or head.bias.shape != (3,):
                 raise ValueError(f"head {name}: weights {head.weights.shape} do not fit")
         self.featurizer = featurizer
         self.names = list(names)
         self.index = {f: i for i, f in enumerate(self.names)}
         self.meta = meta or {}
         self._width = width
-        # a column of idf 0 adds nothing to a row's logits nor to its length: keep the others
-        # (``cols``), each column's row among them in ``_row``, and a zero row for the rest
-        self.cols = np.flatnonzero(idf > 0).astype(np.int32)
-        self._row = np.full(width, len(self.cols), dtype=np.int32)
-        self._row[self.cols] = np.arange(len(self.cols), dtype=np.int32)
-        self.idf = np.append(idf[self.cols], np.float32(0.0)).astype(np.float32)
+        # the kept columns (``cols``), each column's row among them in ``_row``, and a zero row
+        # (the last) for every other column
+        self.cols = cols.astype(np.int32)
+        self._row = np.full(width, len(cols), dtype=np.int32)
+        self._row[self.cols] = np.arange(len(cols), dtype=np.int32)
+        self.idf = np.append(idf, np.float32(0.0)).astype(np.float32)
         #: heads with ``weights`` over ``cols`` (the shape the artifact stores)
-        self.heads = {k: replace(h, weights=h.weights[self.cols]) for k, h in heads.items()}
+        self.heads = dict(heads)
         # idf folded into the weights: a row's logits are sums of gathered rows / its length.
         self._idf2 = self.idf**2
         self._scaled = {
@@ -169,6 +173,30 @@ class LinearModel:
             if h.dense_cols is not None:
                 pos[h.dense_cols] = np.arange(len(h.dense_cols))
             self._dense_pos[k] = pos
+
+    @classmethod
+    def dense(
+        cls,
+        featurizer: Featurizer,
+        names: Sequence[str],
+        idf: F32,
+        heads: Mapping[str, Head],
+        meta: dict[str, Any] | None = None,
+    ) -> LinearModel:
+        """From the dense form (training): ``idf`` (V,) and head weights (V, 3), all V columns.
+
+        A column of idf 0 adds nothing to a row's logits nor to its length: only the others
+        are kept.
+        """
+        width = len(names) + (1 << featurizer.config.bits)
+        if idf.shape != (width,):
+            raise ValueError(f"idf has shape {idf.shape}, expected ({width},)")
+        for name, head in heads.items():
+            if head.weights.shape != (width, 3):
+                raise ValueError(f"head {name}: weights {head.weights.shape} do not fit")
+        cols = np.flatnonzero(idf > 0)
+        kept = {k: replace(h, weights=h.weights[cols]) for k, h in heads.items()}
+        return cls(featurizer, names, cols, idf[cols], kept, meta)
 
     @property
     def width(self) -> int:
@@ -305,16 +333,13 @@ def load_model(path: str | Path) -> LinearModel:
             names = _str(z["names"]).split("\n") if z["names"].size else []
             words = _str(z["lexicon_words"]).split("\n") if z["lexicon_words"].size else []
             lexicon = dict(zip(words, z["lexicon_polarity"].tolist(), strict=True))
-            width = len(names) + (1 << config.bits)
             cols = z["cols"].astype(np.int64)
-            idf = np.zeros(width, dtype=np.float32)
-            idf[cols] = z["idf"]
+            idf = z["idf"].astype(np.float32)
             heads: dict[str, Head] = {}
             for name in ("en", "de"):
                 if f"{name}_weights" not in z:
                     continue
-                w = np.zeros((width, 3), dtype=np.float32)
-                w[cols] = z[f"{name}_weights"]
+                w = z[f"{name}_weights"].astype(np.float32)
                 stack = z.get(f"{name}_stack", None)
                 dcols = dweights = None
                 if f"{name}_dense_cols" in z:
@@ -322,7 +347,7 @@ def load_model(path: str | Path) -> LinearModel:
                     dweights = z[f"{name}_dense_weights"].astype(np.float32)
                 heads[name] = Head(w, z[f"{name}_bias"].astype(np.float32), stack, dcols, dweights)
             meta = json.loads(_str(z["meta"]))
-        return LinearModel(Featurizer(config, lexicon), names, idf, heads, meta)
+        return LinearModel(Featurizer(config, lexicon), names, cols, idf, heads, meta)
     except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         # a truncated artifact is a BadZipFile, an empty one an EOFError
         raise ModelError(

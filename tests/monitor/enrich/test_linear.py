@@ -37,7 +37,7 @@ def tiny_model(with_de: bool = True) -> LinearModel:
         stack = np.eye(3, dtype=np.float32) * 0.5
         heads["de"] = Head(wd, np.array([0, 0.2, 0], dtype=np.float32), stack)
     fz = Featurizer(FeatureConfig(bits=BITS), {"gut": 1.0, "schlecht": -1.0})
-    return LinearModel(fz, names, idf, heads, {"name": "tiny"})
+    return LinearModel.dense(fz, names, idf, heads, {"name": "tiny"})
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_kept_columns_score_exactly_as_the_dense_definition() -> None:
     idf = np.where(rng.random(width) < 0.3, rng.random(width) + 0.5, 0.0).astype(np.float32)
     idf[2] = 0.0  # a named column never seen in training, with a (stale) weight
     w = rng.normal(size=(width, 3)).astype(np.float32)
-    model = LinearModel(
+    model = LinearModel.dense(
         Featurizer(FeatureConfig(bits=BITS)), names, idf, {"en": Head(w, np.zeros(3, np.float32))}
     )
     assert model.heads["en"].weights.shape == (int((idf > 0).sum()), 3)
