@@ -8,7 +8,8 @@ directory (its own SQLite store under ./var/), on a free loopback port, and samp
 and queue depth from /healthz, open and total incidents from /api/v1/incidents, and the
 store's size on disk. At the end it prints the growth of RSS and of the store per demo hour
 over the second half of the run (after warm-up: detectors, term tables, histories and the
-dedup window fill during the first hours) — a service that runs 24/7 must level off there.
+dedup window fill during the first hours) — a service that runs 24/7 must level off there —
+and RSS at each quarter of the run with the last quarter's range (growth comes in steps).
 
 Not part of `make bench` (it takes minutes by design); docs/benchmarks.md has the last run.
 """
@@ -140,6 +141,15 @@ def soak(proc: subprocess.Popen[bytes], base: str, tmp: Path, a: argparse.Namesp
         f"second half ({xs[0]:.1f}-{xs[-1]:.1f} demo h): RSS {half[0][1]:.1f} -> "
         f"{half[-1][1]:.1f} MB, slope {slope_per_hour(xs, [r[1] for r in half]):+.2f} MB per demo "
         f"hour; store slope {slope_per_hour(xs, [r[2] for r in half]):+.3f} MB per demo hour"
+    )
+    # RSS tends to grow in steps (allocator arenas, a full dedup window), where one slope over a
+    # step reads as steady growth: the quarters and the last quarter's range show the shape
+    quarters = [rows[min(len(rows) - 1, len(rows) * q // 4)] for q in range(5)]
+    last = [r[1] for r in rows[len(rows) * 3 // 4 :]]
+    print(
+        "RSS by quarter: "
+        + ", ".join(f"{r[1]:.0f} MB at {r[0]:.0f} h" for r in quarters)
+        + f"; last quarter within {min(last):.0f}-{max(last):.0f} MB"
     )
     return 0 if proc.poll() is None else 1
 
