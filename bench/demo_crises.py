@@ -1,6 +1,6 @@
 """Demo crises: which of the embedded demo's scripted crises open an incident, and why not.
 
-    .venv/bin/python bench/demo_crises.py [--hours 75] [--backfill-hours 3] [--config PATH]
+    .venv/bin/python bench/demo_crises.py [--hours 75] [--start 2023-11-14T22:13] [--set K=V]
 
 Generates the demo's mentions (the seeded scenario `make run` streams, same origin rules:
 history before the start, crises after it) minute by minute in event time and drives them
@@ -29,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from monitor.config import load_config
 from monitor.enrich.enricher import Enricher
 
 ROOT = Path(__file__).resolve().parents[1]
-ORIGIN = 1_699_999_980.0  # 2023-11-14 22:13 UTC, a Tuesday evening, on the minute
+ORIGIN = 1_699_999_980.0  # 2023-11-14 22:13 UTC, a Tuesday evening (the default --start)
 
 
 @dataclass
@@ -72,22 +73,28 @@ def crises(scenario: DemoScenario, until: float) -> list[Crisis]:
     return out
 
 
-def run(config_path: Path, hours: float, backfill_hours: float, overrides: dict[str, Any]) -> Run:
+def run(
+    config_path: Path,
+    hours: float,
+    backfill_hours: float,
+    overrides: dict[str, Any],
+    origin: float = ORIGIN,
+) -> Run:
     cfg = load_config(config_path)
     demo = cfg.sources.demo
     detection = cfg.detection.model_validate(
         {**cfg.detection.model_dump(), **overrides}
     )  # validated like the config file: a bad --set names its key and value
-    scenario = DemoScenario(demo, origin=ORIGIN)
+    scenario = DemoScenario(demo, origin=origin)
     enricher = Enricher(cfg.topics, cfg.enrichment)
     agg = cfg.aggregation
     aggregator = Aggregator([t.name for t in cfg.topics], agg.bucket_seconds, 0)
     stage = DetectionStage(detection)
-    end = ORIGIN + hours * 3600.0
-    scripted = crises(scenario, end - demo.crisis_duration_seconds)
+    end = origin + hours * 3600.0
+    scripted = crises(scenario, end)  # the last may be cut off by the end: no outcome
     verdicts: dict[str, list[Verdict]] = {b: [] for b in demo.brands}
     result = Run()
-    first, last = int((ORIGIN - backfill_hours * 3600.0) // 60), int(end // 60)
+    first, last = int((origin - backfill_hours * 3600.0) // 60), int(end // 60)
     started = time.monotonic()
     for m in range(first, last):
         batch = [mention for brand in demo.brands for mention in scenario.minute(brand, m)]
@@ -99,11 +106,11 @@ def run(config_path: Path, hours: float, backfill_hours: float, overrides: dict[
             verdicts[bucket.series].append(stage.observe(bucket))
         if (m - first) % 1440 == 0:
             print(
-                f"  demo hour {(m * 60.0 - ORIGIN) / 3600:6.1f}  "
+                f"  demo hour {(m * 60.0 - origin) / 3600:6.1f}  "
                 f"{result.mentions:,} mentions  {time.monotonic() - started:5.1f} s",
                 file=sys.stderr,
             )
-    for crisis in scripted:
+    for crisis in (c for c in scripted if c.end <= end):
         during = [v for v in verdicts[crisis.brand] if crisis.start <= v.t < crisis.end]
         o = Outcome(crisis, peak=max(v.score for v in during))
         opened = [v for v in during if v.onset == "open"]
@@ -129,10 +136,17 @@ def main() -> None:
     ap.add_argument("--backfill-hours", type=float, default=3.0, help="history before it")
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "default.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument(
+        "--start",
+        default="2023-11-14T22:13",
+        help="UTC date and time the demo starts (its daily and weekly rhythm follow the clock)",
+    )
     ap.add_argument("--json", action="store_true", help="one JSON line instead of the table")
     args = ap.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    r = run(args.config, args.hours, args.backfill_hours, overrides)
+    start = datetime.fromisoformat(args.start).replace(tzinfo=UTC).timestamp()
+    origin = start - start % 60
+    r = run(args.config, args.hours, args.backfill_hours, overrides, origin)
     kinds = Counter(o.kind for o in r.outcomes)
     delays = [o.delay_min for o in r.outcomes if o.delay_min is not None]
     summary = {
@@ -140,6 +154,7 @@ def main() -> None:
         **{k: kinds.get(k, 0) for k in ("opened", "folded", "cooldown", "low")},
         "median_delay_min": statistics.median(delays) if delays else None,
         "false_opens": len(r.false_opens),
+        "start": args.start,
         "mentions": r.mentions,
     }
     if args.json:
@@ -149,7 +164,7 @@ def main() -> None:
         c = o.crisis
         when = f"+{o.delay_min:.0f} min" if o.delay_min is not None else ""
         print(
-            f"{i:3d}  demo hour {(c.start - ORIGIN) / 3600:5.1f}  {c.brand:10s} {c.term_en:12s}"
+            f"{i:3d}  demo hour {(c.start - origin) / 3600:5.1f}  {c.brand:10s} {c.term_en:12s}"
             f"  peak {o.peak:.2f}  {o.kind} {when}"
         )
     print(json.dumps(summary))
