@@ -1,6 +1,7 @@
 """HTTP routes for acting on incidents: REST (bearer token), one-click links, PagerDuty webhooks.
 
-* ``GET  /api/v1/incidents/{id}`` — one incident (role viewer or responder).
+* ``GET  /api/v1/incidents/{id}`` — one incident (a viewer or responder token once tokens
+  are configured, see :func:`require_reader`).
 * ``POST /api/v1/incidents/{id}/acknowledge|resolve|snooze`` — role responder; snooze takes
   ``{"seconds": N}`` or ``{"until": epoch}``.
 * ``GET  /act/{token}`` — a signed link from a notification: shows what it will do and a
@@ -90,6 +91,9 @@ class TokenBook:
     def __init__(self, tokens: Mapping[str, Principal]) -> None:
         self._by_digest = {hashlib.sha256(t.encode()).digest(): p for t, p in tokens.items()}
 
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
     @classmethod
     def from_config(cls, cfg: ApiConfig, env: Mapping[str, str]) -> TokenBook:
         tokens: dict[str, Principal] = {}
@@ -114,6 +118,21 @@ class TokenBook:
             if hmac.compare_digest(d, digest):
                 found = p
         return found
+
+
+def unauthorized() -> web.HTTPUnauthorized:
+    return web.HTTPUnauthorized(
+        text='{"error": "missing or unknown bearer token"}',
+        content_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="crisiswatch"'},
+    )
+
+
+def require_reader(tokens: TokenBook, request: web.Request) -> None:
+    """Reading incidents needs a known token (viewer or responder) once any is configured;
+    with none (the demo) reads are open, like the wall. Raises 401."""
+    if len(tokens) and tokens.find(bearer(request.headers.get("Authorization"))) is None:
+        raise unauthorized()
 
 
 def pagerduty_action(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -189,11 +208,7 @@ def api_routes(
         p = tokens.find(bearer(request.headers.get("Authorization")))
         if p is None:
             metrics.rejected.labels(via="api", reason="unauthorized").inc()
-            raise web.HTTPUnauthorized(
-                text='{"error": "missing or unknown bearer token"}',
-                content_type="application/json",
-                headers={"WWW-Authenticate": 'Bearer realm="crisiswatch"'},
-            )
+            raise unauthorized()
         if role is not None and role not in p.roles:
             metrics.rejected.labels(via="api", reason="forbidden").inc()
             raise web.HTTPForbidden(
@@ -204,8 +219,13 @@ def api_routes(
 
     async def apply(
         action: str, incident_id: str, who: str, via: str, until: float | None = None
-    ) -> dict[str, Any] | None:
-        """The incident after `action`, None if unknown; Refused if its state forbids it."""
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The incident after `action` (None if unknown) and whether the action changed it (a
+        repeated acknowledge changes nothing: not logged, not counted); Refused if its state
+        forbids the action."""
+        before = await actions.get(incident_id)
+        if before is None:
+            return None, False
         try:
             if action == "acknowledge":
                 result = await actions.acknowledge(incident_id, who)
@@ -217,13 +237,14 @@ def api_routes(
         except CrisiswatchError as exc:  # e.g. acknowledging a resolved incident
             metrics.rejected.labels(via=via, reason="conflict").inc()
             raise Refused(str(getattr(exc, "reason", exc))) from None
-        if result is not None:
+        changed = result is not None and result != before
+        if changed:
             metrics.actions.labels(action=action, via=via).inc()
             log.info("%s %s by %s via %s", action, incident_id, who, via)
-        return result
+        return result, changed
 
     async def get_incident(request: web.Request) -> web.Response:
-        authorize(request, None)
+        require_reader(tokens, request)
         inc = await actions.get(request.match_info["id"])
         if inc is None:
             raise web.HTTPNotFound(
@@ -239,7 +260,7 @@ def api_routes(
         if action == "snooze":
             until = await _snooze_until(request, clock.now(), config.max_snooze_seconds)
         try:
-            inc = await apply(action, request.match_info["id"], who, "api", until)
+            inc, _ = await apply(action, request.match_info["id"], who, "api", until)
         except Refused as exc:
             raise web.HTTPConflict(
                 text=json.dumps({"error": exc.reason}), content_type="application/json"
@@ -295,7 +316,9 @@ def api_routes(
             seconds = float(claim.param) if claim.param.isdigit() else 3600.0
             until = clock.now() + min(seconds, config.max_snooze_seconds)
         try:
-            inc = await apply(claim.action, claim.incident_id, claim.who or "link", "link", until)
+            inc, _ = await apply(
+                claim.action, claim.incident_id, claim.who or "link", "link", until
+            )
         except Refused as exc:
             return _page("Not possible", f"<p>{html.escape(exc.reason)}</p>", 409)
         if inc is None:
@@ -310,15 +333,17 @@ def api_routes(
         header = request.headers.get("X-PagerDuty-Signature")
         if not header:
             metrics.rejected.labels(via="pagerduty", reason="unsigned").inc()
-            raise web.HTTPBadRequest(text="missing X-PagerDuty-Signature")
+            raise _bad_request("missing X-PagerDuty-Signature")
         if not verify_body(pd_keys, raw, header):
             metrics.rejected.labels(via="pagerduty", reason="bad_signature").inc()
-            raise web.HTTPForbidden(text="invalid signature")
+            raise web.HTTPForbidden(
+                text='{"error": "invalid signature"}', content_type="application/json"
+            )
         try:
             body = json.loads(raw)
         except ValueError:
             metrics.rejected.labels(via="pagerduty", reason="malformed").inc()
-            raise web.HTTPBadRequest(text="body is not JSON") from None
+            raise _bad_request("body is not JSON") from None
         found = pagerduty_action(body) if isinstance(body, dict) else None
         if found is None:
             return web.json_response({"applied": False, "reason": "ignored event"})
@@ -328,10 +353,13 @@ def api_routes(
             # 2xx all the same: a retry from PagerDuty cannot make the incident appear.
             return web.json_response({"applied": False, "reason": "unknown incident"})
         try:
-            inc = await apply(action, incident_id, who, "pagerduty")
+            _, changed = await apply(action, incident_id, who, "pagerduty")
         except Refused as exc:
             return web.json_response({"applied": False, "reason": exc.reason})
-        return web.json_response({"applied": inc is not None, "incident_id": incident_id})
+        out: dict[str, Any] = {"applied": changed, "incident_id": incident_id}
+        if not changed:
+            out["reason"] = "already in that state"
+        return web.json_response(out)
 
     return [
         web.get("/api/v1/incidents/{id}", get_incident),

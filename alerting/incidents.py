@@ -321,8 +321,11 @@ class IncidentBook:
 
     # --- human actions -----------------------------------------------------------------------
     def acknowledge(self, incident_id: str, who: str, now: float) -> list[IncidentEvent]:
-        """Stop the escalation. Idempotent: acknowledging twice returns no event."""
+        """Stop the escalation. Idempotent: acknowledging twice returns no event; a resolved
+        incident cannot be acknowledged (IncidentError)."""
         inc = self.get(incident_id)
+        if inc.state == "resolved":
+            raise IncidentError(incident_id, "cannot acknowledge a resolved incident")
         if inc.state != "triggered":
             return []
         inc.state, inc.acked_by, inc.acked_at = "acknowledged", who, now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from alerting.api import TokenBook, api_routes
+from alerting.api import TokenBook, api_routes, require_reader
 from alerting.escalation import EscalationState
 from alerting.incidents import IncidentEvent
 from alerting.links import LinkSigner
@@ -196,6 +197,7 @@ class App:
             registry=self.registry,
             health=self.health,
             incidents=self.list_incidents,
+            may_read=functools.partial(require_reader, self.tokens),
             routes=[
                 *wall_routes(
                     self.wall,

@@ -6,7 +6,8 @@ passed in by the composition root; this module knows none of them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,32 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
 IncidentList = Callable[[bool, int], Awaitable[list[dict[str, Any]]]]
+#: raises (401) when the request may not read incidents
+ReadGuard = Callable[[web.Request], None]
+MAX_LIST = 1000
+
+
+def bad_request(reason: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": reason}), content_type="application/json")
+
+
+def list_params(query: Mapping[str, str]) -> tuple[bool, int]:
+    """``(open_only, limit)`` of ``?state=open|all&limit=N``; a bad value is a 400 naming it.
+
+    >>> list_params({}), list_params({"state": "open", "limit": "5"})
+    ((False, 200), (True, 5))
+    """
+    state = query.get("state", "all")
+    if state not in ("open", "all"):
+        raise bad_request(f"state: expected open or all (got {state[:40]!r})")
+    raw = query.get("limit", "200")
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise bad_request(f"limit: expected an integer from 1 to {MAX_LIST} (got {raw[:40]!r})")
+    return state == "open", limit
 
 
 def build_web_app(
@@ -23,6 +50,7 @@ def build_web_app(
     incidents: IncidentList,
     routes: Sequence[web.RouteDef] = (),
     max_body_bytes: int = 4 * 1024 * 1024,
+    may_read: ReadGuard | None = None,
 ) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -33,11 +61,9 @@ def build_web_app(
         return web.json_response(report, status=200 if report.get("ok", True) else 503)
 
     async def list_incidents(request: web.Request) -> web.Response:
-        open_only = request.query.get("state") == "open"
-        try:
-            limit = max(1, min(1000, int(request.query.get("limit", "200"))))
-        except ValueError:
-            raise web.HTTPBadRequest(text="limit: expected an integer") from None
+        if may_read is not None:
+            may_read(request)
+        open_only, limit = list_params(request.query)
         return web.json_response({"incidents": await incidents(open_only, limit)})
 
     app = web.Application(client_max_size=max_body_bytes)

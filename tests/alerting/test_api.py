@@ -175,6 +175,34 @@ async def test_get_incident_needs_any_token(env: Env) -> None:
     assert (await client.get("/api/v1/incidents/x", headers=auth("view-token"))).status == 404
 
 
+async def test_without_configured_tokens_reads_are_open_and_acts_refused(clock: FakeClock) -> None:
+    app = web.Application()
+    app.add_routes(
+        api_routes(Book(), ApiConfig(), clock=clock, registry=CollectorRegistry(), env={})
+    )
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/api/v1/incidents/inc-1")).status == 200
+        assert (await client.post("/api/v1/incidents/inc-1/ack")).status == 401
+
+
+async def test_a_repeated_action_is_answered_but_counted_once(env: Env) -> None:
+    client, _, reg = env
+    for _ in range(3):
+        r = await client.post("/api/v1/incidents/inc-1/ack", headers=auth("ana-token"))
+        assert r.status == 200 and (await r.json())["incident"]["state"] == "acknowledged"
+    counted = reg.get_sample_value(
+        "crisiswatch_incident_actions_total", {"action": "acknowledge", "via": "api"}
+    )
+    assert counted == 1.0
+    body = pd_body("incident.acknowledged")
+    r = await client.post(
+        "/api/v1/webhooks/pagerduty", data=body, headers={"X-PagerDuty-Signature": pd_sign(body)}
+    )
+    assert await r.json() == {
+        "applied": False, "incident_id": "inc-1", "reason": "already in that state"
+    }  # fmt: skip
+
+
 async def test_link_get_confirms_post_acts(env: Env, signer: LinkSigner) -> None:
     client, book, _ = env
     url = signer.url(LinkClaim("acknowledge", "inc-1", expires_at=2000, who="ana"))

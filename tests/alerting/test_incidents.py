@@ -218,6 +218,10 @@ def test_notes_and_errors() -> None:
     with pytest.raises(IncidentError):
         book.add_note(iid, "ana", "  ", 6)
     assert book.acknowledge(iid, "ana", 7) and book.acknowledge(iid, "ben", 8) == []
+    book.resolve(iid, "ana", 9)
+    assert book.resolve(iid, "ben", 10) == []  # resolving again: harmless, no event
+    with pytest.raises(IncidentError, match="cannot acknowledge a resolved incident"):
+        book.acknowledge(iid, "ben", 11)
 
 
 def test_severity_from_score_when_verdict_has_none() -> None:
