@@ -36,10 +36,20 @@ from monitor.config.alerting import AlertingConfig, parse_when, parse_zone
 def parse_at(text: str, zone: ZoneInfo | None = None) -> datetime:
     """The ``--at`` value: ISO date-time, local to ``zone`` (UTC) when it has no offset.
 
+    Years 1971..9998 only: every schedule computes local times around ``at``, and a day off
+    the calendar's ends would overflow there (ValueError here instead).
+
     >>> parse_at("2026-03-29 09:00", ZoneInfo("Europe/Berlin")).isoformat()
     '2026-03-29T09:00:00+02:00'
+    >>> parse_at("9999-12-31T23:59")
+    Traceback (most recent call last):
+    ...
+    ValueError: year 9999 is outside 1971..9998
     """
-    return parse_when(text, zone or ZoneInfo("UTC"))
+    at = parse_when(text, zone or ZoneInfo("UTC"))
+    if not 1971 <= at.year <= 9998:
+        raise ValueError(f"year {at.year} is outside 1971..9998")
+    return at
 
 
 def _duration(seconds: float) -> str:

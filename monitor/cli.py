@@ -118,11 +118,12 @@ def cmd_oncall(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     at = None
-    if args.at:
+    if args.at is not None:
         try:
             at = parse_at(args.at, ZoneInfo(config.alerting.timezone))
-        except ValueError:
-            raise ConfigError("--at", "expected an ISO 8601 time", args.at) from None
+        except ValueError as exc:
+            reason = str(exc) if str(exc).startswith("year") else "expected an ISO 8601 time"
+            raise ConfigError("--at", reason, args.at) from None
     return run_oncall(config.alerting, at, sys.stdout)
 
 

@@ -122,3 +122,19 @@ def test_oncall_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     os.close(w)
     assert proc.stderr.decode() == ""
     assert proc.returncode == 128 + signal.SIGPIPE
+
+
+@pytest.mark.parametrize(
+    ("at", "reason"),
+    [
+        ("yesterday", "expected an ISO 8601 time"),
+        ("", "expected an ISO 8601 time"),  # not "now"
+        ("9999-12-31T23:59", "year 9999 is outside 1971..9998"),  # overflowed with a traceback
+        ("0001-01-01T00:00", "year 1 is outside 1971..9998"),
+    ],
+)
+def test_oncall_at_a_time_it_cannot_use_is_one_line_and_exit_2(
+    at: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["oncall", "--config", str(ROOT / "config" / "default.yaml"), "--at", at]) == 2
+    assert capsys.readouterr().err == f"error: --at: {reason} (got {at!r})\n"
