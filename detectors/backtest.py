@@ -170,17 +170,26 @@ def load_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def windows_for(
-    path: Path, s: Series, labels: dict[str, list[tuple[float, float]]]
-) -> list[tuple[int, int]] | None:
-    """Row-index windows of ``path`` (matched by ``dir/name`` then by name), None if unlabelled."""
-    key = f"{path.parent.name}/{path.name}"
-    wins = labels.get(key)
+def labelled(
+    path: Path, labels: dict[str, list[tuple[float, float]]]
+) -> list[tuple[float, float]] | None:
+    """The windows (in time) labels give ``path``: by ``dir/name``, else by a unique name."""
+    wins = labels.get(f"{path.parent.name}/{path.name}")
     if wins is None:
         matches = [v for k, v in labels.items() if Path(k).name == path.name]
         if len(matches) != 1:
             return None
         wins = matches[0]
+    return wins
+
+
+def windows_for(
+    path: Path, s: Series, labels: dict[str, list[tuple[float, float]]]
+) -> list[tuple[int, int]] | None:
+    """Row-index windows of ``path`` (see :func:`labelled`), None if unlabelled."""
+    wins = labelled(path, labels)
+    if wins is None:
+        return None
     index: dict[float, int] = {}
     for i, t in enumerate(s.t):
         index.setdefault(t, i)
@@ -210,6 +219,11 @@ def run_backtest(
     """Backtest every input; exit code 0 on success, 2 on unusable input."""
     try:
         label_map = load_windows(labels) if labels is not None else None
+        if label_map is not None and not any(labelled(p, label_map) is not None for p in inputs):
+            # before anything is written: a wrong labels file must not pass for "scored
+            # nothing, all well", nor leave outputs behind as if the run had worked
+            print(f"error: {labels}: labels none of the inputs (keys are dir/file.csv)", file=log)
+            return 2
         out_dir.mkdir(parents=True, exist_ok=True)
         per_profile: dict[str, list[FileScore]] = {p: [] for p in PROFILES}
         rows: list[str] = []
@@ -235,10 +249,6 @@ def run_backtest(
             )
     except (BacktestInputError, OSError) as exc:
         print(f"error: {exc}", file=log)
-        return 2
-    if label_map is not None and not rows:
-        # a wrong labels file must not pass for "scored nothing, all well"
-        print(f"error: {labels}: labels none of the inputs (keys are dir/file.csv)", file=log)
         return 2
     if label_map is not None and rows:
         out = sys.stdout

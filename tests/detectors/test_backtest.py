@@ -157,6 +157,7 @@ def test_labels_that_name_none_of_the_inputs_are_an_error(tmp_path: Path) -> Non
     log = io.StringIO()
     assert run_backtest([src], tmp_path / "o", DetectionConfig(), lab, log) == 2
     assert "labels none of the inputs" in log.getvalue()
+    assert not (tmp_path / "o").exists()  # checked before any output is written
 
 
 @pytest.mark.parametrize(
