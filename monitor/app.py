@@ -460,9 +460,15 @@ class App:
         site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
         try:
             await site.start()
-        except BaseException:  # the port is taken, say: release what the app holds, then raise
+        except BaseException as exc:  # the port is taken, say: release what the app holds
             await runner.cleanup()
             await self.close()
+            if isinstance(exc, OSError):
+                host, port = self.config.server.host, self.config.server.port
+                reason = exc.strerror or str(exc)
+                raise CrisiswatchError(
+                    f"server.host/server.port: cannot listen on {host}:{port}: {reason}"
+                ) from exc
             raise
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

@@ -20,9 +20,13 @@ class ConfigError(CrisiswatchError):
 
     def __init__(self, path: str, reason: str, value: Any = None) -> None:
         self.path, self.reason, self.value = path, reason, value
-        super().__init__(
-            f"{path}: {reason}" if value is None else f"{path}: {reason} (got {value!r})"
-        )
+        if value is None:
+            super().__init__(f"{path}: {reason}")
+            return
+        shown = repr(value)
+        if len(shown) > 200:  # one line a person reads, whatever the value holds
+            shown = f"{shown[:160]}... ({len(shown)} characters)"
+        super().__init__(f"{path}: {reason} (got {shown})")
 
 
 class DecodeError(CrisiswatchError):

@@ -103,6 +103,8 @@ def parse_config(data: Any) -> Config:
         value = None if err["type"] == "missing" else err.get("input")
         if isinstance(value, str) and repr(value) in msg:
             value = None  # the reason already names the value
+        if value is None and err["type"] != "missing" and err.get("input", 0) is None:
+            msg += " (got null)"  # an empty YAML value: say so, it is easy to miss
         raise ConfigError(path, msg, value) from None
 
 

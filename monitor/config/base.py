@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+Kind = Literal["number", "bool"]
+
+
+def scalar_kind(annotation: Any) -> Kind | None:
+    """``number`` for int/float fields, ``bool`` for bool ones (through Optional and Annotated).
+
+    >>> scalar_kind(float), scalar_kind(int | None), scalar_kind(bool), scalar_kind(str)
+    ('number', 'number', 'bool', None)
+    """
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return scalar_kind(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        kinds = {scalar_kind(a) for a in get_args(annotation) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if annotation is bool:
+        return "bool"
+    if annotation in (int, float):
+        return "number"
+    return None
+
+
+def _element_kind(annotation: Any) -> Kind | None:
+    """The kind of a homogeneous tuple's or list's elements (``tuple[float, ...]``)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _element_kind(get_args(annotation)[0])
+    if origin in (tuple, list):
+        kinds = {scalar_kind(a) for a in get_args(annotation) if a is not Ellipsis}
+        return kinds.pop() if len(kinds) == 1 else None
+    return None
+
+
+def _misfit(kind: Kind, value: Any) -> str | None:
+    """Why ``value`` is not of ``kind`` as written, or None: lax pydantic would read ``true``
+    as 1 and ``"7200"`` as 7200; a config means what it says."""
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML writes it
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"expected true or false (got {shown})"
+    if isinstance(value, bool | str):
+        return f"expected a number (got {shown})"
+    return None
 
 
 class Section(BaseModel):
@@ -34,6 +78,27 @@ class Section(BaseModel):
             ):
                 drop.add(key)
         return {k: v for k, v in data.items() if k not in drop} if drop else data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _values_as_written(cls, data: Any) -> Any:
+        """Numbers and booleans must be written as such (see :func:`_misfit`)."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            if key not in data or data[key] is None:
+                continue
+            value = data[key]
+            kind = scalar_kind(field.annotation)
+            if kind is not None and (why := _misfit(kind, value)):
+                raise at(key, why)
+            kind = _element_kind(field.annotation)
+            if kind is not None and isinstance(value, list | tuple):
+                for i, item in enumerate(value):
+                    if why := _misfit(kind, item):
+                        raise at(f"{key}[{i}]", why)
+        return data
 
 
 def at(path: str, reason: str) -> ValueError:

@@ -12,6 +12,7 @@ import pytest
 from monitor.app import FUTURE_SECONDS, App
 from monitor.clock import FakeClock
 from monitor.collectors.base import SourceHealth
+from monitor.errors import CrisiswatchError
 from monitor.model import Author, Mention
 from monitor.storage import open_store
 from tests.conftest import demo_config
@@ -55,7 +56,7 @@ async def test_a_port_in_use_releases_what_the_app_holds(tmp_path: Path) -> None
         store = await open_store(cfg.storage.url)
         try:
             app = await App.open(cfg, FakeClock(NOW), store)
-            with pytest.raises(OSError):
+            with pytest.raises(CrisiswatchError, match=r"cannot listen on 127\.0\.0\.1"):
                 await app.run(asyncio.Event())
             assert app.http.closed  # before: "Unclosed client session" at exit
         finally:

@@ -88,3 +88,25 @@ def test_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "address already in use" in errors[0], run.stderr
+    assert f"server.host/server.port: cannot listen on 127.0.0.1:{port}" in errors[0]
+
+
+def test_a_host_that_does_not_resolve_names_the_setting(tmp_path: Path) -> None:
+    doc = config_doc(tmp_path)
+    doc["sources"] = {"demo": {"enabled": False}}
+    doc["server"]["host"] = "999.1.1.1"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: server.host/server.port: cannot listen on 999.1.1.1:0: Name or service not known"
+    ], run.stderr

@@ -147,3 +147,42 @@ def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path: Path) -> None:
     nested.write_text("topics: [{name: a, query: acme}]\nserver:\n  port: 1\n  port: 2\n")
     with pytest.raises(ConfigError, match=r"n.yaml: duplicate key 'port' at line 4"):
         load_config(nested)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("server", {"port": True}, r"^server\.port: expected a number \(got true\)$"),
+        (
+            "detection",
+            {"calm_seconds": "7200"},
+            r"^detection\.calm_seconds: expected a number \(got '7200'\)$",
+        ),
+        (
+            "detection",
+            {"sentiment_min_count": True},
+            r"^detection\.sentiment_min_count: expected a number",
+        ),
+        (
+            "detection",
+            {"scales_seconds": [0, "60"]},
+            r"^detection\.scales_seconds\[1\]: expected a number \(got '60'\)$",
+        ),
+        (
+            "detection",
+            {"repage": "yes"},
+            r"^detection\.repage: expected true or false \(got 'yes'\)$",
+        ),
+        (
+            "sources",
+            {"demo": {"enabled": "off"}},
+            r"^sources\.demo\.enabled: expected true or false \(got 'off'\)$",
+        ),
+    ],
+)
+def test_numbers_and_booleans_are_taken_only_as_written(
+    section: str, values: dict[str, object], message: str
+) -> None:
+    """Lax parsing read `port: true` as port 1 and `"7200"` as 7200."""
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"topics": topics("a"), section: values})
