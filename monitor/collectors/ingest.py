@@ -3,7 +3,8 @@
 One bad item never sinks the batch: each item is validated on its own, accepted ones go into
 the pipeline, rejected ones go to the dead-letter store, and the response lists every item's
 fate. Status: 200 all accepted (duplicates count as accepted), 207 some rejected, 422 all
-rejected, 400 body unparseable, 401 bad/missing token, 413 body too large.
+rejected or no item at all (an empty batch is a client bug worth seeing), 400 body
+unparseable, 401 bad/missing token, 413 body too large.
 
 Load shedding: a request is taken whole or not at all. While `max_waiting` requests already
 wait for room in a full pipeline, another is refused with 503 and ``Retry-After`` before any
