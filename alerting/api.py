@@ -38,6 +38,7 @@ from alerting.notifiers.webhook import verify_body
 from monitor.clock import Clock
 from monitor.config.receivers import ApiConfig, secret
 from monitor.errors import ConfigError, CrisiswatchError
+from monitor.server import bad_request
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ def api_routes(
         header = request.headers.get("X-PagerDuty-Signature")
         if not header:
             metrics.rejected.labels(via="pagerduty", reason="unsigned").inc()
-            raise _bad_request("missing X-PagerDuty-Signature")
+            raise bad_request("missing X-PagerDuty-Signature")
         if not verify_body(pd_keys, raw, header):
             metrics.rejected.labels(via="pagerduty", reason="bad_signature").inc()
             raise web.HTTPForbidden(
@@ -343,7 +344,7 @@ def api_routes(
             body = json.loads(raw)
         except ValueError:
             metrics.rejected.labels(via="pagerduty", reason="malformed").inc()
-            raise _bad_request("body is not JSON") from None
+            raise bad_request("body is not JSON") from None
         found = pagerduty_action(body) if isinstance(body, dict) else None
         if found is None:
             return web.json_response({"applied": False, "reason": "ignored event"})
@@ -370,29 +371,24 @@ def api_routes(
     ]
 
 
-def _bad_request(reason: str) -> web.HTTPBadRequest:
-    # JSON like every other error of the REST API, so a client can read `error` from any of them.
-    return web.HTTPBadRequest(text=json.dumps({"error": reason}), content_type="application/json")
-
-
 async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
     try:
         body = await request.json() if request.can_read_body else {}
     except ValueError:
-        raise _bad_request("body is not JSON") from None
+        raise bad_request("body is not JSON") from None
     if not isinstance(body, dict):
-        raise _bad_request("expected a JSON object")
+        raise bad_request("expected a JSON object")
     until_v, seconds_v = _number(body.get("until")), _number(body.get("seconds"))
     if until_v is not None:
         until = until_v
     elif seconds_v is not None:
         until = now + seconds_v
     else:
-        raise _bad_request('snooze needs {"seconds": N} or {"until": epoch}')
+        raise bad_request('snooze needs {"seconds": N} or {"until": epoch}')
     if until <= now:
-        raise _bad_request("snooze must end in the future")
+        raise bad_request("snooze must end in the future")
     if until - now > cap:
-        raise _bad_request(f"snooze longer than {cap:.0f} seconds")
+        raise bad_request(f"snooze longer than {cap:.0f} seconds")
     return until
 
 

@@ -21,6 +21,8 @@ MAX_LIST = 1000
 
 
 def bad_request(reason: str) -> web.HTTPBadRequest:
+    """A 400 whose body is JSON ``{"error": reason}``, like every error of the REST API, so a
+    client can read ``error`` from any of them."""
     return web.HTTPBadRequest(text=json.dumps({"error": reason}), content_type="application/json")
 
 
