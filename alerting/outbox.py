@@ -203,6 +203,7 @@ class Outbox:
         self.metrics = DeliveryMetrics(registry)
         self._wake = asyncio.Event()
         self._in_flight: dict[str, tuple[tuple[str, str], asyncio.Task[None]]] = {}
+        self._finished: set[str] = set()  # attempts ended since this pass's scan began
         self._repeat: dict[str, dict[str, Any]] | None = None  # loaded lazily from the store
         self._receivers: dict[str, _ReceiverHealth] = {}
         self._pending = 0
@@ -291,6 +292,10 @@ class Outbox:
     async def _dispatch(self) -> float:
         """Start attempts for due group heads; return seconds until something is due."""
         now = self._clock.now()
+        # an attempt that ends while this pass awaits (the scan, the store writes below) leaves
+        # its scanned row stale: still "pending" here, delivered in the store. Not started again
+        # (it went out twice, 3-4 of 20 under a real webhook); the next pass rescans it.
+        self._finished.clear()
         rows, full = await self._scan()
         await self._observe(rows, full, now)
         rows = await self._expire(rows, now)
@@ -298,7 +303,7 @@ class Outbox:
             rows, full = await self._scan()
         busy = {g for g, _ in self._in_flight.values()}
         for row in heads(rows, now, busy):
-            if row.id in self._in_flight:
+            if row.id in self._in_flight or row.id in self._finished:
                 continue
             task = asyncio.create_task(self._attempt(row), name=f"outbox:{row.id}")
             self._in_flight[row.id] = (group_of(row), task)
@@ -324,7 +329,7 @@ class Outbox:
     async def _expire(self, rows: list[OutboxRow], now: float) -> list[OutboxRow]:
         live = []
         for r in rows:
-            if r.expires_at <= now and r.id not in self._in_flight:
+            if r.expires_at <= now and r.id not in self._in_flight and r.id not in self._finished:
                 await self._store.outbox_update(
                     r.id, state="expired", attempts=r.attempts, due_at=r.due_at,
                     last_error=r.last_error or "expired before first attempt",
@@ -343,6 +348,7 @@ class Outbox:
                 await self._deliver(row)
         finally:
             self._in_flight.pop(row.id, None)
+            self._finished.add(row.id)
             self._wake.set()
 
     async def _deliver(self, row: OutboxRow) -> None:

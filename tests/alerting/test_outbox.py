@@ -550,3 +550,38 @@ async def test_a_repeat_held_back_by_a_busy_alert_does_not_spin_the_loop(store: 
     clock.set(30.0)
     assert await ob._dispatch() > 0  # the wait until the next scan
     assert [n.id for n in am.sent] == ["t1"]
+
+
+async def test_an_attempt_ending_during_a_pass_is_not_started_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass scans pending rows, then awaits store writes; an attempt that is delivered in
+    between left its scanned row stale ("pending"), and the pass sent it a second time (QA: 3–4
+    of 20 webhook pages went out twice)."""
+    import asyncio
+
+    gate = asyncio.Event()
+
+    class Gated(Fake):
+        async def send(self, n: Notification) -> None:
+            await gate.wait()
+            await super().send(n)
+
+    rx = Gated()
+    ob, _ = outbox(store, FakeClock(0.0), r=rx)
+    await ob.enqueue(note("a"))
+    await ob._dispatch()  # the attempt starts and waits at the gate
+    ((_, attempt),) = ob._in_flight.values()
+    observe = ob._observe
+
+    async def observe_while_the_attempt_ends(*args: Any) -> None:
+        await observe(*args)
+        gate.set()
+        await attempt  # delivered, after this pass's scan saw the row pending
+
+    monkeypatch.setattr(ob, "_observe", observe_while_the_attempt_ends)
+    await ob._dispatch()
+    await asyncio.gather(*(t for _, t in ob._in_flight.values()))
+    assert [n.id for n in rx.sent] == ["a"]
+    monkeypatch.undo()
+    assert await ob.tick() == 0  # the next pass sees it delivered
