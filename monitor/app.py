@@ -53,7 +53,7 @@ from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
 from monitor.model import Mention
 from monitor.pipeline import Pipeline, VerdictLike, batches, run_ticker
-from monitor.server import build_web_app
+from monitor.server import AccessLog, build_web_app
 from monitor.storage import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,7 @@ class App:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._count_incidents()
-        runner = web.AppRunner(self.web, handle_signals=False)
+        runner = web.AppRunner(self.web, handle_signals=False, access_log_class=AccessLog)
         await runner.setup()
         site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
         try:

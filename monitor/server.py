@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
@@ -18,6 +19,22 @@ IncidentList = Callable[[bool, int], Awaitable[list[dict[str, Any]]]]
 #: raises (401) when the request may not read incidents
 ReadGuard = Callable[[web.Request], None]
 MAX_LIST = 1000
+
+
+class AccessLog(AbstractAccessLogger):
+    """aiohttp's access line without secrets: a kiosk wall opens ``/?token=…`` and every asset
+    it loads repeats that URL as its Referer, so the default line logged the viewer token."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %s %.3fs',
+            request.remote,
+            request.method,
+            request.rel_url.without_query_params("token"),
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 def bad_request(reason: str) -> web.HTTPBadRequest:

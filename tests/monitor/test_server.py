@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from alerting.api import Principal, TokenBook, require_reader
-from monitor.server import build_web_app
+from monitor.server import AccessLog, build_web_app
 
 Client = TestClient[web.Request, web.Application]
 TOKENS = TokenBook({"view-token": Principal("wall", frozenset({"viewer"}))})
@@ -78,3 +80,23 @@ async def test_a_bad_list_query_is_a_400_naming_the_value(query: str, error: str
     async with await client_for(TokenBook({})) as client:
         r = await client.get(f"/api/v1/incidents?{query}")
         assert r.status == 400 and await r.json() == {"error": error}
+
+
+async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixture) -> None:
+    app = build_web_app(registry=CollectorRegistry(), health=health, incidents=incidents)
+    runner = web.AppRunner(app, access_log_class=AccessLog)  # as App.run serves it
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{port}/healthz?token=s3cret&x=1"
+                async with http.get(url, headers={"Referer": "http://wall/?token=s3cret"}) as r:
+                    assert r.status == 200
+    finally:
+        await runner.cleanup()
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "aiohttp.access"]
+    assert len(lines) == 1 and '"GET /healthz?x=1" 200' in lines[0]
+    assert "s3cret" not in caplog.text
