@@ -7,6 +7,7 @@ const MAX_INCIDENTS = 200; // as dashboards/view.py: deltas keep what a snapshot
 const S = {
   topics: [], series: {}, incidents: {}, sources: {}, oncall: null, live: null,
   seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0, history: 240,
+  retryAt: 0, // when the next reconnect attempt starts (performance.now() ms)
 };
 const stats = { snapshots: 0, deltas: 0, heartbeats: 0, resyncs: 0, connects: 0 };
 const params = new URLSearchParams(location.search);
@@ -130,10 +131,17 @@ function lost(code) {
   // jittered exponential backoff; a snapshot on the next connect resyncs everything
   const wait = delay / 2 + Math.random() * delay;
   delay = Math.min(delay * 2, 15000);
-  if (code !== 4401) setConn("down", `RECONNECTING ${Math.ceil(wait / 1000)}s`);
+  S.retryAt = performance.now() + wait;
+  if (code !== 4401) setConn("down", retryText());
   clearTimeout(timer); timer = setTimeout(connect, wait);
   schedule();
 }
+function retryText() {
+  const s = Math.ceil((S.retryAt - performance.now()) / 1000);
+  return s > 0 ? `RECONNECTING ${s}s` : "CONNECTING…";
+}
+// the countdown counts down (it kept the number it was first drawn with)
+setInterval(() => { if ($("conn").dataset.state === "down") $("conn").textContent = retryText(); }, 500);
 function setConn(state, text) {
   const el = $("conn");
   el.dataset.state = state; el.textContent = text;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -410,6 +411,29 @@ async def test_a_dead_feed_shows_offline_within_seconds_and_reconnects(browser: 
         assert (await stats(page))["connects"] == 2
         hub.publish("series", point(T0))  # and the new connection carries deltas
         await caught_up(page, state)
+
+
+async def test_the_reconnect_countdown_counts_down(browser: Any) -> None:
+    """`RECONNECTING Ns` kept the number it was first drawn with until the next attempt."""
+    hub, state = wall_hub()
+    context = await browser.new_context(viewport={"width": 1920, "height": 1080})
+    try:
+        async with serve_wall(state, hub) as url:
+            page = await open_wall(context, url + "/")
+            await page.wait_for_selector('#conn[data-state="live"]')
+        # the server is gone: attempts fail, each waits longer (0.5 s doubling, jittered)
+        steps: list[tuple[int, str]] = []
+        for _ in range(70):  # 14 s: reaches a wait of several seconds
+            connects = (await stats(page))["connects"]
+            steps.append((connects, await page.text_content("#conn") or ""))
+            await asyncio.sleep(0.2)
+        counted_down = any(
+            a[0] == b[0] and a[1] != b[1] and a[1].startswith("RECONNECTING")
+            for a, b in itertools.pairwise(steps)
+        )
+        assert counted_down, steps
+    finally:
+        await context.close()
 
 
 async def test_live_shows_only_once_the_snapshot_is_in(browser: Any) -> None:
