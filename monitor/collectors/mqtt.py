@@ -12,6 +12,8 @@ Out: :class:`MqttPublisher` forwards hub messages to ``<prefix>/<topic>/<key>`` 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Mapping
@@ -51,7 +53,12 @@ def subscription_filters(topics: list[str], shared_group: str | None) -> list[st
 
 
 def _client(
-    cfg: MqttSourceConfig, client_id: str, password: Secret | None, *, persistent: bool
+    cfg: MqttSourceConfig,
+    client_id: str,
+    password: Secret | None,
+    *,
+    persistent: bool,
+    will: aiomqtt.Will | None = None,
 ) -> aiomqtt.Client:
     v5 = cfg.protocol == "5"
     kwargs: dict[str, Any] = {}
@@ -74,6 +81,7 @@ def _client(
         password=password.reveal() if password else None,
         keepalive=cfg.keepalive_seconds,
         timeout=10.0,
+        will=will,
         **kwargs,
     )
 
@@ -184,6 +192,10 @@ def _level(s: str) -> str:
 
 #: Hub topics whose newest message is a state (retained for late subscribers), not an event.
 RETAINED = frozenset({"source"})
+#: ``<prefix>/status``, retained: whether the service is up. The retained ``source`` states are
+#: its last word, so a late subscriber must learn that it has stopped: ``online: false`` on a
+#: clean stop, and the broker's last will when the connection dies without one.
+ONLINE, OFFLINE = b'{"online":true}', b'{"online":false}'
 
 
 class MqttPublisher:
@@ -214,25 +226,38 @@ class MqttPublisher:
             self.cfg.backoff.initial_seconds, self.cfg.backoff.max_seconds, seed=self._seed
         )
         held: tuple[str, dict[str, Any]] | None = None
+        status = out_topic(pub.topic_prefix, "status", {})
+        will = aiomqtt.Will(status, OFFLINE, qos=1, retain=True)
         with hub.subscribe(pub.queue) as sub:
             while True:
-                client = _client(self.cfg, pub.client_id, self._password, persistent=False)
+                client = _client(
+                    self.cfg, pub.client_id, self._password, persistent=False, will=will
+                )
                 try:
                     async with client:
                         self.connected = True
                         backoff.reset()
-                        while True:
-                            if held is None:
-                                held = await anext(sub)
-                            topic, message = held
-                            await client.publish(
-                                out_topic(pub.topic_prefix, topic, message),
-                                json.dumps(message, separators=(",", ":"), default=str),
-                                qos=pub.qos,
-                                retain=topic in RETAINED,
-                            )
-                            self._metrics.published.labels(topic).inc()
-                            held = None
+                        await client.publish(status, ONLINE, qos=1, retain=True)
+                        try:
+                            while True:
+                                if held is None:
+                                    held = await anext(sub)
+                                topic, message = held
+                                await client.publish(
+                                    out_topic(pub.topic_prefix, topic, message),
+                                    json.dumps(message, separators=(",", ":"), default=str),
+                                    qos=pub.qos,
+                                    retain=topic in RETAINED,
+                                )
+                                self._metrics.published.labels(topic).inc()
+                                held = None
+                        except asyncio.CancelledError:
+                            # a clean disconnect sends no last will: say it ourselves
+                            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                                await asyncio.wait_for(
+                                    client.publish(status, OFFLINE, qos=1, retain=True), 2.0
+                                )
+                            raise
                 except aiomqtt.MqttError as exc:
                     log.warning("MQTT publisher: connection lost: %s", exc)
                 finally:

@@ -189,22 +189,30 @@ async def test_publisher_sends_hub_messages_to_documented_topics() -> None:
         hub.publish("escalation", {"incident_id": "inc-7", "level": 2})
         hub.publish("incident", {"id": "inc-7", "state": "triggered"})
 
-        async def collect() -> None:
+        async def collect(n: int) -> None:
             async for msg in sub.messages:
                 assert isinstance(msg.payload, bytes)
                 received.append((str(msg.topic), json.loads(msg.payload)))
-                if len(received) == 3:
+                if len(received) == n:
                     return
 
-        await asyncio.wait_for(collect(), 10)
-        task.cancel()
+        await asyncio.wait_for(collect(4), 10)
+        task.cancel()  # a clean stop: the service says it is offline (no last will is sent)
         await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait_for(collect(5), 10)
     assert received == [
+        (f"{prefix}/status", {"online": True}),
         (f"{prefix}/series/acme", {"topic": "acme", "t": 60.0, "count": 3, "score": 0.91}),
         (f"{prefix}/escalation/inc-7", {"incident_id": "inc-7", "level": 2}),
         (f"{prefix}/incident/inc-7", {"id": "inc-7", "state": "triggered"}),
+        (f"{prefix}/status", {"online": False}),
     ]
     assert out_topic(prefix, "source", {"name": "a/b"}) == f"{prefix}/source/a_b"
+    async with aiomqtt.Client(HOST, PORT) as late:  # retained: a late subscriber learns it too
+        await late.subscribe(f"{prefix}/status", qos=1)
+        msg = await asyncio.wait_for(anext(aiter(late.messages)), 10)
+        assert json.loads(bytes(msg.payload)) == {"online": False}
+        await late.publish(f"{prefix}/status", b"", retain=True)  # leave no retained state
 
 
 @pytest.mark.integration
