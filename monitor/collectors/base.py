@@ -25,6 +25,8 @@ class SourceHealth:
     reconnects: int = 0
     dead_letters: int = 0
     expected_interval: float | None = None  # typical seconds between events, learned
+    # a fixed silence limit instead of the learned one (inf: silence is normal, never stale)
+    stale_after: float | None = None
 
     def seen(self, event_time: float, now: float) -> None:
         if self.last_received_at is not None:
@@ -42,9 +44,12 @@ class SourceHealth:
         return None if self.last_event_time is None else max(0.0, now - self.last_event_time)
 
     def stale(self, now: float, floor: float = 60.0) -> bool:
-        """Silent for much longer than its usual rate (and at least `floor` seconds)."""
+        """Silent for much longer than its usual rate (and at least `floor` seconds), or for
+        longer than its fixed ``stale_after``."""
         if self.last_received_at is None:
             return False
+        if self.stale_after is not None:
+            return now - self.last_received_at > self.stale_after
         usual = self.expected_interval or 0.0
         return now - self.last_received_at > max(floor, 10 * usual)
 

@@ -106,6 +106,9 @@ class HttpIngestConfig(Section):
     max_items: int = Field(default=10_000, ge=1)
     # Accepted values of a mention's `source` field; empty = any. Others are dead-lettered.
     allowed_sources: list[str] = []
+    stale_after_seconds: float | None = Field(default=None, gt=0)
+    """Silence after which this endpoint counts as stale (/healthz 503, the wall's STALE DATA).
+    None: senders push when they have something, so silence is normal and never stale."""
 
 
 class MetaWebhookConfig(Section):
@@ -117,6 +120,9 @@ class MetaWebhookConfig(Section):
     verify_token_env: str = "META_VERIFY_TOKEN"
     app_secret_env: str = "META_APP_SECRET"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    stale_after_seconds: float | None = Field(default=None, gt=0)
+    """Silence after which this endpoint counts as stale (/healthz 503, the wall's STALE DATA).
+    None: senders push when they have something, so silence is normal and never stale."""
 
 
 class JetstreamConfig(Section):
@@ -202,7 +208,8 @@ class SourcesConfig(Section):
     mastodon: MastodonConfig = MastodonConfig()
     rss: RssConfig = RssConfig()
     replay: ReplayConfig = ReplayConfig()
-    # A source silent for longer than max(stale_floor_seconds, 10 x its usual interval) is stale.
+    # A source silent for longer than max(stale_floor_seconds, 10 x its usual interval) is stale
+    # (push endpoints: only after their own `stale_after_seconds`, when set).
     stale_floor_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")

@@ -179,3 +179,22 @@ def test_the_documented_example_config_is_valid() -> None:
     data = yaml.safe_load(match.group(1))
     cfg = parse_config({**data, "topics": []}).sources
     assert cfg.mqtt.enabled and cfg.http.enabled and cfg.mqtt.publish.enabled
+
+
+@pytest.mark.parametrize(("stale_after", "stale_at_an_hour"), [(None, False), (600.0, True)])
+def test_a_push_endpoint_is_stale_only_after_its_own_limit(
+    stale_after: float | None, stale_at_an_hour: bool
+) -> None:
+    """One test batch used to make the whole service unhealthy 60 s later (/healthz 503, the
+    wall striped STALE DATA): senders push when they have something."""
+    clock = FakeClock(1000.0)
+    h = make_harness(clock)
+    doc = {**YAML_LIKE, "sources": {"http": {"enabled": True, "stale_after_seconds": stale_after}}}
+    ingest = build_ingest(parse_config(doc).sources, h.ctx, env=ENV)
+    watch_health(h.registry, lambda: ingest.health, clock, stale_floor=60)
+    (http,) = ingest.health
+    http.seen(999.0, clock.now())
+    clock.advance(300)
+    assert h.metric("crisiswatch_source_stale", source="http") == 0.0
+    clock.advance(3300)
+    assert h.metric("crisiswatch_source_stale", source="http") == float(stale_at_an_hour)
