@@ -407,8 +407,11 @@ function renderAlarm() {
   if (list.length) {
     const i = list[0];
     el.className = "sev" + i.severity;
+    // the banner covers the header, and with it the STALE DATA warning: it says that too
+    const stale = Object.values(S.sources).filter((s) => s.stale).map((s) => s.name);
     el.textContent = `SEV${i.severity} · ${title(i.topic)} · ${i.kind} · NOT ACKED · ${dur(serverNow() - i.opened_at)}`
-      + (list.length > 1 ? ` (+${list.length - 1})` : "");
+      + (list.length > 1 ? ` (+${list.length - 1})` : "")
+      + (stale.length ? ` · ⚠ STALE DATA: ${stale.join(", ")}` : "");
   }
   const ids = new Set(list.map((i) => i.id));
   for (const id of ids) if (!S.alarms.has(id)) { beep(); break; }

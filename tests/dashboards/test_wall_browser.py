@@ -511,6 +511,20 @@ async def test_a_failing_panel_leaves_the_alarm_and_an_unknown_zone_shows_utc(
         assert page.problems and all("renderOncall" in p for p in page.problems), page.problems
 
 
+async def test_the_alarm_banner_repeats_the_stale_warning_it_covers(browser: Any) -> None:
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        hub.publish("source", {"name": "http", "stale": True})
+        hub.publish("incident", incident("i1", severity=1))
+        await page.wait_for_function(
+            "() => document.querySelector('#alarm').textContent.includes('STALE DATA: http')"
+        )
+        hub.publish("source", {"name": "http", "stale": False})
+        await page.wait_for_function(
+            "() => !document.querySelector('#alarm').textContent.includes('STALE')"
+        )
+
+
 async def test_deltas_keep_as_many_points_as_the_snapshot_says(browser: Any) -> None:
     hub, state = wall_hub(history=5)
     async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
