@@ -110,6 +110,11 @@ class TokenBook:
             tokens[value], first[value] = Principal(t.name, frozenset(t.roles)), i
         return cls(tokens)
 
+    def may_read(self, token: str | None) -> bool:
+        """A known token with a role that may read incidents (viewer or responder)."""
+        who = self.find(token)
+        return who is not None and bool({"viewer", "responder"} & who.roles)
+
     def find(self, token: str | None) -> Principal | None:
         if not token:
             return None
@@ -132,7 +137,7 @@ def unauthorized() -> web.HTTPUnauthorized:
 def require_reader(tokens: TokenBook, request: web.Request) -> None:
     """Reading incidents needs a known token (viewer or responder) once any is configured;
     with none (the demo) reads are open, like the wall. Raises 401."""
-    if len(tokens) and tokens.find(bearer(request.headers.get("Authorization"))) is None:
+    if len(tokens) and not tokens.may_read(bearer(request.headers.get("Authorization"))):
         raise unauthorized()
 
 

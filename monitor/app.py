@@ -204,7 +204,7 @@ class App:
                     self.hub,
                     client_queue=config.server.client_queue,
                     clock=clock,
-                    authorize=self._viewer_ok if viewer_tokens else None,
+                    authorize=self.tokens.may_read if viewer_tokens else None,
                     sockets=self.wall_sockets,
                 ),
                 *ingest.routes,
@@ -330,10 +330,6 @@ class App:
     def live(self) -> dict[str, Any]:
         p = self.pipeline
         return live_view(p.processed, p.newest_event_time, self.aggregator.open_buckets())
-
-    def _viewer_ok(self, token: str | None) -> bool:
-        who = self.tokens.find(token)
-        return who is not None and bool({"viewer", "responder"} & who.roles)
 
     def source_health(self) -> list[SourceHealth]:
         return [s.health for s in self.sources] + self.push_health
