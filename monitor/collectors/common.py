@@ -244,11 +244,17 @@ class Intake:
     """
 
     def __init__(
-        self, name: str, kind: str, ctx: SourceContext, *, dedup_capacity: int = 100_000
+        self,
+        name: str,
+        kind: str,
+        ctx: SourceContext,
+        *,
+        stale_after: float | None = None,
+        dedup_capacity: int = 100_000,
     ) -> None:
         self.name = name
         self.ctx = ctx
-        self.health = SourceHealth(name=name, kind=kind)
+        self.health = SourceHealth(name=name, kind=kind, stale_after=stale_after)
         self.metrics = metrics_for(ctx.registry)
         self.dedup = RecentKeys(dedup_capacity)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,7 @@ class MentionIngest:
     ) -> None:
         self.cfg = cfg
         self.ctx = ctx
-        self.intake = Intake(cfg.name, "http", ctx)
+        self.intake = Intake(cfg.name, "http", ctx, stale_after=cfg.stale_after_seconds or math.inf)
         self.health: SourceHealth = self.intake.health
         self.token = token
         # a push endpoint is "connected" while it can accept: i.e. its token is configured

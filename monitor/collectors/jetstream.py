@@ -161,7 +161,7 @@ class JetstreamSource:
         self.cfg = cfg
         self.ctx = ctx
         self.name = cfg.name
-        self._intake = Intake(cfg.name, "jetstream", ctx)
+        self._intake = Intake(cfg.name, "jetstream", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
         self._seed = seed
         self._state_key = f"collector:{cfg.name}:cursor"

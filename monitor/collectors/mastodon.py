@@ -263,7 +263,7 @@ class MastodonSource:
         self.cfg = cfg
         self.ctx = ctx
         self.name = cfg.name
-        self._intake = Intake(cfg.name, "mastodon", ctx)
+        self._intake = Intake(cfg.name, "mastodon", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
         self._token = token
         self._seed = seed

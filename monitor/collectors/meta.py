@@ -300,7 +300,9 @@ class MetaWebhook:
     ) -> None:
         self.cfg = cfg
         self.ctx = ctx
-        self.intake = Intake(cfg.name, "webhook", ctx)
+        self.intake = Intake(
+            cfg.name, "webhook", ctx, stale_after=cfg.stale_after_seconds or math.inf
+        )
         self.health: SourceHealth = self.intake.health
         self._verify = verify_token
         self._secret = app_secret

@@ -100,7 +100,7 @@ class MqttSource:
         self.cfg = cfg
         self.ctx = ctx
         self.name = cfg.name
-        self._intake = Intake(cfg.name, "mqtt", ctx)
+        self._intake = Intake(cfg.name, "mqtt", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
         self._password = password
         self._seed = seed

@@ -10,7 +10,6 @@ Secrets are read here, from the environment variables the config names, and only
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -70,7 +69,6 @@ def build_ingest(
     if config.http.enabled:
         http = MentionIngest(config.http, ctx, Secret.from_env(env, config.http.token_env))
         out.routes += http.routes()
-        http.health.stale_after = config.http.stale_after_seconds or math.inf
         out.health.append(http.health)
     if config.meta.enabled:
         meta = MetaWebhook(
@@ -80,7 +78,6 @@ def build_ingest(
             app_secret=Secret.from_env(env, config.meta.app_secret_env),
         )
         out.routes += meta.routes()
-        meta.health.stale_after = config.meta.stale_after_seconds or math.inf
         out.health.append(meta.health)
     return out
 

@@ -162,7 +162,7 @@ class ReplaySource:
         self.cfg = cfg
         self.ctx = ctx
         self.name = cfg.name
-        self._intake = Intake(cfg.name, "replay", ctx)
+        self._intake = Intake(cfg.name, "replay", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
         self.done = False
 

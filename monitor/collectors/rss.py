@@ -171,7 +171,7 @@ class RssSource:
         self.cfg = cfg
         self.ctx = ctx
         self.name = cfg.name
-        self._intake = Intake(cfg.name, "rss", ctx)
+        self._intake = Intake(cfg.name, "rss", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
         self._seed = seed
         self.polls = 0

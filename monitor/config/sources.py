@@ -64,7 +64,24 @@ def topic_filter_error(f: str) -> str | None:
     return None
 
 
-class MqttSourceConfig(Section):
+class PullSource(Section):
+    """A source the service reads from: silence is judged against its usual rate."""
+
+    stale_after_seconds: float | None = Field(default=None, gt=0)
+    """Silence after which this source counts as stale (/healthz 503, the wall's STALE DATA).
+    None: learned, ``max(sources.stale_floor_seconds, 10 x its usual interval)``; set it for a
+    topic, hashtag or feed that is quiet by nature."""
+
+
+class PushEndpoint(Section):
+    """An endpoint senders post to when they have something: silence is normal."""
+
+    stale_after_seconds: float | None = Field(default=None, gt=0)
+    """Silence after which this endpoint counts as stale (/healthz 503, the wall's STALE DATA).
+    None: never (one test batch used to make the service unhealthy 60 s later)."""
+
+
+class MqttSourceConfig(PullSource):
     enabled: bool = False
     name: str = Field(default="mqtt", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     host: str = "127.0.0.1"
@@ -95,7 +112,7 @@ class MqttSourceConfig(Section):
         return self
 
 
-class HttpIngestConfig(Section):
+class HttpIngestConfig(PushEndpoint):
     """``POST /api/v1/mentions`` (JSON object, array or NDJSON) with a bearer token."""
 
     enabled: bool = False
@@ -106,12 +123,9 @@ class HttpIngestConfig(Section):
     max_items: int = Field(default=10_000, ge=1)
     # Accepted values of a mention's `source` field; empty = any. Others are dead-lettered.
     allowed_sources: list[str] = []
-    stale_after_seconds: float | None = Field(default=None, gt=0)
-    """Silence after which this endpoint counts as stale (/healthz 503, the wall's STALE DATA).
-    None: senders push when they have something, so silence is normal and never stale."""
 
 
-class MetaWebhookConfig(Section):
+class MetaWebhookConfig(PushEndpoint):
     """Facebook/Instagram webhooks (Graph API): GET handshake and signed POST."""
 
     enabled: bool = False
@@ -120,12 +134,9 @@ class MetaWebhookConfig(Section):
     verify_token_env: str = "META_VERIFY_TOKEN"
     app_secret_env: str = "META_APP_SECRET"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    stale_after_seconds: float | None = Field(default=None, gt=0)
-    """Silence after which this endpoint counts as stale (/healthz 503, the wall's STALE DATA).
-    None: senders push when they have something, so silence is normal and never stale."""
 
 
-class JetstreamConfig(Section):
+class JetstreamConfig(PullSource):
     """Bluesky Jetstream (JSON firehose over websockets)."""
 
     enabled: bool = False
@@ -155,7 +166,7 @@ class MastodonStreamConfig(Section):
         return self
 
 
-class MastodonConfig(Section):
+class MastodonConfig(PullSource):
     enabled: bool = False
     name: str = Field(default="mastodon", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     url: str = Field(default="wss://mastodon.social/api/v1/streaming", pattern=r"^wss?://")
@@ -177,7 +188,7 @@ class FeedConfig(Section):
     interval_seconds: float | None = Field(default=None, gt=0)
 
 
-class RssConfig(Section):
+class RssConfig(PullSource):
     enabled: bool = False
     name: str = Field(default="rss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     feeds: list[FeedConfig] = []
@@ -188,7 +199,7 @@ class RssConfig(Section):
     remember_items: int = Field(default=5000, ge=10)
 
 
-class ReplayConfig(Section):
+class ReplayConfig(PullSource):
     """Replays JSONL (the mention schema) or CSV files in event time."""
 
     enabled: bool = False
@@ -208,8 +219,8 @@ class SourcesConfig(Section):
     mastodon: MastodonConfig = MastodonConfig()
     rss: RssConfig = RssConfig()
     replay: ReplayConfig = ReplayConfig()
-    # A source silent for longer than max(stale_floor_seconds, 10 x its usual interval) is stale
-    # (push endpoints: only after their own `stale_after_seconds`, when set).
+    # A source silent for longer than max(stale_floor_seconds, 10 x its usual interval) is stale,
+    # unless it sets its own `stale_after_seconds` (push endpoints: only then).
     stale_floor_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")

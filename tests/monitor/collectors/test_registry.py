@@ -198,3 +198,28 @@ def test_a_push_endpoint_is_stale_only_after_its_own_limit(
     assert h.metric("crisiswatch_source_stale", source="http") == 0.0
     clock.advance(3300)
     assert h.metric("crisiswatch_source_stale", source="http") == float(stale_at_an_hour)
+
+
+@pytest.mark.parametrize(
+    ("section", "stale_after", "stale_at"),
+    [("mqtt", None, 61.0), ("mqtt", 3600.0, 3601.0), ("rss", 86400.0, 86401.0)],
+)
+def test_a_pull_source_quiet_by_nature_sets_its_own_limit(
+    section: str, stale_after: float | None, stale_at: float
+) -> None:
+    """A topic or feed that posts a few times a day would otherwise mark the service unhealthy
+    a minute after each post (the learned rule's floor)."""
+    clock = FakeClock(1000.0)
+    h = make_harness(clock)
+    extra = {"feeds": [{"url": "http://127.0.0.1:9/feed.xml"}]} if section == "rss" else {}
+    doc = {
+        **YAML_LIKE,
+        "sources": {section: {"enabled": True, "stale_after_seconds": stale_after, **extra}},
+    }
+    (source,) = build_sources(parse_config(doc).sources, h.ctx, env=ENV)
+    watch_health(h.registry, lambda: [source.health], clock, stale_floor=60)
+    source.health.seen(999.0, clock.now())
+    clock.advance(stale_at - 1.0)
+    assert h.metric("crisiswatch_source_stale", source=source.name) == 0.0
+    clock.advance(1.0)
+    assert h.metric("crisiswatch_source_stale", source=source.name) == 1.0
