@@ -44,6 +44,8 @@ function hhmm(t, tz) {
     return new Date(t * 1000).toLocaleTimeString("en-GB", { ...opts, timeZone: "UTC" }) + " UTC";
   }
 }
+// "America/New_York" -> "New York": the city is what people read, and it fits the row
+const city = (tz) => (tz || "UTC").split("/").pop().replaceAll("_", " ");
 const per = (w) => (w === 60 ? "per minute" : `per ${dur(w)}`);
 const title = (name) => (S.topics.find((t) => t.name === name) || {}).title || name;
 
@@ -172,7 +174,8 @@ function draw(...panels) {
   }
 }
 function render() {
-  draw(renderTiles, renderIncidents, renderOncall, renderSources, renderHeader, renderAlarm);
+  // the alarm strip first: it takes height from the panels, which size themselves to what is left
+  draw(renderAlarm, renderHeader, renderTiles, renderIncidents, renderOncall, renderSources);
 }
 
 function openIncidentFor(topic) {
@@ -364,7 +367,7 @@ function renderOncall() {
     if (on) reached.add(sched);
     const note = on ? "" : ` <small class="dim">${r.on_duty === false ? "off duty" : "standby"}</small>`;
     return `<li class="${on ? "on" : "off"}"><span><b>${esc(r.region)}</b> ${esc(r.name || r.user || "nobody")}${note}</span>
-     <span class="mono">${hhmm(now, r.timezone)} <small class="dim">${esc(r.timezone || "UTC")}</small>
+     <span class="mono">${hhmm(now, r.timezone)} <small class="dim" title="${esc(r.timezone || "UTC")}">${esc(city(r.timezone))}</small>
      ${r.until ? `<small class="dim">until ${hhmm(r.until, r.timezone)}</small>` : ""}</span></li>`;
   });
   if (!reached.size) rows.unshift(`<li class="dim">nobody on call</li>`);
@@ -407,11 +410,8 @@ function renderAlarm() {
   if (list.length) {
     const i = list[0];
     el.className = "sev" + i.severity;
-    // the banner covers the header, and with it the STALE DATA warning: it says that too
-    const stale = Object.values(S.sources).filter((s) => s.stale).map((s) => s.name);
     el.textContent = `SEV${i.severity} · ${title(i.topic)} · ${i.kind} · NOT ACKED · ${dur(serverNow() - i.opened_at)}`
-      + (list.length > 1 ? ` (+${list.length - 1})` : "")
-      + (stale.length ? ` · ⚠ STALE DATA: ${stale.join(", ")}` : "");
+      + (list.length > 1 ? ` (+${list.length - 1})` : "");
   }
   const ids = new Set(list.map((i) => i.id));
   for (const id of ids) if (!S.alarms.has(id)) { beep(); break; }

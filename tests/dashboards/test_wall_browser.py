@@ -511,18 +511,53 @@ async def test_a_failing_panel_leaves_the_alarm_and_an_unknown_zone_shows_utc(
         assert page.problems and all("renderOncall" in p for p in page.problems), page.problems
 
 
-async def test_the_alarm_banner_repeats_the_stale_warning_it_covers(browser: Any) -> None:
-    hub, state = wall_hub()
+async def test_the_alarm_strip_hides_nothing_and_shows_all_its_text(browser: Any) -> None:
+    hub, state = wall_hub(("acme", "globex"))
     async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        for t in range(5):
+            hub.publish("series", point(T0 + 60.0 * t))
+        # the demo's on-call rows: the standby note and the local time share one line
+        zone = {"schedule": "ops", "timezone": "Europe/Berlin"}
+        regions = [
+            {"schedule": "ops", "timezone": "America/New_York", "region": "amer",
+             "name": "Dan (Chicago)", "on_duty": True},
+            {**zone, "region": "emea", "name": "Ben (Lisbon)", "on_duty": True},
+            {**zone, "region": "backstop", "name": "Team lead (Berlin)", "on_duty": True},
+        ]  # fmt: skip
+        hub.publish("oncall", {"t": T0, "regions": regions})
         hub.publish("source", {"name": "http", "stale": True})
         hub.publish("incident", incident("i1", severity=1))
+        hub.publish("incident", incident("i2", severity=2))
         await page.wait_for_function(
-            "() => document.querySelector('#alarm').textContent.includes('STALE DATA: http')"
+            "() => document.querySelector('#alarm').textContent.includes('(+1)')"
         )
-        hub.publish("source", {"name": "http", "stale": False})
-        await page.wait_for_function(
-            "() => !document.querySelector('#alarm').textContent.includes('STALE')"
-        )
+        for w, h in ((1920, 1080), (1024, 768), (3840, 2160)):
+            await page.set_viewport_size({"width": w, "height": h})
+            await page.wait_for_timeout(300)
+            seen = await page.evaluate(
+                """() => {
+                  const box = (s) => document.querySelector(s).getBoundingClientRect();
+                  const a = box('#alarm'), d = document.documentElement;
+                  const cut = (e) => e.scrollWidth > e.clientWidth;
+                  return {
+                    covered: ['.brand', '#live', '#stale', '#clock', '#conn']
+                      .filter((s) => box(s).bottom > a.top && box(s).top < a.bottom),
+                    alarmCut: cut(document.querySelector('#alarm')),
+                    oncallCut: [...document.querySelectorAll('#oncall li > span')]
+                      .filter(cut).map((e) => e.textContent),
+                    scrolls: d.scrollHeight > innerHeight || d.scrollWidth > innerWidth,
+                    tilesBelow: box('#tiles').top >= a.bottom,
+                  };
+                }"""
+            )
+            assert seen["covered"] == [], (w, h, seen)
+            assert not seen["alarmCut"] and not seen["scrolls"] and seen["tilesBelow"], (w, h, seen)
+            if w >= 1920:
+                assert seen["oncallCut"] == [], (w, h, seen)
+        assert await page.is_visible("#stale")
+        assert "standby" in (await page.text_content("#oncall") or "")
+        assert "New York" in (await page.text_content("#oncall") or "")
+        assert page.problems == []
 
 
 async def test_deltas_keep_as_many_points_as_the_snapshot_says(browser: Any) -> None:
