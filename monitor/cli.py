@@ -43,6 +43,34 @@ def _load(arg: str | None) -> Config:
     return load_config(path)
 
 
+def clock_speed(config: Config, override: float | None) -> float:
+    """How much faster than the wall clock the service's clock runs: ``--speed``, else the
+    demo's ``speed`` while the demo is on, else 1 (real time).
+
+    A disabled demo's speed must not apply: real mentions, dated by the real clock, would all
+    arrive as late to a service that runs ahead of it.
+
+    >>> from monitor.config import parse_config
+    >>> demo = {"topics": [], "sources": {"demo": {"enabled": True, "speed": 10.0}}}
+    >>> off = {"topics": [], "sources": {"demo": {"enabled": False, "speed": 10.0}}}
+    >>> clock_speed(parse_config(demo), None), clock_speed(parse_config(off), None)
+    (10.0, 1.0)
+    >>> clock_speed(parse_config(off), 60.0)
+    60.0
+    """
+    if override is not None:
+        return override
+    return config.sources.demo.speed if config.sources.demo.enabled else 1.0
+
+
+def live_sources(config: Config) -> list[str]:
+    """The enabled sections whose mentions are dated by the real clock (not demo or replay)."""
+    s = config.sources
+    sections = {"mqtt": s.mqtt, "http": s.http, "meta": s.meta, "jetstream": s.jetstream,
+                "mastodon": s.mastodon, "rss": s.rss}  # fmt: skip
+    return [name for name, section in sections.items() if section.enabled]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import serve
     from monitor.clock import Clock, ScaledClock, SystemClock
@@ -52,7 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--speed", "must be a positive number", args.speed)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError("--port", "must be in 0..65535", args.port)
-    speed = args.speed if args.speed is not None else config.sources.demo.speed
+    speed = clock_speed(config, args.speed)
+    if speed != 1 and (live := live_sources(config)):
+        log.warning(
+            "the clock runs %gx faster than real time: mentions from %s, dated by the real "
+            "clock, will arrive as late (run live sources at --speed 1)",
+            speed,
+            ", ".join(f"sources.{name}" for name in live),
+        )
     if args.port is not None:
         config = config.model_copy(
             update={"server": config.server.model_copy(update={"port": args.port})}

@@ -138,3 +138,40 @@ def test_oncall_at_a_time_it_cannot_use_is_one_line_and_exit_2(
 ) -> None:
     assert cli.main(["oncall", "--config", str(ROOT / "config" / "default.yaml"), "--at", at]) == 2
     assert capsys.readouterr().err == f"error: --at: {reason} (got {at!r})\n"
+
+
+@pytest.mark.parametrize(
+    ("demo_on", "argv", "scaled", "warned"),
+    [(True, [], True, False), (False, [], False, False), (False, ["--speed", "60"], True, True)],
+)
+def test_run_speeds_the_clock_up_only_for_the_demo_or_when_asked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    demo_on: bool,
+    argv: list[str],
+    scaled: bool,
+    warned: bool,
+) -> None:
+    """A copy of the demo config with the demo off and HTTP ingest on kept speed 10: every real
+    mention arrived as late and none reached a series (QA, tenth session)."""
+    import monitor.app
+    from monitor.clock import ScaledClock
+
+    cfg = tmp_path / "cw.yaml"
+    cfg.write_text(
+        "topics: [{name: acme, query: acme}]\n"
+        f"sources: {{demo: {{enabled: {str(demo_on).lower()}, speed: 10}},"
+        f" http: {{enabled: {str(not demo_on).lower()}}}}}\n"
+    )
+    clocks: list[object] = []
+
+    async def serve(config: object, clock: object, stop: object) -> None:
+        clocks.append(clock)
+
+    monkeypatch.setattr(monitor.app, "serve", serve)
+    assert cli.main(["run", "--config", str(cfg), *argv]) == 0
+    assert isinstance(clocks[0], ScaledClock) is scaled
+    assert ("arrive as late" in caplog.text) is warned
+    if warned:
+        assert "sources.http" in caplog.text
