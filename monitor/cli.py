@@ -66,9 +66,10 @@ def clock_speed(config: Config, override: float | None) -> float:
 def live_sources(config: Config) -> list[str]:
     """The enabled sections whose mentions are dated by the real clock (not demo or replay)."""
     s = config.sources
-    sections = {"mqtt": s.mqtt, "http": s.http, "meta": s.meta, "jetstream": s.jetstream,
-                "mastodon": s.mastodon, "rss": s.rss}  # fmt: skip
-    return [name for name, section in sections.items() if section.enabled]
+    enabled = {"mqtt": s.mqtt.enabled, "http": s.http.enabled, "meta": s.meta.enabled,
+               "jetstream": s.jetstream.enabled, "mastodon": s.mastodon.enabled,
+               "rss": s.rss.enabled}  # fmt: skip
+    return [name for name, on in enabled.items() if on]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
