@@ -54,6 +54,29 @@ class Backoff:
         self.attempt = 0
 
 
+# The websocket library's own frame limit sits this many times above a collector's
+# ``max_frame_bytes``: a frame between the two is dead-lettered (``oversize``) and the stream
+# goes on; only a frame above it ends the connection (the library must not buffer without bound).
+WS_LIMIT_FACTOR = 8
+# A connection counts as healthy, and its reconnect backoff starts over, only after it has been
+# up this long: one that delivers a frame and then drops must not reconnect in a hot loop.
+STABLE_SECONDS = 10.0
+
+
+def ws_closed_oversize(exc: BaseException) -> bool:
+    """Whether the websocket library ended the connection over a frame above its limit (1009).
+
+    >>> from websockets.exceptions import ConnectionClosedError
+    >>> from websockets.frames import Close
+    >>> ws_closed_oversize(ConnectionClosedError(None, Close(1009, "over size limit")))
+    True
+    >>> ws_closed_oversize(ConnectionClosedError(None, None)), ws_closed_oversize(OSError())
+    (False, False)
+    """
+    sent = getattr(exc, "sent", None)
+    return sent is not None and sent.code == 1009
+
+
 class RecentKeys:
     """Bounded memory of recently seen keys (LRU); ``seen(key)`` says whether it is a repeat.
 

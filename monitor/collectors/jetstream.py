@@ -31,7 +31,15 @@ import websockets
 from websockets.asyncio.client import connect
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys
+from monitor.collectors.common import (
+    STABLE_SECONDS,
+    WS_LIMIT_FACTOR,
+    Backoff,
+    Checkpoint,
+    Intake,
+    RecentKeys,
+    ws_closed_oversize,
+)
 from monitor.config.sources import JetstreamConfig
 from monitor.decode import check_mention, loads, parse_time
 from monitor.errors import DecodeError
@@ -202,6 +210,8 @@ class JetstreamSource:
             self.cfg.backoff.initial_seconds, self.cfg.backoff.max_seconds, seed=self._seed
         )
         rewind_us = int(self.cfg.rewind_seconds * 1e6)
+        limit = WS_LIMIT_FACTOR * self.cfg.max_frame_bytes
+        skip_us = 0  # > 0: resume that far past the cursor, over a frame above `limit`
         attempts = 0
         checkpoint = Checkpoint(self.name, self.ctx, every=self.cfg.cursor_save_seconds)
         try:
@@ -210,14 +220,16 @@ class JetstreamSource:
                     self._intake.reconnected()
                 attempts += 1
                 resumed_from = self.cursor
-                url = subscribe_url(
-                    self.cfg, None if resumed_from is None else resumed_from - rewind_us
-                )
+                if resumed_from is None:
+                    url = subscribe_url(self.cfg, None)
+                else:
+                    url = subscribe_url(
+                        self.cfg, resumed_from + skip_us if skip_us else resumed_from - rewind_us
+                    )
                 first = True
+                opened = clock.now()
                 try:
-                    async with connect(
-                        url, max_size=self.cfg.max_frame_bytes, open_timeout=15
-                    ) as ws:
+                    async with connect(url, max_size=limit, open_timeout=15) as ws:
                         self._intake.set_connected(True)
                         log.info("%s: connected, cursor %s", self.name, resumed_from)
                         async for frame in ws:
@@ -235,14 +247,15 @@ class JetstreamSource:
                                 # a frame shape nobody foresaw must cost one frame, not the stream
                                 self._intake.reject_unexpected(exc, raw[: self.cfg.max_frame_bytes])
                                 continue
-                            backoff.reset()  # only a stream that delivers counts as healthy
+                            if clock.now() - opened >= STABLE_SECONDS:
+                                backoff.reset()  # a stream that keeps delivering is healthy
                             if first and resumed_from is not None:
                                 gap = max(0.0, (ev.time_us - resumed_from) / 1e6)
                                 self._intake.metrics.gap.labels(self.name).set(gap)
                                 self._intake.metrics.gap_total.labels(self.name).inc(gap)
                             first = False
                             if self.cursor is None or ev.time_us > self.cursor:
-                                self.cursor = ev.time_us
+                                self.cursor, skip_us = ev.time_us, 0
                             if ev.action == "identity" and ev.did and ev.handle:
                                 self._remember_handle(ev.did, ev.handle)
                             elif ev.action == "delete" and ev.key is not None:
@@ -255,6 +268,16 @@ class JetstreamSource:
                                 await self._save(checkpoint)
                 except (TimeoutError, OSError, websockets.WebSocketException) as exc:
                     log.warning("%s: connection lost: %s", self.name, _describe(exc))
+                    if ws_closed_oversize(exc) and self.cursor is not None:
+                        # the cursor would replay that frame on every reconnect: step over it,
+                        # 1 ms of the stream first, twice as far each time it is still ahead
+                        skip_us = 2 * skip_us if skip_us else 1000
+                        self._intake.reject(
+                            "oversize",
+                            f"frame over the websocket limit of {limit} bytes after cursor "
+                            f"{self.cursor}: resuming {skip_us} us further on",
+                            b"",
+                        )
                 finally:
                     self._intake.set_connected(False)
                 await self._save(checkpoint)

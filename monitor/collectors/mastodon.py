@@ -36,6 +36,8 @@ from websockets.asyncio.client import connect
 
 from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import (
+    STABLE_SECONDS,
+    WS_LIMIT_FACTOR,
     Backoff,
     Checkpoint,
     Intake,
@@ -370,10 +372,11 @@ class MastodonSource:
                 self._intake.reconnected()
             attempts += 1
             try:
+                opened = self.ctx.clock.now()
                 async with connect(
                     self.cfg.url,
                     additional_headers=headers,
-                    max_size=self.cfg.max_frame_bytes,
+                    max_size=WS_LIMIT_FACTOR * self.cfg.max_frame_bytes,
                     open_timeout=15,
                 ) as ws:
                     for f in frames:
@@ -400,7 +403,8 @@ class MastodonSource:
                             # a frame shape nobody foresaw must cost one frame, not the stream
                             self._intake.reject_unexpected(exc, raw[: self.cfg.max_frame_bytes])
                             continue
-                        backoff.reset()
+                        if self.ctx.clock.now() - opened >= STABLE_SECONDS:
+                            backoff.reset()  # a stream that keeps delivering is healthy
                         if ev.action == "delete" and ev.key is not None:
                             await self._intake.deleted(ev.key)
                         elif ev.mention is not None:

@@ -226,3 +226,36 @@ async def test_a_restarted_stream_resumes_from_memory_not_from_an_older_saved_cu
     assert {m.id for m in got} == CREATED
     assert again == []
     assert int(fake.queries[1]["cursor"][0]) > FRAMES[0]["time_us"]
+
+
+def big_post(after: dict[str, Any], size: int) -> dict[str, Any]:
+    """A post 300 us after `after` whose text makes its frame about `size` bytes."""
+    f = json.loads(json.dumps(after))
+    f["time_us"] += 300
+    f["commit"]["rkey"] = "3bigbigbigbig"
+    f["commit"]["record"]["text"] = "acme " + "x" * size
+    return f
+
+
+@pytest.mark.parametrize(("size", "connections"), [(5_000, 1), (20_000, 2)])
+async def test_an_oversized_frame_is_dead_lettered_and_the_stream_goes_on(
+    size: int, connections: int
+) -> None:
+    """Over max_frame_bytes (1024 here): dead-lettered on the same connection. Over the
+    websocket limit (8 x that) the library ends the connection; resuming by cursor replayed the
+    same frame: 106 reconnects in 8 s and nothing after it ever arrived (QA, tenth session)."""
+    h = make_harness()
+    frames = [*FRAMES[:3], big_post(FRAMES[2], size), *FRAMES[3:]]
+    fake = FakeJetstream(frames, drop_after=[])
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", max_frame_bytes=1024
+        )
+        src = JetstreamSource(cfg, h.ctx, seed=1)
+        got = await run_until(src, lambda g: len(g) >= len(CREATED))
+    assert {m.id for m in got} == CREATED
+    assert h.letters.reasons == {"oversize": 1}
+    assert len(fake.queries) == connections
+    if connections == 2:  # past the cursor, without the rewind that would replay the frame
+        assert int(fake.queries[1]["cursor"][0]) == FRAMES[2]["time_us"] + 1000

@@ -239,3 +239,28 @@ async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
     # the end
     assert kv.failed_puts == 1
     assert src.newest == max(int(m.id) for m in got)
+
+
+async def test_a_frame_over_max_frame_bytes_costs_that_frame_not_the_connection() -> None:
+    """The websocket's own limit was max_frame_bytes: such a frame ended the connection and
+    took the frames before it along (QA, tenth session)."""
+    h = make_harness()
+    big = {**FRAMES[0], "payload": json.dumps({"content": "acme " + "x" * 5000})}
+    connections = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        await ws.recv()
+        for f in (FRAMES[0], big, FRAMES[2]):
+            await ws.send(json.dumps(f))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = MastodonConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/", streams=STREAMS[:1], max_frame_bytes=2048
+        )
+        got = await run_until(MastodonSource(cfg, h.ctx), lambda g: len(g) == 2)
+    assert len(got) == 2 and connections == 1
+    assert h.letters.reasons == {"oversize": 1}
