@@ -230,7 +230,7 @@ async def test_a_restarted_stream_resumes_from_memory_not_from_an_older_saved_cu
 
 def big_post(after: dict[str, Any], size: int) -> dict[str, Any]:
     """A post 300 us after `after` whose text makes its frame about `size` bytes."""
-    f = json.loads(json.dumps(after))
+    f: dict[str, Any] = json.loads(json.dumps(after))
     f["time_us"] += 300
     f["commit"]["rkey"] = "3bigbigbigbig"
     f["commit"]["record"]["text"] = "acme " + "x" * size
