@@ -11,7 +11,9 @@ Guarantees
   idempotency key: enqueueing an existing id is a no-op, and receivers see it again on a resend
   (PagerDuty/Alertmanager dedupe by ``dedup_key``, webhooks get ``X-Crisiswatch-Id``, mail a
   stable ``Message-ID``).
-* **In order per (receiver, dedup_key).** Only the oldest pending row of a group is sent, so a
+* **In order per (receiver, dedup_key)**, and per recipient too where each message is its own
+  (a notifier with ``per_recipient = True``: e-mail, Slack, log), so one greylisted address does
+  not hold back the next level's page. Only the oldest pending row of a group is sent, so a
   resolve never overtakes the trigger it resolves, even while the trigger backs off, and
   whatever the backlog: a scan reads a prefix of every receiver's queue in creation order,
   so the oldest row of each group it sees is in it (rows beyond wait their turn).
@@ -35,7 +37,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -126,12 +128,28 @@ def next_step(
     return Retry(float(due))
 
 
-def group_of(row: OutboxRow) -> tuple[str, str]:
-    """Rows of one group are delivered strictly in creation order."""
-    return (row.receiver, str(row.payload.get("dedup_key", row.id)))
+def group_of(row: OutboxRow, per_recipient: Container[str] = ()) -> tuple[str, str]:
+    r"""Rows of one group are delivered strictly in creation order: those of one incident at one
+    receiver, split by recipient for the receivers in `per_recipient` (their messages to
+    different people do not depend on each other).
+
+    >>> row = OutboxRow("i", "mail", {"dedup_key": "k", "recipient": "ana"}, 0, 0, 1, 0, "", None)
+    >>> group_of(row), group_of(row, {"mail"})
+    (('mail', 'k'), ('mail', 'k\x00ana'))
+    """
+    key = str(row.payload.get("dedup_key", row.id))
+    recipient = row.payload.get("recipient")
+    if recipient and row.receiver in per_recipient:
+        key += f"\x00{recipient}"
+    return (row.receiver, key)
 
 
-def heads(rows: Iterable[OutboxRow], now: float, busy: set[tuple[str, str]]) -> list[OutboxRow]:
+def heads(
+    rows: Iterable[OutboxRow],
+    now: float,
+    busy: set[tuple[str, str]],
+    per_recipient: Container[str] = (),
+) -> list[OutboxRow]:
     """The rows to attempt now: the oldest pending row of each idle group, if it is due.
 
     >>> def r(i, c, d, k="k"):
@@ -145,7 +163,7 @@ def heads(rows: Iterable[OutboxRow], now: float, busy: set[tuple[str, str]]) -> 
     """
     first: dict[tuple[str, str], OutboxRow] = {}
     for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
-        first.setdefault(group_of(row), row)
+        first.setdefault(group_of(row, per_recipient), row)
     return sorted(
         (r for g, r in first.items() if g not in busy and r.due_at <= now),
         key=lambda r: (r.due_at, r.created_at),
@@ -196,6 +214,9 @@ class Outbox:
     ) -> None:
         cfg = config or OutboxConfig()
         self._store, self._notifiers, self._clock = store, notifiers, clock
+        self._per_recipient = {
+            k for k, n in notifiers.items() if getattr(n, "per_recipient", False)
+        }
         self._policy = RetryPolicy.of(cfg)
         self._poll, self._links = cfg.poll_seconds, links
         self._rng = rng or random.Random()
@@ -302,11 +323,11 @@ class Outbox:
         if await self._repeat_due(rows, full, now):
             rows, full = await self._scan()
         busy = {g for g, _ in self._in_flight.values()}
-        for row in heads(rows, now, busy):
+        for row in heads(rows, now, busy, self._per_recipient):
             if row.id in self._in_flight or row.id in self._finished:
                 continue
             task = asyncio.create_task(self._attempt(row), name=f"outbox:{row.id}")
-            self._in_flight[row.id] = (group_of(row), task)
+            self._in_flight[row.id] = (group_of(row, self._per_recipient), task)
         wait = self._poll
         future = [r.due_at - now for r in rows if r.due_at > now and r.id not in self._in_flight]
         if self._repeat:
@@ -461,7 +482,8 @@ class Outbox:
 
     async def _repeat_due(self, rows: Sequence[OutboxRow], full: set[str], now: float) -> bool:
         repeat = await self._load_repeat()
-        busy = {group_of(r) for r in rows} | {g for g, _ in self._in_flight.values()}
+        busy = {group_of(r, self._per_recipient) for r in rows}
+        busy |= {g for g, _ in self._in_flight.values()}
         added = dropped = False
         for key, e in list(repeat.items()):
             if float(e["next_at"]) > now:

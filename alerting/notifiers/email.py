@@ -90,6 +90,9 @@ def _smtp_error(target: str, exc: Exception) -> DeliveryError:
 
 
 class EmailNotifier:
+    # one message per person: the outbox orders them per recipient, not per incident
+    per_recipient = True
+
     def __init__(
         self,
         cfg: EmailReceiver,

@@ -30,6 +30,9 @@ def page_line(n: Notification) -> str:
 
 
 class LogNotifier:
+    # one message per person: the outbox orders them per recipient, not per incident
+    per_recipient = True
+
     def __init__(self, name: str) -> None:
         self.name = name
 

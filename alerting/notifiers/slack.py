@@ -104,6 +104,9 @@ def slack_message(
 
 
 class SlackNotifier:
+    # one message per person: the outbox orders them per recipient, not per incident
+    per_recipient = True
+
     def __init__(
         self,
         cfg: SlackReceiver,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,30 @@ async def test_resolve_never_overtakes_its_trigger(store: Store) -> None:
     await ob.tick()  # t
     await ob.tick()  # z
     assert [n.id for n in fake.sent] == ["x", "t", "z"]
+
+
+@pytest.mark.parametrize("per_recipient", [True, False])
+async def test_one_refused_address_holds_back_only_that_persons_messages(
+    store: Store, per_recipient: bool
+) -> None:
+    """E-mail to a greylisted ana (450, retried for hours) held back the next level's page to
+    the lead, on the same incident (QA, tenth session). A receiver with one incident object
+    (PagerDuty, Alertmanager) still gets every message of an incident in order."""
+    clock, fake = FakeClock(0.0), Fake(transient())
+    fake.per_recipient = per_recipient  # type: ignore[attr-defined]
+    ob, _ = outbox(store, clock, r=fake)
+    await ob.enqueue(replace(note("t-ana"), recipient="ana"))
+    clock.advance(0.5)
+    await ob.enqueue(replace(note("t-lead"), recipient="lead"))
+    clock.advance(0.5)
+    await ob.enqueue(replace(note("a-ana", "acknowledge"), recipient="ana"))
+    await ob.tick()  # ana's trigger fails
+    assert [n.id for n in fake.sent] == (["t-lead"] if per_recipient else [])
+    clock.advance(10)
+    for _ in range(3):
+        await ob.tick()
+    expected = ["t-lead", "t-ana", "a-ana"] if per_recipient else ["t-ana", "t-lead", "a-ana"]
+    assert [n.id for n in fake.sent] == expected
 
 
 async def test_pending_rows_resume_after_restart(store: Store) -> None:
