@@ -57,7 +57,20 @@ def inhibitor(
     open_incidents: Iterable[Mapping[str, Any]],
     rules: Iterable[InhibitRule],
 ) -> str | None:
-    """The id of an open incident that inhibits ``incident``, if any."""
+    """The id of an open incident that inhibits ``incident``, if any.
+
+    As in Alertmanager, an incident that matches both sides of a rule is not inhibited by
+    others that do too: with ``SEV1|SEV2`` muting ``SEV2|SEV3|SEV4``, two SEV2s of one topic
+    muted each other and neither paged.
+
+    >>> rule = InhibitRule.from_config(InhibitRuleConfig(
+    ...     source_matchers=["severity=~SEV[12]"], target_matchers=["severity=~SEV[234]"]))
+    >>> a = {"id": "a", "topic": "acme", "kind": "volume", "severity": 2, "state": "triggered"}
+    >>> b = {**a, "id": "b", "kind": "terms"}
+    >>> c = {**a, "id": "c", "severity": 3}
+    >>> [inhibitor(x, [a, b, c], [rule]) for x in (a, b, c)]
+    [None, None, 'a']
+    """
     labels = match_labels(incident)
     others = [
         (o, match_labels(o))
@@ -67,9 +80,12 @@ def inhibitor(
     for rule in rules:
         if not matches_all(rule.target, labels):
             continue
+        both_sides = matches_all(rule.source, labels)
         for other, ol in others:
-            if matches_all(rule.source, ol) and all(
-                ol.get(k, "") == labels.get(k, "") for k in rule.equal
+            if (
+                matches_all(rule.source, ol)
+                and all(ol.get(k, "") == labels.get(k, "") for k in rule.equal)
+                and not (both_sides and matches_all(rule.target, ol))
             ):
                 return str(other.get("id"))
     return None
