@@ -2,7 +2,8 @@
 
 Each feed keeps ``{etag, last_modified, seen}`` in the KeyValue store, so a restart neither
 re-downloads an unchanged feed (``If-None-Match`` / ``If-Modified-Since`` -> 304) nor
-re-emits items it already delivered.
+re-emits items it already delivered. The state is kept in memory too: a store outage only
+costs the state from before the process started, never the polling.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import aiohttp
 import feedparser
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys, read_body
+from monitor.collectors.common import (
+    Backoff,
+    Checkpoint,
+    Intake,
+    RecentKeys,
+    payload_bytes,
+    read_body,
+)
 from monitor.collectors.mastodon import html_to_text
 from monitor.config.sources import FeedConfig, RssConfig
 from monitor.decode import check_mention
@@ -78,52 +86,115 @@ def _content_id(feed_url: str, entry: Mapping[str, Any]) -> str | None:
     return f"{feed_url}#{digest}"
 
 
+def rejected_key(feed_url: str, entry: Mapping[str, Any]) -> str:
+    """The seen-list key of an item that could not become a mention: a digest of all
+    feedparser read from it, so a bad item is dead-lettered once, not at every poll, and
+    dead-lettered again only if the feed changes it.
+
+    >>> e = {"title": "", "published_parsed": (2224, 5, 1, 12, 0, 0, 5, 122, 0)}
+    >>> k = rejected_key("https://n.example/rss", e)
+    >>> k == rejected_key("https://n.example/rss", dict(reversed(e.items()))), k[:31]
+    (True, 'rejected:https://n.example/rss#')
+    """
+    raw = json.dumps(entry, sort_keys=True, default=str, ensure_ascii=False)
+    return f"rejected:{feed_url}#{hashlib.sha256(raw.encode('utf-8', 'replace')).hexdigest()[:24]}"
+
+
 def feed_mentions(
     parsed: Mapping[str, Any], feed: FeedConfig, *, source: str, now: float
-) -> Iterator[Mention | DecodeError]:
-    """feedparser's result -> mentions (or DecodeError for unusable items). Pure."""
+) -> Iterator[tuple[Mapping[str, Any], Mention | DecodeError]]:
+    """feedparser's result -> (entry, its mention or a DecodeError saying why not). Pure."""
     meta = parsed.get("feed") or {}
     title = str(meta.get("title") or feed.name or feed.url)
-    lang = meta.get("language")
+    lang = str(meta["language"])[:16] if meta.get("language") else None
     for entry in parsed.get("entries") or ():
-        link = entry.get("link")
-        mid = item_id(feed.url, entry.get("id"), link) or _content_id(feed.url, entry)
-        if mid is None:
-            yield DecodeError("missing_field", f"item without guid, link or text in {feed.url}")
-            continue
-        headline = html_to_text(str(entry.get("title") or ""))
-        summary = html_to_text(str(entry.get("summary") or ""))
-        text = (
-            f"{headline}\n\n{summary}"
-            if headline and summary and summary != headline
-            else headline or summary
-        )
-        # ``"updated" in entry`` first: feedparser answers a missing ``updated`` with
-        # ``published`` (and a DeprecationWarning), which was tried already
-        created = (
-            _epoch(entry.get("published_parsed"))
-            or (_epoch(entry.get("updated_parsed")) if "updated_parsed" in entry else None)
-            or _zoneless(entry.get("published"))
-            or (_zoneless(entry.get("updated")) if "updated" in entry else None)
-            or now
-        )
-        author = str(entry.get("author") or title)
         try:
-            yield check_mention(
-                Mention(
-                    id=mid[:512],
-                    source=source,
-                    channel="news",
-                    text=text[:100_000],
-                    created_at=created,  # one dated ahead is bounded by App.admit
-                    author=Author(id=f"{feed.url}#{author}"[:256], handle=author[:256]),
-                    lang=str(lang)[:16] if lang else None,
-                    url=str(link) if link else None,
-                    kind="post",
-                )
-            )
+            yield entry, _mention(entry, feed, title=title, lang=lang, source=source, now=now)
         except DecodeError as err:
-            yield err
+            yield entry, err
+
+
+def _mention(
+    entry: Mapping[str, Any],
+    feed: FeedConfig,
+    *,
+    title: str,
+    lang: str | None,
+    source: str,
+    now: float,
+) -> Mention:
+    link = entry.get("link")
+    mid = item_id(feed.url, entry.get("id"), link) or _content_id(feed.url, entry)
+    if mid is None:
+        raise DecodeError("missing_field", f"item without guid, link or text in {feed.url}")
+    headline = html_to_text(str(entry.get("title") or ""))
+    summary = html_to_text(str(entry.get("summary") or ""))
+    text = (
+        f"{headline}\n\n{summary}"
+        if headline and summary and summary != headline
+        else headline or summary
+    )
+    # ``"updated" in entry`` first: feedparser answers a missing ``updated`` with
+    # ``published`` (and a DeprecationWarning), which was tried already
+    updated = entry.get("updated") if "updated" in entry else None
+    created = (
+        _epoch(entry.get("published_parsed"))
+        or (_epoch(entry.get("updated_parsed")) if "updated_parsed" in entry else None)
+        or _zoneless(entry.get("published"))
+        or _zoneless(updated)
+        or now
+    )
+    author = str(entry.get("author") or title)
+    try:
+        return check_mention(
+            Mention(
+                id=mid[:512],
+                source=source,
+                channel="news",
+                text=text[:100_000],
+                created_at=created,  # one dated ahead is bounded by App.admit
+                author=Author(id=f"{feed.url}#{author}"[:256], handle=author[:256]),
+                lang=lang,
+                url=str(link) if link else None,
+                kind="post",
+            )
+        )
+    except DecodeError as err:
+        if not err.detail.startswith("created_at"):
+            raise
+        # the schema's detail guesses at epoch milliseconds, which a feed date never is
+        dated = str(entry.get("published") or updated or "")[:64]
+        raise DecodeError(
+            err.reason, f"created_at: item date {dated!r} out of range in {feed.url}"
+        ) from None
+
+
+# feedparser's complaints about a document it read anyway (a charset or a media type at odds
+# with the body): no reason to call the feed broken
+_HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
+
+def feed_problem(parsed: Mapping[str, Any]) -> str | None:
+    """Why feedparser's result is no usable feed, or None: it is one (maybe empty).
+
+    A 200 that is an HTML page or empty has to count as a failed poll, or a feed URL that
+    now serves a parking page looks healthy forever.
+
+    >>> feed_problem(feedparser.parse(b"<html><body>This domain is for sale</body></html>"))
+    'not an RSS/Atom/RDF document'
+    >>> feed_problem(feedparser.parse(b"<html><body>502 Bad Gateway</body"))
+    'SAXParseException'
+    >>> feed_problem(feedparser.parse(b'<rss version="2.0"><channel/></rss>')) is None
+    True
+    """
+    if parsed.get("entries"):
+        return None  # a feed cut short still holds the items before the cut
+    exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if exc is not None and not isinstance(exc, _HARMLESS):
+        return type(exc).__name__
+    if not parsed.get("version"):
+        return "not an RSS/Atom/RDF document"
+    return None
 
 
 @dataclass
@@ -164,6 +235,10 @@ def conditional_headers(state: FeedState) -> dict[str, str]:
     return h
 
 
+class FeedFailed(Exception):
+    """A feed answered 200 with something that is no usable feed (already dead-lettered)."""
+
+
 class RssSource:
     """Polls the configured feeds, each at its own interval, one at a time."""
 
@@ -176,6 +251,10 @@ class RssSource:
         self._seed = seed
         self.polls = 0
         self.not_modified = 0
+        # per feed key: the newest state (memory is never older than the store) and the
+        # digest of the bad answer it keeps giving (dead-lettered once per run of failures)
+        self._states: dict[str, FeedState] = {}
+        self._failing: dict[str, str] = {}
 
     def _key(self, feed: FeedConfig) -> str:
         return f"collector:{self.name}:feed:{hashlib.sha1(feed.url.encode()).hexdigest()[:16]}"
@@ -201,13 +280,16 @@ class RssSource:
                 interval = feed.interval_seconds or self.cfg.interval_seconds
                 try:
                     new, state = await self._poll(session, feed)
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError, FeedFailed) as exc:
                     self._intake.set_connected(False)
                     self._intake.reconnected()
-                    log.warning("%s: %s: %s", self.name, feed.url, type(exc).__name__)
+                    log.warning(
+                        "%s: %s: %s %s", self.name, feed.url, type(exc).__name__, str(exc)[:200]
+                    )
                     due[i] = clock.monotonic() + backoffs[i].next()
                     continue
                 backoffs[i].reset()
+                self._failing.pop(self._key(feed), None)
                 self._intake.set_connected(True)
                 due[i] = clock.monotonic() + interval
                 for m in new:
@@ -216,12 +298,40 @@ class RssSource:
                     # saved only after the consumer took every new item: a crash re-emits
                     # (dedup downstream) rather than loses; a store outage is logged and the
                     # polling goes on
+                    self._states[self._key(feed)] = state
                     await checkpoint.save(self._key(feed), state.to_bytes())
+
+    async def _state(self, feed: FeedConfig) -> FeedState:
+        """The feed's newest state: from memory, else from the store, else a blank one."""
+        key = self._key(feed)
+        state = self._states.get(key)
+        if state is None:
+            try:
+                raw = await self.ctx.state.get(key)
+            except Exception as exc:
+                # the state only saves a download and a few repeats: poll without it, and
+                # try the store again next time
+                log.warning(
+                    "%s: %s: could not read its saved state, polling without it: %s: %s",
+                    self.name, feed.url, type(exc).__name__, str(exc)[:200],
+                )  # fmt: skip
+                return FeedState()
+            state = self._states[key] = FeedState.from_bytes(raw)
+        return state
+
+    def _failed(self, feed: FeedConfig, reason: str, detail: str, body: bytes) -> FeedFailed:
+        """Dead-letter a bad answer (unless the feed gave this same one last time): the
+        failed poll itself is counted by the caller."""
+        digest = hashlib.sha256(body).hexdigest()
+        if self._failing.get(self._key(feed)) != digest:
+            self._failing[self._key(feed)] = digest
+            self._intake.reject(reason, f"{feed.url}: {detail}", body[:65536])
+        return FeedFailed(detail)
 
     async def _poll(
         self, session: aiohttp.ClientSession, feed: FeedConfig
     ) -> tuple[list[Mention], FeedState | None]:
-        state = FeedState.from_bytes(await self.ctx.state.get(self._key(feed)))
+        state = await self._state(feed)
         self.polls += 1
         async with session.get(feed.url, headers=conditional_headers(state)) as resp:
             if resp.status == 304:
@@ -231,17 +341,20 @@ class RssSource:
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
             body = await read_body(resp.content, self.cfg.max_body_bytes)
             etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+            # feedparser reads the charset from here only (lower-case key): without it a
+            # koi8-r feed declared in the header alone is read as windows-1252. Not
+            # Content-Location: feedparser would resolve bare guids against it, changing ids
+            content_type = resp.headers.get("Content-Type", "")
         if body is None:
-            self._intake.reject(
-                "oversize", f"{feed.url}: feed > {self.cfg.max_body_bytes} bytes", b""
-            )
-            return [], None
+            oversize = f"feed > {self.cfg.max_body_bytes} bytes"
+            raise self._failed(feed, "oversize", oversize, b"")
         # feedparser is synchronous and can take a while on big feeds: keep the loop free
-        parsed = await asyncio.to_thread(feedparser.parse, body)
-        if parsed.get("bozo") and not parsed.get("entries"):
-            exc = parsed.get("bozo_exception")
-            self._intake.reject("malformed_feed", f"{feed.url}: {type(exc).__name__}", body[:65536])
-            return [], None
+        http = {"content-type": content_type} if content_type else {}
+        parsed = await asyncio.to_thread(feedparser.parse, body, response_headers=http)
+        problem = feed_problem(parsed)
+        if problem is not None:
+            shown = f"{problem} ({content_type or 'no content-type'}, {len(body)} bytes)"
+            raise self._failed(feed, "malformed_feed", shown, body)
         seen = RecentKeys(self.cfg.remember_items)
         for k in state.seen:
             seen.seen(k)
@@ -252,9 +365,10 @@ class RssSource:
             self._intake.reject_unexpected(exc, body[:65536])
             return [], None
         out: list[Mention] = []
-        for item in items:
+        for entry, item in items:
             if isinstance(item, DecodeError):
-                self._intake.reject_error(item, b"")
+                if not seen.seen(rejected_key(feed.url, entry)):
+                    self._intake.reject_error(item, payload_bytes(entry))
             elif not seen.seen(item.id) and self._intake.accept(item):
                 out.append(item)
         return out, FeedState(etag, modified, seen.recent(self.cfg.remember_items))

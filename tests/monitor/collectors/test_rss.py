@@ -1,13 +1,15 @@
-"""RSS/Atom poller against a local HTTP server: conditional GET and guid/link dedup."""
+"""RSS/Atom poller against a local HTTP server: conditional GET, guid/link dedup, the HTTP
+charset, answers that are no feed, bad items and a state store outage."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 import feedparser
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -17,7 +19,7 @@ from monitor.config.sources import FeedConfig, RssConfig
 from monitor.errors import DecodeError
 from monitor.model import Mention
 
-from .conftest import DownKV, make_harness, run_until
+from .conftest import DownKV, MemoryKV, make_harness, run_until
 
 DATA = Path(__file__).parents[2] / "data/collectors"
 V1 = (DATA / "news_v1.rss").read_text()
@@ -135,6 +137,7 @@ async def test_malformed_feed_is_dead_lettered() -> None:
     await run_until(src, lambda _: bool(h.letters.items))
     await server.close()
     assert h.letters.reasons["malformed_feed"] >= 1
+    assert src.health.reconnects >= 1 and not src.health.connected  # a failed poll
 
 
 async def test_a_feed_sent_in_pieces_is_read_whole_and_an_oversize_one_is_refused() -> None:
@@ -174,7 +177,8 @@ async def test_a_feed_sent_in_pieces_is_read_whole_and_an_oversize_one_is_refuse
 def _entries(items: str, url: str = "https://n.example/rss") -> list[Mention | DecodeError]:
     body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>N</title>{items}'
     parsed = feedparser.parse((body + "</channel></rss>").encode())
-    return list(feed_mentions(parsed, FeedConfig(url=url), source="rss", now=1_720_000_000.0))
+    got = feed_mentions(parsed, FeedConfig(url=url), source="rss", now=1_720_000_000.0)
+    return [item for _, item in got]
 
 
 def test_items_without_guid_or_link_get_a_stable_content_id() -> None:
@@ -219,3 +223,168 @@ async def test_a_state_store_outage_does_not_stop_the_polling() -> None:
     await server.close()
     assert len(got) == len({m.id for m in got}) == 4  # both feeds, no repeats
     assert kv.failed_puts >= 2
+
+
+async def serve(
+    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+) -> tuple[TestServer, str]:
+    app = web.Application()
+    app.add_routes([web.get(path, handler) for path, handler in routes.items()])
+    server = TestServer(app)
+    await server.start_server()
+    return server, str(server.make_url(""))
+
+
+async def test_the_charset_in_the_content_type_header_is_applied() -> None:
+    # the XML declaration names no encoding, so only the HTTP header says koi8-r; read as
+    # anything else the Cyrillic comes out as mojibake and no topic query matches it
+    h = make_harness(FakeClock(1_720_000_000.0))
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Новости</title>'
+        "<item><title>Привет acme</title><guid>k1</guid></item></channel></rss>"
+    ).encode("koi8-r")
+
+    async def koi(request: web.Request) -> web.Response:
+        return web.Response(
+            body=body, headers={"Content-Type": "application/rss+xml; charset=koi8-r"}
+        )
+
+    server, base = await serve({"/koi": koi})
+    src = RssSource(RssConfig(enabled=True, feeds=[FeedConfig(url=f"{base}/koi")]), h.ctx)
+    (m,) = await run_until(src, lambda g: len(g) >= 1)
+    await server.close()
+    assert m.text == "Привет acme" and m.author.handle == "Новости"
+    assert not h.letters.items
+
+
+async def test_a_200_that_is_no_feed_is_a_failed_poll_dead_lettered_once() -> None:
+    # a feed URL that now serves a parking page, or nothing, must not look healthy
+    h = make_harness(FakeClock(1_720_000_000.0))
+    hits = {"parked": 0, "empty": 0}
+
+    async def parked(request: web.Request) -> web.Response:
+        hits["parked"] += 1
+        return web.Response(
+            text="<html><body>This domain is for sale</body></html>", content_type="text/html"
+        )
+
+    async def empty(request: web.Request) -> web.Response:
+        hits["empty"] += 1
+        return web.Response(status=200)
+
+    server, base = await serve({"/parked": parked, "/empty": empty})
+    cfg = RssConfig(
+        enabled=True, feeds=[FeedConfig(url=f"{base}/parked"), FeedConfig(url=f"{base}/empty")]
+    )
+    src = RssSource(cfg, h.ctx, seed=1)
+    await run_until(src, lambda _: min(hits.values()) >= 3)
+    await server.close()
+    assert not src.health.connected
+    assert src.health.reconnects >= 5  # every poll counted as failing
+    assert h.metric("crisiswatch_collector_reconnects_total", source="rss") >= 5
+    # the same bad answer again and again is one dead letter per feed, not one per poll
+    assert h.letters.reasons == {"malformed_feed": 2}
+    assert src.health.dead_letters == 2
+    details = sorted(d for _, _, d, _ in h.letters.items)
+    assert details == [
+        f"{base}/empty: not an RSS/Atom/RDF document (no content-type, 0 bytes)",
+        f"{base}/parked: not an RSS/Atom/RDF document (text/html; charset=utf-8, 49 bytes)",
+    ]
+
+
+async def test_an_empty_feed_and_a_charsetless_text_xml_feed_are_healthy() -> None:
+    # feedparser flags text/xml without a charset (RFC 3023 says us-ascii) as bozo but reads
+    # it; neither that nor a feed with no items yet is a failed poll
+    h = make_harness(FakeClock(1_720_000_000.0))
+    quiet = '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Q</title>'
+
+    async def empty_feed(request: web.Request) -> web.Response:
+        return web.Response(text=quiet + "</channel></rss>", content_type="application/rss+xml")
+
+    async def text_xml(request: web.Request) -> web.Response:
+        body = quiet + "<item><title>Café acme</title><guid>t1</guid></item></channel></rss>"
+        return web.Response(body=body.encode(), headers={"Content-Type": "text/xml"})
+
+    server, base = await serve({"/empty": empty_feed, "/text": text_xml})
+    cfg = RssConfig(
+        enabled=True, feeds=[FeedConfig(url=f"{base}/empty"), FeedConfig(url=f"{base}/text")]
+    )
+    src = RssSource(cfg, h.ctx)
+    got = await run_until(src, lambda g: src.polls >= 4 and len(g) >= 1)
+    await server.close()
+    assert [m.text for m in got] == ["Café acme"]
+    assert src.health.connected and src.health.reconnects == 0 and not h.letters.items
+
+
+BAD_ITEMS = """<?xml version="1.0"?><rss version="2.0"><channel><title>F</title>
+<item><pubDate>Wed, 01 May 2024 12:00:00 GMT</pubDate></item>
+<item><title>acme future</title><guid>fu1</guid>
+  <pubDate>Wed, 01 May 2224 12:00:00 GMT</pubDate></item>
+<item><title>acme today</title><guid>ok1</guid>
+  <pubDate>Wed, 01 May 2024 12:00:00 GMT</pubDate></item>
+</channel></rss>"""
+
+
+async def test_a_bad_item_is_dead_lettered_once_not_at_every_poll() -> None:
+    h = make_harness(FakeClock(1_720_000_000.0))
+    hits = [0]
+
+    async def feed(request: web.Request) -> web.Response:
+        hits[0] += 1  # no ETag: every poll downloads and parses the items again
+        return web.Response(text=BAD_ITEMS, content_type="application/rss+xml")
+
+    server, base = await serve({"/f": feed})
+    cfg = RssConfig(enabled=True, feeds=[FeedConfig(url=f"{base}/f")])
+    got = await run_until(RssSource(cfg, h.ctx), lambda g: hits[0] >= 4)
+    assert hits[0] >= 4 and [m.id for m in got] == [f"{base}/f#ok1"]
+    assert h.letters.reasons == {"missing_field": 1, "invalid_value": 1}
+    by = {reason: (detail, payload) for _, reason, detail, payload in h.letters.items}
+    detail, payload = by["invalid_value"]
+    assert (
+        detail == f"created_at: item date 'Wed, 01 May 2224 12:00:00 GMT' out of range in {base}/f"
+    )
+    assert b"acme future" in payload  # the item itself, to look at
+    # remembered in the saved seen list: a restart does not dead-letter them again
+    src2 = RssSource(cfg, h.ctx)
+    await run_until(src2, lambda _: src2.polls >= 2)
+    await server.close()
+    assert len(h.letters.items) == 2
+
+
+class StoreDown(Exception):
+    """What a database driver raises while the database is away (not an OSError)."""
+
+
+class DeadKV(MemoryKV):
+    """A state store that is unreachable for reads and writes."""
+
+    def __init__(self, exc: type[Exception]) -> None:
+        super().__init__()
+        self.exc, self.failed_gets = exc, 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.failed_gets += 1
+        raise self.exc("state store unreachable")
+
+    async def put(self, key: str, value: bytes) -> None:
+        raise self.exc("state store unreachable")
+
+
+@pytest.mark.parametrize("exc", [StoreDown, ConnectionRefusedError])
+async def test_an_unreadable_state_store_does_not_stop_the_polling(
+    exc: type[Exception],
+) -> None:
+    # reading the saved ETag / seen list is best effort, like saving it: poll without it
+    # (and keep the state in memory) rather than restart the source or fail every poll
+    h = make_harness(FakeClock(1_720_000_000.0))
+    kv = DeadKV(exc)
+    site = NewsSite()
+    server, base = await serve({"/rss": site.rss})
+    src = RssSource(
+        RssConfig(enabled=True, feeds=[FeedConfig(url=f"{base}/rss")]), replace(h.ctx, state=kv)
+    )
+    got = await run_until(src, lambda g: src.not_modified >= 1 and len(g) >= 2, timeout=5.0)
+    await server.close()
+    assert len(got) == len({m.id for m in got}) == 2
+    assert ("rss", 304, '"v1"') in site.log  # the ETag came from memory
+    assert kv.failed_gets >= 1 and src.health.reconnects == 0
