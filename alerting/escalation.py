@@ -184,6 +184,7 @@ class EscalationState:
     seq: int = 0  # notifications made so far (their ids are incident_id/seq)
     notified: tuple[tuple[str, str | None], ...] = ()  # (receiver, recipient) told of a trigger
     paged: tuple[str, ...] = ()  # users the level reached last was paged to (views show them)
+    acked: tuple[str, ...] = ()  # receivers sent an acknowledge and no trigger since
     incident: Mapping[str, Any] = field(default_factory=dict, compare=False)
     mute: Mute | None = None
 
@@ -205,6 +206,7 @@ class EscalationState:
             "seq": self.seq,
             "notified": [list(p) for p in self.notified],
             "paged": list(self.paged),
+            "acked": list(self.acked),
             "incident": dict(self.incident),
             "mute": self.mute.to_dict() if self.mute else None,
         }
@@ -227,6 +229,7 @@ class EscalationState:
             notified=tuple((str(r), None if p is None else str(p)) for r, p in d["notified"]),
             # absent in states saved before it was kept: nobody shown until the next level
             paged=tuple(str(u) for u in d.get("paged", ())),
+            acked=tuple(str(r) for r in d.get("acked", ())),
             incident=dict(d.get("incident", {})),
             mute=Mute(m["kind"], m["by"], m["until"]) if m else None,
         )
@@ -446,8 +449,13 @@ def _notification(
         incident=payload,
         created_at=now,
         recipient=recipient,
+        reopen=action == "trigger" and receiver in state.acked,
     )
-    notified = state.notified
-    if action == "trigger" and (receiver, recipient) not in notified:
-        notified = (*notified, (receiver, recipient))
-    return replace(state, seq=seq, notified=notified), Notify(note)
+    notified, acked = state.notified, state.acked
+    if action == "trigger":
+        acked = tuple(r for r in acked if r != receiver)
+        if (receiver, recipient) not in notified:
+            notified = (*notified, (receiver, recipient))
+    elif action == "acknowledge" and receiver not in acked:
+        acked = (*acked, receiver)
+    return replace(state, seq=seq, notified=notified, acked=acked), Notify(note)

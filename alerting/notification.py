@@ -24,3 +24,6 @@ class Notification:
     created_at: float
     recipient: str | None = None  # the on-call user being paged, when a level targets people
     links: dict[str, str] = field(default_factory=dict)  # e.g. {"ack": signed one-click URL}
+    # a trigger to a receiver that was sent this incident's acknowledge before (an ack timeout,
+    # a snooze ending, a severity jump): PagerDuty must open a new incident to ring anyone
+    reopen: bool = False

@@ -184,6 +184,7 @@ def from_payload(p: Mapping[str, Any]) -> Notification:
         created_at=float(p["created_at"]),
         recipient=p.get("recipient"),
         links=dict(p.get("links") or {}),
+        reopen=bool(p.get("reopen", False)),
     )
 
 

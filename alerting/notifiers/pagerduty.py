@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -109,6 +110,15 @@ class PagerDutyNotifier:
         body = pagerduty_event(
             n, routing_key=self._key, source=self._cfg.source, client_url=self._cfg.client_url
         )
+        if n.reopen:
+            # PagerDuty appends a trigger for an acknowledged alert to its log and rings nobody:
+            # a re-page after an ack (timeout, snooze end, severity jump) resolves it first, so
+            # the trigger opens a new one. A retry repeats both, which is harmless.
+            resolve = replace(n, action="resolve")
+            await self._post(pagerduty_event(resolve, routing_key=self._key, source=""))
+        await self._post(body)
+
+    async def _post(self, body: Mapping[str, Any]) -> None:
         # 400 (invalid event) is permanent; 429 and 5xx are retried by the outbox.
         await post(
             self._session,

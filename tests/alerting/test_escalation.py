@@ -143,6 +143,28 @@ def test_acknowledge_stops_paging_and_tells_everyone_paged() -> None:
     assert sim.state.to_dict()["status"] == "resolved" and sim.pages()[-1].startswith("t=900")
 
 
+def test_a_re_page_after_an_ack_reopens_once_per_receiver() -> None:
+    """PagerDuty appends a trigger for an acknowledged alert to its log and rings nobody: the
+    re-page after an ack timeout went nowhere (QA, tenth session). The first trigger to each
+    receiver that heard the acknowledge says ``reopen``; the next level's does not."""
+    sim = Sim(config())
+    sim.do(Trigger(incident()), 0)
+    sim.run_until(300)
+    sim.do(Acknowledge(incident(state="acknowledged"), "lead"), 400)
+    sim.do(Trigger(incident(), reason="retriggered"), 2200)
+    sim.run_until(2500)
+    assert [(n.action, n.recipient, n.reopen) for n in sim.notes] == [
+        ("trigger", "ana", False),
+        ("trigger", "lead", False),
+        ("acknowledge", "ana", False),
+        ("acknowledge", "lead", False),
+        ("trigger", "ana", True),
+        ("trigger", "lead", False),
+    ]
+    restored = EscalationState.from_dict(sim.state.to_dict(), sim.state.plan)
+    assert restored.acked == sim.state.acked == ()
+
+
 def test_resolve_while_paging() -> None:
     sim = Sim(config())
     sim.do(Trigger(incident()), 0)

@@ -125,6 +125,23 @@ async def test_pagerduty_trigger_ack_resolve_exact_json() -> None:
     }
 
 
+async def test_pagerduty_re_page_after_an_ack_resolves_then_triggers() -> None:
+    """A trigger for an alert PagerDuty holds acknowledged rings nobody: a re-page (``reopen``)
+    resolves it first, so the trigger opens a new alert with the same key."""
+    async with Receiver(202) as rx, aiohttp.ClientSession() as s:
+        c = cfg({"name": "pd", "type": "pagerduty", "url": rx.url(), "routing_key_env": "K"})
+        n = build_notifiers(c.receivers, s, env={"K": "k"}, clock=FakeClock())["pd"]
+        await n.send(note(reopen=True))
+        await n.send(note(id="n-2"))
+    sent = [r.json() for r in rx.requests]
+    assert [(b["event_action"], b["dedup_key"]) for b in sent] == [
+        ("resolve", "acme/volume"),
+        ("trigger", "acme/volume"),
+        ("trigger", "acme/volume"),
+    ]
+    assert sent[0] == {"routing_key": "k", "event_action": "resolve", "dedup_key": "acme/volume"}
+
+
 @pytest.mark.parametrize("sev,name", [(1, "critical"), (2, "error"), (3, "warning"), (4, "info")])
 async def test_pagerduty_severity_mapping(sev: int, name: str) -> None:
     async with Receiver(202) as rx, aiohttp.ClientSession() as s:
