@@ -223,6 +223,9 @@ class Outbox:
         self._rng = rng or random.Random()
         self._sem = asyncio.Semaphore(cfg.concurrency)
         self.metrics = DeliveryMetrics(registry)
+        for name in notifiers:  # at 0 from the start: an alert rule's increase() sees the first
+            for reason in ("failed", "expired"):
+                self.metrics.given_up.labels(receiver=name, reason=reason)
         self._wake = asyncio.Event()
         self._in_flight: dict[str, tuple[tuple[str, str], asyncio.Task[None]]] = {}
         self._finished: set[str] = set()  # attempts ended since this pass's scan began

@@ -20,12 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from alerting.incidents import IncidentBook
 from alerting.metrics import DeliveryMetrics
 from alerting.notification import Notification
+from alerting.outbox import Outbox
 from alerting.runner import EscalationRunner
 from monitor.clock import FakeClock
 from monitor.collectors.base import SourceHealth
 from monitor.collectors.registry import watch_health
 from monitor.config.alerting import AlertingConfig
+from monitor.errors import DeliveryError
 from monitor.metrics import PipelineMetrics
+from monitor.storage import open_store
 from tests.alerting.fakes import V
 
 from .conftest import LEXICON, ROOT, free_port, have
@@ -351,6 +354,44 @@ def test_a_lower_page_that_reached_nobody_fires_a_warning(tmp_path: Path) -> Non
     # and nothing fires while every page reaches somebody
     quiet = [{**s, "values": s["values"].split("+")[0] + "+0x60"} for s in series]
     promtool_test(tmp_path, quiet, "CrisiswatchPageReachedNobody", [])
+
+
+def test_a_notification_given_up_fires_a_critical_alert(tmp_path: Path) -> None:
+    """A page refused for good (HTTP 400) at minute 5, from a real outbox: nothing alerted,
+    since the receiver then works again and never fails 5 times in a row (QA, tenth session)."""
+
+    class Refusing:
+        async def send(self, n: Notification) -> None:
+            raise DeliveryError("pager", "HTTP 400", recoverable=False, status=400)
+
+    async def give_up() -> tuple[dict[str, float], dict[str, float]]:
+        registry = CollectorRegistry()
+        store = await open_store(f"sqlite:///{tmp_path}/o.db")
+        outbox = Outbox(store, {"pager": Refusing()}, FakeClock(0.0), registry)
+        before = samples(registry)
+        await outbox.enqueue(Notification("n1", "pager", "trigger", "k", {"id": "i1"}, 0.0))
+        await outbox.tick()
+        await store.close()
+        return before, samples(registry)
+
+    before, after = asyncio.run(give_up())
+    name = 'crisiswatch_notifications_given_up_total{reason="failed",receiver="pager"}'
+    assert before[name] == 0.0 and after[name] == 1.0
+    series = [
+        {"series": n, "values": f"{before.get(n, 0.0)}+0x4 {v}+0x55"} for n, v in after.items()
+    ]
+    expected = {
+        "exp_labels": {"severity": "critical", "receiver": "pager", "reason": "failed"},
+        "exp_annotations": {
+            "summary": "a notification to pager was given up (failed)",
+            "description": "A notification to receiver pager will never be delivered (failed):"
+            " someone may not have been paged. The service log line 'gave up on' names the"
+            " incident and the error.",
+        },
+    }
+    promtool_test(tmp_path, series, "CrisiswatchNotificationGivenUp", [expected])
+    quiet = [{**s, "values": s["values"].split("+")[0] + "+0x60"} for s in series]
+    promtool_test(tmp_path, quiet, "CrisiswatchNotificationGivenUp", [])
 
 
 # Series that exist only after their event (a page, an ack, a dead letter, an incident, ...):
