@@ -47,6 +47,7 @@ from monitor.collectors.registry import (
 from monitor.config import Config
 from monitor.config.receivers import secret
 from monitor.deadletter import DeadLetters
+from monitor.dedup import Dedup
 from monitor.enrich.enricher import Enricher
 from monitor.errors import CrisiswatchError
 from monitor.hub import Hub
@@ -70,6 +71,7 @@ class Saved:
     detectors: bytes | None = None
     alerting: dict[str, Any] | None = None
     aggregator: dict[str, Any] | None = None  # watermark and open buckets
+    dedup: bytes | None = None  # the keys those buckets counted (monitor.dedup)
 
 
 class App:
@@ -104,7 +106,7 @@ class App:
                 "saved state reaches %.0f s beyond the clock: starting detection afresh",
                 closed - clock.now(),
             )
-            saved = replace(saved, aggregator=None, detectors=None)
+            saved = replace(saved, aggregator=None, detectors=None, dedup=None)
         if saved.detectors:
             try:
                 restarted = self.detector.restore(saved.detectors)
@@ -151,7 +153,11 @@ class App:
         # timer-driven steps (level 2 after the delay, repeats, exhaustion) have no incident
         # event: the wall hears of them on the `escalation` topic
         self.incidents.runner.on_step = self.publish_escalation
+        # the keys the restored buckets counted: a source re-sending them after a restart (the
+        # demo's open minute, a replay, an HTTP retry) must not count them twice
+        dedup = Dedup.restore(saved.dedup) if saved.aggregator and saved.dedup else None
         self.pipeline = Pipeline(
+            dedup=dedup,
             enricher=self.enricher,
             aggregator=self.aggregator,
             detector=self.detector,
@@ -288,7 +294,10 @@ class App:
             await asyncio.sleep(0)
         await self.store.put("detectors", b"".join(parts))
         await self.persist_alerting(self.incidents.to_state())
-        await self.store.put("aggregator", json.dumps(self.aggregator.snapshot()).encode())
+        # taken together, with no await between: the buckets and the keys they counted agree
+        buckets, keys = self.aggregator.snapshot(), self.pipeline.dedup.snapshot()
+        await self.store.put("aggregator", json.dumps(buckets).encode())
+        await self.store.put("dedup", keys)
 
     @classmethod
     async def open(cls, config: Config, clock: Clock, store: Store) -> App:
@@ -298,6 +307,7 @@ class App:
             detectors=await store.get("detectors"),
             alerting=json.loads(raw) if (raw := await store.get(ALERTING_KEY)) else None,
             aggregator=json.loads(raw) if (raw := await store.get("aggregator")) else None,
+            dedup=await store.get("dedup"),
         )
         closed = (saved.aggregator or {}).get("closed_until")
         agg = config.aggregation

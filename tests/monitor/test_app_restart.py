@@ -1,0 +1,47 @@
+"""A restart between two checkpoints of the same minute: what a source sends again is not
+counted again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.app import App
+from monitor.clock import FakeClock
+from monitor.model import Author, Mention
+from monitor.storage import open_store
+from tests.conftest import demo_config
+
+T0 = 1_700_000_000.0
+
+
+def mentions(ids: range, t: float) -> list[Mention]:
+    return [Mention(str(i), "http", "web", "acme is down", t, Author("a", "@a", 1)) for i in ids]
+
+
+def open_count(app: App, topic: str = "acme") -> int:
+    return sum(b["count"] for b in app.aggregator.snapshot()["open"] if b["series"] == topic)
+
+
+async def test_mentions_sent_again_after_a_restart_are_not_counted_twice(tmp_path: Path) -> None:
+    """The demo re-emits its open minute after a restart, a replay its files, an HTTP client
+    retries: the pipeline's dedup window lived in memory only, so each doubled the open bucket
+    (QA, tenth session: 20 mentions of a replay counted 40 times after one restart)."""
+    clock = FakeClock(T0)
+    cfg = demo_config(tmp_path)
+    store = await open_store(cfg.storage.url)
+    try:
+        app = await App.open(cfg, clock, store)
+        app.pipeline.ingest(mentions(range(20), T0 - 5))
+        assert open_count(app) == 20
+        await app.checkpoint()
+        await app.close()
+
+        again = await App.open(cfg, clock, store)
+        try:
+            assert open_count(again) == 20  # the open bucket came back with its count
+            again.pipeline.ingest(mentions(range(25), T0 - 5))  # 20 sent again, 5 new
+            assert open_count(again) == 25
+        finally:
+            await again.close()
+    finally:
+        await store.close()
