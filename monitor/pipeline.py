@@ -99,6 +99,7 @@ class Pipeline:
         self.newest_event_time: float | None = None
         self.processed = 0
         self._source_labels: set[str] = set()
+        self._late = aggregator.late  # what the metric has been told of
 
     def _source_label(self, source: str) -> str:
         if source in self._source_labels:
@@ -127,17 +128,25 @@ class Pipeline:
                 if not e.topics:
                     continue
                 if not self.aggregator.add(e):
-                    self.metrics.late.inc()
                     continue
                 for topic in e.topics:
                     self.metrics.matched.labels(topic).inc()
                     self.metrics.sentiment.labels(topic, e.sentiment.label).inc()
         self.processed += len(fresh)
+        self._count_late()
         return len(fresh)
+
+    def _count_late(self) -> None:
+        # the aggregator counts both kinds: mentions for a closed bucket, and those in open
+        # buckets dropped beyond its horizon (which the metric used to miss)
+        if n := self.aggregator.late - self._late:
+            self.metrics.late.inc(n)
+            self._late = self.aggregator.late
 
     async def advance(self, watermark: float) -> list[VerdictLike]:
         """Close buckets up to `watermark`, detect on them, hand verdicts on, publish points."""
         buckets = self.aggregator.advance(watermark)
+        self._count_late()
         if not buckets:
             return []
         verdicts = list(self.detector.observe_many(buckets))
