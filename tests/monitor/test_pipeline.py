@@ -59,7 +59,7 @@ class Calm:
                 active=False,
                 resolved=False,
                 explanation={},
-            )  # fmt: skip
+            )
             for b in buckets
         ]
 
