@@ -520,6 +520,8 @@ class Outbox:
                 OutboxRow(again.id, again.receiver, to_payload(again), now, now,
                           now + float(e["every"]), 0, "pending", None)
             )  # fmt: skip
+            # a repeat is a notification of its own: enqueued and delivered counts agree
+            self.metrics.enqueued.labels(receiver=again.receiver, action=again.action).inc()
             repeat[key] = e
             added = True
         if added or dropped:

@@ -139,6 +139,8 @@ class EscalationRunner:
             now = self.clock.now()
             if inc["state"] == "resolved":
                 self._open.pop(iid, None)
+                if iid in self._states:  # who resolved it, should emitting the resolve fail
+                    self._states[iid] = replace(self._states[iid], incident=inc)
             else:
                 self._open[iid] = inc
             ev = self._translate(event.kind, inc, event.who, now)
@@ -372,7 +374,8 @@ class EscalationRunner:
         st = self._states[iid]
         if st.status != "resolved":
             log.warning("incident %s %s: its escalation stops (was %s)", iid, why, st.status)
-            await self._step(iid, Resolve({**st.incident, "state": "resolved"}), now)
+            closed = {**st.incident, "state": "resolved"}
+            await self._step(iid, Resolve(closed, closed.get("resolved_by")), now)
         self._states.pop(iid, None)
 
     async def _execute(self, commands: list[Command], now: float, state: EscalationState) -> None:

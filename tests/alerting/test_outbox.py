@@ -217,7 +217,7 @@ async def test_trigger_gets_signed_links_at_enqueue(store: Store) -> None:
 
 async def test_repeating_receiver_is_refreshed_until_resolved(store: Store) -> None:
     clock, am = FakeClock(0.0), Fake(repeat_seconds=30)
-    ob, _ = outbox(store, clock, am=am)
+    ob, reg = outbox(store, clock, am=am)
     await ob.enqueue(note("t1", receiver="am"))
     await ob.tick()
     assert [n.id for n in am.sent] == ["t1"]
@@ -226,6 +226,10 @@ async def test_repeating_receiver_is_refreshed_until_resolved(store: Store) -> N
     clock.advance(1)
     await ob.tick()
     assert [n.id for n in am.sent] == ["t1", "t1#r1"]
+    labels = {"receiver": "am", "action": "trigger"}
+    # a repeat counts as enqueued too, or delivered ran ahead of enqueued (QA, tenth session)
+    assert reg.get_sample_value("crisiswatch_notifications_enqueued_total", labels) == 2
+    assert reg.get_sample_value("crisiswatch_notifications_delivered_total", labels) == 2
     # restart: the repeat schedule lives in the store
     ob2, _ = outbox(store, clock, am=am)
     clock.advance(30)

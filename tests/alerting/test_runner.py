@@ -396,6 +396,9 @@ async def test_a_resolve_that_failed_to_emit_is_retried_at_the_wake_not_paged_on
     await rig.at(300)  # level 2 was due: a resolved incident must page nobody
     assert rig.log() == ["t=0 trigger ana", "t=300 resolve ana"]
     assert rig.runner.escalation(iid) is None and rig.runner.next_wake() is None
+    # the timeline still says who resolved it (it said "by": None; QA, tenth session)
+    [stopped] = [e for e in rig.book.get(iid).timeline if e["event"] == "escalation stopped"]
+    assert stopped["detail"]["by"] == "ana"
 
 
 async def test_a_wake_that_cannot_emit_is_retried_later_and_recorded_once(
