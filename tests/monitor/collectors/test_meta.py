@@ -260,3 +260,14 @@ async def test_a_signature_that_is_not_utf8_is_a_401_not_a_500(env: tuple[Harnes
         h.metric("crisiswatch_collector_auth_failures_total", source="meta", kind="signature") == 1
     )
     assert h.submitted == []
+
+
+async def test_an_oversized_unsigned_body_is_refused_without_a_dead_letter(
+    env: tuple[Harness, Any],
+) -> None:
+    """A body over the limit is never read, so its signature is unknown: a dead letter (a
+    store row) per request let anyone fill the store (QA, tenth session)."""
+    h, client = env
+    r = await client.post(PATH, data=b"x" * (4 * 1024 * 1024 + 1))
+    assert r.status == 413
+    assert h.letters.items == []
