@@ -61,14 +61,26 @@ def split_body(raw: bytes, content_type: str, *, max_item_bytes: int) -> Iterato
     >>> [(i.value, i.error and i.error.reason) for i in
     ...  split_body(b'{"a":1}\\n{oops\\n', "application/x-ndjson", max_item_bytes=99)]
     [({'a': 1}, None), (None, 'malformed_json')]
+    >>> list(split_body(b'{\\n "a": 1,\\n}', "application/json", max_item_bytes=99))
+    Traceback (most recent call last):
+    ...
+    monitor.errors.DecodeError: malformed_json: Expecting property name enclosed in double quotes at position 11
     """
+    # RFC 8259 lets a parser ignore a byte order mark; Windows tools write one
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     ndjson = content_type.split(";")[0].strip().lower() in _NDJSON_TYPES
     if not ndjson:
         try:
             doc = loads(raw, max_bytes=len(raw) + 1)
         except DecodeError as err:
-            # `{..}\n{..}` sent as application/json is NDJSON in practice; accept it as such
-            if err.reason not in ("malformed_json", "invalid_utf8") or b"\n" not in raw.strip():
+            # `{..}\n{..}` sent as application/json is NDJSON in practice; accept it as such,
+            # but only if its first line is a document: a pretty-printed one with a typo
+            # would become one error per line instead of the one that says what is wrong
+            if (
+                err.reason not in ("malformed_json", "invalid_utf8")
+                or b"\n" not in raw.strip()
+                or not _is_json(raw.strip().split(b"\n", 1)[0])
+            ):
                 raise
             ndjson = True
         else:
@@ -91,6 +103,14 @@ def split_body(raw: bytes, content_type: str, *, max_item_bytes: int) -> Iterato
         except DecodeError as err:
             yield Item(index, None, line[:max_item_bytes], err)
         index += 1
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        loads(line.strip(b"\r\t \x1e"), max_bytes=len(line) + 1)
+    except DecodeError:
+        return False
+    return True
 
 
 def bearer_ok(header: str | None, token: Secret) -> bool:

@@ -71,6 +71,29 @@ async def test_object_array_and_ndjson(env: tuple[Harness, Any]) -> None:
     assert all(m.source == "http" for m in h.submitted)
 
 
+async def test_a_bom_is_ignored_and_pretty_printed_bad_json_is_one_error(
+    env: tuple[Harness, Any],
+) -> None:
+    """QA, tenth session: a body with a UTF-8 BOM was a 400 (NDJSON: its first item lost), and
+    a pretty-printed object with a trailing comma came back as one error per line."""
+    h, client = env
+    bom = b"\xef\xbb\xbf"
+    r = await client.post("/api/v1/mentions", data=bom + json.dumps(item(1)).encode(), headers=AUTH)
+    assert r.status == 200 and (await r.json())["accepted"] == 1
+    nd = bom + b"\n".join(json.dumps(item(i)).encode() for i in (2, 3))
+    r = await client.post(
+        "/api/v1/mentions", data=nd, headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
+    assert (await r.json())["accepted"] == 2
+    pretty = json.dumps(item(4), indent=2).replace('"text"', '"oops": 1,\n  "text"')[:-1] + ",}"
+    r = await client.post(
+        "/api/v1/mentions", data=pretty, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert r.status == 400 and "malformed_json" in (await r.json())["error"]
+    assert [m.id for m in h.submitted] == ["1", "2", "3"]
+    assert h.letters.reasons == {"malformed_json": 1}
+
+
 async def test_per_item_results_never_all_or_nothing(env: tuple[Harness, Any]) -> None:
     h, client = env
     body = [item(1), item(2, author="nobody"), item(1), {"nope": 1}, item(3, created_at="soon")]
