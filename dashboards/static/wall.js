@@ -380,8 +380,9 @@ function renderSources() {
   if (!list.length) return;
   $("sources").innerHTML = list.map((s) => {
     const age = s.last_event_time ? `last event ${dur(now - s.last_event_time)} ago` : "no events yet";
-    const cls = s.stale ? "stale" : s.connected ? "" : "down";
-    const flag = s.stale ? "STALE" : s.connected ? "● ok" : "DOWN";
+    // a replay that played out has ended, it is not down
+    const cls = s.stale ? "stale" : s.connected || s.finished ? "" : "down";
+    const flag = s.stale ? "STALE" : s.connected ? "● ok" : s.finished ? "finished" : "DOWN";
     return `<li class="${cls}" data-name="${esc(s.name)}"><span><b>${esc(s.name)}</b> ${flag}</span>
       <span class="mono">${age}</span></li>`;
   }).join("");

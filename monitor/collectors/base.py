@@ -27,6 +27,7 @@ class SourceHealth:
     expected_interval: float | None = None  # typical seconds between events, learned
     # a fixed silence limit instead of the learned one (inf: silence is normal, never stale)
     stale_after: float | None = None
+    finished: bool = False  # a source that ended by design (a replay played out): not down
 
     def seen(self, event_time: float, now: float) -> None:
         if self.last_received_at is not None:
@@ -64,6 +65,7 @@ class SourceHealth:
             "reconnects": self.reconnects,
             "dead_letters": self.dead_letters,
             "stale": self.stale(now, stale_floor),
+            "finished": self.finished,
         }
 
 

@@ -284,7 +284,7 @@ class ReplaySource:
     async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock
         paths = [Path(p) for p in self.cfg.paths]
-        self.done = False
+        self.done = self.health.finished = False
         self.health.stale_after = self.cfg.stale_after_seconds
         first: float | None = None
         last = 0.0
@@ -311,7 +311,7 @@ class ReplaySource:
             if not self.cfg.loop or first is None:
                 # played out: its silence from now on is the end of the recording, not a
                 # fault (/healthz 503 and STALE DATA on the wall, for good, otherwise)
-                self.done = True
+                self.done = self.health.finished = True
                 self.health.stale_after = math.inf
                 self._intake.set_connected(False)
                 return

@@ -660,3 +660,16 @@ async def test_an_ack_response_does_not_undo_a_newer_delta(browser: Any) -> None
         await page.evaluate("() => new Promise(requestAnimationFrame)")
         assert await page.evaluate("() => window.crisiswatch.S.incidents.i1.state") == "resolved"
         assert await page.get_attribute('li[data-id="i1"]', "data-state") == "resolved"
+
+
+async def test_a_replay_that_played_out_shows_finished_not_down(browser: Any) -> None:
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        hub.publish("source", {"name": "replay", "connected": False, "finished": True})
+        hub.publish("source", {"name": "mqtt", "connected": False})
+        await page.wait_for_function("() => document.querySelectorAll('#sources li').length === 2")
+        replay = page.locator('#sources li[data-name="replay"]')
+        assert "finished" in (await replay.text_content() or "")
+        assert await replay.get_attribute("class") == ""
+        mqtt = page.locator('#sources li[data-name="mqtt"]')
+        assert await mqtt.get_attribute("class") == "down"

@@ -336,6 +336,7 @@ async def test_a_finished_replay_is_not_stale(tmp_path: Path) -> None:
     clock.advance(7 * 86400.0)
     assert src.done
     assert health_dict(src.health, clock.now())["stale"] is False
+    assert health_dict(src.health, clock.now())["finished"] is True  # the wall: "finished"
     assert h.metric("crisiswatch_source_stale", source="replay") == 0.0
     assert not src.health.connected  # nothing more will come; it is just not failing
 
