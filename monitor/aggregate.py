@@ -41,6 +41,7 @@ class Aggregator:
         bucket_seconds: float = 60.0,
         samples_per_bucket: int = 5,
         horizon_seconds: float = HORIZON_SECONDS,
+        start_floor: float | None = None,
     ) -> None:
         self.topics = list(topics)
         self.width = float(bucket_seconds)
@@ -48,6 +49,8 @@ class Aggregator:
         self.horizon = max(1, math.ceil(horizon_seconds / self.width))  # in buckets
         self._open: dict[tuple[str, float], Bucket] = {}
         self.closed_until: float | None = None  # every bucket ending at or before is closed
+        # event time may not begin before this on a first advance (None: the horizon only)
+        self.start_floor = start_floor
         self.late = 0
 
     def _start(self, t: float) -> float:
@@ -97,6 +100,8 @@ class Aggregator:
         if self.closed_until is None:
             # event time starts at the oldest bucket this watermark closes: not at a mention
             # dated in the future, nor at one from beyond the horizon
+            if self.start_floor is not None:
+                oldest = max(oldest, min(end, math.floor(self.start_floor / self.width)))
             starts = (round(s / self.width) for (_, s) in self._open)
             first = min((k for k in starts if oldest <= k < end), default=end)
         else:
@@ -120,11 +125,14 @@ class Aggregator:
             return
         n = sum(self._open.pop(key).count for key in old)
         self.late += n
+        why = (
+            "before event time's first-start floor"
+            if self.closed_until is None and self.start_floor is not None
+            else f"more than {self.horizon * self.width:.0f} s behind the watermark"
+        )
         log.warning(
-            "%d open buckets (%d topic mentions) before %.0f dropped: more than %.0f s behind"
-            " the watermark",
-            len(old), n, start, self.horizon * self.width,
-        )  # fmt: skip
+            "%d open buckets (%d topic mentions) before %.0f dropped: %s", len(old), n, start, why
+        )
 
     def open_buckets(self) -> list[Bucket]:
         """Buckets still collecting (for live counters; do not mutate)."""

@@ -74,6 +74,28 @@ class Saved:
     dedup: bytes | None = None  # the keys those buckets counted (monitor.dedup)
 
 
+def history_floor(config: Config, now: float) -> float | None:
+    """Where event time may begin on a first start: ``first_start_history_seconds`` before
+    `now`, or the demo's backfill if longer; None (no floor) with a replay, whose files are
+    history by design.
+
+    >>> from monitor.config import parse_config
+    >>> cfg = parse_config({"topics": [], "sources": {"demo": {"enabled": False}}})
+    >>> history_floor(cfg, 100_000.0)  # the default ten minutes
+    99400.0
+    >>> demo = {"enabled": True, "backfill_seconds": 3600}
+    >>> history_floor(parse_config({"topics": [], "sources": {"demo": demo}}), 100_000.0)
+    96400.0
+    """
+    s = config.sources
+    if s.replay.enabled:
+        return None
+    back = config.aggregation.first_start_history_seconds
+    if s.demo.enabled:
+        back = max(back, s.demo.backfill_seconds)
+    return now - back
+
+
 class App:
     def __init__(
         self, config: Config, clock: Clock, store: Store, saved: Saved | None = None
@@ -94,7 +116,10 @@ class App:
         self.enricher = Enricher(topics, config.enrichment)
         agg = config.aggregation
         self.aggregator = Aggregator(
-            [t.name for t in topics], agg.bucket_seconds, agg.samples_per_bucket
+            [t.name for t in topics],
+            agg.bucket_seconds,
+            agg.samples_per_bucket,
+            start_floor=None if saved.aggregator else history_floor(config, clock.now()),
         )
         self.detector = DetectionStage(config.detection)
         closed = (saved.aggregator or {}).get("closed_until")

@@ -36,6 +36,12 @@ class AggregationConfig(Section):
     # most this long: a source with a backlog (MQTT session, Jetstream cursor, Mastodon
     # backfill) may need a few seconds to connect, and its backlog must not arrive late.
     startup_hold_seconds: float = Field(default=30.0, ge=0)
+    # On a first start (nothing saved) event time begins this long before now, or earlier for
+    # what the demo backfills and what a replay plays. One archived item from days ago (an
+    # RSS feed's first poll) otherwise began it days back: days of empty buckets the service
+    # never watched, a detector warm on a zero baseline, and the first live minutes paged.
+    # Older mentions count as late. Raise it to import history through HTTP ingest or MQTT.
+    first_start_history_seconds: float = Field(default=600.0, ge=0)
     history_buckets: int = Field(default=240, ge=10, le=100_000)
     samples_per_bucket: int = Field(default=5, ge=0, le=100)
 

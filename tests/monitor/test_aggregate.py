@@ -139,3 +139,21 @@ def test_restore_drops_buckets_a_changed_config_cannot_hold() -> None:
     fresh = Aggregator(["acme"], bucket_seconds=60)
     fresh.restore(broken)
     assert fresh.open_buckets() == []
+
+
+def test_on_a_first_start_event_time_begins_at_the_floor_not_at_an_archived_item() -> None:
+    """One RSS item from days ago began event time days back: thousands of empty buckets the
+    service never watched, a detector warm on a zero baseline, and the first live minutes
+    paged "volume 18 vs 0.0 expected" (QA, tenth session)."""
+    day = 86400.0
+    now = 10 * day
+    agg = Aggregator(["acme"], bucket_seconds=60, start_floor=now - 600)
+    assert agg.add(enriched(now - 6 * day))  # archived: open until the first advance
+    assert agg.add(enriched(now - 300))
+    closed = agg.advance(now - 60)
+    assert [b.start for b in closed] == [now - 300, now - 240, now - 180, now - 120]
+    assert [b.count for b in closed] == [1, 0, 0, 0] and agg.late == 1
+    # without a floor (a replay: its files are history) the archive begins event time
+    replay = Aggregator(["acme"], bucket_seconds=60)
+    replay.add(enriched(now - 6 * day))
+    assert len(replay.advance(now - 60)) == 6 * 1440 - 1
