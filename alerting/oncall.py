@@ -23,32 +23,91 @@ policy default
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from alerting.escalation import Policy
-from alerting.schedules import Directory, Schedule
+from alerting.schedules import Directory, OnCall, Schedule
 from monitor.clock import Clock, SystemClock
 from monitor.config.alerting import AlertingConfig, parse_when, parse_zone
+from monitor.errors import ConfigError
+
+
+def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """Naive local ``wall`` in ``zone`` as an aware date-time, or ValueError when a clock
+    change skips it (spring forward) or repeats it (fall back): a guess would answer "who is
+    on call" for a time nobody asked about, an hour off.
+
+    >>> berlin = ZoneInfo("Europe/Berlin")
+    >>> local_instant(datetime(2026, 3, 29, 3, 30), berlin).isoformat()
+    '2026-03-29T03:30:00+02:00'
+    >>> local_instant(datetime(2026, 3, 29, 2, 30), berlin)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 2026-03-29 02:30 does not exist in ...: clocks go forward from 02:00 to 03:00
+    >>> local_instant(datetime(2026, 10, 25, 2, 30), berlin)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 2026-10-25 02:30 happens twice ...; add +02:00 (CEST) or +01:00 (CET)
+    """
+    first, second = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)
+    before, after = first.utcoffset(), second.utcoffset()  # either side of a change (PEP 495)
+    if before is None or after is None or before == after:
+        return first
+    # the change lies between the two readings of `wall`; find it to the second
+    lo, hi = sorted(int((wall - off).replace(tzinfo=UTC).timestamp()) for off in (before, after))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if datetime.fromtimestamp(mid, zone).utcoffset() == before else (lo, mid)
+    change = datetime.fromtimestamp(hi, UTC).replace(tzinfo=None)
+    span = f"from {change + before:%H:%M} to {change + after:%H:%M}"
+    where = f"{wall:%Y-%m-%d %H:%M} "
+    if after > before:
+        raise ValueError(f"{where}does not exist in {zone.key}: clocks go forward {span}")
+    raise ValueError(
+        f"{where}happens twice in {zone.key}: clocks go back {span}; add "
+        f"{_offset(first)} ({first.tzname()}) or {_offset(second)} ({second.tzname()})"
+    )
+
+
+def _offset(at: datetime) -> str:
+    """``+02:00``, as ``--at`` takes it (``%:z`` needs Python 3.12)."""
+    z = at.strftime("%z")
+    return f"{z[:3]}:{z[3:5]}"
 
 
 def parse_at(text: str, zone: ZoneInfo | None = None) -> datetime:
     """The ``--at`` value: ISO date-time, local to ``zone`` (UTC) when it has no offset.
 
     Years 1971..9998 only: every schedule computes local times around ``at``, and a day off
-    the calendar's ends would overflow there (ValueError here instead).
+    the calendar's ends would overflow there (ValueError here instead). A local time that a
+    clock change skips or repeats is a :class:`ConfigError` for ``--at`` (see
+    :func:`local_instant`): the CLI reports it as it is, in one line, exit 2.
 
     >>> parse_at("2026-03-29 09:00", ZoneInfo("Europe/Berlin")).isoformat()
     '2026-03-29T09:00:00+02:00'
+    >>> parse_at("2026-10-25T02:30+01:00", ZoneInfo("Europe/Berlin")).isoformat()
+    '2026-10-25T02:30:00+01:00'
+    >>> parse_at("2026-03-29T02:30", ZoneInfo("Europe/Berlin"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: --at: 2026-03-29 02:30 does not exist ... (got '2026-03-29T02:30')
     >>> parse_at("9999-12-31T23:59")
     Traceback (most recent call last):
     ...
     ValueError: year 9999 is outside 1971..9998
     """
-    at = parse_when(text, zone or ZoneInfo("UTC"))
+    zone = zone or ZoneInfo("UTC")
+    at = parse_when(text, zone)
     if not 1971 <= at.year <= 9998:
         raise ValueError(f"year {at.year} is outside 1971..9998")
+    if at.tzinfo is zone:  # no offset: a wall time
+        try:
+            at = local_instant(at.replace(tzinfo=None), zone)
+        except ValueError as exc:
+            # not ValueError: the CLI words those as "expected an ISO 8601 time"
+            raise ConfigError("--at", str(exc), text) from None
     return at
 
 
@@ -67,24 +126,36 @@ def _fmt(t: float, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _source(oc: OnCall) -> str:
+    """``override`` / ``layer emea``."""
+    return oc.source.replace(":", " ")
+
+
 def _schedule_lines(s: Schedule, d: Directory, t: float, zone: ZoneInfo) -> list[str]:
     lines = [f"schedule {s.name}"]
     who = s.who(t)
     if who is None:
         lines.append("  now:  nobody")
     else:
-        src = "override" if who.source == "override" else who.source.replace(":", " ")
         user = d.users[who.user]
         here = datetime.fromtimestamp(t, user.zone).strftime("%H:%M")
         quiet = ", quiet hours: SEV1 only" if user.is_quiet(t) else ""
-        lines.append(f"  now:  {who.user} ({src}, {here} {user.zone.key}{quiet})")
-    change = s.next_change(t)
-    if change is None:
-        lines.append("  next: no change within 8 days")
+        lines.append(f"  now:  {who.user} ({_source(who)}, {here} {user.zone.key}{quiet})")
+    # "next" is the next *person* (who to hand over to); a change of source alone before that
+    # (the rotation ends but an override keeps the same person on) gets its own line
+    change, handoff = s.next_change(t), s.next_handoff(t)
+    if who is not None and change is not None and change != handoff:
+        at, same = change
+        src = f" ({_source(same)})" if same else ""
+        lines.append(
+            f"  then: {who.user} continues from {_fmt(at, zone)}, in {_duration(at - t)}{src}"
+        )
+    if handoff is None:
+        lines.append("  next: no change of who is on call within 8 days")
     else:
-        at, nxt = change
+        at, nxt = handoff
         name = nxt.user if nxt else "nobody"
-        src = "" if nxt is None else f" ({nxt.source.replace(':', ' ')})"
+        src = f" ({_source(nxt)})" if nxt else ""
         lines.append(f"  next: {name} from {_fmt(at, zone)}, in {_duration(at - t)}{src}")
     for layer in reversed(s.layers):
         state = "on duty" if layer.covers(t) else "off duty"
@@ -113,10 +184,13 @@ def _policy_lines(p: Policy, d: Directory, t: float) -> list[str]:
 def run_oncall(
     config: AlertingConfig, at: datetime | None, out: TextIO, *, clock: Clock | None = None
 ) -> int:
-    """Print who is on call at ``at`` (default: now) for every schedule and policy; exit code."""
+    """Print who is on call at ``at`` (default: now) for every schedule and policy; exit code.
+
+    A naive ``at`` is local to ``alerting.timezone`` (ValueError if a clock change skips or
+    repeats it, see :func:`local_instant`)."""
     zone = parse_zone(config.timezone)
     if at is not None and at.tzinfo is None:  # a bare --at is local to alerting.timezone
-        at = at.replace(tzinfo=zone)
+        at = local_instant(at, zone)
     t = at.timestamp() if at is not None else (clock or SystemClock()).now()
     d = Directory.from_config(config)
     stamp = datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M %Z (%a)")

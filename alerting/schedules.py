@@ -133,7 +133,7 @@ class Schedule:
     def next_change(
         self, t: float, horizon: float = 8 * 86400.0
     ) -> tuple[float, OnCall | None] | None:
-        """The next instant after ``t`` when ``who`` changes, and who takes over.
+        """The next instant after ``t`` when ``who`` changes, person or source, and who takes over.
 
         Scans minute by minute (handoffs and windows sit on minutes), then narrows to the second
         for overrides that do not. Cheap enough for a CLI: a week is ~10k look-ups.
@@ -153,6 +153,31 @@ class Schedule:
                     lo, hi = (mid, hi) if self.who(mid) == now else (lo, mid)
                 return hi, self.who(hi)
             prev, probe = probe, probe + step
+        return None
+
+    def next_handoff(
+        self, t: float, horizon: float = 8 * 86400.0
+    ) -> tuple[float, OnCall | None] | None:
+        """The next instant after ``t`` when the *person* on call changes (to someone else or
+        to nobody), and who takes over; a change of source alone (rotation to override) is not
+        one, unlike for :meth:`next_change`.
+
+        >>> z = ZoneInfo("UTC")
+        >>> s = Schedule("s", z, (Layer("l", ("ana",), z, datetime(2026, 1, 1), 86400),),
+        ...              (Override("ana", 3600, 7200), Override("ben", 7200, 9000)))
+        >>> s.next_change(0)
+        (3600.0, OnCall(user='ana', source='override'))
+        >>> s.next_handoff(0)
+        (7200.0, OnCall(user='ben', source='override'))
+        """
+        now = self.who(t)
+        user = now.user if now else None
+        at = t
+        # each step resumes the scan where the last one stopped: one pass over the horizon
+        while (change := self.next_change(at, t + horizon - at)) is not None:
+            at, nxt = change
+            if (nxt.user if nxt else None) != user:
+                return change
         return None
 
 

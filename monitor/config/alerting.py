@@ -37,6 +37,9 @@ from monitor.errors import ConfigError
 _NAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEK_MINUTES = 7 * 24 * 60
+MAX_LEVEL_DELAY = 7 * 86400.0
+"""The longest wait of an escalation level: an incident nobody acknowledges for a week needs
+a person, not a timer, and a typo (``1e300``) must not park a policy forever."""
 TargetKind = Literal["user", "schedule", "team", "receiver"]
 MatchOp = Literal["=", "!=", "=~", "!~"]
 
@@ -78,7 +81,8 @@ def parse_window(text: str) -> list[tuple[int, int]]:
 
     Forms: ``07:00-19:00`` (every day), ``mon-fri 07:00-19:00`` (days the window starts on),
     ``sat 00:00 - mon 00:00`` (one weekly span). A window whose end is not after its start
-    runs past midnight. Intervals may exceed ``WEEK_MINUTES``; callers wrap them.
+    runs past midnight; one that starts when it ends is an error (all day is ``00:00-24:00``).
+    Intervals may exceed ``WEEK_MINUTES``; callers wrap them.
 
     >>> parse_window("mon-tue 22:00-06:00")
     [(1320, 1800), (2760, 3240)]
@@ -86,12 +90,22 @@ def parse_window(text: str) -> list[tuple[int, int]]:
     [(6840, 10560)]
     >>> len(parse_window("07:00-19:00"))
     7
+    >>> parse_window("sun 00:00-24:00")
+    [(8640, 10080)]
+    >>> parse_window("22:00-22:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: '22:00-22:00' starts when it ends: empty or all day? (all day: 00:00-24:00)
     """
     t = text.strip().lower()
     span = re.fullmatch(r"([a-z]+)\s+(\d{1,2}:\d{2})\s*-\s*([a-z]+)\s+(\d{1,2}:\d{2})", t)
     if span:
         start = _day(span[1]) * 1440 + parse_clock(span[2])
         end = _day(span[3]) * 1440 + parse_clock(span[4])
+        if end == start:
+            raise ValueError(
+                f"{text!r} starts when it ends: empty or always? (always: 00:00-24:00)"
+            )
         if end <= start:
             end += WEEK_MINUTES
         return [(start, end)]
@@ -110,6 +124,10 @@ def parse_window(text: str) -> list[tuple[int, int]]:
         last = _day(daily[2]) if daily[2] else first
         days = [(first + i) % 7 for i in range((last - first) % 7 + 1)]
     a, b = parse_clock(daily[3]), parse_clock(daily[4])
+    if a == b:
+        # would read as a whole day: almost always a typo (22:00-22:00 for 22:00-07:00); a
+        # whole day is written as one (00:00-24:00, e.g. quiet hours of a SEV1-only user)
+        raise ValueError(f"{text!r} starts when it ends: empty or all day? (all day: 00:00-24:00)")
     if b <= a:
         b += 1440
     return [(d * 1440 + a, d * 1440 + b) for d in days]
@@ -285,7 +303,8 @@ class LevelConfig(Section):
     """One escalation step: page ``targets`` then wait ``delay_seconds`` for an acknowledgement."""
 
     targets: list[Target] = Field(min_length=1)
-    delay_seconds: float = Field(default=300.0, ge=0)
+    delay_seconds: float = Field(default=300.0, ge=0, le=MAX_LEVEL_DELAY)
+    """Seconds to wait for an acknowledgement before the next level; at most 7 days."""
     mode: Literal["all", "round_robin"] = "all"
     """``all``: every target at once; ``round_robin``: one target per visit, the next next time."""
 

@@ -149,6 +149,21 @@ class OutboxConfig(Section):
     keep_seconds: float = Field(default=7 * 86400.0, gt=0)
     """Delivered, failed and expired rows are deleted once they are this old."""
 
+    @model_validator(mode="after")
+    def _backoff(self) -> OutboxConfig:
+        base, cap, expire = self.base_delay_seconds, self.max_delay_seconds, self.expire_seconds
+        if base > cap:
+            # every retry would wait max_delay_seconds: the exponential part never happens
+            raise at("base_delay_seconds", f"{base:g} is above max_delay_seconds ({cap:g})")
+        if expire <= base:
+            # the first retry is due up to base_delay_seconds after a failure (jitter)
+            raise at(
+                "expire_seconds",
+                f"{expire:g} is not longer than base_delay_seconds ({base:g}): a notification "
+                "that fails once could expire before its first retry",
+            )
+        return self
+
 
 class LinksConfig(Section):
     """Signed expiring one-click links. Disabled while `secret_env` is unset."""

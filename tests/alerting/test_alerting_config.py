@@ -155,8 +155,55 @@ def _silence(**fields: Any) -> dict[str, Any]:
             {"incidents": {"severity_thresholds": [95, 85, 70]}},
             r"^alerting\.incidents\.severity_thresholds: scores are in \[0, 1\], got \[95",
         ),
+        (  # read as quiet all day: a typo for 22:00-07:00, not "only SEV1 ever" (00:00-24:00)
+            {"users": [{"name": "ana", "quiet_hours": "22:00-22:00"}]},
+            r"^alerting\.users\[0\]\.quiet_hours: '22:00-22:00' starts when it ends: empty or "
+            r"all day\? \(all day: 00:00-24:00\)$",
+        ),
+        (
+            {"users": [{"name": "ana", "quiet_hours": "sat 08:00 - sat 08:00"}]},
+            r"^alerting\.users\[0\]\.quiet_hours: 'sat 08:00 - sat 08:00' starts when it ends",
+        ),
+        (  # the same windows restrict layers: "always on duty" there is no restriction at all
+            {
+                "schedules": [
+                    {"name": "s", "layers": [{"users": ["ana"], "restrictions": ["9:00-09:00"]}]}
+                ]
+            },
+            r"^alerting\.schedules\[0\]\.layers\[0\]\.restrictions\[0\]: '9:00-09:00' starts when",
+        ),
+        (
+            {
+                "policies": [
+                    {"name": "p", "levels": [{"targets": ["user:ana"], "delay_seconds": 1e300}]}
+                ],
+                "route": {"policy": "p"},
+            },
+            r"^alerting\.policies\[0\]\.levels\[0\]\.delay_seconds: Input should be less than or "
+            r"equal to 604800 \(got 1e\+300\)$",
+        ),
     ],
 )
 def test_errors_name_the_path_and_the_value(alerting: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"topics": [], "alerting": alerting})
+
+
+def test_edge_values_that_mean_what_they_say_pass() -> None:
+    week = 7 * 86400
+    cfg = parse_config(
+        {
+            "topics": [],
+            "alerting": {
+                "users": [{"name": "boss", "quiet_hours": "00:00-24:00"}],  # SEV1 only, ever
+                "teams": [],
+                "schedules": [],
+                "policies": [
+                    {"name": "p", "levels": [{"targets": ["user:boss"], "delay_seconds": week}]}
+                ],
+                "route": {"policy": "p"},
+            },
+        }
+    ).alerting
+    assert cfg.users[0].quiet_hours == "00:00-24:00"
+    assert cfg.policies[0].levels[0].delay_seconds == week

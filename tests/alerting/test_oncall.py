@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from alerting.oncall import parse_at, run_oncall
+from monitor import cli
 from monitor.clock import FakeClock
 from monitor.config.alerting import AlertingConfig
+from monitor.errors import ConfigError
 
 
 def render(cfg: AlertingConfig, at: datetime | None = None, clock: FakeClock | None = None) -> str:
@@ -84,3 +89,121 @@ def test_naive_at_is_local_to_the_configured_zone() -> None:
     text = render(cfg, datetime(2026, 1, 14, 7, 30))  # what `--at 2026-01-14T07:30` gives
     assert text.startswith("On call at 2026-01-14 07:30 EST (Wed)\n")
     assert "now:  carla (layer amer, 07:30 America/New_York)" in text
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "reason"),
+    [
+        (  # the spring-forward gap used to be read silently as 03:30 CEST
+            "2026-03-29T02:30",
+            BERLIN,
+            "2026-03-29 02:30 does not exist in Europe/Berlin: clocks go forward from 02:00 "
+            "to 03:00",
+        ),
+        (
+            "2026-03-08T02:59",
+            ZoneInfo("America/New_York"),
+            "2026-03-08 02:59 does not exist in America/New_York: clocks go forward from 02:00 "
+            "to 03:00",
+        ),
+        (  # a half-hour change: the span is looked up, not assumed to be an hour
+            "2026-10-04T02:15",
+            ZoneInfo("Australia/Lord_Howe"),
+            "2026-10-04 02:15 does not exist in Australia/Lord_Howe: clocks go forward from 02:00 "
+            "to 02:30",
+        ),
+        (  # fall back: which of the two 02:30s is meant? the offset says it
+            "2026-10-25T02:30",
+            BERLIN,
+            "2026-10-25 02:30 happens twice in Europe/Berlin: clocks go back from 03:00 to 02:00; "
+            "add +02:00 (CEST) or +01:00 (CET)",
+        ),
+    ],
+)
+def test_at_a_local_time_a_clock_change_skips_or_repeats_is_an_error(
+    text: str, zone: ZoneInfo, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_at(text, zone)
+    assert (err.value.path, err.value.reason, err.value.value) == ("--at", reason, text)
+
+
+def test_at_around_clock_changes_with_an_offset_or_outside_the_gap() -> None:
+    assert parse_at("2026-03-29T01:59", BERLIN).isoformat() == "2026-03-29T01:59:00+01:00"
+    assert parse_at("2026-03-29T03:00", BERLIN).isoformat() == "2026-03-29T03:00:00+02:00"
+    first = parse_at("2026-10-25T02:30+02:00", BERLIN)
+    second = parse_at("2026-10-25T02:30+01:00", BERLIN)
+    assert second.timestamp() - first.timestamp() == 3600
+    assert parse_at("2026-03-29T02:30Z", BERLIN).isoformat() == "2026-03-29T02:30:00+00:00"
+    assert parse_at("2026-03-29T02:30").isoformat() == "2026-03-29T02:30:00+00:00"  # UTC: no DST
+    with pytest.raises(ValueError, match="does not exist in Europe/Berlin"):  # a naive `at` too
+        render(AlertingConfig(timezone="Europe/Berlin"), datetime(2026, 3, 29, 2, 30))
+
+
+def test_cli_at_in_a_gap_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("topics: []\nalerting: {timezone: Europe/Berlin}\n", encoding="utf-8")
+    assert cli.main(["oncall", "--config", str(cfg), "--at", "2026-03-29T02:30"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --at: 2026-03-29 02:30 does not exist in Europe/Berlin: clocks go forward from "
+        "02:00 to 03:00 (got '2026-03-29T02:30')\n"
+    )
+    assert cli.main(["oncall", "--config", str(cfg), "--at", "2026-10-25T02:30+01:00"]) == 0
+    assert capsys.readouterr().out.startswith("On call at 2026-10-25 02:30 CET (Sun)\n")
+
+
+def _handover_config() -> AlertingConfig:
+    """The QA case: ben's weekday turn ends Friday 17:00, but an override from Friday noon
+    to Monday noon keeps him on over the weekend; ana's turn starts Monday."""
+    return AlertingConfig.model_validate(
+        {
+            "timezone": "Europe/Berlin",
+            "users": [{"name": "ana"}, {"name": "ben"}],
+            "teams": [],
+            "schedules": [
+                {
+                    "name": "gappy",
+                    "timezone": "Europe/Berlin",
+                    "layers": [
+                        {
+                            "name": "day",
+                            "users": ["ana", "ben"],
+                            "rotation": "2w",
+                            "start": "2026-01-05T09:00",
+                            "restrictions": ["mon-fri 09:00-17:00"],
+                        }
+                    ],
+                    "overrides": [
+                        {"user": "ben", "start": "2026-03-27T12:00", "end": "2026-03-30T12:00"}
+                    ],
+                }
+            ],
+            "policies": [{"name": "p", "levels": [{"targets": ["schedule:gappy"]}]}],
+            "route": {"policy": "p"},
+        }
+    )
+
+
+def test_next_names_the_next_person_and_a_mere_change_of_source_says_so() -> None:
+    cfg = _handover_config()
+    text = render(cfg, parse_at("2026-03-27T11:00", BERLIN))
+    lines = text.splitlines()
+    now = lines.index("  now:  ben (layer day, 10:00 UTC)")
+    assert lines[now + 1 : now + 3] == [
+        "  then: ben continues from 2026-03-27 12:00 CET, in 1h00m (override)",
+        "  next: ana from 2026-03-30 12:00 CEST, in 3d00h (layer day)",
+    ]
+    # under the override, the next person is still ana on Monday; no "then" line
+    weekend = render(cfg, parse_at("2026-03-28T11:00", BERLIN))
+    assert "  next: ana from 2026-03-30 12:00 CEST, in 2d00h (layer day)\n" in weekend
+    assert "then:" not in weekend
+    # a real handoff with no source-only change before it: unchanged output
+    before = render(cfg, parse_at("2026-03-26T18:00", BERLIN))
+    assert "  now:  nobody\n  next: ben from 2026-03-27 09:00 CET, in 15h00m (layer day)\n" in (
+        before
+    )

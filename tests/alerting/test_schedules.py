@@ -164,6 +164,32 @@ def test_next_change() -> None:
     assert always.next_change(ts(2026, 1, 1, 9, 0)) is None
 
 
+def test_next_handoff_skips_changes_of_source_only() -> None:
+    # ana's day shift, then her own override to 20:00, then ben's override to 22:00, then nobody
+    s = schedule(
+        layers=[{"users": ["ana"], "restrictions": ["09:00-17:00"]}],
+        overrides=[
+            {"user": "ana", "start": "2026-01-01T16:00Z", "end": "2026-01-01T20:00Z"},
+            {"user": "ben", "start": "2026-01-01T20:00Z", "end": "2026-01-01T22:00Z"},
+        ],
+    )
+    t = ts(2026, 1, 1, 10, 0)
+    assert s.next_change(t) == (ts(2026, 1, 1, 16, 0), OnCall("ana", "override"))
+    assert s.next_handoff(t) == (ts(2026, 1, 1, 20, 0), OnCall("ben", "override"))
+    assert s.next_handoff(ts(2026, 1, 1, 21, 0)) == (ts(2026, 1, 1, 22, 0), None)  # to nobody
+    assert s.next_handoff(ts(2026, 1, 1, 23, 0)) == (
+        ts(2026, 1, 2, 9, 0),
+        OnCall("ana", "layer:layer"),
+    )
+    # the same person for longer than the horizon, through changes of source: no handoff
+    solo = schedule(
+        layers=[{"users": ["ana"]}],
+        overrides=[{"user": "ana", "start": "2026-01-02T00:00Z", "end": "2026-01-03T00:00Z"}],
+    )
+    assert solo.next_change(t) is not None
+    assert solo.next_handoff(t) is None
+
+
 def test_quiet_hours_only_sev1_breaks_them() -> None:
     u = User.from_config(
         UserConfig(name="lead", timezone="Europe/Berlin", quiet_hours="22:00-07:00"), ["pager"]

@@ -63,3 +63,42 @@ def test_good_urls_pass() -> None:
         }
     )
     assert cfg.delivery.receiver("am").url == "http://127.0.0.1:9093"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("outbox", "message"),
+    [
+        (  # every retry would wait max_delay_seconds: no exponential backoff at all
+            {"base_delay_seconds": 600},
+            r"^delivery\.outbox\.base_delay_seconds: 600 is above max_delay_seconds \(300\)$",
+        ),
+        (
+            {"base_delay_seconds": 10, "max_delay_seconds": 5, "expire_seconds": 60},
+            r"^delivery\.outbox\.base_delay_seconds: 10 is above max_delay_seconds \(5\)$",
+        ),
+        (  # the first retry is due up to base_delay_seconds after the first failure
+            {"expire_seconds": 1.5},
+            r"^delivery\.outbox\.expire_seconds: 1\.5 is not longer than base_delay_seconds "
+            r"\(2\): a notification that fails once could expire before its first retry$",
+        ),
+        (
+            {"base_delay_seconds": 30, "expire_seconds": 30},
+            r"^delivery\.outbox\.expire_seconds: 30 is not longer than base_delay_seconds \(30\)",
+        ),
+    ],
+)
+def test_outbox_backoff_must_make_sense(outbox: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"topics": [], "delivery": {"outbox": outbox}})
+
+
+def test_outbox_edges_pass() -> None:
+    cfg = parse_config(
+        {
+            "topics": [],
+            "delivery": {
+                "outbox": {"base_delay_seconds": 5, "max_delay_seconds": 5, "expire_seconds": 6}
+            },
+        }
+    )
+    assert cfg.delivery.outbox.expire_seconds == 6
