@@ -12,6 +12,9 @@
   (``v1=<hex HMAC-SHA256 of the raw body>``, comma-separated during rotation) is verified
   before anything is parsed; ``incident.acknowledged``/``incident.resolved`` are applied to the
   incident whose dedup key is the PagerDuty ``incident_key``.
+* ``GET /api/v1/silences[?state=active|all]`` — silences, newest start first (a reader, as
+  above); ``POST /api/v1/silences`` — role responder, body checked by :func:`parse_silence`,
+  201; ``DELETE /api/v1/silences/{id}`` — role responder, ends the silence now.
 
 >>> bearer("Bearer abc"), bearer("Basic abc"), bearer(None)
 ('abc', None, None)
@@ -25,9 +28,11 @@ import html
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -35,12 +40,20 @@ from prometheus_client import CollectorRegistry
 from alerting.links import LinkClaim, LinkError, LinkSigner
 from alerting.metrics import ActionMetrics
 from alerting.notifiers.webhook import verify_body
+from alerting.routing import Matcher
+from alerting.silences import SilenceError
 from monitor.clock import Clock
+from monitor.config.alerting import parse_when
 from monitor.config.receivers import ApiConfig, secret
 from monitor.errors import ConfigError, CrisiswatchError
 from monitor.server import bad_request
 
 log = logging.getLogger(__name__)
+
+# A maintenance window longer than a month is a config change (reviewed, in the repository),
+# not a click: a forgotten silence would hide every crisis of its topic until it ends.
+MAX_SILENCE_SECONDS = 30 * 86400.0
+SILENCE_FIELDS = ("comment", "duration_seconds", "end", "matchers", "start")
 
 
 class IncidentActions(Protocol):
@@ -57,6 +70,29 @@ class IncidentActions(Protocol):
     async def get(self, incident_id: str) -> dict[str, Any] | None: ...
 
     async def list(self) -> list[dict[str, Any]]: ...
+
+
+class SilenceActions(Protocol):
+    """What the API needs for silences. A silence is ``Silence.to_dict()`` plus ``active``
+    (in force now)."""
+
+    async def list_silences(self) -> list[dict[str, Any]]:
+        """Every silence, newest start first."""
+        ...
+
+    async def add_silence(
+        self, matchers: Sequence[str], start: float, end: float, author: str, comment: str
+    ) -> dict[str, Any]:
+        """A new silence with a fresh id; SilenceError when malformed."""
+        ...
+
+    async def expire_silence(self, silence_id: str, who: str) -> dict[str, Any] | None:
+        """End the silence now (an ended one stays as it was); None when unknown."""
+        ...
+
+
+class ApiActions(IncidentActions, SilenceActions, Protocol):
+    """Everything :func:`api_routes` acts through (``alerting.service.IncidentService``)."""
 
 
 class Refused(CrisiswatchError):
@@ -189,7 +225,7 @@ _VERB = {"acknowledge": "Acknowledge", "resolve": "Resolve", "snooze": "Snooze"}
 
 
 def api_routes(
-    actions: IncidentActions,
+    actions: ApiActions,
     config: ApiConfig,
     *,
     clock: Clock,
@@ -367,22 +403,71 @@ def api_routes(
             out["reason"] = "already in that state"
         return web.json_response(out)
 
+    async def list_silences(request: web.Request) -> web.Response:
+        require_reader(tokens, request)
+        state = request.query.get("state", "all")
+        if state not in ("active", "all"):
+            raise bad_request(f"state: expected active or all (got {state[:40]!r})")
+        found = await actions.list_silences()
+        if state == "active":
+            found = [s for s in found if s["active"]]
+        return web.json_response({"silences": found})
+
+    async def add_silence(request: web.Request) -> web.Response:
+        who = authorize(request, "responder").name
+        try:
+            want = parse_silence(await _json_body(request), clock.now())
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        try:
+            silence = await actions.add_silence(
+                want.matchers, want.start, want.end, who, want.comment
+            )
+        except SilenceError as exc:  # the service's own checks; parse_silence should catch all
+            raise bad_request(exc.reason) from None
+        metrics.actions.labels(action="silence", via="api").inc()
+        return web.json_response({"silence": silence}, status=201)
+
+    async def expire_silence(request: web.Request) -> web.Response:
+        who = authorize(request, "responder").name
+        sid = request.match_info["id"]
+        before = next((s for s in await actions.list_silences() if s["id"] == sid), None)
+        after = await actions.expire_silence(sid, who)
+        if before is None or after is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": f"no such silence {sid[:80]!r}"}),
+                content_type="application/json",
+            )
+        if after["end"] != before["end"]:  # a repeated expiry is answered, not counted
+            metrics.actions.labels(action="expire_silence", via="api").inc()
+        return web.json_response({"silence": after})
+
     return [
         web.get("/api/v1/incidents/{id}", get_incident),
         web.post("/api/v1/incidents/{id}/{action:acknowledge|ack|resolve|snooze}", act),
         web.get("/act/{token}", link_page),
         web.post("/act/{token}", link_act),
         web.post("/api/v1/webhooks/pagerduty", pagerduty_webhook),
+        web.get("/api/v1/silences", list_silences),
+        web.post("/api/v1/silences", add_silence),
+        # `.+`: a configured silence id may contain a slash
+        web.delete("/api/v1/silences/{id:.+}", expire_silence),
     ]
 
 
-async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object ({} without a body); a JSON 400 otherwise."""
     try:
         body = await request.json() if request.can_read_body else {}
     except ValueError:
         raise bad_request("body is not JSON") from None
     if not isinstance(body, dict):
         raise bad_request("expected a JSON object")
+    return body
+
+
+async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
+    body = await _json_body(request)
     until_v, seconds_v = _number(body.get("until")), _number(body.get("seconds"))
     if until_v is not None:
         until = until_v
@@ -413,6 +498,123 @@ def _number(value: Any) -> float | None:
     except OverflowError:
         return None
     return f if math.isfinite(f) else None
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRequest:
+    matchers: tuple[str, ...]
+    start: float
+    end: float
+    comment: str
+
+
+def parse_silence(
+    body: Mapping[str, Any], now: float, max_seconds: float = MAX_SILENCE_SECONDS
+) -> SilenceRequest:
+    """The silence a POST body asks for; ValueError naming the field and value otherwise.
+
+    Times are ISO date-times (UTC without an offset) or epoch seconds. A start in the past, or
+    none, means now: the past cannot be silenced, and a client clock a little behind is no
+    error. At least one matcher must need a label value, as in Alertmanager: ``topic=~.*``
+    alone would mute every crisis.
+
+    >>> r = parse_silence({"matchers": ["topic=acme"], "duration_seconds": 600,
+    ...                    "comment": "release"}, now=1000.0)
+    >>> r.matchers, r.start, r.end
+    (('topic=acme',), 1000.0, 1600.0)
+    >>> r = parse_silence({"matchers": ["topic=acme"], "start": "1970-01-01T00:30",
+    ...                    "end": "1970-01-01T01:00+00:00", "comment": "x"}, now=1000.0)
+    >>> r.start, r.end
+    (1800.0, 3600.0)
+    >>> parse_silence({"matchers": ["topic!=acme"], "end": 2000, "comment": "x"}, now=1000.0)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: matchers: ["topic!=acme"] would silence incidents without any label value; ...
+    """
+    unknown = sorted(set(body) - set(SILENCE_FIELDS))
+    if unknown:
+        hint = " (the author is the token's name)" if "author" in unknown else ""
+        raise ValueError(
+            f"unknown field {unknown[0]!r}{hint}; expected {', '.join(SILENCE_FIELDS)}"
+        )
+    texts = body.get("matchers")
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError(
+            f'matchers: expected a non-empty list of strings like ["topic=acme"] '
+            f"(got {_show(texts)})"
+        )
+    parsed: list[Matcher] = []
+    for i, text in enumerate(texts):
+        try:
+            parsed.append(Matcher.parse(text))
+        except ValueError as exc:
+            raise ValueError(f"matchers[{i}]: {exc}") from None
+    if all(m.matches({}) for m in parsed):
+        raise ValueError(
+            f"matchers: {_show(texts)} would silence incidents without any label value; at "
+            'least one matcher must need one, like "topic=acme"'
+        )
+    comment = body.get("comment")
+    if not isinstance(comment, str) or not comment.strip():
+        raise ValueError(f"comment: required, say why (got {_show(comment)})")
+    start = now if body.get("start") is None else max(now, _when(body["start"], "start"))
+    has_end, has_duration = body.get("end") is not None, body.get("duration_seconds") is not None
+    if has_end == has_duration:
+        raise ValueError("give either end or duration_seconds (exactly one)")
+    if has_duration:
+        field, seconds = "duration_seconds", _number(body["duration_seconds"])
+        if seconds is None or seconds <= 0:
+            raise ValueError(
+                f"duration_seconds: expected a positive number of seconds "
+                f"(got {_show(body['duration_seconds'])})"
+            )
+        end = start + seconds
+    else:
+        field, end = "end", _when(body["end"], "end")
+        if end <= start:
+            what = "in the future" if start == now else f"after start {_show(body['start'])}"
+            raise ValueError(f"end: {_show(body['end'])} is not {what}")
+    if end - start > max_seconds:
+        raise ValueError(
+            f"{field}: {_show(body[field])} makes the silence {(end - start) / 86400:.1f} days "
+            f"long; at most {max_seconds / 86400:g} days"
+        )
+    return SilenceRequest(tuple(texts), start, end, comment.strip())
+
+
+def _when(value: Any, field: str) -> float:
+    """Epoch seconds of an ISO date-time (UTC without an offset) or of a finite JSON number.
+
+    >>> _when("2026-01-05T09:00", "end"), _when("2026-01-05T10:00+01:00", "end"), _when(5, "end")
+    (1767603600.0, 1767603600.0, 5.0)
+    """
+    if isinstance(value, str):
+        try:
+            t = parse_when(value, ZoneInfo("UTC")).timestamp()
+        except ValueError as exc:
+            raise ValueError(f"{field}: {exc}") from None
+    else:
+        number = _number(value)
+        if number is None:
+            raise ValueError(
+                f"{field}: expected an ISO date-time or epoch seconds (got {_show(value)})"
+            )
+        t = number
+    try:
+        datetime.fromtimestamp(t, UTC)  # so that every accepted time can be shown
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{field}: {_show(value)} is out of range") from None
+    return t
+
+
+def _show(value: Any) -> str:
+    """A request value for an error message: JSON, cut short (a body may be megabytes).
+
+    >>> _show("acme"), _show(None), _show("x" * 100)[-5:]
+    ('"acme"', 'null', 'xx...')
+    """
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 async def _resolve_key(actions: IncidentActions, key: str) -> str | None:

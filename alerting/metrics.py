@@ -71,7 +71,8 @@ class ActionMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.actions = Counter(
             "crisiswatch_incident_actions",
-            "Acknowledge/resolve/snooze requests applied, by channel (api, link, pagerduty).",
+            "Acknowledge/resolve/snooze requests and silences added/expired, by channel (api,"
+            " link, pagerduty).",
             ["action", "via"],
             registry=registry,
         )

@@ -1,9 +1,9 @@
 """The async face of the decision core: the incident book and the escalation runner together.
 
 The composition root builds one :class:`IncidentService`, feeds it verdicts, and hands it to
-the REST API (it implements ``alerting.api.IncidentActions``). It keeps the book and the
-runner consistent (one lock, book first, runner second), publishes every incident event (for
-the wall) and persists both as one JSON document after every change.
+the REST API (it implements ``alerting.api.ApiActions``: incident actions and silences). It
+keeps the book and the runner consistent (one lock, book first, runner second), publishes
+every incident event (for the wall) and persists both as one JSON document after every change.
 
 A store that fails (the outbox's, the state's: PostgreSQL gone past its retry budget, a full
 disk) neither stops the service nor drops a page: the book keeps the change, an event the
@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
 from alerting.runner import Emit, EscalationRunner
+from alerting.silences import Silence
 from monitor.clock import Clock
 from monitor.config.alerting import AlertingConfig
+from monitor.decode import format_time
 from monitor.pipeline import VerdictLike
 
 Publish = Callable[[IncidentEvent], Awaitable[None]]
@@ -114,6 +117,47 @@ class IncidentService:
     async def list(self) -> Snapshots:
         incs = sorted(self.book.all_incidents(), key=lambda i: -i.opened_at)
         return [i.to_dict() for i in incs]
+
+    # --- silences ----------------------------------------------------------------------------
+    async def list_silences(self) -> Snapshots:
+        """Config and run-time silences (ended ones for a week), newest start first, each with
+        ``active`` (in force now)."""
+        now = self.clock.now()
+        found = sorted(self.runner.silences.all(), key=lambda s: (s.start, s.id), reverse=True)
+        return [silence_view(s, now) for s in found]
+
+    async def add_silence(
+        self, matchers: Sequence[str], start: float, end: float, author: str, comment: str
+    ) -> dict[str, Any]:
+        """A run-time silence with a fresh ``s-<12 hex>`` id; SilenceError when malformed.
+        Escalations it matches are held at once."""
+        async with self._lock:  # book first, runner second: the runner records into the book
+            taken = {s.id for s in self.runner.silences.all()}
+            silence = Silence.new(new_silence_id(taken), matchers, start, end, author, comment)
+            await self.runner.add_silence(silence)
+            now = self.clock.now()
+        log.info(
+            "silence %s added by %s: %s from %s to %s (%s)",
+            silence.id, author, ", ".join(map(str, silence.matchers)),
+            format_time(silence.start), format_time(silence.end), comment,
+        )  # fmt: skip
+        return silence_view(silence, now)
+
+    async def expire_silence(self, silence_id: str, who: str) -> dict[str, Any] | None:
+        """End a silence now (None when unknown); escalations it held page at once. A silence
+        that has already ended stays as it was."""
+        async with self._lock:
+            before = next((s for s in self.runner.silences.all() if s.id == silence_id), None)
+            if before is None:
+                return None
+            after = await self.runner.expire_silence(silence_id)
+            now = self.clock.now()
+        if after.end != before.end:
+            log.info(
+                "silence %s expired by %s (author %s): %s",
+                silence_id, who, before.author, ", ".join(map(str, before.matchers)),
+            )  # fmt: skip
+        return silence_view(after, now)
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self) -> Events:
@@ -233,3 +277,27 @@ class IncidentService:
             log.exception("saving the incident state failed; retried at the next tick")
         else:
             self._unsaved = False
+
+
+def silence_view(silence: Silence, now: float) -> dict[str, Any]:
+    """What the API shows of a silence: its record plus whether it is in force at ``now``.
+
+    >>> s = Silence.new("s-1", ["topic=acme"], 100, 200, "ana", "release")
+    >>> silence_view(s, 150)["active"], silence_view(s, 200)["active"]
+    (True, False)
+    """
+    return {**silence.to_dict(), "active": silence.active(now)}
+
+
+def new_silence_id(taken: set[str]) -> str:
+    """``s-`` and 12 random hex digits, none of ``taken`` (the ids the book holds, config ones
+    included): random rather than counted, so a restart does not hand out an id again.
+
+    >>> sid = new_silence_id({"config-0"})
+    >>> sid.startswith("s-"), len(sid)
+    (True, 14)
+    """
+    while True:
+        sid = f"s-{uuid.uuid4().hex[:12]}"
+        if sid not in taken:
+            return sid

@@ -3,7 +3,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,9 +15,13 @@ from prometheus_client import CollectorRegistry
 
 from alerting.api import api_routes
 from alerting.links import LinkClaim, LinkSigner
+from alerting.notification import Notification
+from alerting.service import IncidentService
 from monitor.clock import FakeClock
+from monitor.config.alerting import AlertingConfig
 from monitor.config.receivers import ApiConfig
 from monitor.errors import ConfigError, CrisiswatchError
+from tests.alerting.fakes import V
 
 
 class IncidentRefused(CrisiswatchError):
@@ -38,7 +44,7 @@ CONFIG = ApiConfig.model_validate(
 
 
 class Book:
-    """An in-memory IncidentActions that records every call."""
+    """An in-memory ApiActions that records every call (silences: no checks, no timing)."""
 
     def __init__(self) -> None:
         self.incidents: dict[str, dict[str, Any]] = {
@@ -46,6 +52,7 @@ class Book:
                       "title": "Crisis on <acme>"},
             "inc-0": {"id": "inc-0", "key": "acme/volume", "state": "resolved"},
         }  # fmt: skip
+        self.silences: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[Any, ...]] = []
 
     def _set(self, i: str, state: str, call: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -68,6 +75,22 @@ class Book:
 
     async def get(self, incident_id: str) -> dict[str, Any] | None:
         return self.incidents.get(incident_id)
+
+    async def list_silences(self) -> list[dict[str, Any]]:
+        return list(self.silences.values())
+
+    async def add_silence(
+        self, matchers: Sequence[str], start: float, end: float, author: str, comment: str
+    ) -> dict[str, Any]:
+        self.calls.append(("silence", list(matchers), start, end, author, comment))
+        sid = f"s-{len(self.silences)}"
+        self.silences[sid] = {"id": sid, "matchers": list(matchers), "start": start, "end": end,
+                              "author": author, "comment": comment, "active": True}  # fmt: skip
+        return self.silences[sid]
+
+    async def expire_silence(self, silence_id: str, who: str) -> dict[str, Any] | None:
+        self.calls.append(("expire", silence_id, who))
+        return self.silences.get(silence_id)
 
     async def list(self) -> list[dict[str, Any]]:
         return list(self.incidents.values())
@@ -183,6 +206,9 @@ async def test_without_configured_tokens_reads_are_open_and_acts_refused(clock: 
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/api/v1/incidents/inc-1")).status == 200
         assert (await client.post("/api/v1/incidents/inc-1/ack")).status == 401
+        assert (await client.get("/api/v1/silences")).status == 200
+        assert (await client.post("/api/v1/silences", json=SILENCE)).status == 401
+        assert (await client.delete("/api/v1/silences/s-0")).status == 401
 
 
 async def test_a_repeated_action_is_answered_but_counted_once(env: Env) -> None:
@@ -340,3 +366,210 @@ async def test_state_conflicts_are_409_not_500(env: Env, signer: LinkSigner) -> 
     )
     r = await client.post(link)
     assert r.status == 409 and "incident is resolved" in await r.text()
+
+
+# --- silences ------------------------------------------------------------------------------------
+SILENCE = {"matchers": ["topic=acme"], "duration_seconds": 3600, "comment": "CMS release"}
+
+
+async def test_silence_routes_need_a_reader_and_writes_a_responder(env: Env) -> None:
+    client, book, reg = env
+    assert (await client.get("/api/v1/silences")).status == 401
+    r = await client.get("/api/v1/silences", headers=auth("view-token"))
+    assert r.status == 200 and await r.json() == {"silences": []}
+    r = await client.post("/api/v1/silences", json=SILENCE)
+    assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+    r = await client.post("/api/v1/silences", json=SILENCE, headers=auth("view-token"))
+    assert r.status == 403 and await r.json() == {"error": "role responder required"}
+    r = await client.delete("/api/v1/silences/s-0", headers=auth("view-token"))
+    assert r.status == 403
+    assert (await client.delete("/api/v1/silences/s-0")).status == 401
+    assert book.calls == []
+    r = await client.post("/api/v1/silences", json=SILENCE, headers=auth("ana-token"))
+    assert r.status == 201 and (await r.json())["silence"]["author"] == "ana"
+    assert book.calls == [("silence", ["topic=acme"], 1000.0, 4600.0, "ana", "CMS release")]
+    r = await client.delete("/api/v1/silences/s-0", headers=auth("ana-token"))
+    assert r.status == 200 and book.calls[-1] == ("expire", "s-0", "ana")
+    forbidden = reg.get_sample_value(
+        "crisiswatch_incident_action_rejections_total", {"via": "api", "reason": "forbidden"}
+    )
+    assert forbidden == 2.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ('{"matchers": ["topic=acme"], "duration_seconds": 60}', "comment: required"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": 60, "comment": " "}',
+         'comment: required, say why (got " ")'),
+        ('{"duration_seconds": 60, "comment": "c"}', "matchers: expected a non-empty list"),
+        ('{"matchers": [], "duration_seconds": 60, "comment": "c"}', "(got [])"),
+        ('{"matchers": "topic=acme", "duration_seconds": 60, "comment": "c"}',
+         'matchers: expected a non-empty list of strings like ["topic=acme"] (got "topic=acme")'),
+        ('{"matchers": ["topic=acme", "acme"], "duration_seconds": 60, "comment": "c"}',
+         "matchers[1]: expected name=value, name!=value, name=~re or name!~re, got 'acme'"),
+        ('{"matchers": ["topic=~(acme"], "duration_seconds": 60, "comment": "c"}',
+         "matchers[0]: bad regular expression '(acme'"),
+        ('{"matchers": ["topic=~.*"], "duration_seconds": 60, "comment": "c"}',
+         'matchers: ["topic=~.*"] would silence incidents without any label value'),
+        ('{"matchers": ["topic=acme"], "comment": "c"}', "either end or duration_seconds"),
+        ('{"matchers": ["topic=acme"], "end": 5000, "duration_seconds": 60, "comment": "c"}',
+         "either end or duration_seconds"),
+        ('{"matchers": ["topic=acme"], "end": 999, "comment": "c"}',
+         "end: 999 is not in the future"),
+        ('{"matchers": ["topic=acme"], "start": 5000, "end": 4000, "comment": "c"}',
+         "end: 4000 is not after start 5000"),
+        ('{"matchers": ["topic=acme"], "end": "tomorrow", "comment": "c"}',
+         "end: expected an ISO date-time like 2026-01-05T09:00, got 'tomorrow'"),
+        ('{"matchers": ["topic=acme"], "end": 1e300, "comment": "c"}', "end: 1e+300 is out of"),
+        ('{"matchers": ["topic=acme"], "start": "x", "end": 5000, "comment": "c"}', "start: "),
+        ('{"matchers": ["topic=acme"], "end": "1970-03-01T00:00Z", "comment": "c"}',
+         'end: "1970-03-01T00:00Z" makes the silence 59.0 days long; at most 30 days'),
+        ('{"matchers": ["topic=acme"], "duration_seconds": 2592001, "comment": "c"}',
+         "duration_seconds: 2592001 makes the silence 30.0 days long; at most 30 days"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": 0, "comment": "c"}',
+         "duration_seconds: expected a positive number of seconds (got 0)"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": -5, "comment": "c"}', "(got -5)"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": "600", "comment": "c"}',
+         '(got "600")'),
+        ('{"matchers": ["topic=acme"], "duration_seconds": true, "comment": "c"}', "(got true)"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": NaN, "comment": "c"}', "(got NaN)"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": Infinity, "comment": "c"}',
+         "(got Infinity)"),
+        ('{"matchers": ["topic=acme"], "duration_seconds": 60, "comment": "c", "author": "bo"}',
+         "unknown field 'author' (the author is the token's name)"),
+        ("[1]", "expected a JSON object"),
+        ('{"matchers": ["topic=acme"]', "body is not JSON"),
+    ],
+)  # fmt: skip
+async def test_bad_silences_are_400s_naming_field_and_value(env: Env, raw: str, error: str) -> None:
+    client, book, _ = env
+    r = await client.post(
+        "/api/v1/silences",
+        data=raw,
+        headers={**auth("ana-token"), "Content-Type": "application/json"},
+    )
+    assert r.status == 400 and book.calls == []
+    assert error in (await r.json())["error"]
+
+
+async def test_silence_list_state_is_checked_and_unknown_ids_are_404(env: Env) -> None:
+    client, _, _ = env
+    r = await client.get("/api/v1/silences?state=open", headers=auth("view-token"))
+    assert r.status == 400 and await r.json() == {
+        "error": "state: expected active or all (got 'open')"
+    }
+    r = await client.delete("/api/v1/silences/nope", headers=auth("ana-token"))
+    assert r.status == 404 and await r.json() == {"error": "no such silence 'nope'"}
+
+
+# The real IncidentService behind the routes: the demo config, reachable through "pager".
+T0 = datetime(2026, 1, 14, 10, 0, tzinfo=UTC).timestamp()  # ana (EMEA) is on call
+ENDED = {"matchers": ["topic=old"], "start": "2026-01-13T08:00Z", "end": "2026-01-13T09:00Z",
+         "author": "ops", "comment": "yesterday's window"}  # fmt: skip
+
+
+class Live:
+    """The routes over a real IncidentService; what it emitted and last saved."""
+
+    def __init__(self) -> None:
+        self.clock, self.registry = FakeClock(T0), CollectorRegistry()
+        self.sent: list[Notification] = []
+        self.saved: dict[str, Any] = {}
+        config = AlertingConfig.model_validate(
+            {"default_receivers": ["pager"], "silences": [ENDED]}
+        )
+        self.svc = IncidentService(config, self.clock, self.emit, persist=self.persist)
+        self.app = web.Application()
+        self.app.add_routes(
+            api_routes(self.svc, CONFIG, clock=self.clock, registry=self.registry, env=ENV)
+        )
+
+    async def emit(self, n: Notification) -> None:
+        self.sent.append(n)
+
+    async def persist(self, state: dict[str, Any]) -> None:
+        self.saved = json.loads(json.dumps(state))
+
+    def paged(self, topic: str) -> list[str]:
+        return [f"{n.action} {n.recipient}" for n in self.sent if n.incident["topic"] == topic]
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[tuple[Live, TestClient[web.Request, web.Application]]]:
+    rig = Live()
+    async with TestClient(TestServer(rig.app)) as client:
+        yield rig, client
+
+
+LiveEnv = tuple[Live, TestClient[web.Request, web.Application]]
+
+
+async def test_silences_are_created_listed_and_expired_over_http(
+    live: LiveEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig, client = live
+    caplog.set_level(logging.INFO, logger="alerting.service")
+    r = await client.post("/api/v1/silences", json=SILENCE, headers=auth("ana-token"))
+    assert r.status == 201
+    now = (await r.json())["silence"]
+    assert now["id"].startswith("s-") and now["id"] != "config-0"
+    assert {k: now[k] for k in ("matchers", "start", "end", "author", "comment", "active")} == {
+        "matchers": ["topic=acme"], "start": T0, "end": T0 + 3600, "author": "ana",
+        "comment": "CMS release", "active": True,
+    }  # fmt: skip
+    later_body = {"matchers": ['kind=~"volume|terms"', "topic=acme"], "comment": "migration",
+                  "start": "2026-01-14T13:00:00+01:00", "end": T0 + 9000}  # fmt: skip
+    r = await client.post("/api/v1/silences", json=later_body, headers=auth("ana-token"))
+    later = (await r.json())["silence"]
+    assert r.status == 201 and (later["start"], later["active"]) == (T0 + 7200, False)
+    assert later["matchers"] == ["kind=~volume|terms", "topic=acme"]
+
+    r = await client.get("/api/v1/silences", headers=auth("view-token"))
+    listed = (await r.json())["silences"]
+    assert [s["id"] for s in listed] == [later["id"], now["id"], "config-0"]  # newest start first
+    assert [s["active"] for s in listed] == [False, True, False]
+    r = await client.get("/api/v1/silences?state=active", headers=auth("view-token"))
+    assert [s["id"] for s in (await r.json())["silences"]] == [now["id"]]
+    assert {s["id"] for s in rig.saved["escalation"]["silences"]} >= {now["id"], later["id"]}
+
+    rig.clock.advance(600)
+    for _ in range(2):  # a repeated expiry is answered the same, and counted and logged once
+        r = await client.delete(f"/api/v1/silences/{now['id']}", headers=auth("ana-token"))
+        gone = (await r.json())["silence"]
+        assert r.status == 200 and (gone["end"], gone["active"]) == (T0 + 600, False)
+    r = await client.get("/api/v1/silences?state=active", headers=auth("view-token"))
+    assert (await r.json())["silences"] == []
+    saved = {s["id"]: s for s in rig.saved["escalation"]["silences"]}
+    assert saved[now["id"]]["end"] == T0 + 600  # the expiry outlives a restart
+
+    def counted(action: str) -> float | None:
+        return rig.registry.get_sample_value(
+            "crisiswatch_incident_actions_total", {"action": action, "via": "api"}
+        )
+
+    assert (counted("silence"), counted("expire_silence")) == (2.0, 1.0)
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "alerting.service"]
+    assert lines[0].startswith(f"silence {now['id']} added by ana: topic=acme from ")
+    assert lines[2] == f"silence {now['id']} expired by ana (author ana): topic=acme"
+    assert len(lines) == 3
+
+
+async def test_a_silence_made_over_http_mutes_paging_until_it_is_deleted(
+    live: LiveEnv,
+) -> None:
+    rig, client = live
+    r = await client.post("/api/v1/silences", json=SILENCE, headers=auth("ana-token"))
+    sid = (await r.json())["silence"]["id"]
+    [acme] = await rig.svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    await rig.svc.on_verdict(V("beta", T0, 0.9, 2, onset="open"))  # not matched: pages
+    assert rig.paged("acme") == [] and rig.paged("beta") == ["trigger ana"]
+    rig.clock.advance(600)
+    await rig.svc.runner.wake_due()
+    assert rig.paged("acme") == [] and rig.paged("beta") == ["trigger ana", "trigger lead"]
+
+    r = await client.delete(f"/api/v1/silences/{sid}", headers=auth("ana-token"))
+    assert r.status == 200
+    assert rig.paged("acme") == ["trigger ana"]  # at once, not at the silence's planned end
+    timeline = [x["event"] for x in rig.svc.book.get(acme.incident.id).timeline]
+    assert timeline.index("silenced") < timeline.index("unmuted") < timeline.index("level-1 paged")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -344,3 +345,41 @@ async def test_a_failed_publish_or_save_is_redone_at_the_next_tick() -> None:
     assert rig.saved["book"]["incidents"][0]["id"] == ev.incident.id
     await rig.svc.tick()
     assert rig.who() == ["trigger ana"] and len(rig.published) == 1  # the page was made once
+
+
+async def test_run_time_silence_ids_never_replace_a_configured_silence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = {"id": "s-000000000000", "matchers": ["topic=b"], "start": "2026-01-14T09:00Z",
+             "end": "2026-01-14T12:00Z", "author": "ops", "comment": "planned"}  # fmt: skip
+    config = AlertingConfig.model_validate({"default_receivers": ["pager"], "silences": [taken]})
+
+    async def emit(_: Notification) -> None:
+        pass
+
+    svc = IncidentService(config, FakeClock(T0), emit)
+    draws = iter([uuid.UUID(int=0), uuid.UUID(int=0xABC << 116)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    made = await svc.add_silence(["topic=a"], T0, T0 + 60, "ana", "deploy")
+    assert made["id"] == "s-abc000000000"
+    listed = {s["id"]: s for s in await svc.list_silences()}
+    assert listed["s-000000000000"]["matchers"] == ["topic=b"]  # still the configured one
+    assert listed["s-abc000000000"]["matchers"] == ["topic=a"]
+
+
+async def test_service_silences_check_their_input_and_expire_once() -> None:
+    from alerting.silences import SilenceError
+
+    rig = Rig()
+    with pytest.raises(SilenceError, match="end must be after start"):
+        await rig.svc.add_silence(["topic=a"], T0, T0, "ana", "deploy")
+    assert await rig.svc.expire_silence("nope", "ana") is None
+    pending = await rig.svc.add_silence(["topic=a"], T0 + 600, T0 + 900, "ana", "deploy")
+    assert pending["active"] is False
+    rig.clock.advance(60)
+    gone = await rig.svc.expire_silence(pending["id"], "ben")
+    assert gone is not None and (gone["start"], gone["end"]) == (T0 + 60, T0 + 60)
+    rig.clock.advance(60)
+    assert await rig.svc.expire_silence(pending["id"], "ben") == gone  # nothing left to end
+    again = Rig(state=rig.saved, start=rig.clock.now())
+    assert await again.svc.list_silences() == [gone]  # expired before its start, and restarted
