@@ -17,13 +17,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SERIES = ROOT / "tests" / "data" / "nab" / "Twitter_volume_PFE_head.csv"
 
 
-def test_backtest_from_another_directory_uses_the_checkouts_default(
+def test_backtest_without_config_runs_the_frozen_default_from_any_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["backtest", str(SERIES), "--out", "out"]) == 0
-    assert (tmp_path / "out" / SERIES.name).read_text().startswith("timestamp,value,")
-    assert f"config: {ROOT / 'config' / 'default.yaml'}" in capsys.readouterr().err
+    """It read the checkout's config/default.yaml, whose detection block tunes the demo (1 h
+    warm-up, 2 h calm): a young or short series scored differently there (QA, tenth
+    session: one alert instead of none)."""
+    outs = []
+    for where in (tmp_path, ROOT):
+        monkeypatch.chdir(where)
+        out = tmp_path / f"out-{len(outs)}"
+        assert cli.main(["backtest", str(SERIES), "--out", str(out)]) == 0
+        assert "config: the built-in frozen detection default" in capsys.readouterr().err
+        outs.append((out / SERIES.name).read_text())
+    assert outs[0] == outs[1] and outs[0].startswith("timestamp,value,")
+    demo = ROOT / "config" / "default.yaml"
+    assert (
+        cli.main(["backtest", str(SERIES), "--out", str(tmp_path / "d"), "--config", str(demo)])
+        == 0
+    )
+    assert f"config: {demo}" in capsys.readouterr().err
 
 
 def test_without_any_default_config(
@@ -32,7 +45,7 @@ def test_without_any_default_config(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "default_config", lambda: None)  # an installed copy, no checkout
     assert cli.main(["backtest", str(SERIES), "--out", "out"]) == 0
-    assert "config: the built-in detection defaults" in capsys.readouterr().err
+    assert "config: the built-in frozen detection default" in capsys.readouterr().err
     # the service and on-call need topics and schedules: they say what is missing
     assert cli.main(["oncall"]) == 2
     assert "config/default.yaml: not found here or in the checkout; pass --config" in (
