@@ -23,7 +23,7 @@ def test_backtest_without_config_runs_the_frozen_default_from_any_directory(
     """It read the checkout's config/default.yaml, whose detection block tunes the demo (1 h
     warm-up, 2 h calm): a young or short series scored differently there (QA, tenth
     session: one alert instead of none)."""
-    outs = []
+    outs: list[str] = []
     for where in (tmp_path, ROOT):
         monkeypatch.chdir(where)
         out = tmp_path / f"out-{len(outs)}"
