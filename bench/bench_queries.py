@@ -85,7 +85,29 @@ def main() -> int:
     print(f"queries: {len(queries)}  mentions: {len(texts)}  topic hits per run: {matched}")
     print(f"median mentions/s (tokenize + pre-filter + match): {statistics.median(rates):,.0f}")
     print(f"runs: {', '.join(f'{r:,.0f}' for r in rates)}")
+    worst_cases()
     return 0
+
+
+def worst_cases() -> None:
+    """Queries and posts that once took seconds on the event loop (tenth session: a five-deep
+    NEAR chain on 240 characters 12.8 s, a plain NEAR on a 96,000-character post 8 s)."""
+    nested = "acme NEAR/3 (outage NEAR/3 (acme NEAR/3 (outage NEAR/3 (acme NEAR/3 outage))))"
+    chain = " NEAR/2 ".join(["acme", "outage"] * 25)
+    cases = [
+        ("5-deep NEAR, 240 chars", nested, "acme outage " * 20),
+        ("5-deep NEAR, 2,400 chars", nested, "acme outage " * 200),
+        ("chain of 50 NEARs, 1,200 chars", chain, "acme outage " * 100),
+        ("acme NEAR/5 outage, 96,000 chars", "acme NEAR/5 outage", "acme outage " * 8000),
+    ]
+    for name, query, text in cases:
+        q, doc = parse_query(query), make_doc(tokenize(text))
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            q.matches(doc)
+            times.append(time.perf_counter() - t0)
+        print(f"worst case {name}: median {statistics.median(times) * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":
