@@ -83,6 +83,10 @@ def feature_lang(lang: str) -> str:
     return "de" if lang[:2].lower() == "de" else "en"
 
 
+#: named columns that say something about a mood by themselves
+POLAR_PREFIXES = ("LEX", "GL+", "GL-", "EMO")
+
+
 @dataclass(frozen=True)
 class Head:
     """One linear classifier over the shared columns.
@@ -166,6 +170,9 @@ class LinearModel:
             )
             for k, h in self.heads.items()
         }
+        # named columns that are evidence of a mood by themselves (lexicon, emoji): with no
+        # such column and no word of its own a text is neutral (see predict_proba)
+        self._polar = np.array([n.startswith(POLAR_PREFIXES) for n in self.names], dtype=bool)
         # named column -> row of the head's dense weights (-1: not a dense column)
         self._dense_pos: dict[str, npt.NDArray[np.int64]] = {}
         for k, h in self.heads.items():
@@ -277,11 +284,22 @@ class LinearModel:
         heads = [feature_lang(g) for g in langs]
         enc = self.encode(texts, heads)
         is_de = np.fromiter((h == "de" for h in heads), dtype=bool, count=len(heads))
-        logits, norm = self.logits(enc, is_de)
+        logits, _ = self.logits(enc, is_de)
         proba = softmax(logits)
-        # No known feature means no evidence: call it neutral rather than echo the class prior.
-        proba[norm == 0] = (0.0, 1.0, 0.0)
+        # No word and no polar sign means no evidence: neutral rather than the head's prior.
+        # The German head's style columns (no polar word, no pronoun) lean negative on their
+        # own: ".", "?", "@acme" or a bare link came out negative (-0.5..-0.8), "!!!" in
+        # English +0.99, and link-only posts fed the sentiment-turn detector (QA, tenth session).
+        proba[~self.has_evidence(enc)] = (0.0, 1.0, 0.0)
         return cast(F32, proba.astype(np.float32))
+
+    def has_evidence(self, enc: Encoded) -> npt.NDArray[np.bool_]:
+        """Per row: does the text hold a word (char n-grams) or a polar sign (lexicon, emoji)?"""
+        out = np.zeros(enc.n, dtype=bool)
+        out[enc.rows[enc.named :]] = True
+        named = enc.cols[: enc.named]
+        out[enc.rows[: enc.named][self._polar[named]]] = True
+        return out
 
     def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]:
         """One :class:`Sentiment` per text, same order."""

@@ -166,6 +166,19 @@ class TestShippedModel:
         )
         assert nicht_gut.score < gut.score - 0.3
 
+    @pytest.mark.parametrize("lang", ["en", "de"])
+    def test_a_post_without_words_or_polar_signs_is_neutral(
+        self, model: LinearModel, lang: str
+    ) -> None:
+        """The German head called ".", "?", "@acme" and a bare link negative (-0.5..-0.8), the
+        English one "!!!" positive (0.99): style columns alone leaned one way (QA, tenth
+        session). An emoji is a sign of its own and keeps its mood."""
+        texts = [".", "?", "!!!", "@acme", "https://t.co/abc", "@acme https://t.co/x", "nicht"]
+        got = model.score_batch(texts, [lang] * len(texts))
+        assert [(s.label, s.score) for s in got] == [("neutral", 0.0)] * len(texts)
+        angry, fine = model.score_batch(["😡", "super!!!"], [lang, lang])
+        assert angry.label == "negative" and fine.label == "positive"
+
     def test_batch_equals_single(self, model: LinearModel) -> None:
         texts = ["Love it 😍", "Störung seit Stunden", "", "meh", "Acme stellt neue App vor"]
         langs = ["en", "de", "en", "en", "de"]
