@@ -94,11 +94,13 @@ def worst_cases() -> None:
     NEAR chain on 240 characters 12.8 s, a plain NEAR on a 96,000-character post 8 s)."""
     nested = "acme NEAR/3 (outage NEAR/3 (acme NEAR/3 (outage NEAR/3 (acme NEAR/3 outage))))"
     chain = " NEAR/2 ".join(["acme", "outage"] * 25)
+    chain9 = " NEAR/3 ".join(["acme", "outage"] * 5)
     cases = [
         ("5-deep NEAR, 240 chars", nested, "acme outage " * 20),
         ("5-deep NEAR, 2,400 chars", nested, "acme outage " * 200),
         ("chain of 50 NEARs, 1,200 chars", chain, "acme outage " * 100),
         ("acme NEAR/5 outage, 96,000 chars", "acme NEAR/5 outage", "acme outage " * 8000),
+        ("chain of 9 NEAR/3, 96,000 chars", chain9, "acme outage " * 8000),
     ]
     for name, query, text in cases:
         q, doc = parse_query(query), make_doc(tokenize(text))

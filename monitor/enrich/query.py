@@ -27,6 +27,7 @@ monitor.errors.QuerySyntaxError: unbalanced parenthesis at column 10
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,15 @@ __all__ = [
 FIELDS = ("lang", "channel", "author", "country")
 MIN_PREFIX = 3
 MAX_DEPTH = 100  # parentheses, NOTs and NEAR chains; deeper would exhaust the recursion limit
+# Distinct spans one NEAR may build for one mention. Only a post that repeats the query's words
+# thousands of times needs more (a chain of 9 NEARs over "acme outage" x 8,000 took 7.8 s);
+# such a post holds the words, so it counts as a match, in bounded time.
+MAX_SPANS = 5_000
+
+
+class _TooManySpans(Exception):
+    pass
+
 
 # --------------------------------------------------------------------------- documents
 
@@ -371,7 +381,7 @@ def _terms(raw: str) -> tuple[Term, ...]:
     Writing ä as ae never moves a token boundary, so both tokenisations align one to one.
     """
     parts = tokenize(raw)
-    low = raw.lower()
+    low = unicodedata.normalize("NFC", raw).lower()  # "u" + U+0308 as pasted from macOS is ü
     if not any(c in low for c in "äöü"):
         return tuple(Term((p,)) for p in parts)
     alts = tokenize(low.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"))
@@ -402,7 +412,14 @@ def _compile(node: Node) -> Pred:
         return lambda d: any(k.startswith(stem) for k in d.keys)
     if isinstance(node, Phrase | Near):
         spans = _compile_spans(node)
-        return lambda d: bool(spans(d))
+
+        def has_span(d: Doc) -> bool:
+            try:
+                return bool(spans(d))
+            except _TooManySpans:
+                return True
+
+        return has_span
     if isinstance(node, And):
         preds = tuple(_compile(c) for c in node.children)
         return lambda d: all(p(d) for p in preds)
@@ -462,51 +479,35 @@ def _compile_spans(node: Node) -> SpanFn:
         dist, ordered = node.distance, node.ordered
 
         def near_spans(d: Doc) -> list[Span]:
-            # Each side once, only its innermost spans, and for each left span only the right
-            # spans within reach (bisect): near-linear in the text. Pairing every left with
-            # every right, and computing the right side once per left span, took 12.8 s on
-            # one 240-character post for a five-deep NEAR chain (exponential in the depth),
-            # on the event loop (QA, tenth session).
+            # Each side once, its distinct spans only (all of them: an outer span can reach a
+            # word its inner one cannot), for each left span only the right spans within
+            # reach (bisect), and at most MAX_SPANS. Pairing every left with every right, and
+            # the right side recomputed per left span, took 12.8 s on one 240-character post
+            # for a five-deep NEAR chain, on the event loop (QA, tenth session).
             ls = left(d)
             if not ls:
                 return []
             rs = right(d)
             if not rs:
                 return []
-            by_start = innermost(rs)
+            by_start = sorted(set(rs))
             starts = [b0 for b0, _ in by_start]
             by_end = sorted(by_start, key=lambda s: s[1])
             ends = [b1 for _, b1 in by_end]
             out: list[Span] = []
-            for a0, a1 in innermost(ls):
+            for a0, a1 in set(ls):
                 # right after left, at most `dist` words between: a1 < b0 <= a1 + dist + 1
                 hi = bisect_right(starts, a1 + dist + 1)
                 out += [(a0, b1) for _, b1 in by_start[bisect_right(starts, a1) : hi]]
                 if not ordered:  # right before left: a0 - dist - 1 <= b1 < a0
                     lo = bisect_left(ends, a0 - dist - 1)
                     out += [(b0, a1) for b0, _ in by_end[lo : bisect_left(ends, a0)]]
-            return innermost(out)
+                if len(out) > MAX_SPANS:
+                    raise _TooManySpans
+            return sorted(set(out))
 
         return near_spans
     raise TypeError(f"not positional: {node!r}")  # the parser rejects this earlier
-
-
-def innermost(spans: list[Span]) -> list[Span]:
-    """The spans that contain no other, by start: whatever a span pairs with in a NEAR, a span
-    inside it pairs with too (its end is no later, its start no earlier), so matching needs
-    only these, at most one per start.
-
-    >>> innermost([(0, 5), (1, 2), (1, 3), (4, 6), (4, 6), (7, 7)])
-    [(1, 2), (4, 6), (7, 7)]
-    """
-    out: list[Span] = []
-    best = None  # the smallest end among the spans kept so far (all start later)
-    for a, b in sorted(spans, key=lambda s: (-s[0], s[1])):
-        if best is None or b < best:
-            out.append((a, b))
-            best = b
-    out.reverse()
-    return out
 
 
 def _single_matcher(p: Term | Prefix) -> Callable[[str], bool]:

@@ -16,6 +16,13 @@ import unicodedata
 from collections.abc import Iterable
 
 _COMBINING = re.compile(r"[\u0300-\u036f]+")
+# Deleted: invisible characters that split a word without showing (soft hyphen, zero-width
+# space and non-joiner, word joiner, BOM): "ac\u200bme" must still be acme. The zero-width
+# joiner stays, it builds emoji. Mapped: letters with no decomposition to strip (ł, ø, đ, ħ, ı).
+_FOLD_TABLE = {
+    **dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u2060\ufeff\u180e"), None),
+    **str.maketrans("łøđħı", "lodhi"),
+}
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Emoji and pictographs: the main emoji blocks, dingbats/misc symbols, and regional indicators.
 # Skin-tone modifiers (U+1F3FB-1F3FF) are left out: they vary the emoji before them.
@@ -46,9 +53,11 @@ def fold(text: str) -> str:
     'eclair fine arger'
     >>> fold("🔥 Größe")
     '🔥 grosse'
+    >>> fold("ac\u200bme Łódź Øresund ac\u00adme")
+    'acme lodz oresund acme'
     """
     folded = unicodedata.normalize("NFKD", text.casefold())
-    return folded if folded.isascii() else _COMBINING.sub("", folded)
+    return folded if folded.isascii() else _COMBINING.sub("", folded).translate(_FOLD_TABLE)
 
 
 def strip_urls(text: str) -> str:

@@ -248,3 +248,8 @@ def test_a_deep_near_chain_on_a_long_post_is_answered() -> None:
     assert not parse_query(nested).matches_text("acme " * 200 + "outage")
     chain = " NEAR/2 ".join(["acme", "outage"] * 50)
     assert parse_query(chain).matches_text("acme outage " * 100)
+    # a post repeating the words thousands of times would need more than MAX_SPANS spans:
+    # it holds every word of the query and counts as a match, in bounded work
+    chain9 = " NEAR/3 ".join(["acme", "outage"] * 5)
+    assert parse_query(chain9).matches_text("acme outage " * 8000)
+    assert not parse_query(f"NOT ({chain9})").matches_text("acme outage " * 8000)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.enrich.query import parse_query
 from monitor.enrich.sentiment import LexiconScorer
 from monitor.enrich.terms import content_terms
-from monitor.enrich.text import spellings, tokenize
+from monitor.enrich.text import fold, spellings, tokenize
 
 
 @pytest.mark.parametrize(
@@ -89,3 +90,13 @@ def test_term_limit() -> None:
 )
 def test_lexicon_scorer(text: str, lang: str, label: str) -> None:
     assert LexiconScorer().score_one(text, lang).label == label
+
+
+def test_invisible_characters_do_not_split_a_word_and_undecomposable_letters_fold() -> None:
+    """``ac\\u200bme`` dodged the query ``acme``; ``Łódź`` did not match ``lodz`` (QA, tenth
+    session). The zero-width joiner stays: it builds emoji."""
+    for text in ("ac\u200bme down", "ac\u00adme down", "ac\u2060me down", "\ufeffacme down"):
+        assert parse_query("acme").matches_text(text), repr(text)
+    assert parse_query("lodz OR oresund").matches_text("Łódź") and fold("Øresund") == "oresund"
+    assert fold("👨\u200d👩\u200d👧") == "👨\u200d👩\u200d👧"
+    assert parse_query("ru\u0308ckruf").matches_text("Rueckruf bei Acme")
