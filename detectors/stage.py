@@ -349,8 +349,10 @@ class DetectionStage:
             fired.append("sentiment")
         if m >= close:
             fired.append("terms")
+        window = None
         if isinstance(st.volume, VolumeDetector):
             observed, expected, band, tail_p = st.volume.summary()
+            window = st.volume.tail_window()
         else:
             vol = st.volume.details()
             observed = vol.get("observed", float(bucket.count))
@@ -362,6 +364,9 @@ class DetectionStage:
             "expected": expected,
             "band": band,
             "tail_p": tail_p,
+            # tail_p is of the evidence window that scored highest (1-6 h), not of the bucket
+            # observed/expected describe: without it the two read as a contradiction (QA)
+            "tail_window_seconds": window,
             "signals": {
                 "volume": round_to(v, 4),
                 "sentiment": round_to(s, 4),

@@ -382,16 +382,22 @@ class VolumeDetector:
             p,
         )
 
+    def tail_window(self) -> float:
+        """Seconds of event time the last score's evidence (and its tail p) summed over: the
+        window that scored highest, which need not be the bucket ``observed`` describes."""
+        j = self._last[4]
+        return self.scales[j] if self.scales else 0.0
+
     def details(self) -> dict[str, Any]:
         x, mu, band, p = self.summary()
-        _x, _mu, _p, z, j = self._last
+        z = self._last[3]
         return {
             "observed": x,
             "expected": mu,
             "band": band,
             "tail_p": p,
             "z": round_to(z, 3),
-            "scale_seconds": self.scales[j] if self.scales else 0.0,
+            "scale_seconds": self.tail_window(),
             "dispersion": round_to(self.phi, 4),
         }
 
