@@ -381,7 +381,9 @@ class DetectionStage:
             return out
         out["sentiment"] = st.sentiment.details()
         out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
-        if isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
+        # only terms that burst: with the terms signal at 0 the highest ratios are noise
+        # ("update, event, streaming" on an outage; tenth session, QA)
+        if m > 0.0 and isinstance(st.terms, TermsDetector) and bucket.terms and c.top_terms:
             top = st.terms.top(c.top_terms)
             if top:
                 written = spellings(e.mention.text for e in bucket.samples)

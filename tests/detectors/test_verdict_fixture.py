@@ -111,6 +111,10 @@ def test_fixture_exercises_every_path() -> None:
     assert {"open", None} <= onsets
     assert any(v["resolved"] for v in want)
     assert any(v["explanation"]["top_terms"] for v in want)
+    # terms are listed only when they burst (the terms signal above 0)
+    assert all(
+        v["explanation"]["signals"]["terms"] > 0 for v in want if v["explanation"]["top_terms"]
+    )
     assert any(v["explanation"]["signals"]["terms"] > 0 for v in want)
     assert any(v["explanation"]["signals"]["sentiment"] > 0 for v in want)
     assert any(v["explanation"]["top_channels"] for v in want)
