@@ -167,6 +167,9 @@ def load_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
             raise BacktestInputError(
                 str(path), f"{k}: expected a list of [start, end] timestamps, got {v!r}"[:200]
             ) from None
+        for a, b in out[k]:
+            if b < a:  # scored as it stood, it changed the result instead of failing
+                raise BacktestInputError(str(path), f"{k}: a window ends before it starts")
     return out
 
 
@@ -224,18 +227,23 @@ def run_backtest(
             # nothing, all well", nor leave outputs behind as if the run had worked
             print(f"error: {labels}: labels none of the inputs (keys are dir/file.csv)", file=log)
             return 2
+        # every input and its labels checked before anything is written: a bad third file
+        # used to leave the first two results behind as if the run had worked
+        series = [read_series(path) for path in inputs]
+        windows = [
+            windows_for(path, s, label_map) if label_map is not None else None
+            for path, s in zip(inputs, series, strict=True)
+        ]
         out_dir.mkdir(parents=True, exist_ok=True)
         per_profile: dict[str, list[FileScore]] = {p: [] for p in PROFILES}
         rows: list[str] = []
-        for path in inputs:
-            s = read_series(path)
+        for path, s, wins in zip(inputs, series, windows, strict=True):
             scores, alerts = run_series(DetectionStage(config), s)
             write_output(out_dir / path.name, s, scores, alerts)
             days = (s.t[-1] - s.t[0]) / 86_400.0 if len(s.t) > 1 else 0.0
             print(f"{path.name}: {len(s.t)} rows, {sum(alerts)} alerts", file=log)
             if label_map is None:
                 continue
-            wins = windows_for(path, s, label_map)
             if wins is None:
                 print(f"{path.name}: no labels, not scored", file=log)
                 continue

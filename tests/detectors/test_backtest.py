@@ -161,6 +161,35 @@ def test_labels_that_name_none_of_the_inputs_are_an_error(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
+    ("second", "labels", "says"),
+    [
+        ("timestamp,value\n2015-01-01 00:00:00,nan\n", None, "b.csv"),
+        (None, '{"d/a.csv": [["2015-01-01 00:05:00", "2015-01-01 00:00:00"]]}', "ends before"),
+        (None, '{"d/b.csv": [["2015-01-02 00:00:00", "2015-01-02 00:05:00"]]}', "row timestamp"),
+    ],
+)
+def test_a_bad_input_or_window_leaves_no_results_behind(
+    tmp_path: Path, second: str | None, labels: str | None, says: str
+) -> None:
+    """A bad second file, a reversed window or one off the rows: the first file's result used
+    to be written before the error (or a reversed window scored), exit 2 all the same (QA)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    good = "timestamp,value\n2015-01-01 00:00:00,3\n2015-01-01 00:05:00,4\n"
+    (d / "a.csv").write_text(good)
+    (d / "b.csv").write_text(second or good)
+    lab = None
+    if labels is not None:
+        lab = tmp_path / "labels.json"
+        lab.write_text(labels)
+    log = io.StringIO()
+    out = tmp_path / "o"
+    assert run_backtest([d / "a.csv", d / "b.csv"], out, DetectionConfig(), lab, log) == 2
+    assert says in log.getvalue() and log.getvalue().count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
     ("rows", "outcome"),
     [
         # most stamps repeated: the width is the typical step forward, repeats are late rows
