@@ -23,58 +23,15 @@ policy default
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from alerting.escalation import Policy
 from alerting.schedules import Directory, OnCall, Schedule
 from monitor.clock import Clock, SystemClock
-from monitor.config.alerting import AlertingConfig, parse_when, parse_zone
+from monitor.config.alerting import AlertingConfig, local_instant, parse_when, parse_zone
 from monitor.errors import ConfigError
-
-
-def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
-    """Naive local ``wall`` in ``zone`` as an aware date-time, or ValueError when a clock
-    change skips it (spring forward) or repeats it (fall back): a guess would answer "who is
-    on call" for a time nobody asked about, an hour off.
-
-    >>> berlin = ZoneInfo("Europe/Berlin")
-    >>> local_instant(datetime(2026, 3, 29, 3, 30), berlin).isoformat()
-    '2026-03-29T03:30:00+02:00'
-    >>> local_instant(datetime(2026, 3, 29, 2, 30), berlin)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: 2026-03-29 02:30 does not exist in ...: clocks go forward from 02:00 to 03:00
-    >>> local_instant(datetime(2026, 10, 25, 2, 30), berlin)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: 2026-10-25 02:30 happens twice ...; add +02:00 (CEST) or +01:00 (CET)
-    """
-    first, second = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)
-    before, after = first.utcoffset(), second.utcoffset()  # either side of a change (PEP 495)
-    if before is None or after is None or before == after:
-        return first
-    # the change lies between the two readings of `wall`; find it to the second
-    lo, hi = sorted(int((wall - off).replace(tzinfo=UTC).timestamp()) for off in (before, after))
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if datetime.fromtimestamp(mid, zone).utcoffset() == before else (lo, mid)
-    change = datetime.fromtimestamp(hi, UTC).replace(tzinfo=None)
-    span = f"from {change + before:%H:%M} to {change + after:%H:%M}"
-    where = f"{wall:%Y-%m-%d %H:%M} "
-    if after > before:
-        raise ValueError(f"{where}does not exist in {zone.key}: clocks go forward {span}")
-    raise ValueError(
-        f"{where}happens twice in {zone.key}: clocks go back {span}; add "
-        f"{_offset(first)} ({first.tzname()}) or {_offset(second)} ({second.tzname()})"
-    )
-
-
-def _offset(at: datetime) -> str:
-    """``+02:00``, as ``--at`` takes it (``%:z`` needs Python 3.12)."""
-    z = at.strftime("%z")
-    return f"{z[:3]}:{z[3:5]}"
 
 
 def parse_at(text: str, zone: ZoneInfo | None = None) -> datetime:

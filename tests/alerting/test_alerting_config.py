@@ -155,6 +155,23 @@ def _silence(**fields: Any) -> dict[str, Any]:
             {"incidents": {"severity_thresholds": [95, 85, 70]}},
             r"^alerting\.incidents\.severity_thresholds: scores are in \[0, 1\], got \[95",
         ),
+        (  # a local time the spring-forward skips moved silently an hour (QA, tenth session)
+            {
+                "users": [{"name": "ana"}],
+                "schedules": [
+                    {
+                        "name": "s",
+                        "timezone": "Europe/Berlin",
+                        "layers": [{"users": ["ana"]}],
+                        "overrides": [
+                            {"user": "ana", "start": "2026-03-29T02:30", "end": "2026-03-29T09:00"}
+                        ],
+                    }
+                ],
+            },
+            r"^alerting\.schedules\[0\]\.overrides\[0\]\.start: 2026-03-29 02:30 does not exist in "
+            r"Europe/Berlin: clocks go forward from 02:00 to 03:00",
+        ),
         (  # read as quiet all day: a typo for 22:00-07:00, not "only SEV1 ever" (00:00-24:00)
             {"users": [{"name": "ana", "quiet_hours": "22:00-22:00"}]},
             r"^alerting\.users\[0\]\.quiet_hours: '22:00-22:00' starts when it ends: empty or "
