@@ -38,7 +38,7 @@ import json
 import logging
 import random
 from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -188,6 +188,14 @@ def from_payload(p: Mapping[str, Any]) -> Notification:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    state: str
+    attempts: int
+    due_at: float
+    last_error: str | None
+
+
 @dataclass(slots=True)
 class _ReceiverHealth:
     consecutive_failures: int = 0
@@ -229,6 +237,10 @@ class Outbox:
         self._wake = asyncio.Event()
         self._in_flight: dict[str, tuple[tuple[str, str], asyncio.Task[None]]] = {}
         self._finished: set[str] = set()  # attempts ended since this pass's scan began
+        # outcomes the store could not record (disk full, database read-only): held here and
+        # written again every pass, so a delivered page is not sent again meanwhile (a full
+        # disk re-sent one page 3,200 times in 20 s) and a failed one waits out its backoff
+        self._unrecorded: dict[str, _Outcome] = {}
         self._repeat: dict[str, dict[str, Any]] | None = None  # loaded lazily from the store
         self._receivers: dict[str, _ReceiverHealth] = {}
         self._pending = 0
@@ -321,11 +333,14 @@ class Outbox:
         # its scanned row stale: still "pending" here, delivered in the store. Not started again
         # (it went out twice, 3-4 of 20 under a real webhook); the next pass rescans it.
         self._finished.clear()
+        await self._record_held()
         rows, full = await self._scan()
+        rows = self._with_held(rows)
         await self._observe(rows, full, now)
         rows = await self._expire(rows, now)
         if await self._repeat_due(rows, full, now):
             rows, full = await self._scan()
+            rows = self._with_held(rows)
         busy = {g for g, _ in self._in_flight.values()}
         for row in heads(rows, now, busy, self._per_recipient):
             if row.id in self._in_flight or row.id in self._finished:
@@ -394,10 +409,11 @@ class Outbox:
             )
         else:
             now = self._clock.now()
-            await self._after_delivery(n, notifier, now)
-            await self._store.outbox_update(
-                row.id, state="delivered", attempts=attempts, due_at=row.due_at, last_error=None
-            )
+            try:  # before the row is marked: a crash between the two re-sends, never skips
+                await self._after_delivery(n, notifier, now)
+            except Exception:  # the store refused the repeat schedule; the page went out
+                log.exception("outbox: could not schedule the repeats of %s", row.id)
+            await self._record(row, _Outcome("delivered", attempts, row.due_at, None))
             health.consecutive_failures, health.last_success_at = 0, now
             self._counts["delivered"] += 1
             self.metrics.attempts.labels(receiver=row.receiver, result="ok").inc()
@@ -424,9 +440,7 @@ class Outbox:
             health.consecutive_failures
         )
         if isinstance(step, Retry):
-            await self._store.outbox_update(
-                row.id, state="pending", attempts=attempts, due_at=step.due_at, last_error=reason
-            )
+            await self._record(row, _Outcome("pending", attempts, step.due_at, reason))
             self._counts["retried"] += 1
             self.metrics.attempts.labels(receiver=row.receiver, result="retry").inc()
             log.warning(
@@ -434,14 +448,53 @@ class Outbox:
                 row.id, row.receiver, attempts, step.due_at - now, reason,
             )  # fmt: skip
         else:
-            await self._store.outbox_update(
-                row.id, state=step.state, attempts=attempts, due_at=row.due_at, last_error=reason
-            )
+            await self._record(row, _Outcome(step.state, attempts, row.due_at, reason))
             self.metrics.attempts.labels(receiver=row.receiver, result=step.state).inc()
             self._gave_up(row, step.state)
             if n.action == "resolve":
                 await self._stop_repeat(row.receiver, n.dedup_key)
             log.error("gave up on %s to %s (%s): %s", row.id, row.receiver, step.state, reason)
+
+    async def _record(self, row: OutboxRow, outcome: _Outcome) -> None:
+        """Write an attempt's outcome; held for the next pass if the store refuses it."""
+        try:
+            await self._store.outbox_update(
+                row.id, state=outcome.state, attempts=outcome.attempts,
+                due_at=outcome.due_at, last_error=outcome.last_error,
+            )  # fmt: skip
+        except Exception as exc:
+            log.error(
+                "outbox: could not record %s of %s to %s (%s: %s); held until the store takes it",
+                outcome.state, row.id, row.receiver, type(exc).__name__, str(exc)[:200],
+            )  # fmt: skip
+            self._store_error = type(exc).__name__
+            self._unrecorded[row.id] = outcome
+
+    async def _record_held(self) -> None:
+        """Write the held outcomes again; those the store still refuses stay held, and the
+        pass goes on (rows already stored can still be delivered while it refuses)."""
+        for rid, o in list(self._unrecorded.items()):
+            try:
+                await self._store.outbox_update(
+                    rid, state=o.state, attempts=o.attempts, due_at=o.due_at,
+                    last_error=o.last_error,
+                )  # fmt: skip
+            except Exception:
+                return
+            del self._unrecorded[rid]
+
+    def _with_held(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """The scan as the held outcomes say: finished rows gone, retries due when due."""
+        if not self._unrecorded:
+            return rows
+        out = []
+        for r in rows:
+            o = self._unrecorded.get(r.id)
+            if o is None:
+                out.append(r)
+            elif o.state == "pending":
+                out.append(replace(r, attempts=o.attempts, due_at=o.due_at))
+        return out
 
     def _gave_up(self, row: OutboxRow, state: str) -> None:
         self._counts[state] = self._counts.get(state, 0) + 1
@@ -547,8 +600,10 @@ class Outbox:
         failing = sorted(n for n, h in self._receivers.items() if h.consecutive_failures >= 3)
         oldest = None if self._oldest_created is None else max(0.0, now - self._oldest_created)
         return {
-            "status": "degraded" if failing or self._store_error else "ok",
+            "status": "degraded" if failing or self._store_error or self._unrecorded else "ok",
             "store_error": self._store_error,
+            # outcomes the store refused, held in memory: a restart now would send them again
+            "unrecorded": len(self._unrecorded),
             "pending": self._pending,
             "in_flight": len(self._in_flight),
             "oldest_pending_age": oldest,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -178,6 +179,50 @@ async def test_one_refused_address_holds_back_only_that_persons_messages(
         await ob.tick()
     expected = ["t-lead", "t-ana", "a-ana"] if per_recipient else ["t-ana", "t-lead", "a-ana"]
     assert [n.id for n in fake.sent] == expected
+
+
+class RefusingStore:
+    """The real store, except that outbox updates fail while ``full`` (a full disk)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.full = inner, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def outbox_update(self, *args: Any, **kw: Any) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        await self.inner.outbox_update(*args, **kw)
+
+
+@pytest.mark.parametrize("first_send_fails", [False, True])
+async def test_an_outcome_the_store_cannot_record_is_not_sent_again(
+    store: Store, first_send_fails: bool
+) -> None:
+    """The page went out, marking it delivered failed (disk full): the row stayed due and was
+    sent again on every pass, 3,200 times in 20 s (QA, tenth session). A failed attempt whose
+    retry cannot be recorded waits out its backoff all the same."""
+    clock, fake = FakeClock(0.0), Fake(transient() if first_send_fails else None)
+    refusing = RefusingStore(store)
+    ob, reg = outbox(refusing, clock, r=fake)
+    await ob.enqueue(note("t"))
+    refusing.full = True
+    await ob.tick()
+    for _ in range(20):  # passes while the disk stays full: the run loop's retries
+        clock.advance(0.5)
+        with contextlib.suppress(OSError):
+            await ob.tick()
+    assert [n.id for n in fake.sent] == ["t"]  # (after a failure: its retry, once)
+    assert ob.health()["status"] == "degraded" and ob.health()["unrecorded"] == 1
+    refusing.full = False
+    await ob.tick()
+    clock.advance(60)
+    await ob.tick()
+    assert [n.id for n in fake.sent] == ["t"]
+    assert await store.outbox_pending_count() == 0 and ob.health()["unrecorded"] == 0
+    labels = {"receiver": "r", "action": "trigger"}
+    assert reg.get_sample_value("crisiswatch_notifications_delivered_total", labels) == 1
 
 
 async def test_pending_rows_resume_after_restart(store: Store) -> None:
