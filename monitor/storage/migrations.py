@@ -37,3 +37,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
+
+
+def too_new(current: int) -> str | None:
+    """Why a store at schema ``current`` cannot be used by this version, or None.
+
+    A later version wrote it (a rollback after an upgrade): its tables may hold columns this
+    one does not fill, so every write would fail while the service looked healthy.
+
+    >>> too_new(MIGRATIONS[-1][0]) is None
+    True
+    >>> too_new(99)  # doctest: +ELLIPSIS
+    'the store is at schema 99, newer than this crisiswatch knows (...): ...'
+    """
+    newest = MIGRATIONS[-1][0]
+    if current <= newest:
+        return None
+    return (
+        f"the store is at schema {current}, newer than this crisiswatch knows ({newest}): "
+        "a later version wrote it; run that version, or give this one another store"
+    )

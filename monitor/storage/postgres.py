@@ -28,7 +28,7 @@ import asyncpg
 
 from monitor.errors import ConfigError
 from monitor.storage.base import OutboxRow
-from monitor.storage.migrations import MIGRATIONS
+from monitor.storage.migrations import MIGRATIONS, too_new
 
 log = logging.getLogger("monitor.storage.postgres")
 
@@ -150,6 +150,8 @@ class PostgresStore:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
+            if (why := too_new(current)) is not None:
+                raise ConfigError("storage.url", why)
             for version, statements in MIGRATIONS:
                 if version <= current:
                     continue

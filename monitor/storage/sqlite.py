@@ -12,7 +12,7 @@ import aiosqlite
 
 from monitor.errors import ConfigError
 from monitor.storage.base import OutboxRow
-from monitor.storage.migrations import MIGRATIONS
+from monitor.storage.migrations import MIGRATIONS, too_new
 
 _DIALECT = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
 
@@ -75,6 +75,8 @@ class SqliteStore:
             async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
                 row = await cur.fetchone()
             current = (row[0] if row else None) or 0
+            if (why := too_new(current)) is not None:
+                raise ConfigError("storage.url", why)
             for version, statements in MIGRATIONS:
                 if version <= current:
                     continue

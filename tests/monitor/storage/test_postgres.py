@@ -7,10 +7,12 @@ is dropped afterwards, so runs never see each other's rows.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -290,3 +292,32 @@ async def test_only_a_lost_connection_is_retried_and_only_for_retry_seconds() ->
     with pytest.raises(asyncpg.UniqueViolationError):
         await _Retrying(pool, retry_seconds=5.0).execute("INSERT")
     assert pool.calls == 1  # an SQL error is the caller's, at once
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+async def test_a_store_a_later_version_wrote_is_refused(tmp_path: Path, backend: str) -> None:
+    """A rollback after an upgrade: the service started on the newer tables and every write
+    failed while /healthz said ok (QA, tenth session); now it does not start, in one line."""
+    schema = f"cw_test_{uuid.uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path}/store.db" if backend == "sqlite" else f"{PG}?schema={schema}"
+    s = await open_store(url)
+    await s.close()
+    if backend == "sqlite":
+        with sqlite3.connect(tmp_path / "store.db") as db:
+            db.execute("INSERT INTO schema_version VALUES (?)", (LATEST + 1,))
+    else:
+        conn = await asyncpg.connect(PG)
+        await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES ($1)', LATEST + 1)
+    try:
+        with pytest.raises(ConfigError) as err:
+            await open_store(url)
+        assert f"the store is at schema {LATEST + 1}, newer than this crisiswatch knows" in str(
+            err.value
+        )
+        assert str(err.value).startswith("storage.url: ")
+    finally:
+        if backend != "sqlite":
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
