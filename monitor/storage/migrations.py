@@ -39,7 +39,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 ]
 
 
-def too_new(current: int) -> str | None:
+def too_new(current: int, migrations: list[tuple[int, list[str]]] = MIGRATIONS) -> str | None:
     """Why a store at schema ``current`` cannot be used by this version, or None.
 
     A later version wrote it (a rollback after an upgrade): its tables may hold columns this
@@ -50,7 +50,7 @@ def too_new(current: int) -> str | None:
     >>> too_new(99)  # doctest: +ELLIPSIS
     'the store is at schema 99, newer than this crisiswatch knows (...): ...'
     """
-    newest = MIGRATIONS[-1][0]
+    newest = migrations[-1][0]
     if current <= newest:
         return None
     return (

@@ -150,7 +150,7 @@ class PostgresStore:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
-            if (why := too_new(current)) is not None:
+            if (why := too_new(current, MIGRATIONS)) is not None:
                 raise ConfigError("storage.url", why)
             for version, statements in MIGRATIONS:
                 if version <= current:

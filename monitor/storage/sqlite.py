@@ -75,7 +75,7 @@ class SqliteStore:
             async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
                 row = await cur.fetchone()
             current = (row[0] if row else None) or 0
-            if (why := too_new(current)) is not None:
+            if (why := too_new(current, MIGRATIONS)) is not None:
                 raise ConfigError("storage.url", why)
             for version, statements in MIGRATIONS:
                 if version <= current:
