@@ -317,12 +317,19 @@ class App:
             # between slices. Nothing observes meanwhile: only the pipeline's advance does,
             # and it is the caller awaiting this (through on_verdicts), or it has stopped.
             await asyncio.sleep(0)
-        await self.store.put("detectors", b"".join(parts))
-        await self.persist_alerting(self.incidents.to_state())
-        # taken together, with no await between: the buckets and the keys they counted agree
+        # taken together, with no await between, and written in one statement: what the
+        # detectors learned, the buckets still open and the keys those counted agree after a
+        # crash at any point (written apart, a kill -9 between them counted re-sent mentions
+        # twice, or let the detectors learn buckets twice)
         buckets, keys = self.aggregator.snapshot(), self.pipeline.dedup.snapshot()
-        await self.store.put("aggregator", json.dumps(buckets).encode())
-        await self.store.put("dedup", keys)
+        await self.store.put_many(
+            {
+                "detectors": b"".join(parts),
+                "aggregator": json.dumps(buckets).encode(),
+                "dedup": keys,
+            }
+        )
+        await self.persist_alerting(self.incidents.to_state())
 
     @classmethod
     async def open(cls, config: Config, clock: Clock, store: Store) -> App:

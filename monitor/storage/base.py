@@ -5,6 +5,7 @@ Values cross it as JSON-able dicts or bytes, so the backends stay dumb and inter
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +32,10 @@ class Store(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
     async def put(self, key: str, value: bytes) -> None: ...
+
+    async def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Every key at once, or none (one statement): parts of one checkpoint must agree."""
+        ...
 
     # incidents, one JSON document each
     async def upsert_incident(self, incident: dict[str, Any]) -> None: ...

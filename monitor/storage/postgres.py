@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -181,6 +182,16 @@ class PostgresStore:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             key,
             value,
+        )
+
+    async def put_many(self, items: Mapping[str, bytes]) -> None:
+        if not items:
+            return
+        await self._pool.execute(
+            "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[])"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            list(items),
+            list(items.values()),
         )
 
     async def upsert_incident(self, incident: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,17 @@ class SqliteStore:
             "INSERT INTO kv (key, value) VALUES (?, ?)"
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
+        )
+        await self._db.commit()
+
+    async def put_many(self, items: Mapping[str, bytes]) -> None:
+        if not items:
+            return
+        rows = ", ".join("(?, ?)" for _ in items)
+        await self._db.execute(
+            f"INSERT INTO kv (key, value) VALUES {rows}"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [x for kv in items.items() for x in kv],
         )
         await self._db.commit()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,18 +136,18 @@ async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
     cfg, store = quiet
     clock = FakeClock(NOW)
     app = await App.open(cfg, clock, store)
-    real_put = store.put
-    calls: list[str] = []
+    real_put_many = store.put_many
+    calls: list[list[str]] = []
 
-    async def down(key: str, value: bytes) -> None:
-        calls.append(key)
+    async def down(items: Mapping[str, bytes]) -> None:
+        calls.append(sorted(items))
         raise ConnectionError("store down")
 
-    monkeypatch.setattr(store, "put", down)
+    monkeypatch.setattr(store, "put_many", down)
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])  # before: the error ended the ticker, and the service
-    assert calls == ["detectors"]
-    monkeypatch.setattr(store, "put", real_put)
+    assert calls == [["aggregator", "dedup", "detectors"]]  # one write, all or nothing
+    monkeypatch.setattr(store, "put_many", real_put_many)
     await app.on_verdicts([])  # not due yet: the interval restarted at the failed attempt
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])
@@ -189,13 +189,14 @@ async def test_a_big_detector_checkpoint_lets_other_tasks_run_between_slices(
             await asyncio.sleep(0)
 
     at_put: dict[str, int] = {}
-    real_put = store.put
+    real_put_many = store.put_many
 
-    async def put(key: str, value: bytes) -> None:
-        at_put.setdefault(key, turns)
-        await real_put(key, value)
+    async def put_many(items: Mapping[str, bytes]) -> None:
+        for key in items:
+            at_put.setdefault(key, turns)
+        await real_put_many(items)
 
-    monkeypatch.setattr(store, "put", put)
+    monkeypatch.setattr(store, "put_many", put_many)
     task = asyncio.create_task(other_work())
     await asyncio.sleep(0)
     start = turns

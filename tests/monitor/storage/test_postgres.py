@@ -64,6 +64,11 @@ async def test_kv_roundtrips_bytes(store: Store) -> None:
     await store.put("other", b"")
     assert await store.get("k") == b"\x00\xfftwo"
     assert await store.get("other") == b""
+    # the parts of one checkpoint, in one statement: new keys and replaced ones together
+    await store.put_many({"k": b"three", "dedup": bytes(range(256)) * 4, "aggregator": b"{}"})
+    assert await store.get("k") == b"three" and await store.get("aggregator") == b"{}"
+    assert await store.get("dedup") == bytes(range(256)) * 4
+    await store.put_many({})
 
 
 async def test_incidents_upsert_order_and_open_filter(store: Store) -> None:
