@@ -98,7 +98,13 @@ def history_floor(config: Config, now: float) -> float | None:
 
 class App:
     def __init__(
-        self, config: Config, clock: Clock, store: Store, saved: Saved | None = None
+        self,
+        config: Config,
+        clock: Clock,
+        store: Store,
+        saved: Saved | None = None,
+        *,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
         saved = saved or Saved()
         self.config, self.clock, self.store = config, clock, store
@@ -152,7 +158,7 @@ class App:
             self.aggregator.restore(saved.aggregator)
         # alerting: incidents + escalation decide, the outbox delivers (persisted first)
         env = os.environ
-        self.http = aiohttp.ClientSession()
+        self.http = http or aiohttp.ClientSession()
         notifiers = build_notifiers(
             config.delivery.receivers,
             self.http,
@@ -348,7 +354,14 @@ class App:
             # clock; resume where it stood so the saved state stays valid
             clock.resume_at(closed + agg.watermark_seconds)
             log.info("simulated clock resumes at the saved state (%.0f)", clock.now())
-        return cls(config, clock, store, saved)
+        # made here so that a config error further on can close it: left open it printed
+        # "Unclosed client session" under the one-line error (QA, tenth session)
+        http = aiohttp.ClientSession()
+        try:
+            return cls(config, clock, store, saved, http=http)
+        except BaseException:
+            await http.close()
+            raise
 
     # --- read side -----------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

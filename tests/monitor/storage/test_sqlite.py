@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,30 @@ async def test_services_starting_together_on_a_new_file_all_open(tmp_path: Path)
             if not isinstance(s, BaseException):
                 await s.close()
         assert [str(s) for s in stores if isinstance(s, BaseException)] == [], round_
+
+
+def test_a_config_error_while_the_app_is_built_is_one_line(tmp_path: Path) -> None:
+    """A token variable missing from the environment: the error came with an asyncio
+    "Unclosed client session" line after it (QA, tenth session)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "topics: [{name: a, query: acme}]\n"
+        "sources: {demo: {enabled: false}}\n"
+        f"storage: {{url: 'sqlite:///{tmp_path}/cw.db'}}\n"
+        "server: {port: 0}\n"
+        "delivery: {api: {tokens: [{name: ana, token_env: CW_TEST_NO_SUCH_VARIABLE,"
+        " roles: [responder]}]}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CW_TEST_NO_SUCH_VARIABLE"}
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[3],
+        env=env,
+    )
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CW_TEST_NO_SUCH_VARIABLE" in lines[0], lines
