@@ -74,6 +74,35 @@ class Saved:
     dedup: bytes | None = None  # the keys those buckets counted (monitor.dedup)
 
 
+def health_problems(
+    sources: Sequence[Mapping[str, Any]],
+    push: Sequence[SourceHealth],
+    checkpoint_error: str | None,
+    outbox: Mapping[str, Any],
+) -> list[str]:
+    """Why ``/healthz`` is not ok (503): empty when it is.
+
+    A stale source, a push endpoint that refuses everything (its token variable unset), a
+    store that refuses the checkpoint or the outbox's outcomes: each looked healthy (200,
+    ``ok: true``) while data or pages were being lost (QA, tenth session). A receiver that
+    fails is not among them: that is the far side's outage, alerted on by its own rule.
+
+    >>> health_problems([{"name": "rss", "stale": True}], [], "OSError: disk full",
+    ...                 {"unrecorded": 2})  # doctest: +NORMALIZE_WHITESPACE
+    ['source rss is stale', 'checkpoint failed: OSError: disk full',
+     'outbox: 2 outcomes the store refused (held in memory)']
+    """
+    out = [f"source {s['name']} is stale" for s in sources if s["stale"]]
+    out += [
+        f"endpoint {h.name} refuses everything (not configured)" for h in push if not h.connected
+    ]
+    if checkpoint_error is not None:
+        out.append(f"checkpoint failed: {checkpoint_error}")
+    if held := outbox.get("unrecorded"):
+        out.append(f"outbox: {held} outcomes the store refused (held in memory)")
+    return out
+
+
 def history_floor(config: Config, now: float) -> float | None:
     """Where event time may begin on a first start: ``first_start_history_seconds`` before
     `now`, or the demo's backfill if longer; None (no floor) with a replay, whose files are
@@ -257,6 +286,7 @@ class App:
         )
         self.web.on_shutdown.append(lambda _: close_walls(self.wall_sockets))
         self._last_checkpoint = clock.now()
+        self._checkpoint_error: str | None = None  # the last checkpoint's failure, if it failed
         self.bound_port: int | None = None
 
     @staticmethod
@@ -279,10 +309,13 @@ class App:
         if self.clock.now() - self._last_checkpoint >= self.config.storage.checkpoint_seconds:
             try:
                 await self.checkpoint()
-            except Exception:
+            except Exception as exc:
                 # A store outage must not stop detection and paging (the incident service
                 # keeps what it could not store); the next interval tries again.
                 log.exception("checkpoint failed; detection goes on, retried next interval")
+                self._checkpoint_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            else:
+                self._checkpoint_error = None
 
     def publish_escalation(self, incident_id: str, state: EscalationState) -> None:
         self.hub.publish("escalation", escalation_summary(state))
@@ -368,8 +401,11 @@ class App:
         now = self.clock.now()
         newest = self.pipeline.newest_event_time
         sources = self.source_reports(now)
+        outbox = self.outbox.health()
+        problems = health_problems(sources, self.push_health, self._checkpoint_error, outbox)
         return {
-            "ok": all(not s["stale"] for s in sources),
+            "ok": not problems,
+            "problems": problems,
             "now": now,
             "sources": sources,
             "last_event_time": newest,
@@ -378,7 +414,7 @@ class App:
             "processed": self.pipeline.processed,
             "queue_depth": self.queue.qsize(),
             "dead_letters": self.dead_letters.count,
-            "outbox": self.outbox.health(),
+            "outbox": outbox,
             "wall_clients": len(self.wall_sockets),
         }
 

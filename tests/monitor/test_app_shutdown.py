@@ -147,11 +147,16 @@ async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])  # before: the error ended the ticker, and the service
     assert calls == [["aggregator", "dedup", "detectors"]]  # one write, all or nothing
+    health = await app.health()  # it said ok while nothing could be saved (QA, tenth session)
+    assert not health["ok"] and health["problems"] == [
+        "checkpoint failed: ConnectionError: store down"
+    ]
     monkeypatch.setattr(store, "put_many", real_put_many)
     await app.on_verdicts([])  # not due yet: the interval restarted at the failed attempt
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])
     assert await store.get("aggregator") is not None
+    assert (await app.health())["ok"]
     await app.close()
 
 
@@ -207,3 +212,35 @@ async def test_a_big_detector_checkpoint_lets_other_tasks_run_between_slices(
     blob = await store.get("detectors")
     assert blob is not None and again.restore(blob) == 0 and again.series_count == 2500
     await app.close()
+
+
+async def test_an_ingest_endpoint_without_its_token_makes_the_service_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every POST answered 503 while /healthz said ok: a deployment check passed a service
+    whose only source refused everything (QA, tenth session)."""
+    monkeypatch.delenv("CW_TEST_UNSET_INGEST_TOKEN", raising=False)
+    cfg = demo_config(
+        tmp_path,
+        sources={
+            "demo": {"enabled": False},
+            "http": {"enabled": True, "token_env": "CW_TEST_UNSET_INGEST_TOKEN"},
+        },
+    )
+    store = await open_store(cfg.storage.url)
+    app = await App.open(cfg, FakeClock(NOW), store)
+    try:
+        health = await app.health()
+        assert not health["ok"]
+        assert health["problems"] == ["endpoint http refuses everything (not configured)"]
+        monkeypatch.setenv("CW_TEST_UNSET_INGEST_TOKEN", "s3cret")
+    finally:
+        await app.close()
+        await store.close()
+    store = await open_store(cfg.storage.url)
+    app = await App.open(cfg, FakeClock(NOW), store)
+    try:
+        assert (await app.health())["ok"]
+    finally:
+        await app.close()
+        await store.close()
