@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from monitor.app import App
 from monitor.clock import FakeClock
 from monitor.storage import open_store
@@ -36,6 +38,37 @@ async def test_after_a_restart_nothing_closes_until_every_source_delivered(
         for s in app.sources:
             s.health.last_received_at = None
         clock.advance(1.0)
+        assert app.complete_until() == clock.now()
+    finally:
+        await app.close()
+        await store.close()
+
+
+async def test_after_a_restart_the_hold_waits_for_push_endpoints_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client re-sending what it held while the service was down, 10 s after the restart,
+    found those minutes closed: counted late, a false dip (QA, tenth session)."""
+    monkeypatch.setenv("CW_TEST_HOLD_TOKEN", "s3cret")
+    clock = FakeClock(1_700_000_000.0)
+    cfg = demo_config(
+        tmp_path,
+        sources={
+            "demo": {"enabled": False},
+            "http": {"enabled": True, "token_env": "CW_TEST_HOLD_TOKEN"},
+        },
+    )
+    store = await open_store(cfg.storage.url)
+    app = await App.open(cfg, clock, store)
+    try:
+        lateness = cfg.aggregation.watermark_seconds
+        assert not app.sources and app.push_health  # HTTP ingest only
+        now = clock.now()
+        app.aggregator.closed_until = now - 120.0  # down for two minutes
+        app.started_at = now
+        clock.advance(10.0)
+        assert app.complete_until() - lateness == now - 120.0  # held: nobody posted yet
+        app.push_health[0].seen(now - 100.0, clock.now())  # the client's backlog arrives
         assert app.complete_until() == clock.now()
     finally:
         await app.close()
