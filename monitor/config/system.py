@@ -32,9 +32,10 @@ class TopicConfig(Section):
 class AggregationConfig(Section):
     bucket_seconds: float = Field(default=60.0, gt=0)
     watermark_seconds: float = Field(default=60.0, ge=0)
-    # After a restart no bucket closes until every pull source has delivered once, or for at
-    # most this long: a source with a backlog (MQTT session, Jetstream cursor, Mastodon
-    # backfill) may need a few seconds to connect, and its backlog must not arrive late.
+    # After a restart no bucket closes until every source, push endpoints too, has delivered
+    # once, or for at most this long: a source with a backlog (MQTT session, Jetstream cursor,
+    # Mastodon backfill, an HTTP client re-sending what it held) may need a few seconds, and
+    # its backlog must not arrive late.
     startup_hold_seconds: float = Field(default=30.0, ge=0)
     # On a first start (nothing saved) event time begins this long before now, or earlier for
     # what the demo backfills and what a replay plays. One archived item from days ago (an
