@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -37,6 +37,7 @@ Snapshots = list[dict[str, Any]]
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 3600.0  # seconds between prunes of silences that ended long ago
+RETIRED_BY = "crisiswatch (topic removed from the config)"
 
 
 class IncidentService:
@@ -53,10 +54,14 @@ class IncidentService:
         publish: Publish | None = None,
         topic_labels: Mapping[str, Mapping[str, str]] | None = None,
         topic_titles: Mapping[str, str] | None = None,
+        topics: Collection[str] | None = None,
         tick_seconds: float = 30.0,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.clock = clock
+        # the configured topics: an open incident of any other is resolved at start (its
+        # series are gone, so nothing would ever resolve it; None: not known, none is)
+        self._topics = None if topics is None else frozenset(topics)
         state = state or {}
         if "book" in state:
             self.book = IncidentBook.from_state(
@@ -181,6 +186,7 @@ class IncidentService:
     async def run(self) -> None:
         """Resume owed pages, then run the escalation timers and the book's clock; forever."""
         await self._resume()
+        await self._retire_orphans()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.runner.run())
             tg.create_task(self._tick_loop())
@@ -252,6 +258,19 @@ class IncidentService:
             log.exception("incident %s: publishing its %s event failed; retried", iid, e.kind)
         else:
             self._unpublished.pop(iid, None)
+
+    async def _retire_orphans(self) -> None:
+        """Resolve the open incidents of topics no longer configured (after the escalations
+        resumed, so whoever was paged hears the resolve). One stayed triggered for good and
+        kept the wall's alarm flashing for a topic that no longer existed (QA, tenth session)."""
+        if self._topics is None:
+            return
+        for inc in list(self.book.all_incidents()):
+            if inc.is_open and inc.topic not in self._topics:
+                log.warning(
+                    "incident %s: topic %r is no longer configured; resolved", inc.id, inc.topic
+                )
+                await self.resolve(inc.id, RETIRED_BY)
 
     async def _resume(self) -> None:
         try:

@@ -208,6 +208,7 @@ class App:
             publish=self.publish_incident_event,
             topic_labels={t.name: t.labels for t in topics},
             topic_titles={t.name: t.title for t in topics if t.title},
+            topics=[t.name for t in topics],
             registry=self.registry,
         )
         # timer-driven steps (level 2 after the delay, repeats, exhaustion) have no incident

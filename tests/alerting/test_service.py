@@ -26,7 +26,12 @@ def cfg() -> AlertingConfig:
 
 
 class Rig:
-    def __init__(self, state: dict[str, Any] | None = None, start: float = T0) -> None:
+    def __init__(
+        self,
+        state: dict[str, Any] | None = None,
+        start: float = T0,
+        topics: list[str] | None = None,
+    ) -> None:
         self.clock = FakeClock(start)
         self.sent: list[Notification] = []
         self.published: list[IncidentEvent] = []
@@ -42,7 +47,7 @@ class Rig:
             self.published.append(e)
 
         self.svc = IncidentService(
-            cfg(), self.clock, emit, state=state, persist=persist, publish=publish
+            cfg(), self.clock, emit, state=state, persist=persist, publish=publish, topics=topics
         )
 
     def who(self) -> list[str]:
@@ -383,3 +388,25 @@ async def test_service_silences_check_their_input_and_expire_once() -> None:
     assert await rig.svc.expire_silence(pending["id"], "ben") == gone  # nothing left to end
     again = Rig(state=rig.saved, start=rig.clock.now())
     assert await again.svc.list_silences() == [gone]  # expired before its start, and restarted
+
+
+async def test_an_open_incident_of_a_topic_no_longer_configured_is_resolved_at_start() -> None:
+    """One stayed triggered for good (its series were gone, nothing could resolve it) and
+    kept the wall's alarm flashing (QA, tenth session). Whoever was paged hears the resolve."""
+    rig = Rig()
+    [ev] = await rig.svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    await rig.svc.on_verdict(V("globex", T0, 0.9, 2, onset="open"))
+    rig.clock.advance(300)
+    await rig.svc.runner.wake_due()
+    again = Rig(state=rig.saved, start=rig.clock.now(), topics=["globex"])
+    task = asyncio.create_task(again.svc.run())
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if again.svc.book.get(ev.incident.id).state == "resolved":
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    acme = again.svc.book.get(ev.incident.id)
+    assert acme.state == "resolved" and (acme.resolved_by or "").startswith("crisiswatch")
+    assert sorted(again.who()) == ["resolve ana", "resolve lead"]
+    assert [i.state for i in again.svc.book.all_incidents() if i.topic == "globex"] == ["triggered"]
