@@ -119,6 +119,39 @@ class PostgresStore:
         if schema is not None and not _SCHEMA.match(schema):
             raise ConfigError("storage.url", "schema must match [a-z_][a-z0-9_]*", schema)
         settings = {"search_path": schema} if schema else None
+        # a database that is not up yet (started together with the service, restarting) is
+        # waited for, as a lost connection is later: it failed the start at once (QA)
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + retry_seconds, 0.5
+        while True:
+            try:
+                pool = await cls._connect(dsn, schema, settings, min_size, max_size)
+                break
+            except _LOST as exc:
+                if loop.time() + delay > deadline:
+                    raise ConfigError(
+                        "storage.url",
+                        f"cannot open PostgreSQL (tried for {retry_seconds:g} s): "
+                        f"{type(exc).__name__}",
+                    ) from None
+                log.warning(
+                    "PostgreSQL not reachable yet (%s); retrying in %.1f s",
+                    type(exc).__name__, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(2.0 * delay, 5.0)
+        store = cls(pool, schema, retry_seconds=retry_seconds)
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    @staticmethod
+    async def _connect(
+        dsn: str, schema: str | None, settings: dict[str, str] | None, min_size: int, max_size: int
+    ) -> Any:
         try:
             if schema:  # the pool's search_path needs the schema to exist first
                 conn = await asyncpg.connect(dsn)
@@ -130,21 +163,16 @@ class PostgresStore:
                         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 finally:
                     await conn.close()
-            pool = await asyncpg.create_pool(
+            return await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, server_settings=settings
             )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _LOST:
+            raise  # waited for by open()
+        except asyncpg.PostgresError as exc:
             # The DSN may hold a password: name the failure, never echo the URL.
             raise ConfigError(
                 "storage.url", f"cannot open PostgreSQL: {type(exc).__name__}"
             ) from None
-        store = cls(pool, schema, retry_seconds=retry_seconds)
-        try:
-            await store._migrate()
-        except BaseException:
-            await pool.close()
-            raise
-        return store
 
     async def _migrate(self) -> None:
         async with self._raw.acquire() as conn, conn.transaction():

@@ -234,8 +234,8 @@ async def test_outbox_delivers_over_the_backend(store: Store) -> None:
 @pytest.mark.integration
 async def test_pg_errors_do_not_echo_the_url() -> None:
     with pytest.raises(ConfigError) as ei:
-        await open_store("postgresql://postgres:hunter2@127.0.0.1:1/test")
-    assert "hunter2" not in str(ei.value)
+        await open_store("postgresql://postgres:hunter2@127.0.0.1:1/test", retry_seconds=1)
+    assert "hunter2" not in str(ei.value) and "tried for 1 s" in str(ei.value)
     with pytest.raises(ConfigError, match="schema must match"):
         await open_store(f"{PG}?schema=Bad-Name")
 
@@ -325,3 +325,28 @@ async def test_a_store_a_later_version_wrote_is_refused(tmp_path: Path, backend:
         if backend != "sqlite":
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await conn.close()
+
+
+@pytest.mark.integration
+async def test_a_database_that_is_not_up_yet_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started together with its database (or during a restart of it), the service failed at
+    once with "cannot open PostgreSQL" (QA, tenth session); it now waits as for a lost
+    connection, up to retry_seconds."""
+    real = asyncpg.create_pool
+    refused = 0
+
+    async def not_yet(*args: object, **kw: object) -> object:
+        nonlocal refused
+        if refused < 2:
+            refused += 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(asyncpg, "create_pool", not_yet)
+    store = await open_store(PG, retry_seconds=10)
+    try:
+        assert refused == 2 and await store.schema_version() == LATEST  # type: ignore[attr-defined]
+    finally:
+        await store.close()
