@@ -189,12 +189,21 @@ class User:
     receivers: tuple[str, ...]
     full_name: str | None = None
     contact: dict[str, str] = field(default_factory=dict)
+    zone_given: bool = False  # the config names the user's zone (else it is UTC by default)
 
     @classmethod
     def from_config(cls, u: UserConfig, default_receivers: Sequence[str]) -> User:
         quiet = tuple(parse_window(u.quiet_hours)) if u.quiet_hours else ()
         receivers = tuple(u.receivers or default_receivers)
-        return cls(u.name, parse_zone(u.timezone), quiet, receivers, u.full_name, dict(u.contact))
+        return cls(
+            u.name,
+            parse_zone(u.timezone),
+            quiet,
+            receivers,
+            u.full_name,
+            dict(u.contact),
+            zone_given="timezone" in u.model_fields_set,
+        )
 
     def is_quiet(self, t: float) -> bool:
         return bool(self.quiet) and in_window(self.quiet, local(t, self.zone))

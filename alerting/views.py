@@ -85,14 +85,17 @@ def oncall_summary(directory: Directory, now: float) -> dict[str, Any]:
         for layer in reversed(schedule.layers):
             user = layer.rotation_user(now)
             u = directory.users.get(user)
+            # the person's own clock (is it 3 a.m. for them?), as `crisiswatch oncall` shows
+            # it; the layer's only for a user whose zone the config does not give
+            zone = u.zone if u is not None and u.zone_given else layer.zone
             regions.append(
                 {
                     "schedule": schedule.name,
                     "region": layer.name,
                     "user": user,
                     "name": (u.full_name if u and u.full_name else user),
-                    "timezone": layer.zone.key,
-                    "local_time": datetime.fromtimestamp(now, layer.zone).strftime("%H:%M"),
+                    "timezone": zone.key,
+                    "local_time": datetime.fromtimestamp(now, zone).strftime("%H:%M"),
                     "on_duty": layer.covers(now),
                 }
             )

@@ -115,3 +115,17 @@ def test_paged_survives_a_restart_and_older_saved_states_still_load() -> None:
     older = EscalationState.from_dict(saved, plan)
     assert escalation_summary(older)["paged"] == []
     assert older.level == again.level and older.wake_at == again.wake_at
+
+
+def test_the_person_on_call_shows_their_own_clock_when_the_config_gives_it() -> None:
+    """The demo's wall showed "Dan (Chicago)" at New York time (the amer layer's zone) while
+    `crisiswatch oncall` said Chicago (QA, tenth session)."""
+    d = Directory.from_config(AlertingConfig())
+    rows = [
+        r
+        for week in range(4)
+        for r in oncall_summary(d, T0 + week * 7 * 86400)["regions"]
+        if r["region"] == "amer"
+    ]
+    zones = {r["user"]: r["timezone"] for r in rows}
+    assert zones == {"carla": "America/New_York", "dan": "America/Chicago"}
