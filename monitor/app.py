@@ -234,7 +234,14 @@ class App:
             f"Mentions dated more than {FUTURE_SECONDS:.0f} s ahead, counted at that bound.",
             registry=self.registry,
         )
-        ctx = SourceContext(clock, self.dead_letters, store, self.registry, self.submit)
+        ctx = SourceContext(
+            clock,
+            self.dead_letters,
+            store,
+            self.registry,
+            self.submit,
+            known=self.pipeline.dedup.__contains__,
+        )
         self.sources: list[Source] = []
         self.started_at = clock.now()  # reset by run()
         demo = config.sources.demo

@@ -27,6 +27,14 @@ import hashlib
 from array import array
 
 
+def _hash(key: tuple[str, str]) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=8).digest(),
+        "little",
+        signed=True,
+    )
+
+
 class Dedup:
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = max(1, capacity)
@@ -39,15 +47,15 @@ class Dedup:
 
     def first(self, key: tuple[str, str]) -> bool:
         """True the first time `key` is seen (within the capacity window)."""
-        h = int.from_bytes(
-            hashlib.blake2b(f"{key[0]}\x1f{key[1]}".encode(), digest_size=8).digest(),
-            "little",
-            signed=True,
-        )
+        h = _hash(key)
         if h in self._seen:
             return False
         self._add(h)
         return True
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """Seen already (within the window), without remembering it."""
+        return _hash(key) in self._seen
 
     def snapshot(self) -> bytes:
         """The window's hashes, oldest first (8 bytes each)."""

@@ -108,3 +108,6 @@ class SourceContext:
     # Optional: told when a source says a mention was deleted at the origin (Jetstream,
     # Mastodon, Meta "remove"); receives the mention's key. None = deletes are only counted.
     retract: Callable[[tuple[str, str]], Awaitable[None]] | None = None
+    # Optional: has the pipeline counted this key already (its dedup window, which survives a
+    # restart)? Then the collector reports the mention as a duplicate instead of "accepted".
+    known: Callable[[tuple[str, str]], bool] | None = None

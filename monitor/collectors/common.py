@@ -286,7 +286,9 @@ class Intake:
         return f"{m.source}\x1f{m.id}"
 
     def accept(self, m: Mention) -> bool:
-        if self.dedup.seen(self.key(m)):
+        # the collector's own window, then the pipeline's: after a restart only the latter
+        # knows what was counted (an HTTP client's re-sent batch was answered "accepted")
+        if self.dedup.seen(self.key(m)) or (self.ctx.known is not None and self.ctx.known(m.key)):
             self.metrics.duplicates.labels(self.name).inc()
             return False
         now = self.ctx.clock.now()

@@ -3,10 +3,15 @@ counted again."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from monitor.app import App
 from monitor.clock import FakeClock
+from monitor.decode import encode_mention
 from monitor.model import Author, Mention
 from monitor.storage import open_store
 from tests.conftest import demo_config
@@ -70,5 +75,38 @@ async def test_the_checkpoint_is_periodic_even_while_no_bucket_closes(tmp_path: 
             assert open_count(again) == 50
         finally:
             await again.close()
+    finally:
+        await store.close()
+
+
+async def test_a_batch_re_sent_after_a_restart_is_answered_as_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline dropped it (its dedup window survives the restart) but the client was
+    told "accepted: 60, duplicate: 0" (QA, tenth session)."""
+    monkeypatch.setenv("CW_TEST_RESEND_TOKEN", "s3cret")
+    clock = FakeClock(T0)
+    cfg = demo_config(
+        tmp_path,
+        sources={
+            "demo": {"enabled": False},
+            "http": {"enabled": True, "token_env": "CW_TEST_RESEND_TOKEN"},
+        },
+    )
+    body = "\n".join(json.dumps(encode_mention(m)) for m in mentions(range(5), T0 - 5))
+    headers = {"Authorization": "Bearer s3cret", "Content-Type": "application/x-ndjson"}
+    store = await open_store(cfg.storage.url)
+    try:
+        for expected in ({"accepted": 5, "duplicate": 0}, {"accepted": 0, "duplicate": 5}):
+            app = await App.open(cfg, clock, store)
+            try:
+                async with TestClient(TestServer(app.web)) as client:
+                    r = await client.post("/api/v1/mentions", data=body, headers=headers)
+                    got = await r.json()
+                assert {k: got[k] for k in expected} == expected, got
+                app.drain()
+                await app.checkpoint()
+            finally:
+                await app.close()
     finally:
         await store.close()

@@ -32,3 +32,9 @@ def test_a_restored_window_remembers_the_same_keys_in_the_same_order() -> None:
     small = Dedup.restore(d.snapshot(), capacity=2)  # a smaller window keeps the newest
     assert [small.first(("s", str(i))) for i in (10, 11, 9)] == [False, False, True]
     assert len(Dedup.restore(b"", capacity=5)) == 0
+
+
+def test_membership_does_not_remember() -> None:
+    d = Dedup(capacity=3)
+    assert ("s", "1") not in d and ("s", "1") not in d
+    assert d.first(("s", "1")) and ("s", "1") in d and len(d) == 1
