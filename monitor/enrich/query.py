@@ -412,12 +412,15 @@ def _compile(node: Node) -> Pred:
         return lambda d: any(k.startswith(stem) for k in d.keys)
     if isinstance(node, Phrase | Near):
         spans = _compile_spans(node)
+        present = _operands_present(node)
 
         def has_span(d: Doc) -> bool:
             try:
                 return bool(spans(d))
             except _TooManySpans:
-                return True
+                # too many to pair: a match if every operand occurs (an inner NEAR that
+                # overflowed counted as a match without its outer word; QA, tenth session)
+                return present(d)
 
         return has_span
     if isinstance(node, And):
@@ -508,6 +511,19 @@ def _compile_spans(node: Node) -> SpanFn:
 
         return near_spans
     raise TypeError(f"not positional: {node!r}")  # the parser rejects this earlier
+
+
+def _operands_present(node: Node) -> Pred:
+    """Does every operand of a positional ``node`` occur (ignoring where)? What a NEAR that
+    would need more than MAX_SPANS spans is taken to mean."""
+    if isinstance(node, Near):
+        left, right = _operands_present(node.left), _operands_present(node.right)
+        return lambda d: left(d) and right(d)
+    if isinstance(node, Or):
+        preds = tuple(_operands_present(c) for c in node.children)
+        return lambda d: any(p(d) for p in preds)
+    spans = _compile_spans(node)  # a term, wildcard or phrase: cheap to find exactly
+    return lambda d: bool(spans(d))
 
 
 def _single_matcher(p: Term | Prefix) -> Callable[[str], bool]:

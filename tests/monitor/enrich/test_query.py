@@ -253,3 +253,8 @@ def test_a_deep_near_chain_on_a_long_post_is_answered() -> None:
     chain9 = " NEAR/3 ".join(["acme", "outage"] * 5)
     assert parse_query(chain9).matches_text("acme outage " * 8000)
     assert not parse_query(f"NOT ({chain9})").matches_text("acme outage " * 8000)
+    # ...but only if it holds every word: an inner NEAR that overflowed counted as a match
+    # without its outer word (QA, tenth session)
+    outer = parse_query("(acme NEAR/1 outage) NEAR/0 refund")
+    assert not outer.matches_text("acme outage " * 2600)
+    assert outer.matches_text("acme outage " * 2600 + "refund")
