@@ -49,6 +49,7 @@ def escalation_summary(state: EscalationState) -> dict[str, Any]:
         "next_escalation_at": state.wake_at,
         "next_targets": next_targets,
         "muted": state.mute is not None,
+        "mute": state.mute.to_dict() if state.mute is not None else None,  # silenced / inhibited
     }
 
 

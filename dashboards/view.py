@@ -64,15 +64,22 @@ def incident_rank(inc: Mapping[str, Any]) -> tuple[int, int, float]:
 def alarms(incidents: Iterable[Mapping[str, Any]]) -> list[str]:
     """Ids of incidents the wall must not let anyone miss: triggered (unacked) SEV1 and SEV2.
 
+    A silenced or inhibited one pages nobody, so it does not flash either (a maintenance
+    window's SEV2 flashed "NOT ACKED"; QA, tenth session).
+
     >>> alarms([{"id": "x", "state": "triggered", "severity": 2},
     ...         {"id": "y", "state": "acknowledged", "severity": 1},
-    ...         {"id": "z", "state": "triggered", "severity": 3}])
+    ...         {"id": "z", "state": "triggered", "severity": 3},
+    ...         {"id": "m", "state": "triggered", "severity": 1,
+    ...          "escalation": {"status": "muted"}}])
     ['x']
     """
     return [
         str(i["id"])
         for i in sorted(incidents, key=incident_rank)
-        if i.get("state") == "triggered" and int(i.get("severity", 4)) <= 2
+        if i.get("state") == "triggered"
+        and int(i.get("severity", 4)) <= 2
+        and (i.get("escalation") or {}).get("status") != "muted"
     ]
 
 
@@ -87,7 +94,7 @@ def escalation_view(msg: Mapping[str, Any]) -> dict[str, Any]:
     ... # doctest: +NORMALIZE_WHITESPACE
     {'incident_id': 'i1', 'status': 'paging', 'level': 1, 'levels': None,
      'paged': [{'user': 'ana', 'name': 'ana'}, {'user': 'lead', 'name': 'Team lead'}],
-     'next_escalation_at': 300.0, 'next_targets': []}
+     'next_escalation_at': 300.0, 'next_targets': [], 'mute': None}
     """
     paged = []
     for p in msg.get("paged") or []:
@@ -107,6 +114,7 @@ def escalation_view(msg: Mapping[str, Any]) -> dict[str, Any]:
         "paged": paged,
         "next_escalation_at": None if nxt is None else float(nxt),
         "next_targets": [str(x) for x in msg.get("next_targets") or []],
+        "mute": msg.get("mute"),
     }
 
 

@@ -324,8 +324,14 @@ function renderIncidents() {
     const e = i.escalation;
     const who = i.state === "acknowledged" ? `acked by ${esc(i.acked_by)}`
       : e && e.paged && e.paged.length ? `paged: ${e.paged.map((p) => esc(p.name)).join(", ")}` : "";
-    const next = i.state === "triggered" && e && e.next_escalation_at != null
-      ? `next escalation in <span class="mono">${dur(e.next_escalation_at - now)}</span>` : "";
+    const muted = i.state === "triggered" && e && e.status === "muted";
+    const mute = muted && e.mute ? e.mute : null;
+    // a silenced or inhibited escalation pages nobody: say so, not "next escalation in 24s"
+    const next = muted
+      ? (mute && mute.kind === "inhibited" ? "inhibited: a worse incident of the topic pages"
+        : `silenced${mute && mute.until ? ` · pages again in <span class="mono">${dur(mute.until - now)}</span>` : ""}`)
+      : i.state === "triggered" && e && e.next_escalation_at != null
+        ? `next escalation in <span class="mono">${dur(e.next_escalation_at - now)}</span>` : "";
     const lvl = e && e.level ? `level ${e.level}${e.levels ? "/" + e.levels : ""}` : "";
     const age = i.state === "resolved" ? `resolved ${dur(now - (i.resolved_at || i.updated_at))} ago`
       : `age <span class="mono">${dur(now - i.opened_at)}</span>`;
@@ -403,8 +409,9 @@ function renderHeader() {
 // --- alarm: a triggered SEV1/SEV2 flashes until someone acks it; optional sound ------------
 let soundOn = params.get("sound") === "1", audio = null;
 function renderAlarm() {
-  const list = Object.values(S.incidents).filter((i) => i.state === "triggered" && i.severity <= 2)
-    .sort(incidentRank);
+  // a silenced or inhibited incident pages nobody: it does not flash either
+  const list = Object.values(S.incidents).filter((i) => i.state === "triggered" && i.severity <= 2
+    && !(i.escalation && i.escalation.status === "muted")).sort(incidentRank);
   const el = $("alarm");
   el.hidden = !list.length;
   document.body.classList.toggle("alarm", list.length > 0);

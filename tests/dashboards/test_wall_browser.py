@@ -673,3 +673,21 @@ async def test_a_replay_that_played_out_shows_finished_not_down(browser: Any) ->
         assert await replay.get_attribute("class") == ""
         mqtt = page.locator('#sources li[data-name="mqtt"]')
         assert await mqtt.get_attribute("class") == "down"
+
+
+async def test_a_silenced_incident_says_so_and_does_not_flash(browser: Any) -> None:
+    """The wall showed "next escalation in 24s" and the NOT ACKED alarm for a SEV2 inside a
+    maintenance window, whose escalation paged nobody (QA, tenth session)."""
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        hub.publish("incident", incident("i1", severity=2))
+        await page.wait_for_function("() => !document.querySelector('#alarm').hidden")
+        mute = {"kind": "silenced", "by": "s-1", "until": T0 + 7200}
+        hub.publish(
+            "escalation",
+            {"incident_id": "i1", "status": "muted", "level": 0, "paged": [],
+             "next_escalation_at": T0 + 7200, "mute": mute},
+        )  # fmt: skip
+        await page.wait_for_function("() => document.querySelector('#alarm').hidden")
+        row = await page.text_content('li[data-id="i1"] .m') or ""
+        assert "silenced · pages again in" in row and "next escalation" not in row
