@@ -319,10 +319,17 @@ class App:
                 await self.checkpoint()
             except Exception as exc:
                 # A store outage must not stop detection and paging (the incident service
-                # keeps what it could not store); the next interval tries again.
-                log.exception("checkpoint failed; detection goes on, retried next interval")
-                self._checkpoint_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                # keeps what it could not store); the next interval tries again. The traceback
+                # once per outage: at demo speed every second repeated 30 lines (QA)
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if self._checkpoint_error is None:
+                    log.exception("checkpoint failed; detection goes on, retried next interval")
+                else:
+                    log.error("checkpoint failed again: %s", error)
+                self._checkpoint_error = error
             else:
+                if self._checkpoint_error is not None:
+                    log.info("checkpoint saved again after a failure")
                 self._checkpoint_error = None
 
     def publish_escalation(self, incident_id: str, state: EscalationState) -> None:

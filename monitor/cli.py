@@ -184,7 +184,10 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="run the live detector stack over NAB-format CSVs")
     b.add_argument("series", nargs="+", metavar="SERIES.csv")
     b.add_argument("--out", required=True, metavar="DIR")
-    b.add_argument("--config", help="default: config/default.yaml")
+    b.add_argument(
+        "--config",
+        help="a config whose detection: block to use (default: the built-in frozen default)",
+    )
     b.add_argument("--labels", metavar="WINDOWS.json")
     b.set_defaults(fn=cmd_backtest)
 
