@@ -199,6 +199,23 @@ class WallState:
         buf.append(msg)
         self._hint(msg["t"] + msg.get("width", 0.0))
 
+    def series_state(self) -> dict[str, list[dict[str, Any]]]:
+        """The tiles' recent points, for the checkpoint (a restart used to start them empty)."""
+        return {name: list(buf) for name, buf in self.series.items() if buf}
+
+    def restore_series(self, saved: Mapping[str, Any]) -> None:
+        """Points a previous run kept, for the topics still shown, at most ``history`` each.
+
+        >>> w = WallState([{"name": "acme"}], history=2)
+        >>> w.restore_series({"acme": [{"t": 0.0}, {"t": 60.0}, {"t": 120.0}], "gone": [{}]})
+        >>> [p["t"] for p in w.series["acme"]], "gone" in w.series
+        ([60.0, 120.0], False)
+        """
+        for name, points in saved.items():
+            buf = self.series.get(name)
+            if buf is not None and isinstance(points, list):
+                buf.extend(p for p in points[-self.history :] if isinstance(p, dict))
+
     def _incident(self, inc: dict[str, Any]) -> None:
         expl = inc.get("explanation")
         if isinstance(expl, Mapping):  # what drove it, short enough for the incident panel

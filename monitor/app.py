@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -72,6 +73,7 @@ class Saved:
     alerting: dict[str, Any] | None = None
     aggregator: dict[str, Any] | None = None  # watermark and open buckets
     dedup: bytes | None = None  # the keys those buckets counted (monitor.dedup)
+    wall: bytes | None = None  # the wall tiles' recent points (zlib-compressed JSON)
 
 
 def health_problems(
@@ -255,6 +257,11 @@ class App:
         self.wall = WallState(
             [{"name": t.name, "title": t.title or t.name} for t in topics], agg.history_buckets
         )
+        if saved.aggregator and saved.wall:
+            try:
+                self.wall.restore_series(json.loads(zlib.decompress(saved.wall)))
+            except (zlib.error, ValueError):
+                log.warning("the wall's saved history is unreadable; the tiles start empty")
         self.hub.add_listener(self.wall.apply)
         self.wall_sockets: set[web.WebSocketResponse] = set()
         Gauge(
@@ -376,11 +383,14 @@ class App:
         # crash at any point (written apart, a kill -9 between them counted re-sent mentions
         # twice, or let the detectors learn buckets twice)
         buckets, keys = self.aggregator.snapshot(), self.pipeline.dedup.snapshot()
+        # the tiles' points too: a restart used to start every chart empty (QA)
+        wall = zlib.compress(json.dumps(self.wall.series_state()).encode(), 6)
         await self.store.put_many(
             {
                 "detectors": b"".join(parts),
                 "aggregator": json.dumps(buckets).encode(),
                 "dedup": keys,
+                "wall": wall,
             }
         )
         await self.persist_alerting(self.incidents.to_state())
@@ -394,6 +404,7 @@ class App:
             alerting=json.loads(raw) if (raw := await store.get(ALERTING_KEY)) else None,
             aggregator=json.loads(raw) if (raw := await store.get("aggregator")) else None,
             dedup=await store.get("dedup"),
+            wall=await store.get("wall"),
         )
         closed = (saved.aggregator or {}).get("closed_until")
         agg = config.aggregation

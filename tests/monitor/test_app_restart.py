@@ -110,3 +110,29 @@ async def test_a_batch_re_sent_after_a_restart_is_answered_as_duplicates(
                 await app.close()
     finally:
         await store.close()
+
+
+async def test_the_wall_tiles_keep_their_history_across_a_restart(tmp_path: Path) -> None:
+    """Each tile had 184 points (3 hours) before a restart and 1 after (QA, tenth session)."""
+    clock = FakeClock(T0)
+    cfg = demo_config(tmp_path)
+    store = await open_store(cfg.storage.url)
+    try:
+        app = await App.open(cfg, clock, store)
+        try:
+            await app.pipeline.advance(T0 - 600)
+            for k in range(5):
+                app.pipeline.ingest(mentions(range(10 * k, 10 * k + 3), T0 - 590 + 60 * k))
+                await app.pipeline.advance(T0 - 540 + 60 * k)
+            before = app.wall.snapshot()["series"]["acme"]
+            assert len(before) >= 5
+            await app.checkpoint()
+        finally:
+            await app.close()
+        again = await App.open(cfg, clock, store)
+        try:
+            assert again.wall.snapshot()["series"]["acme"] == before
+        finally:
+            await again.close()
+    finally:
+        await store.close()
