@@ -45,6 +45,13 @@ def demo_config(tmp: Path, **overrides: Any) -> Config:
     return parse_config(base)
 
 
+def http_only_config(tmp: Path, token_env: str) -> Config:
+    """The demo config with the demo off and HTTP ingest on, its token read from `token_env`."""
+    return demo_config(
+        tmp, sources={"demo": {"enabled": False}, "http": {"enabled": True, "token_env": token_env}}
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -279,12 +279,16 @@ class ReplaySource:
         self.max_wait = max_wait
         self._intake = Intake(cfg.name, "replay", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
-        self.done = False
+
+    @property
+    def done(self) -> bool:
+        """Played every file (and does not loop)."""
+        return self.health.finished
 
     async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock
         paths = [Path(p) for p in self.cfg.paths]
-        self.done = self.health.finished = False
+        self.health.finished = False
         self.health.stale_after = self.cfg.stale_after_seconds
         first: float | None = None
         last = 0.0
@@ -311,7 +315,7 @@ class ReplaySource:
             if not self.cfg.loop or first is None:
                 # played out: its silence from now on is the end of the recording, not a
                 # fault (/healthz 503 and STALE DATA on the wall, for good, otherwise)
-                self.done = self.health.finished = True
+                self.health.finished = True
                 self.health.stale_after = math.inf
                 self._intake.set_connected(False)
                 return

@@ -14,7 +14,7 @@ from monitor.clock import FakeClock
 from monitor.decode import encode_mention
 from monitor.model import Author, Mention
 from monitor.storage import open_store
-from tests.conftest import demo_config
+from tests.conftest import demo_config, http_only_config
 
 T0 = 1_700_000_000.0
 
@@ -86,13 +86,7 @@ async def test_a_batch_re_sent_after_a_restart_is_answered_as_duplicates(
     told "accepted: 60, duplicate: 0" (QA, tenth session)."""
     monkeypatch.setenv("CW_TEST_RESEND_TOKEN", "s3cret")
     clock = FakeClock(T0)
-    cfg = demo_config(
-        tmp_path,
-        sources={
-            "demo": {"enabled": False},
-            "http": {"enabled": True, "token_env": "CW_TEST_RESEND_TOKEN"},
-        },
-    )
+    cfg = http_only_config(tmp_path, "CW_TEST_RESEND_TOKEN")
     body = "\n".join(json.dumps(encode_mention(m)) for m in mentions(range(5), T0 - 5))
     headers = {"Authorization": "Bearer s3cret", "Content-Type": "application/x-ndjson"}
     store = await open_store(cfg.storage.url)

@@ -20,7 +20,7 @@ from monitor.config import Config
 from monitor.decode import encode_mention
 from monitor.model import Author, Bucket, Mention
 from monitor.storage import Store, open_store
-from tests.conftest import demo_config
+from tests.conftest import demo_config, http_only_config
 
 TOKEN = "shutdown-test-token"
 NOW = 1_700_000_000.0
@@ -220,13 +220,7 @@ async def test_an_ingest_endpoint_without_its_token_makes_the_service_unhealthy(
     """Every POST answered 503 while /healthz said ok: a deployment check passed a service
     whose only source refused everything (QA, tenth session)."""
     monkeypatch.delenv("CW_TEST_UNSET_INGEST_TOKEN", raising=False)
-    cfg = demo_config(
-        tmp_path,
-        sources={
-            "demo": {"enabled": False},
-            "http": {"enabled": True, "token_env": "CW_TEST_UNSET_INGEST_TOKEN"},
-        },
-    )
+    cfg = http_only_config(tmp_path, "CW_TEST_UNSET_INGEST_TOKEN")
     store = await open_store(cfg.storage.url)
     app = await App.open(cfg, FakeClock(NOW), store)
     try:

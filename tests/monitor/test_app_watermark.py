@@ -9,7 +9,7 @@ import pytest
 from monitor.app import App
 from monitor.clock import FakeClock
 from monitor.storage import open_store
-from tests.conftest import demo_config
+from tests.conftest import demo_config, http_only_config
 
 
 async def test_after_a_restart_nothing_closes_until_every_source_delivered(
@@ -51,13 +51,7 @@ async def test_after_a_restart_the_hold_waits_for_push_endpoints_too(
     found those minutes closed: counted late, a false dip (QA, tenth session)."""
     monkeypatch.setenv("CW_TEST_HOLD_TOKEN", "s3cret")
     clock = FakeClock(1_700_000_000.0)
-    cfg = demo_config(
-        tmp_path,
-        sources={
-            "demo": {"enabled": False},
-            "http": {"enabled": True, "token_env": "CW_TEST_HOLD_TOKEN"},
-        },
-    )
+    cfg = http_only_config(tmp_path, "CW_TEST_HOLD_TOKEN")
     store = await open_store(cfg.storage.url)
     app = await App.open(cfg, clock, store)
     try:
