@@ -152,13 +152,6 @@ class App:
         topics = config.topics
         self.enricher = Enricher(topics, config.enrichment)
         agg = config.aggregation
-        self.aggregator = Aggregator(
-            [t.name for t in topics],
-            agg.bucket_seconds,
-            agg.samples_per_bucket,
-            start_floor=None if saved.aggregator else history_floor(config, clock.now()),
-        )
-        self.detector = DetectionStage(config.detection)
         closed = (saved.aggregator or {}).get("closed_until")
         if closed is not None and closed > clock.now() + agg.bucket_seconds:
             # event time was closed beyond now: a system clock set back (a sped-up run's clock
@@ -168,7 +161,14 @@ class App:
                 "saved state reaches %.0f s beyond the clock: starting detection afresh",
                 closed - clock.now(),
             )
-            saved = replace(saved, aggregator=None, detectors=None, dedup=None)
+            saved = replace(saved, aggregator=None, detectors=None, dedup=None, wall=None)
+        self.aggregator = Aggregator(
+            [t.name for t in topics],
+            agg.bucket_seconds,
+            agg.samples_per_bucket,
+            start_floor=None if saved.aggregator else history_floor(config, clock.now()),
+        )
+        self.detector = DetectionStage(config.detection)
         if saved.detectors:
             try:
                 restarted = self.detector.restore(saved.detectors)
