@@ -455,13 +455,15 @@ class Outbox:
                 await self._stop_repeat(row.receiver, n.dedup_key)
             log.error("gave up on %s to %s (%s): %s", row.id, row.receiver, step.state, reason)
 
+    async def _write(self, row_id: str, o: _Outcome) -> None:
+        await self._store.outbox_update(
+            row_id, state=o.state, attempts=o.attempts, due_at=o.due_at, last_error=o.last_error
+        )
+
     async def _record(self, row: OutboxRow, outcome: _Outcome) -> None:
         """Write an attempt's outcome; held for the next pass if the store refuses it."""
         try:
-            await self._store.outbox_update(
-                row.id, state=outcome.state, attempts=outcome.attempts,
-                due_at=outcome.due_at, last_error=outcome.last_error,
-            )  # fmt: skip
+            await self._write(row.id, outcome)
         except Exception as exc:
             log.error(
                 "outbox: could not record %s of %s to %s (%s: %s); held until the store takes it",
@@ -475,10 +477,7 @@ class Outbox:
         pass goes on (rows already stored can still be delivered while it refuses)."""
         for rid, o in list(self._unrecorded.items()):
             try:
-                await self._store.outbox_update(
-                    rid, state=o.state, attempts=o.attempts, due_at=o.due_at,
-                    last_error=o.last_error,
-                )  # fmt: skip
+                await self._write(rid, o)
             except Exception:
                 return
             del self._unrecorded[rid]
