@@ -31,6 +31,11 @@ class Detector(Protocol):
     @property
     def warm(self) -> bool: ...
 
+    @property
+    def warm_at(self) -> float:
+        """Event time from which the detector is warm at the earliest (inf before any data)."""
+        ...
+
     def score_one(self, bucket: Bucket) -> float: ...
 
     def learn_one(self, bucket: Bucket) -> None: ...
@@ -52,6 +57,10 @@ class Constant:
     @property
     def warm(self) -> bool:
         return True
+
+    @property
+    def warm_at(self) -> float:
+        return -math.inf
 
     def score_one(self, bucket: Bucket) -> float:
         return self.value

@@ -64,6 +64,11 @@ class HSTVolumeDetector:
     def warm(self) -> bool:
         return self.n >= self.window_size and self.t_last - self.t0 >= self.warmup
 
+    @property
+    def warm_at(self) -> float:
+        # at the earliest: it also needs `window_size` buckets
+        return self.t0 + self.warmup if self.n else math.inf
+
     def _features(self, bucket: Bucket) -> dict[str, float]:
         phase = 2.0 * math.pi * (bucket.start % DAY) / DAY
         # headroom of 2x the max seen so far keeps a new record inside [0, 1]

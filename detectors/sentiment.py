@@ -129,6 +129,10 @@ class SentimentDetector:
         return self.n > 0 and self.t_last - self.t0 >= self.warmup
 
     @property
+    def warm_at(self) -> float:
+        return self.t0 + self.warmup if self.n else math.inf
+
+    @property
     def share(self) -> float:
         """Baseline negative share, shrunk towards ``prior_share`` while history is short."""
         k = self.prior_mentions

@@ -213,6 +213,35 @@ class DetectionStage:
     def series_count(self) -> int:
         return len(self._series)
 
+    def pages_from(self, series: str) -> float | None:
+        """Event time from which `series` may open an incident (its volume detector is warm),
+        while it is still learning its baseline; None once it is warm or never seen.
+
+        A first start with live sources pages nothing for ``warmup_seconds`` (a day by
+        default); the wall and ``/healthz`` say so instead of looking armed.
+
+        >>> from monitor.config.detection import DetectionConfig
+        >>> stage = DetectionStage(DetectionConfig(warmup_seconds=3600))
+        >>> _ = stage.observe(Bucket("acme", 600.0, 60.0))
+        >>> stage.pages_from("acme"), stage.pages_from("never-seen")
+        (4200.0, None)
+        >>> _ = stage.observe(Bucket("acme", 4260.0, 60.0))
+        >>> stage.pages_from("acme") is None
+        True
+        """
+        st = self._series.get(series)
+        if st is None or st.volume.warm:
+            return None
+        return st.volume.warm_at
+
+    def learning(self) -> dict[str, float]:
+        """Every series still learning its baseline -> event time it may page from."""
+        out = {}
+        for name, st in self._series.items():
+            if not st.volume.warm:
+                out[name] = st.volume.warm_at
+        return out
+
     def retain(self, series: Collection[str]) -> list[str]:
         """Forget every series not in ``series`` (topics removed from the config), so state
         and checkpoints do not grow with every topic ever watched; returns the dropped names.

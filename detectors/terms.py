@@ -114,6 +114,10 @@ class TermsDetector:
     def warm(self) -> bool:
         return self.n > 0 and self.t_last - self.t0 >= self.warmup
 
+    @property
+    def warm_at(self) -> float:
+        return self.t0 + self.warmup if self.n else math.inf
+
     def _decay(self, dt: float) -> float:
         return math.pow(0.5, dt / self.halflife) if dt > 0.0 else 1.0
 

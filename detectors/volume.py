@@ -233,6 +233,10 @@ class VolumeDetector:
     def warm(self) -> bool:
         return self.n > 0 and self.t_last - self.t0 >= self.warmup
 
+    @property
+    def warm_at(self) -> float:
+        return self.t0 + self.warmup if self.n else math.inf
+
     def _weights(self, width: float) -> array[float]:
         a = self._a
         if a[0] != width:

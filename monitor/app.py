@@ -442,6 +442,9 @@ class App:
             "dead_letters": self.dead_letters.count,
             "outbox": outbox,
             "wall_clients": len(self.wall_sockets),
+            # topics that cannot page yet (first day after a first start): not a problem, but
+            # a team should not take a quiet pager for an armed one
+            "learning": self.detector.learning(),
         }
 
     def live(self) -> dict[str, Any]:

@@ -56,12 +56,17 @@ class VerdictLike(Protocol):
 class Detect(Protocol):
     def observe_many(self, buckets: Sequence[Bucket]) -> Sequence[VerdictLike]: ...
 
+    def pages_from(self, series: str) -> float | None: ...
+
 
 OnVerdicts = Callable[[Sequence[VerdictLike]], Awaitable[None]]
 
 
-def series_point(bucket: Bucket, verdict: VerdictLike) -> dict[str, Any]:
-    """The wall's and the MQTT publisher's view of one closed series bucket."""
+def series_point(
+    bucket: Bucket, verdict: VerdictLike, pages_from: float | None = None
+) -> dict[str, Any]:
+    """The wall's and the MQTT publisher's view of one closed series bucket; `pages_from` is
+    when a series still learning its baseline may first page (None: it may now)."""
     ex = verdict.explanation
     return {
         "topic": bucket.series,
@@ -78,6 +83,7 @@ def series_point(bucket: Bucket, verdict: VerdictLike) -> dict[str, Any]:
         "severity": verdict.severity,
         "onset": verdict.onset,
         "active": verdict.active,
+        "pages_from": pages_from,
     }
 
 
@@ -158,7 +164,8 @@ class Pipeline:
             self.metrics.bucket_count.labels(bucket.series).set(bucket.count)
             self.metrics.negative_share.labels(bucket.series).set(bucket.negative_share)
             self.metrics.crisis_score.labels(bucket.series).set(verdict.score)
-            self.hub.publish("series", series_point(bucket, verdict))
+            point = series_point(bucket, verdict, self.detector.pages_from(bucket.series))
+            self.hub.publish("series", point)
         await self.on_verdicts(verdicts)
         return verdicts
 

@@ -216,6 +216,10 @@ function renderTiles() {
     el.querySelector(".score-v").textContent = last ? last.score.toFixed(2) : "–";
     const sv = el.querySelector(".sev");
     sv.className = "sev" + (sev ? " s" + sev : ""); sv.textContent = sev ? "SEV" + sev : "";
+    // a topic still learning its baseline cannot page yet: say so rather than look armed
+    const from = last && last.pages_from;
+    el.querySelector(".learning").textContent = from
+      ? `LEARNING ITS BASELINE · pages from ${hhmm(from)} UTC (in ${dur(from - serverNow())})` : "";
     el.querySelector(".count").textContent = last ? last.count : "–";
     el.querySelector(".expected").textContent = last && last.expected != null
       ? `${per(last.width)} · expected ${Math.round(last.expected)}` : per(last ? last.width : 60);

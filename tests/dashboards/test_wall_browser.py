@@ -372,6 +372,7 @@ def point(t: float, topic: str = "acme") -> dict[str, Any]:
         "severity": None,
         "onset": None,
         "active": False,
+        "pages_from": None,
     }
 
 
@@ -691,3 +692,19 @@ async def test_a_silenced_incident_says_so_and_does_not_flash(browser: Any) -> N
         await page.wait_for_function("() => document.querySelector('#alarm').hidden")
         row = await page.text_content('li[data-id="i1"] .m') or ""
         assert "silenced · pages again in" in row and "next escalation" not in row
+
+
+async def test_a_topic_learning_its_baseline_says_when_it_can_page(browser: Any) -> None:
+    """A first start pages nothing for a day; the tile said nothing of it and looked armed."""
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        learning = page.locator("#tile-acme .learning")
+        text_of = "document.querySelector('#tile-acme .learning')?.textContent"
+        hub.publish("series", point(T0) | {"pages_from": T0 + 5400.0})
+        await page.wait_for_function(f"() => {text_of}")
+        text = await learning.text_content() or ""
+        assert text.startswith("LEARNING ITS BASELINE · pages from ")
+        assert await learning.is_visible()
+        hub.publish("series", point(T0 + 60.0))
+        await page.wait_for_function(f"() => !{text_of}")
+        assert not await learning.is_visible()

@@ -66,6 +66,7 @@ async def test_demo_crisis_opens_an_incident_for_the_crisis_brand_only(app_facto
             health = await r.json()
         assert health["sources"][0]["name"] == "demo" and health["sources"][0]["connected"]
         assert health["lag_seconds"] is not None
+        assert health["learning"] == {}  # the demo's 3 h backfill covers its 1 h warm-up
 
 
 async def test_the_demo_crisis_resolves_itself_before_its_brands_next_one(app_factory) -> None:  # type: ignore[no-untyped-def]
@@ -129,3 +130,26 @@ async def test_state_survives_a_restart(app_factory) -> None:  # type: ignore[no
 
 async def _closed(run: Any) -> bool:
     return run.app.aggregator.closed_until is not None and run.app.pipeline.processed > 0
+
+
+async def test_topics_still_learning_their_baseline_are_shown_not_armed(app_factory) -> None:  # type: ignore[no-untyped-def]
+    """A first start pages nothing for `warmup_seconds`; /healthz and the wall's points say
+    until when, instead of a quiet pager that looks armed."""
+    warmup = 3 * 86_400.0
+    async with (
+        app_factory(speed=SPEED, detection={"warmup_seconds": warmup}) as run,
+        aiohttp.ClientSession() as http,
+    ):
+        await wait_for(lambda: _closed(run), timeout=20)
+        async with http.get(f"{run.url}/healthz") as r:
+            health = await r.json()
+        topics = [t.name for t in run.app.config.topics]
+        assert r.status == 200 and sorted(health["learning"]) == sorted(topics)
+        # the first bucket is the demo's backfill (3 h back): the warm-up runs from there
+        backfill = run.app.config.sources.demo.backfill_seconds
+        for pages_from in health["learning"].values():
+            assert health["now"] < pages_from <= health["now"] - backfill + warmup + 120
+        async with http.ws_connect(f"{run.url}/ws") as ws:
+            snapshot = json.loads((await ws.receive(timeout=10)).data)
+        points = snapshot["data"]["series"][topics[0]]
+        assert points and points[-1]["pages_from"] == health["learning"][topics[0]]

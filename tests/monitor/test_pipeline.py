@@ -18,6 +18,9 @@ class NoTopics:
 
 
 class NoDetection:
+    def pages_from(self, series: str) -> float | None:
+        return None
+
     def observe_many(self, buckets: Sequence[Bucket]) -> Sequence[VerdictLike]:
         return []
 
@@ -48,6 +51,9 @@ def test_a_source_named_by_the_payload_cannot_grow_the_metrics_without_bound() -
 
 
 class Calm:
+    def pages_from(self, series: str) -> float | None:
+        return None
+
     def observe_many(self, buckets: Sequence[Bucket]) -> Sequence[VerdictLike]:
         return [
             SimpleNamespace(
