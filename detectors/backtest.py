@@ -9,6 +9,7 @@ printed (see :mod:`detectors.nab`).
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import statistics
 import sys
@@ -121,12 +122,8 @@ def read_series(path: Path) -> Series:
     return s
 
 
-def to_buckets(s: Series) -> list[Bucket]:
-    """Rows as buckets; the width is the series' typical step (NAB realTweets: 300 s).
-
-    Values are mention counts; non-count series (e.g. temperatures) are rounded and
-    clipped at zero because a bucket holds a count.
-    """
+def bucket_width(s: Series) -> float:
+    """The series' typical step (NAB realTweets: 300 s)."""
     diffs = [b - a for a, b in zip(s.t, s.t[1:], strict=False)]
     width = statistics.median(diffs) if diffs else 300.0
     if width <= 0.0:
@@ -135,9 +132,39 @@ def to_buckets(s: Series) -> list[Bucket]:
         if not steps:
             raise BacktestInputError(s.name, "timestamps never increase: no bucket width")
         width = statistics.median(steps)
+    return width
+
+
+def to_buckets(s: Series) -> list[Bucket]:
+    """Rows as buckets of the series' typical step (`bucket_width`).
+
+    Values are mention counts; non-count series (e.g. temperatures) are rounded and
+    clipped at zero because a bucket holds a count.
+    """
+    width = bucket_width(s)
     return [
         Bucket(s.name, t, width, count=max(0, round(v))) for t, v in zip(s.t, s.values, strict=True)
     ]
+
+
+def gaps(t: Sequence[float], width: float) -> tuple[int, float]:
+    """How many steps between rows skip buckets, and the longest such step (seconds).
+
+    The stage learns a skipped bucket as zero mentions (live, an absent bucket means nobody
+    posted); for a series that was not sampled there (a sensor off, a crawler down) that
+    is a misreading the output would not show, so the backtest says so.
+
+    >>> gaps([0.0, 300.0, 600.0, 2400.0, 2700.0, 9000.0], 300.0)
+    (2, 6300.0)
+    >>> gaps([0.0, 300.0, 300.0, 600.0], 300.0)
+    (0, 0.0)
+    """
+    n, longest = 0, 0.0
+    for a, b in itertools.pairwise(t):
+        if b - a >= 1.5 * width:
+            n += 1
+            longest = max(longest, b - a)
+    return n, longest
 
 
 def run_series(stage: DetectionStage, s: Series) -> tuple[list[float], list[int]]:
@@ -242,6 +269,16 @@ def run_backtest(
             write_output(out_dir / path.name, s, scores, alerts)
             days = (s.t[-1] - s.t[0]) / 86_400.0 if len(s.t) > 1 else 0.0
             print(f"{path.name}: {len(s.t)} rows, {sum(alerts)} alerts", file=log)
+            if s.t:
+                width = bucket_width(s)
+                n, longest = gaps(s.t, width)
+                if n:
+                    print(
+                        f"{path.name}: note: {n} gap{'' if n == 1 else 's'} between rows"
+                        f" (longest {longest / 3600:.1f} h at a {width:g} s step), learned as"
+                        " zero counts",
+                        file=log,
+                    )
             if label_map is None:
                 continue
             if wins is None:

@@ -225,3 +225,18 @@ def test_stamps_with_a_utc_offset_are_read_in_that_offset(tmp_path: Path) -> Non
     src.write_text("\n".join(lines) + "\n")
     s = read_series(src)
     assert all(b - a == 300.0 for a, b in itertools.pairwise(s.t))
+
+
+def test_rows_that_skip_buckets_are_noted_as_learned_zeros(tmp_path: Path) -> None:
+    """A series not sampled for hours was learned as hours of silence without a word."""
+    stamps = [f"2015-01-01 {h:02d}:{m:02d}:00" for h in range(4) for m in range(0, 60, 5)]
+    stamps = stamps[:12] + stamps[36:]  # 01:00-02:55 missing: one 3 h step
+    src = tmp_path / "gappy.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{s},7\n" for s in stamps))
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "out", DetectionConfig(), None, log) == 0
+    assert "gappy.csv: note: 1 gap between rows (longest 2.1 h at a 300 s step)" in log.getvalue()
+    regular = DATA / "Twitter_volume_PFE_head.csv"
+    log = io.StringIO()
+    assert run_backtest([regular], tmp_path / "out2", DetectionConfig(), None, log) == 0
+    assert "note:" not in log.getvalue()
