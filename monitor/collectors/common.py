@@ -31,6 +31,11 @@ class Backoff:
 
     Full jitter spreads reconnect storms when many clients lose the same broker at once.
     A small floor keeps a hot loop from spinning when the random draw is near zero.
+
+    Why not tenacity's ``wait_random_exponential``: the reconnect loops start over after a
+    connection has been up ``STABLE_SECONDS`` (tenacity's attempt count only grows within one
+    retry call), sleep on the injected clock, and tests need a per-instance seed (tenacity
+    draws from the global ``random``). The delay itself is the two lines below.
     """
 
     def __init__(
