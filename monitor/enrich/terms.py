@@ -2,6 +2,8 @@
 
 >>> content_terms(["rt", "@acme", "the", "#outage", "else", "not", "fixed", "😡", "2024", "outage"])
 ('outage', 'fixed')
+>>> content_terms(["status", "acme", "com"])  # a bare domain: its ending is no term
+('status', 'acme')
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _STOPWORDS_TEXT = """
     without across onto per etc another anyone everyone someone something anything everything
     else anybody everybody somebody nobody nothing
     oh http https www lt gt quot nbsp
+    com net org io co de html htm php
     aber alle allem allen aller alles als also am an ander andere anderen auch auf aus bei bin
     bis bist da damit dann das dass dein deine dem den der des dich die dies diese diesem diesen
     dieser dieses dir doch dort du durch ein eine einem einen einer eines er es etwas euch euer
