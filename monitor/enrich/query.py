@@ -335,6 +335,12 @@ class _Parser:
         text = tok.text
         name, colon, value = text.partition(":")
         if colon and name.isalpha() and not name.startswith(("#", "@")):
+            if name.lower() in ("http", "https") and value.startswith("//"):
+                raise self.fail(
+                    "a link never matches: links are removed from posts before matching; "
+                    f"search the site's words instead (e.g. {value[2:].split('/')[0]!r})",
+                    tok.col,
+                )
             if name.lower() not in FIELDS:
                 raise self.fail(f"unknown field {name!r} (use {', '.join(FIELDS)})", tok.col)
             if not value:
@@ -352,10 +358,14 @@ class _Parser:
                     "wildcard * does not apply to #hashtags or @handles", tok.col + star
                 )
             stems = umlaut_variants(text[:-1].lower())
-            if (
-                not re.fullmatch(r"\w+", stems[0])
-                or sum(c.isalpha() for c in stems[0]) < MIN_PREFIX
-            ):
+            if split := re.search(r"\W", stems[0]):
+                word, joined = text[:-1], re.sub(r"\W", "", text[:-1])
+                raise self.fail(
+                    f"wildcard * applies to one word, and {split.group()!r} splits {word!r} "
+                    f'into words: try the phrase "{word}" or {joined}*',
+                    tok.col + star,
+                )
+            if sum(c.isalpha() for c in stems[0]) < MIN_PREFIX:
                 raise self.fail(
                     f"wildcard needs at least {MIN_PREFIX} letters before *", tok.col + star
                 )

@@ -189,6 +189,26 @@ def test_wildcard_on_hashtag_is_refused_clearly() -> None:
     assert str(info.value) == "wildcard * does not apply to #hashtags or @handles at column 14"
 
 
+def test_a_wildcard_over_a_split_word_says_what_to_write() -> None:
+    """'wi-fi*' said only "needs at least 3 letters before *" (QA)."""
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query("wi-fi*")
+    assert str(info.value) == (
+        "wildcard * applies to one word, and '-' splits 'wi-fi' into words: "
+        'try the phrase "wi-fi" or wifi* at column 6'
+    )
+    assert match('"wi-fi" OR wifi*', "the wi-fi is down") and match("wifi*", "wifi down")
+
+
+def test_a_link_in_a_query_is_refused_with_why() -> None:
+    """'http://acme.com' was called an unknown field 'http'."""
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query("outage AND https://status.acme.com/x")
+    assert str(info.value).startswith("a link never matches: links are removed from posts")
+    assert "e.g. 'status.acme.com'" in str(info.value)
+    assert match("status.acme.com", "see status.acme.com")
+
+
 def test_near_distance_directly_before_parenthesis() -> None:
     assert match("acme NEAR/3(outage OR down)", "acme is down")
 
