@@ -38,8 +38,13 @@ _EMOJI_CLASS = (
 _CJK_CLASS = "\u3040-\u3098\u309b-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 CJK_CHAR = re.compile(f"[{_CJK_CLASS}]")  # a character that is a token by itself
 _W = rf"[^\W{_CJK_CLASS}]"
+# A flag is two regional indicators, read in pairs from the left: one token, so 🇩🇪 does not
+# match inside 🇬🇩🇪🇸 (Grenada, Spain) as the letters D E would.
+_FLAG = "[\U0001f1e6-\U0001f1ff]{2}"
 # ``#``/``@`` start a hashtag/handle only after a non-word character (not in bob@acme.com).
-_TOKEN = re.compile(rf"(?:(?<!\w)[#@])?(?:{_W}+(?:'{_W}+)*|[{_CJK_CLASS}])|[{_EMOJI_CLASS}]")
+_TOKEN = re.compile(
+    rf"(?:(?<!\w)[#@])?(?:{_W}+(?:'{_W}+)*|[{_CJK_CLASS}])|{_FLAG}|[{_EMOJI_CLASS}]"
+)
 _POSSESSIVE = re.compile(r"(?<=\w)'s\b")  # "acme's" is acme (and "it's" is it)
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*")
 

@@ -209,6 +209,13 @@ def test_a_link_in_a_query_is_refused_with_why() -> None:
     assert match("status.acme.com", "see status.acme.com")
 
 
+def test_a_flag_matches_only_itself_not_the_letters_of_two_others() -> None:
+    """🇩🇪 (D E) matched inside 🇬🇩🇪🇸 (Grenada, Spain): regional indicators are read in pairs."""
+    assert not match("🇩🇪", "🇬🇩🇪🇸 acme")
+    assert match("🇩🇪", "acme 🇩🇪!") and match("acme 🇩🇪", "acme🇩🇪")
+    assert match("🇪🇸", "🇬🇩🇪🇸 acme")
+
+
 def test_near_distance_directly_before_parenthesis() -> None:
     assert match("acme NEAR/3(outage OR down)", "acme is down")
 
