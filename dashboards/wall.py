@@ -39,6 +39,7 @@ Authorize = Callable[[str | None], bool]
 CLOSE_UNAUTHORIZED = 4401
 
 HEARTBEAT: tuple[str, dict[str, Any]] = ("heartbeat", {})
+RESYNC: tuple[str, dict[str, Any]] = ("resync", {})  # wakes an idle pump for a request
 _TYPES = {".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
@@ -132,7 +133,10 @@ def wall_routes(
         while subs:
             await asyncio.sleep(heartbeat_seconds)
             for sub in list(subs):
-                sub.offer(HEARTBEAT)
+                # a full queue is a wall already behind: a marker would only evict a delta
+                # (a counted drop) and the pump has plenty to wake it
+                if not sub.full:
+                    sub.offer(HEARTBEAT)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
@@ -171,27 +175,44 @@ def wall_routes(
             async def stream() -> None:
                 await send(ws, first)
                 seq, reported = first_seq, 0
+                loop = asyncio.get_running_loop()
+                last_snapshot = loop.time()
                 async for _topic, msg in sub:
-                    if msg is HEARTBEAT[1]:
-                        await send(ws, state.heartbeat_frame(now(), seq))
-                        continue
-                    hit = state.frame(msg)
-                    if sub.resync or hit is None:
-                        reason = "dropped" if sub.dropped > reported else "requested"
+                    marker = msg is HEARTBEAT[1] or msg is RESYNC[1]
+                    hit = None if marker else state.frame(msg)
+                    lost = sub.dropped > reported
+                    # a snapshot is ~0.5 MB: one a client asks for comes at most once per
+                    # heartbeat interval (a client asking in a loop was sent 265 MB/s; QA)
+                    asked = sub.resync and loop.time() - last_snapshot >= heartbeat_seconds
+                    if lost or asked or (hit is None and not marker):
+                        reason = "dropped" if lost else "requested"
                         reported, sub.resync = sub.dropped, False
                         sub.drain()
                         snap = state.snapshot_frame(reason, now(), sub.dropped, heartbeat_seconds)
+                        last_snapshot = loop.time()
                         hit = (state.seq, snap)
+                    elif msg is HEARTBEAT[1]:
+                        await send(ws, state.heartbeat_frame(now(), seq))
+                        continue
+                    elif hit is None:
+                        continue  # asked too soon after the last snapshot: a heartbeat serves it
                     seq = hit[0]
                     await send(ws, hit[1])
 
             sender = asyncio.create_task(pump())
             try:
                 async for m in ws:
-                    if m.type == WSMsgType.TEXT and client_message(m.data) == "resync":
-                        # the pump owns the socket; asking it to resync keeps frames in order
+                    # the pump owns the socket; asking it to resync keeps frames in order. One
+                    # request pending at a time, and a marker only to wake an idle pump: 500
+                    # requests used to fill the queue and count as drops (QA)
+                    if (
+                        m.type == WSMsgType.TEXT
+                        and client_message(m.data) == "resync"
+                        and not sub.resync
+                    ):
                         sub.resync = True
-                        sub.offer(("resync", {}))
+                        if not sub.queued:
+                            sub.offer(RESYNC)
             finally:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -36,6 +36,14 @@ class Subscription:
         self._items.append(item)  # deque(maxlen) drops the oldest for us
         self._ready.set()
 
+    @property
+    def queued(self) -> int:
+        return len(self._items)
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) == self._items.maxlen
+
     def drain(self) -> list[Message]:
         """Everything queued now, without waiting."""
         items = list(self._items)

@@ -102,6 +102,31 @@ async def test_client_may_ask_for_a_resync() -> None:
         assert f["reason"] == "requested" and f["dropped"] == 0
 
 
+async def test_a_client_asking_in_a_loop_gets_one_snapshot_per_heartbeat_and_no_drops() -> None:
+    """Each request was a ~0.5 MB snapshot (265 MB/s to one client), and a burst of them
+    filled the client's queue and counted as dropped hub messages (QA)."""
+    async with (
+        serve(heartbeat_seconds=0.2, client_queue=16) as (hub, _, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws")) as ws,
+    ):
+        await recv(ws)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        snapshots = 0
+        while loop.time() < end:
+            for _ in range(50):
+                await ws.send_str('{"type":"resync"}')
+            hub.publish("series", series(loop.time()))
+            with suppress(TimeoutError):
+                while True:
+                    f = await recv(ws, timeout=0.01)
+                    snapshots += f["type"] == "snapshot"
+                    assert f.get("reason") != "dropped"
+        assert 2 <= snapshots <= 1.0 / 0.2 + 1
+        assert hub.dropped == 0
+
+
 async def test_heartbeats_carry_the_service_clock_and_last_seq() -> None:
     clock = FakeClock(5000.0)
     async with (
