@@ -11,6 +11,7 @@ import pytest
 from monitor.enrich.features import FeatureConfig, Featurizer
 from monitor.enrich.linear import (
     DEFAULT_MODEL,
+    MAX_CHARS,
     Head,
     LinearModel,
     ModelError,
@@ -186,3 +187,14 @@ class TestShippedModel:
         single = [model.score_batch([t], [g])[0] for t, g in zip(texts, langs, strict=True)]
         assert [s.label for s in batch] == [s.label for s in single]
         np.testing.assert_allclose([s.score for s in batch], [s.score for s in single], atol=1e-5)
+
+
+def test_a_long_post_is_read_from_its_opening(model: LinearModel) -> None:
+    """256 posts of 100,000 characters took 3.5 GB in one batch (QA, eleventh session): the
+    model reads the first MAX_CHARS characters, where a long post states its tone."""
+    opening = "Acme lost my order again, worst support ever. "
+    long = opening + "filler words about the weather and nothing else " * 2000
+    (whole,) = model.score_batch([long], ["en"])
+    (cut,) = model.score_batch([long[:MAX_CHARS]], ["en"])
+    assert whole == cut and whole.label == "negative"
+    assert len(long) > 40 * MAX_CHARS
