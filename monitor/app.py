@@ -74,6 +74,7 @@ class Saved:
     aggregator: dict[str, Any] | None = None  # watermark and open buckets
     dedup: bytes | None = None  # the keys those buckets counted (monitor.dedup)
     wall: bytes | None = None  # the wall tiles' recent points (zlib-compressed JSON)
+    pipeline: dict[str, Any] | None = None  # its counters: mentions processed
 
 
 def health_problems(
@@ -161,7 +162,9 @@ class App:
                 "saved state reaches %.0f s beyond the clock: starting detection afresh",
                 closed - clock.now(),
             )
-            saved = replace(saved, aggregator=None, detectors=None, dedup=None, wall=None)
+            saved = replace(
+                saved, aggregator=None, detectors=None, dedup=None, wall=None, pipeline=None
+            )
         self.aggregator = Aggregator(
             [t.name for t in topics],
             agg.bucket_seconds,
@@ -228,6 +231,9 @@ class App:
             hub=self.hub,
             metrics=self.metrics,
         )
+        if saved.aggregator and saved.pipeline:
+            # the wall's "mentions processed" dropped to 0 at each restart: read as data lost (QA)
+            self.pipeline.processed = int(saved.pipeline.get("processed", 0))
         # collectors: pull sources stream into the queue, push sources (HTTP) submit to it
         self.queue: asyncio.Queue[Mention] = asyncio.Queue(QUEUE_SIZE)
         self._stranded: list[Mention] = []  # taken from a source, not queued (see pump)
@@ -391,6 +397,7 @@ class App:
                 "aggregator": json.dumps(buckets).encode(),
                 "dedup": keys,
                 "wall": wall,
+                "pipeline": json.dumps({"processed": self.pipeline.processed}).encode(),
             }
         )
         await self.persist_alerting(self.incidents.to_state())
@@ -405,6 +412,7 @@ class App:
             aggregator=json.loads(raw) if (raw := await store.get("aggregator")) else None,
             dedup=await store.get("dedup"),
             wall=await store.get("wall"),
+            pipeline=json.loads(raw) if (raw := await store.get("pipeline")) else None,
         )
         closed = (saved.aggregator or {}).get("closed_until")
         agg = config.aggregation

@@ -106,7 +106,9 @@ async def test_a_batch_re_sent_after_a_restart_is_answered_as_duplicates(
         await store.close()
 
 
-async def test_the_wall_tiles_keep_their_history_across_a_restart(tmp_path: Path) -> None:
+async def test_the_wall_tiles_and_counter_keep_their_history_across_a_restart(
+    tmp_path: Path,
+) -> None:
     """Each tile had 184 points (3 hours) before a restart and 1 after (QA, tenth session)."""
     clock = FakeClock(T0)
     cfg = demo_config(tmp_path)
@@ -120,12 +122,15 @@ async def test_the_wall_tiles_keep_their_history_across_a_restart(tmp_path: Path
                 await app.pipeline.advance(T0 - 540 + 60 * k)
             before = app.wall.snapshot()["series"]["acme"]
             assert len(before) >= 5
+            assert app.pipeline.processed == 15
             await app.checkpoint()
         finally:
             await app.close()
         again = await App.open(cfg, clock, store)
         try:
             assert again.wall.snapshot()["series"]["acme"] == before
+            # the header's "mentions processed" went back to 0, which read as data lost (QA)
+            assert again.pipeline.processed == 15 and again.live()["processed"] == 15
         finally:
             await again.close()
     finally:
