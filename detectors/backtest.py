@@ -65,6 +65,17 @@ def parse_time(text: str) -> float:
 MAX_VALUE = 1e12
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters: an error is one line a person reads,
+    and a quote left open can make one field of a whole file.
+
+    >>> shown("12"), shown("9" * 100, limit=10)
+    ("'12'", "'999999999... (102 characters)")
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def parse_row(row: list[str], path: str, lineno: int) -> tuple[float, float]:
     """One ``timestamp,value`` row as (epoch seconds, value); the error says which field.
 
@@ -76,19 +87,25 @@ def parse_row(row: list[str], path: str, lineno: int) -> tuple[float, float]:
     detectors.backtest.BacktestInputError: a.csv:7: value 'nan' must be finite and within ±1e+12
     """
     if len(row) < 2:
-        raise BacktestInputError(path, f"expected 'timestamp,value', got {row!r}", lineno)
+        raise BacktestInputError(path, f"expected 'timestamp,value', got {shown(row)}", lineno)
+    for field, text in zip(("timestamp", "value"), row, strict=False):
+        if "\n" in text or "\r" in text:
+            # both are echoed into the output verbatim, where a line break splits the row;
+            # the usual cause is a quote left open, which swallows the lines after it
+            reason = f"{field} {shown(text)} spans lines (a quote left open?)"
+            raise BacktestInputError(path, reason, lineno)
     try:
         t = parse_time(row[0])
     except ValueError:
-        reason = f"timestamp {row[0]!r} is not an ISO 8601 time"
+        reason = f"timestamp {shown(row[0])} is not an ISO 8601 time"
         raise BacktestInputError(path, reason, lineno) from None
     try:
         v = float(row[1])
     except ValueError:
-        raise BacktestInputError(path, f"value {row[1]!r} is not a number", lineno) from None
+        raise BacktestInputError(path, f"value {shown(row[1])} is not a number", lineno) from None
     if not abs(v) <= MAX_VALUE:  # NaN fails this too
         raise BacktestInputError(
-            path, f"value {row[1]!r} must be finite and within ±{MAX_VALUE:g}", lineno
+            path, f"value {shown(row[1])} must be finite and within ±{MAX_VALUE:g}", lineno
         )
     return t, v
 
@@ -101,24 +118,33 @@ def read_series(path: Path) -> Series:
     except OSError as exc:
         raise BacktestInputError(str(path), f"cannot read: {exc.strerror}") from None
     s = Series(path.name, [], [], [], [])
+    start = 1  # the line the record being read starts on: a quoted value may span lines
     try:
         with fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
                 raise BacktestInputError(str(path), "expected header 'timestamp,value'", 1)
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                t, v = parse_row(row, str(path), lineno)
-                # repeated or backward stamps occur in NAB (clock artefacts); they are kept
-                # and the stage judges them as late buckets (scored, never learned or paged)
-                s.stamps.append(row[0])
-                s.raw_values.append(row[1])
-                s.t.append(t)
-                s.values.append(v)
+            start = reader.line_num + 1
+            for row in reader:
+                if row:
+                    t, v = parse_row(row, str(path), start)
+                    # repeated or backward stamps occur in NAB (clock artefacts); they are
+                    # kept and the stage judges them as late buckets (scored, never learned
+                    # or paged)
+                    s.stamps.append(row[0])
+                    s.raw_values.append(row[1])
+                    s.t.append(t)
+                    s.values.append(v)
+                start = reader.line_num + 1
     except UnicodeDecodeError as exc:
         raise BacktestInputError(str(path), f"not UTF-8 text at byte {exc.start}") from None
+    except csv.Error as exc:
+        # e.g. a quote left open, whose value runs on past the csv module's field limit
+        reason = f"not CSV from here on: {exc}"
+        raise BacktestInputError(str(path), reason, start) from None
+    except OSError as exc:  # opened, then failed (an I/O error, a directory)
+        raise BacktestInputError(str(path), f"cannot read: {exc.strerror}") from None
     return s
 
 
@@ -225,8 +251,13 @@ def windows_for(
         index.setdefault(t, i)
     out = []
     for a, b in wins:
-        if a not in index or b not in index:
-            raise BacktestInputError(str(path), "label window does not match a row timestamp")
+        for end, t in (("start", a), ("end", b)):
+            if t not in index:  # e.g. a file cut short, or another export's step
+                window = " .. ".join(
+                    datetime.fromtimestamp(x, UTC).strftime("%Y-%m-%d %H:%M:%S") for x in (a, b)
+                )
+                reason = f"label window {window}: its {end} does not match a row timestamp"
+                raise BacktestInputError(str(path), reason)
         out.append((index[a], index[b]))
     return out
 
@@ -246,8 +277,11 @@ def run_backtest(
     labels: Path | None,
     log: TextIO,
 ) -> int:
-    """Backtest every input; exit code 0 on success, 2 on unusable input."""
+    """Backtest every input; exit code 0 on success, 2 on unusable input, 1 when a result
+    cannot be written (a full disk)."""
     try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BacktestInputError(f"--out {out_dir}", "exists and is not a directory")
         label_map = load_windows(labels) if labels is not None else None
         if label_map is not None and not any(labelled(p, label_map) is not None for p in inputs):
             # before anything is written: a wrong labels file must not pass for "scored
@@ -261,12 +295,20 @@ def run_backtest(
             windows_for(path, s, label_map) if label_map is not None else None
             for path, s in zip(inputs, series, strict=True)
         ]
+        for s in series:
+            bucket_width(s)  # raises for stamps that never increase, before any output
+    except BacktestInputError as exc:
+        print(f"error: {exc}", file=log)
+        return 2
+    target = out_dir
+    try:
         out_dir.mkdir(parents=True, exist_ok=True)
         per_profile: dict[str, list[FileScore]] = {p: [] for p in PROFILES}
         rows: list[str] = []
         for path, s, wins in zip(inputs, series, windows, strict=True):
             scores, alerts = run_series(DetectionStage(config), s)
-            write_output(out_dir / path.name, s, scores, alerts)
+            target = out_dir / path.name
+            write_output(target, s, scores, alerts)
             days = (s.t[-1] - s.t[0]) / 86_400.0 if len(s.t) > 1 else 0.0
             print(f"{path.name}: {len(s.t)} rows, {sum(alerts)} alerts", file=log)
             if s.t:
@@ -292,14 +334,22 @@ def run_backtest(
                 f"{path.name:<45} {f.tp + f.fn:>3} {f.tp:>3} {f.fp:>4} "
                 f"{f.fp / days if days else 0.0:>8.3f}"
             )
-    except (BacktestInputError, OSError) as exc:
-        print(f"error: {exc}", file=log)
-        return 2
+    except OSError as exc:
+        # the input was fine; the system refused the result (a full disk, no permission)
+        print(f"error: --out {target}: cannot write: {exc.strerror or exc}", file=log)
+        return 1
     if label_map is not None and rows:
         out = sys.stdout
         print(f"{'file':<45} {'win':>3} {'hit':>3} {'fp':>4} {'fp/day':>8}", file=out)
         for r in rows:
             print(r, file=out)
+        if not any(f.tp + f.fn for f in per_profile["standard"]):
+            # NAB normalises by the windows: with none (a series with no anomaly) a score
+            # of 0.00 would read as "detected nothing", and the delay has nothing to measure
+            print("median delay from window start: n/a (no labelled windows)", file=out)
+            for name in PROFILES:
+                print(f"NAB {name}: n/a (no labelled windows)", file=out)
+            return 0
         delay = median_delay(per_profile["standard"])
         print(f"median delay from window start: {delay} rows", file=out)
         for name in PROFILES:

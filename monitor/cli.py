@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import math
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from monitor.config import Config, load_config
 from monitor.config.detection import DetectionConfig
@@ -70,6 +72,22 @@ def live_sources(config: Config) -> list[str]:
                "jetstream": s.jetstream.enabled, "mastodon": s.mastodon.enabled,
                "rss": s.rss.enabled}  # fmt: skip
     return [name for name, on in enabled.items() if on]
+
+
+def _std(name: str) -> TextIO:
+    """``sys.stdin`` or ``sys.stdout``; Python makes them None when the shell started the
+    command with them closed (``<&-``, ``>&-``), which is how it was called: bad usage."""
+    stream: TextIO | None = getattr(sys, name)
+    if stream is None:
+        raise ConfigError(name, "closed; give this command a file or a pipe there")
+    return stream
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("crisiswatch")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "unknown (not installed)"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -128,12 +146,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         detection = load_config(args.config).detection
         print(f"config: {args.config}", file=sys.stderr)
     labels = Path(args.labels) if args.labels else None
-    inputs, out = [Path(p) for p in args.series], Path(args.out)
+    if labels is not None:
+        _std("stdout")  # where the scores go: fail before the work, not lose it silently
+    out = Path(args.out)
+    inputs: list[Path] = []
     # DIR/<same basename>: two inputs of one name would overwrite each other's result, and
     # `--out` the inputs' own folder would overwrite the data itself
     seen: dict[str, Path] = {}
-    for p in inputs:
-        if p.name in seen and seen[p.name].resolve() != p.resolve():
+    for p in map(Path, args.series):
+        if p.name in seen:
+            if seen[p.name].resolve() == p.resolve():
+                # scored twice, one file would weigh double in the NAB totals
+                print(f"note: {p}: given twice, scored once", file=sys.stderr)
+                continue
             print(f"error: {p}: same file name as {seen[p.name]}; both results would be"
                   f" {out / p.name}", file=sys.stderr)  # fmt: skip
             return 2
@@ -141,13 +166,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if (out / p.name).resolve() == p.resolve():
             print(f"error: {p}: --out {out} would overwrite this input", file=sys.stderr)
             return 2
+        inputs.append(p)
     return run_backtest(inputs, out, detection, labels, sys.stderr)
 
 
 def cmd_sentiment(args: argparse.Namespace) -> int:
     from monitor.enrich.cli import run_sentiment
 
-    return run_sentiment(args.lang, sys.stdin, sys.stdout)
+    return run_sentiment(args.lang, _std("stdin"), _std("stdout"))
 
 
 def cmd_oncall(args: argparse.Namespace) -> int:
@@ -163,12 +189,13 @@ def cmd_oncall(args: argparse.Namespace) -> int:
         except ValueError as exc:
             reason = str(exc) if str(exc).startswith("year") else "expected an ISO 8601 time"
             raise ConfigError("--at", reason, args.at) from None
-    return run_oncall(config.alerting, at, sys.stdout)
+    return run_oncall(config.alerting, at, _std("stdout"))
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crisiswatch", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the service")
@@ -215,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         code = int(args.fn(args))
-        sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
         return code
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,12 +22,13 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, AnyStr, Final
+from typing import IO, Any, AnyStr, Final, NoReturn
 
 from monitor.clock import Clock, SystemClock
 from monitor.collectors.base import SourceContext, SourceHealth
@@ -378,8 +379,24 @@ def main(argv: list[str] | None = None) -> int:
         help="longest wait for one gap between mentions (default: %(default)s)",
     )
     args = ap.parse_args(argv)
+
+    def refuse(reason: str) -> NoReturn:
+        # one line, without argparse's usage block: the value is wrong, not the syntax
+        ap.exit(2, f"{ap.prog}: error: {reason}\n")
+
     if not args.max_wait >= 0:  # also refuses nan
-        ap.error("--max-wait must be a number of seconds >= 0")
+        refuse(f"--max-wait must be a number of seconds >= 0 (got {args.max_wait})")
+    if not (math.isfinite(args.speed) and args.speed > 0):  # pacing divides by it
+        refuse(f"--speed must be a positive number (got {args.speed})")
+    for path in args.files:
+        # the stream goes on past a file it cannot read (a service keeps playing the rest);
+        # a file named on the command line that is not there is a typo to say at once
+        if not path.exists():
+            refuse(f"{path}: no such file")
+        if path.is_dir():
+            refuse(f"{path}: is a directory")
+        if not os.access(path, os.R_OK):
+            refuse(f"{path}: not readable (permission denied)")
     out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
 
     def err(path: Path, line: int, raw: bytes, e: DecodeError) -> None:

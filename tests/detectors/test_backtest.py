@@ -240,3 +240,90 @@ def test_rows_that_skip_buckets_are_noted_as_learned_zeros(tmp_path: Path) -> No
     log = io.StringIO()
     assert run_backtest([regular], tmp_path / "out2", DetectionConfig(), None, log) == 0
     assert "note:" not in log.getvalue()
+
+
+ROWS = "".join(f"2015-01-01 00:{m:02d}:00,{m}\n" for m in range(5, 60, 5))
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        # the quote runs on past the csv module's field limit: a traceback, exit 1 before
+        ('2015-01-01 00:05:00,"100\n' + ROWS * 3000, "f.csv:3: not CSV from here on: field"),
+        # a short file: the whole rest of it was echoed as the value
+        ('2015-01-01 00:05:00,"100\n' + ROWS, "f.csv:3: value '100\\n2015-01-01 00:05:00,5"),
+        # a quoted line break: valid CSV, but the output row was split over two lines
+        ('2015-01-01 00:05:00,"5\n"\n', "f.csv:3: value '5\\n' spans lines"),
+        ('"2015-01-01 00:05:00\n",5\n', "f.csv:3: timestamp '2015-01-01 00:05:00\\n' spans lines"),
+    ],
+)
+def test_a_quote_left_open_is_one_short_line_and_exit_2(
+    tmp_path: Path, row: str, says: str
+) -> None:
+    src = tmp_path / "f.csv"
+    src.write_text(f"timestamp,value\n2015-01-01 00:00:00,3\n{row}")
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), None, log) == 2
+    assert log.getvalue().startswith(f"error: {src.parent}/{says}"), log.getvalue()[:300]
+    assert log.getvalue().count("\n") == 1 and len(log.getvalue()) < 250
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_result_that_cannot_be_written_is_exit_1_naming_out(tmp_path: Path) -> None:
+    """A full disk was exit 2, the code for bad input, with a bare `[Errno 28]` (QA)."""
+    src = DATA / "art_flatline.csv"
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / src.name).symlink_to("/dev/full")
+    log = io.StringIO()
+    assert run_backtest([src], out, DetectionConfig(), None, log) == 1
+    says = f"error: --out {out / src.name}: cannot write: No space left on device\n"
+    assert log.getvalue() == says
+
+
+def test_an_out_that_is_a_file_is_exit_2_naming_out(tmp_path: Path) -> None:
+    """It printed a bare `error: [Errno 17] File exists: '...'` (QA)."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    log = io.StringIO()
+    assert run_backtest([DATA / "art_flatline.csv"], afile, DetectionConfig(), None, log) == 2
+    assert log.getvalue() == f"error: --out {afile}: exists and is not a directory\n"
+    assert afile.read_text() == "keep"
+
+
+def test_labels_without_any_window_print_no_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """artificialNoAnomaly printed `NAB standard: 0.00` and `median delay ...: None rows`."""
+    src = DATA / "art_flatline.csv"
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "o", DetectionConfig(), DATA / "windows.json", log) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-4:] == [
+        "median delay from window start: n/a (no labelled windows)",
+        "NAB standard: n/a (no labelled windows)",
+        "NAB reward_low_FP_rate: n/a (no labelled windows)",
+        "NAB reward_low_FN_rate: n/a (no labelled windows)",
+    ]
+    # one labelled window among the inputs: the scores as always
+    both = [DATA / "Twitter_volume_PFE_head.csv", src]
+    assert run_backtest(both, tmp_path / "o2", DetectionConfig(), DATA / "windows.json", log) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-4].startswith("median delay from window start: ") and out[-4].endswith(" rows")
+    assert out[-3].startswith("NAB standard: ") and "n/a" not in "".join(out)
+
+
+def test_a_window_off_the_rows_is_named(tmp_path: Path) -> None:
+    """A truncated file said only `label window does not match a row timestamp` (QA)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.csv").write_text("timestamp,value\n2015-01-01 00:00:00,3\n2015-01-01 00:05:00,4\n")
+    lab = tmp_path / "labels.json"
+    lab.write_text('{"d/a.csv": [["2015-01-01 00:00:00.000000", "2015-01-02 00:00:00.000000"]]}')
+    log = io.StringIO()
+    assert run_backtest([d / "a.csv"], tmp_path / "o", DetectionConfig(), lab, log) == 2
+    assert log.getvalue() == (
+        f"error: {d / 'a.csv'}: label window 2015-01-01 00:00:00 .. 2015-01-02 00:00:00:"
+        " its end does not match a row timestamp\n"
+    )

@@ -188,3 +188,71 @@ def test_run_speeds_the_clock_up_only_for_the_demo_or_when_asked(
     assert ("arrive as late" in caplog.text) is warned
     if warned:
         assert "sources.http" in caplog.text
+
+
+def test_a_file_given_twice_is_scored_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`backtest IBM.csv IBM.csv --labels ...` printed two rows, and weighed it double."""
+    monkeypatch.chdir(SERIES.parent)
+    labels = str(SERIES.parent / "windows.json")
+    again = f"../nab/{SERIES.name}"  # another spelling of the same file
+    argv = ["backtest", str(SERIES), again, "--out", str(tmp_path / "o"), "--labels", labels]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert sum(line.startswith(SERIES.name) for line in out.splitlines()) == 1
+    assert f"note: {again}: given twice, scored once" in err
+    assert cli.main([*argv[:2], "--out", str(tmp_path / "o1"), "--labels", labels]) == 0
+    assert capsys.readouterr().out == out  # the scores of the file given once
+
+
+def test_backtest_out_naming_a_file_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert cli.main(["backtest", str(SERIES), "--out", str(afile)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: --out {afile}: exists and is not a directory"
+    )
+
+
+SCORED = f"backtest {SERIES} --out {{tmp}} --labels {SERIES.parent}/windows.json"
+
+
+@pytest.mark.parametrize(
+    ("command", "redirect", "says"),
+    [
+        ("sentiment", "<&-", "error: stdin: closed"),
+        ("sentiment", ">&-", "error: stdout: closed"),
+        ("oncall", ">&-", "error: stdout: closed"),
+        (SCORED, ">&-", "error: stdout: closed"),  # the scores were lost after the work
+    ],
+)
+def test_stdin_or_stdout_closed_by_the_shell_is_one_line_and_exit_2(
+    tmp_path: Path, command: str, redirect: str, says: str
+) -> None:
+    """`crisiswatch sentiment <&-` was a TypeError traceback, `>&-` an AttributeError (QA)."""
+    cmd = f"{sys.executable} -m monitor.cli {command.format(tmp=tmp_path / 'o')} {redirect}"
+    proc = subprocess.run(
+        ["sh", "-c", cmd],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and errors[0].startswith(says)
+    assert not (tmp_path / "o").exists()  # refused before the work, not after it
+
+
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"crisiswatch {importlib.metadata.version('crisiswatch')}\n"

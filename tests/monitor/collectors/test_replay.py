@@ -373,3 +373,28 @@ async def test_an_oversized_line_is_dead_lettered_without_holding_it_in_memory(
     assert payload.startswith(b"b1," if suffix == ".csv" else b'{"id": "b1"')
     assert len(payload) <= 64 * 1024  # a prefix to recognise it by, not the line
     assert peak < 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["{tmp}/gone.jsonl"], "{tmp}/gone.jsonl: no such file"),  # exit 0 before
+        (["{tmp}"], "{tmp}: is a directory"),
+        (["--speed", "0", "{csv}"], "--speed must be a positive number (got 0.0)"),  # a traceback
+        (["--speed", "nan", "{csv}"], "--speed must be a positive number (got nan)"),
+        (["--speed", "-2", "{csv}"], "--speed must be a positive number (got -2.0)"),
+        (["--max-wait", "nan", "{csv}"], "--max-wait must be a number of seconds >= 0 (got nan)"),
+    ],
+)
+def test_cli_refuses_arguments_it_cannot_use_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    def fill(text: str) -> str:
+        return text.format(tmp=tmp_path, csv=CSV)
+
+    with pytest.raises(SystemExit) as exit_:
+        main([fill(a) for a in argv])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"python -m monitor.collectors.replay: error: {fill(says)}\n"
+    assert captured.out == ""
