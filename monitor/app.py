@@ -46,7 +46,7 @@ from monitor.collectors.registry import (
     watch_health,
 )
 from monitor.config import Config
-from monitor.config.receivers import secret
+from monitor.config.receivers import check_secrets, secret
 from monitor.deadletter import DeadLetters
 from monitor.dedup import Dedup
 from monitor.enrich.enricher import Enricher
@@ -192,6 +192,9 @@ class App:
             self.aggregator.restore(saved.aggregator)
         # alerting: incidents + escalation decide, the outbox delivers (persisted first)
         env = os.environ
+        # every delivery secret at once, each named by its config path (the notifiers name
+        # `receivers.<name>.…`, which is not where the file says it)
+        check_secrets(config.delivery, env)
         self.http = http or aiohttp.ClientSession()
         notifiers = build_notifiers(
             config.delivery.receivers,

@@ -126,6 +126,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
+    if args.secrets:
+        from monitor.config.receivers import check_secrets
+
+        # what `run` resolves at start-up; off by default, since the file is often checked
+        # where the secrets are not (CI, a laptop)
+        check_secrets(config.delivery, os.environ)
     n = len(config.topics)
     print(f"{args.path}: ok ({n} topic{'' if n == 1 else 's'})")
     return 0
@@ -206,6 +212,11 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("path")
+    c.add_argument(
+        "--secrets",
+        action="store_true",
+        help="also check that the delivery secrets (*_env) are set, as `run` does at start-up",
+    )
     c.set_defaults(fn=cmd_check_config)
 
     b = sub.add_parser("backtest", help="run the live detector stack over NAB-format CSVs")

@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from monitor.config.alerting import AlertingConfig, check_receivers
-from monitor.config.base import Section, at
+from monitor.config.base import BOOL_HINT, Section, at
 from monitor.config.detection import DetectionConfig
 from monitor.config.enrichment import EnrichmentConfig
 from monitor.config.receivers import DeliveryConfig
@@ -71,14 +71,35 @@ class Config(Section):
         return self
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
+def _path(loc: tuple[int | str, ...], data: Any = None) -> str:
+    """The config path of a pydantic error location, as the file spells it: the tag pydantic
+    adds for a tagged union (``receivers[0].pagerduty.url``) is not a key the operator wrote.
+
+    >>> _path(("delivery", "receivers", 0, "pagerduty", "url"),
+    ...       {"delivery": {"receivers": [{"type": "pagerduty", "url": "x"}]}})
+    'delivery.receivers[0].url'
+    """
     out = ""
+    node = data
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
         elif not part.startswith(("function-", "[")):
+            if isinstance(node, dict) and part not in node and node.get("type") == part:
+                continue  # the union's tag, not a key
             out += ("." if out else "") + part
+            node = node.get(part) if isinstance(node, dict) else None
     return out or "<root>"
+
+
+def _as_text_hint(value: object) -> str | None:
+    """Why a scalar YAML did not read as text, for a field that wants text."""
+    if isinstance(value, bool):
+        return f"{BOOL_HINT}: quote it"
+    if isinstance(value, int | float):
+        return "YAML reads it as a number: quote it"
+    return None
 
 
 def parse_config(data: Any) -> Config:
@@ -91,7 +112,7 @@ def parse_config(data: Any) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        path = _path(tuple(err["loc"]))
+        path = _path(tuple(err["loc"]), data)
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             raise ConfigError(path, "unknown key") from None
@@ -105,6 +126,13 @@ def parse_config(data: Any) -> Config:
             value = None  # the reason already names the value
         if value is None and err["type"] != "missing" and err.get("input", 0) is None:
             msg += " (got null)"  # an empty YAML value: say so, it is easy to miss
+        quoted_choice = isinstance(value, bool) or f"'{value}'" in msg  # protocol: 5 for "5"
+        text_wanted = err["type"] == "string_type" or (
+            err["type"] == "literal_error" and quoted_choice
+        )
+        if text_wanted and (hint := _as_text_hint(value)):
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)
+            raise ConfigError(path, f"{msg} (got {shown}; {hint})") from None
         raise ConfigError(path, msg, value) from None
 
 

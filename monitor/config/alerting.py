@@ -495,20 +495,37 @@ class AlertingConfig(Section):
         schedules = _unique("schedules", (s.name for s in self.schedules))
         teams = _unique("teams", (t.name for t in self.teams))
         policies = _unique("policies", (p.name for p in self.policies))
+        # the demo's schedules, teams, policies and route name the demo's people: an operator
+        # who set only `users` never wrote the path the error names, so say where it is from
+        demo = {
+            key: f" (the built-in demo {what}; define alerting.{key} too)"
+            for key, what in [
+                ("schedules", "schedule"),
+                ("teams", "team"),
+                ("policies", "policy"),
+                ("route", "route"),
+            ]
+            if key not in self.model_fields_set
+        }
         for i, s in enumerate(self.schedules):
+            hint = demo.get("schedules", "")
             for j, layer in enumerate(s.layers):
                 for k, u in enumerate(layer.users):
                     if u not in users:
-                        raise at(f"schedules[{i}].layers[{j}].users[{k}]", f"unknown user {u!r}")
+                        path = f"schedules[{i}].layers[{j}].users[{k}]"
+                        raise at(path, f"unknown user {u!r}{hint}")
             for j, o in enumerate(s.overrides):
                 if o.user not in users:
-                    raise at(f"schedules[{i}].overrides[{j}].user", f"unknown user {o.user!r}")
+                    raise at(
+                        f"schedules[{i}].overrides[{j}].user", f"unknown user {o.user!r}{hint}"
+                    )
         for i, t in enumerate(self.teams):
+            hint = demo.get("teams", "")
             for k, u in enumerate(t.members):
                 if u not in users:
-                    raise at(f"teams[{i}].members[{k}]", f"unknown user {u!r}")
+                    raise at(f"teams[{i}].members[{k}]", f"unknown user {u!r}{hint}")
             if t.schedule is not None and t.schedule not in schedules:
-                raise at(f"teams[{i}].schedule", f"unknown schedule {t.schedule!r}")
+                raise at(f"teams[{i}].schedule", f"unknown schedule {t.schedule!r}{hint}")
             if t.schedule is None and not t.members:
                 raise at(f"teams[{i}]", "needs members or a schedule")
         known = {"user": users, "schedule": schedules, "team": teams}
@@ -518,10 +535,11 @@ class AlertingConfig(Section):
                     kind, name = parse_target(target)
                     if kind != "receiver" and name not in known[kind]:
                         path = f"policies[{i}].levels[{j}].targets[{k}]"
-                        raise at(path, f"unknown {kind} {name!r}")
+                        raise at(path, f"unknown {kind} {name!r}{demo.get('policies', '')}")
         for path, route in _walk(self.route, "route"):
             if route.policy is not None and route.policy not in policies:
-                raise at(f"{path}.policy", f"unknown policy {route.policy!r}")
+                hint = demo.get("route", "")
+                raise at(f"{path}.policy", f"unknown policy {route.policy!r}{hint}")
         if self.route.policy is None:
             raise at("route.policy", "the root route needs a policy")
         ids: set[str] = set()

@@ -1,8 +1,11 @@
 """Config of delivery (owned by alerting/ delivery): receivers, outbox, signed links, API tokens.
 
 Secrets never appear in config: a field ending in ``_env`` names an environment variable that
-holds the secret, resolved once at start-up by :func:`secret` (missing ones are config errors
-that name the variable, never its value).
+holds the secret (checked to look like a name when the file is parsed, see
+:func:`monitor.config.base.env_name_error`), resolved once at start-up by :func:`secret`
+(missing or empty ones, and a ``url_env`` that holds no http(s) URL, are config errors that
+name the variable, never its value). :func:`check_secrets` resolves all of them at once, with
+the config path of each.
 
 >>> cfg = DeliveryConfig.model_validate({"receivers": [
 ...     {"name": "pager", "type": "pagerduty", "routing_key_env": "PD_KEY"},
@@ -11,11 +14,15 @@ that name the variable, never its value).
 (['pagerduty', 'alertmanager'], 60.0)
 >>> secret({"PD_KEY": "k"}, "PD_KEY", "receivers.pager.routing_key_env")
 'k'
+>>> check_secrets(cfg, {"PD_KEY": ""})
+Traceback (most recent call last):
+...
+monitor.errors.ConfigError: delivery.receivers[0].routing_key_env: ... PD_KEY is empty
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -25,14 +32,35 @@ from monitor.config.base import Section, at
 from monitor.errors import ConfigError
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
-_ENV = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-def secret(env: Mapping[str, str], name: str, path: str) -> str:
-    """The value of environment variable `name`; a ConfigError naming `path` when unset."""
+def secret(env: Mapping[str, str], name: str, path: str, *, url: bool | None = None) -> str:
+    """The value of environment variable `name`; a ConfigError naming `path` (and the variable,
+    never the value) when it is unset or empty, or, for a URL, not an absolute http(s) URL.
+
+    `url` None means: the key at `path` says, i.e. it ends in ``url_env`` (Slack's webhook URL
+    is itself a secret, so a typo in it must fail at start-up too, not at the first page).
+
+    >>> secret({"HOOK": "not-a-url"}, "HOOK", "delivery.receivers[2].url_env")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: delivery.receivers[2].url_env: ... HOOK does not hold ...
+    """
     value = env.get(name)
-    if not value:
+    if value is None:
         raise ConfigError(path, f"environment variable {name} is not set")
+    if not value.strip():
+        raise ConfigError(path, f"environment variable {name} is empty")
+    if url is None:
+        url = path.endswith("url_env")
+    if url:
+        try:
+            _http_url(value)
+        except ValueError:
+            reason = (
+                f"environment variable {name} does not hold an absolute http:// or https:// URL"
+            )
+            raise ConfigError(path, reason) from None
     return value
 
 
@@ -70,7 +98,7 @@ class PagerDutyReceiver(_Receiver):
 
     type: Literal["pagerduty"]
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
-    routing_key_env: str = Field(pattern=_ENV)
+    routing_key_env: str
     source: str = "crisiswatch"
     client_url: HttpUrl | None = None
 
@@ -88,7 +116,7 @@ class SlackReceiver(_Receiver):
     """Slack incoming webhook. The webhook URL is itself a secret, so it comes from `url_env`."""
 
     type: Literal["slack"]
-    url_env: str = Field(pattern=_ENV)
+    url_env: str
     max_samples: int = Field(default=3, ge=0, le=10)
 
 
@@ -97,7 +125,7 @@ class WebhookReceiver(_Receiver):
 
     type: Literal["webhook"]
     url: HttpUrl
-    secret_env: str = Field(pattern=_ENV)
+    secret_env: str
 
 
 class EmailReceiver(_Receiver):
@@ -111,7 +139,7 @@ class EmailReceiver(_Receiver):
     starttls: bool = False
     ssl: bool = False
     username: str | None = None
-    password_env: str | None = Field(default=None, pattern=_ENV)
+    password_env: str | None = None
 
     @model_validator(mode="after")
     def _tls(self) -> EmailReceiver:
@@ -169,7 +197,7 @@ class LinksConfig(Section):
     """Signed expiring one-click links. Disabled while `secret_env` is unset."""
 
     base_url: HttpUrl = "http://127.0.0.1:8080"
-    secret_env: str | None = Field(default=None, pattern=_ENV)
+    secret_env: str | None = None
     ttl_seconds: float = Field(default=12 * 3600.0, gt=0)
     snooze_seconds: float = Field(default=3600.0, gt=0)
 
@@ -178,13 +206,13 @@ class ApiToken(Section):
     """A bearer token for the REST API; the token itself is read from `token_env`."""
 
     name: str = Field(pattern=_NAME)
-    token_env: str = Field(pattern=_ENV)
+    token_env: str
     roles: list[Literal["responder", "viewer"]] = ["responder"]
 
 
 class ApiConfig(Section):
     tokens: list[ApiToken] = []
-    pagerduty_webhook_secret_env: str | None = Field(default=None, pattern=_ENV)
+    pagerduty_webhook_secret_env: str | None = None
     max_snooze_seconds: float = Field(default=7 * 86400.0, gt=0)
 
 
@@ -213,3 +241,35 @@ class DeliveryConfig(Section):
             if r.name == name:
                 return r
         raise KeyError(name)
+
+
+def _secret_refs(config: DeliveryConfig) -> Iterator[tuple[str, str]]:
+    """``(config path, variable name)`` of every secret the delivery section names."""
+    for i, r in enumerate(config.receivers):
+        for key in ("routing_key_env", "url_env", "secret_env", "password_env"):
+            name = getattr(r, key, None)
+            if name is not None:
+                yield f"delivery.receivers[{i}].{key}", name
+    if config.links.secret_env is not None:
+        yield "delivery.links.secret_env", config.links.secret_env
+    for i, t in enumerate(config.api.tokens):
+        yield f"delivery.api.tokens[{i}].token_env", t.token_env
+    if config.api.pagerduty_webhook_secret_env is not None:
+        yield "delivery.api.pagerduty_webhook_secret_env", config.api.pagerduty_webhook_secret_env
+
+
+def check_secrets(config: DeliveryConfig, env: Mapping[str, str]) -> None:
+    """Resolve every secret of the delivery section (as the service does at start-up) and
+    raise the first :class:`ConfigError`, named by its config path
+    (``delivery.receivers[0].routing_key_env``), never showing a value.
+
+    >>> cfg = DeliveryConfig.model_validate({"receivers": [
+    ...     {"name": "slack", "type": "slack", "url_env": "CW_SLACK"}]})
+    >>> check_secrets(cfg, {"CW_SLACK": "https://hooks.slack.com/services/T/B/x"})
+    >>> check_secrets(cfg, {"CW_SLACK": "hooks.slack.com/services/T/B/x"})
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: delivery.receivers[0].url_env: ... CW_SLACK does not hold ...
+    """
+    for path, name in _secret_refs(config):
+        secret(env, name, path)

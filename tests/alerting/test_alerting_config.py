@@ -29,14 +29,14 @@ def test_documented_example_parses() -> None:
     assert blocks, "docs/alerting.md lost its example"
     data = yaml.safe_load(blocks[0])
     receivers = [
-        {"name": "pagerduty", "type": "pagerduty", "routing_key_env": "PD_KEY"},
-        {"name": "email", "type": "email", "sender": "crisiswatch@example.org"},
+        {"name": "pager", "type": "pagerduty", "routing_key_env": "PD_KEY"},
+        {"name": "mail", "type": "email", "sender": "crisiswatch@example.org"},
         {"name": "slack-crisis", "type": "slack", "url_env": "SLACK_URL"},
     ]
     full = parse_config({"topics": [], **data, "delivery": {"receivers": receivers}})
     cfg = full.alerting
     assert {p.name for p in cfg.policies} == {"default", "major"}
-    check_receivers(cfg, ["pagerduty", "email", "slack-crisis"])
+    check_receivers(cfg, ["pager", "mail", "slack-crisis"])
     with pytest.raises(ConfigError) as err:  # the whole tree cross-checks receivers too
         parse_config({"topics": [], **data, "delivery": {"receivers": receivers[:2]}})
     assert err.value.path == "alerting.policies[0].levels[1].targets[1]"
