@@ -3,7 +3,7 @@
 * ``GET  /api/v1/incidents/{id}`` — one incident (a viewer or responder token once tokens
   are configured, see :func:`require_reader`).
 * ``POST /api/v1/incidents/{id}/acknowledge|resolve|snooze`` — role responder; snooze takes
-  ``{"seconds": N}`` or ``{"until": epoch}``.
+  exactly one of ``{"seconds": N}`` or ``{"until": epoch}``.
 * ``GET  /act/{token}`` — a signed link from a notification: shows what it will do and a
   confirm button; ``POST /act/{token}`` does it. The GET never acts because mail scanners and
   chat unfurlers fetch every link they see, and an acknowledgement made by a robot would stop
@@ -54,18 +54,28 @@ log = logging.getLogger(__name__)
 # not a click: a forgotten silence would hide every crisis of its topic until it ends.
 MAX_SILENCE_SECONDS = 30 * 86400.0
 SILENCE_FIELDS = ("comment", "duration_seconds", "end", "matchers", "start")
+SNOOZE_FIELDS = ("seconds", "until")
+# A silence is stored, listed, logged and checked against every incident: a body of 100,000
+# matchers or a 3 MB comment was accepted and made a 1.4 MB log line (QA).
+MAX_COMMENT_CHARS = 1000
+MAX_MATCHERS = 32
+MAX_MATCHER_CHARS = 256
+
+Acted = tuple[dict[str, Any], bool]  # the record after an action, and whether it changed it
 
 
 class IncidentActions(Protocol):
-    """What the API needs from the incident book. Each returns the incident after the change
-    (a JSON-able dict) or None when there is no such incident. Repeating an action is harmless.
+    """What the API needs from the incident book. An action returns the incident after it (a
+    JSON-able dict) and whether it changed anything, decided under the book's lock: of two
+    responders acting at once only the first changes it, and only that one is logged and
+    counted. None when there is no such incident. Repeating an action is harmless.
     """
 
-    async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any] | None: ...
+    async def acknowledge(self, incident_id: str, who: str) -> Acted | None: ...
 
-    async def resolve(self, incident_id: str, who: str) -> dict[str, Any] | None: ...
+    async def resolve(self, incident_id: str, who: str) -> Acted | None: ...
 
-    async def snooze(self, incident_id: str, until: float, who: str) -> dict[str, Any] | None: ...
+    async def snooze(self, incident_id: str, until: float, who: str) -> Acted | None: ...
 
     async def get(self, incident_id: str) -> dict[str, Any] | None: ...
 
@@ -86,8 +96,9 @@ class SilenceActions(Protocol):
         """A new silence with a fresh id; SilenceError when malformed."""
         ...
 
-    async def expire_silence(self, silence_id: str, who: str) -> dict[str, Any] | None:
-        """End the silence now (an ended one stays as it was); None when unknown."""
+    async def expire_silence(self, silence_id: str, who: str) -> Acted | None:
+        """End the silence now and whether that changed it (an ended one stays as it was);
+        None when unknown."""
         ...
 
 
@@ -261,29 +272,26 @@ def api_routes(
 
     async def apply(
         action: str, incident_id: str, who: str, via: str, until: float | None = None
-    ) -> tuple[dict[str, Any] | None, bool]:
-        """The incident after `action` (None if unknown) and whether the action changed it (a
-        repeated acknowledge changes nothing: not logged, not counted); Refused if its state
-        forbids the action."""
-        before = await actions.get(incident_id)
-        if before is None:
-            return None, False
+    ) -> Acted | None:
+        """The incident after `action` and whether the action changed it (None if unknown); a
+        repeat changes nothing and is neither logged nor counted. Refused if the incident's
+        state forbids the action."""
         try:
             if action == "acknowledge":
-                result = await actions.acknowledge(incident_id, who)
+                acted = await actions.acknowledge(incident_id, who)
             elif action == "resolve":
-                result = await actions.resolve(incident_id, who)
+                acted = await actions.resolve(incident_id, who)
             else:
                 assert until is not None
-                result = await actions.snooze(incident_id, until, who)
+                acted = await actions.snooze(incident_id, until, who)
         except CrisiswatchError as exc:  # e.g. acknowledging a resolved incident
             metrics.rejected.labels(via=via, reason="conflict").inc()
             raise Refused(str(getattr(exc, "reason", exc))) from None
-        changed = result is not None and result != before
-        if changed:
+        if acted is not None and acted[1]:
             metrics.actions.labels(action=action, via=via).inc()
-            log.info("%s %s by %s via %s", action, incident_id, who, via)
-        return result, changed
+            # %r: a PagerDuty agent's name is outside text; a newline in it would forge a line
+            log.info("%s %s by %r via %s", action, incident_id, who, via)
+        return acted
 
     async def get_incident(request: web.Request) -> web.Response:
         require_reader(tokens, request)
@@ -302,16 +310,16 @@ def api_routes(
         if action == "snooze":
             until = await _snooze_until(request, clock.now(), config.max_snooze_seconds)
         try:
-            inc, _ = await apply(action, request.match_info["id"], who, "api", until)
+            acted = await apply(action, request.match_info["id"], who, "api", until)
         except Refused as exc:
             raise web.HTTPConflict(
                 text=json.dumps({"error": exc.reason}), content_type="application/json"
             ) from None
-        if inc is None:
+        if acted is None:
             raise web.HTTPNotFound(
                 text='{"error": "no such incident"}', content_type="application/json"
             )
-        return web.json_response({"incident": inc})
+        return web.json_response({"incident": acted[0]})
 
     def claim_of(request: web.Request) -> LinkClaim | web.Response:
         if links is None:
@@ -358,14 +366,12 @@ def api_routes(
             seconds = float(claim.param) if claim.param.isdigit() else 3600.0
             until = clock.now() + min(seconds, config.max_snooze_seconds)
         try:
-            inc, _ = await apply(
-                claim.action, claim.incident_id, claim.who or "link", "link", until
-            )
+            acted = await apply(claim.action, claim.incident_id, claim.who or "link", "link", until)
         except Refused as exc:
             return _page("Not possible", f"<p>{html.escape(exc.reason)}</p>", 409)
-        if inc is None:
+        if acted is None:
             return _page("No such incident", "<p>The incident no longer exists.</p>", 404)
-        state = html.escape(str(inc.get("state", "?")))
+        state = html.escape(str(acted[0].get("state", "?")))
         return _page("Done", f"<p>Incident {html.escape(claim.incident_id)} is now {state}.</p>")
 
     async def pagerduty_webhook(request: web.Request) -> web.Response:
@@ -395,9 +401,10 @@ def api_routes(
             # 2xx all the same: a retry from PagerDuty cannot make the incident appear.
             return web.json_response({"applied": False, "reason": "unknown incident"})
         try:
-            _, changed = await apply(action, incident_id, who, "pagerduty")
+            acted = await apply(action, incident_id, who, "pagerduty")
         except Refused as exc:
             return web.json_response({"applied": False, "reason": exc.reason})
+        changed = acted is not None and acted[1]
         out: dict[str, Any] = {"applied": changed, "incident_id": incident_id}
         if not changed:
             out["reason"] = "already in that state"
@@ -431,16 +438,16 @@ def api_routes(
     async def expire_silence(request: web.Request) -> web.Response:
         who = authorize(request, "responder").name
         sid = request.match_info["id"]
-        before = next((s for s in await actions.list_silences() if s["id"] == sid), None)
-        after = await actions.expire_silence(sid, who)
-        if before is None or after is None:
+        acted = await actions.expire_silence(sid, who)
+        if acted is None:
             raise web.HTTPNotFound(
                 text=json.dumps({"error": f"no such silence {sid[:80]!r}"}),
                 content_type="application/json",
             )
-        if after["end"] != before["end"]:  # a repeated expiry is answered, not counted
+        silence, changed = acted
+        if changed:  # a repeated expiry is answered, not counted
             metrics.actions.labels(action="expire_silence", via="api").inc()
-        return web.json_response({"silence": after})
+        return web.json_response({"silence": silence})
 
     return [
         web.get("/api/v1/incidents/{id}", get_incident),
@@ -468,6 +475,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
     body = await _json_body(request)
+    unknown = sorted(set(body) - set(SNOOZE_FIELDS))
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0][:40]!r}; expected seconds or until")
+    if len(body) > 1:
+        raise bad_request("give either seconds or until (exactly one)")
     until_v, seconds_v = _number(body.get("until")), _number(body.get("seconds"))
     if until_v is not None:
         until = until_v
@@ -543,8 +555,14 @@ def parse_silence(
             f'matchers: expected a non-empty list of strings like ["topic=acme"] '
             f"(got {_show(texts)})"
         )
+    if len(texts) > MAX_MATCHERS:
+        raise ValueError(f"matchers: at most {MAX_MATCHERS} (got {len(texts)})")
     parsed: list[Matcher] = []
     for i, text in enumerate(texts):
+        if len(text) > MAX_MATCHER_CHARS:
+            raise ValueError(
+                f"matchers[{i}]: at most {MAX_MATCHER_CHARS} characters (got {len(text)})"
+            )
         try:
             parsed.append(Matcher.parse(text))
         except ValueError as exc:
@@ -557,6 +575,8 @@ def parse_silence(
     comment = body.get("comment")
     if not isinstance(comment, str) or not comment.strip():
         raise ValueError(f"comment: required, say why (got {_show(comment)})")
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise ValueError(f"comment: at most {MAX_COMMENT_CHARS} characters (got {len(comment)})")
     start = now if body.get("start") is None else max(now, _when(body["start"], "start"))
     has_end, has_duration = body.get("end") is not None, body.get("duration_seconds") is not None
     if has_end == has_duration:

@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from alerting.api import Acted
 from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
 from alerting.runner import Emit, EscalationRunner
 from alerting.silences import Silence
@@ -95,20 +96,23 @@ class IncidentService:
             await self._dispatch(events)
         return events
 
-    async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any] | None:
+    # Each action returns the incident after it and whether it changed anything (None: no such
+    # incident). Decided under the lock: a caller comparing snapshots taken around its own
+    # await counted and logged every one of ten concurrent resolves (QA).
+    async def acknowledge(self, incident_id: str, who: str) -> Acted | None:
         return await self._act(
             lambda now: self.book.acknowledge(incident_id, who, now), incident_id
         )
 
-    async def resolve(self, incident_id: str, who: str) -> dict[str, Any] | None:
+    async def resolve(self, incident_id: str, who: str) -> Acted | None:
         return await self._act(lambda now: self.book.resolve(incident_id, who, now), incident_id)
 
-    async def snooze(self, incident_id: str, until: float, who: str) -> dict[str, Any] | None:
+    async def snooze(self, incident_id: str, until: float, who: str) -> Acted | None:
         return await self._act(
             lambda now: self.book.snooze(incident_id, until, who, now), incident_id
         )
 
-    async def add_note(self, incident_id: str, who: str, text: str) -> dict[str, Any] | None:
+    async def add_note(self, incident_id: str, who: str, text: str) -> Acted | None:
         return await self._act(
             lambda now: self.book.add_note(incident_id, who, text, now), incident_id
         )
@@ -141,28 +145,30 @@ class IncidentService:
             silence = Silence.new(new_silence_id(taken), matchers, start, end, author, comment)
             await self.runner.add_silence(silence)
             now = self.clock.now()
+        # %r: matchers and comment are a client's text, and a newline in them forged a log line
         log.info(
-            "silence %s added by %s: %s from %s to %s (%s)",
-            silence.id, author, ", ".join(map(str, silence.matchers)),
+            "silence %s added by %s: %r from %s to %s, comment %r",
+            silence.id, author, [str(m) for m in silence.matchers],
             format_time(silence.start), format_time(silence.end), comment,
         )  # fmt: skip
         return silence_view(silence, now)
 
-    async def expire_silence(self, silence_id: str, who: str) -> dict[str, Any] | None:
-        """End a silence now (None when unknown); escalations it held page at once. A silence
-        that has already ended stays as it was."""
+    async def expire_silence(self, silence_id: str, who: str) -> Acted | None:
+        """End a silence now, and whether that changed it (None when unknown); escalations it
+        held page at once. A silence that has already ended stays as it was."""
         async with self._lock:
             before = next((s for s in self.runner.silences.all() if s.id == silence_id), None)
             if before is None:
                 return None
             after = await self.runner.expire_silence(silence_id)
             now = self.clock.now()
-        if after.end != before.end:
+        changed = after.end != before.end
+        if changed:
             log.info(
-                "silence %s expired by %s (author %s): %s",
-                silence_id, who, before.author, ", ".join(map(str, before.matchers)),
+                "silence %s expired by %s (author %s): %r",
+                silence_id, who, before.author, [str(m) for m in before.matchers],
             )  # fmt: skip
-        return silence_view(after, now)
+        return silence_view(after, now), changed
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self) -> Events:
@@ -204,9 +210,7 @@ class IncidentService:
         return {"book": self.book.to_state(), "escalation": self.runner.to_state()}
 
     # --- internals ---------------------------------------------------------------------------
-    async def _act(
-        self, action: Callable[[float], Events], incident_id: str
-    ) -> dict[str, Any] | None:
+    async def _act(self, action: Callable[[float], Events], incident_id: str) -> Acted | None:
         async with self._lock:
             try:
                 events = action(self.clock.now())
@@ -215,7 +219,7 @@ class IncidentService:
                     return None
                 raise
             await self._dispatch(events)
-            return self.book.get(incident_id).to_dict()
+            return self.book.get(incident_id).to_dict(), bool(events)  # a repeat has no event
 
     async def _dispatch(self, events: Events) -> None:
         """Hand events (those kept from before first) to the runner, then publish them."""

@@ -7,11 +7,14 @@ passed in by the composition root; this module knows none of them.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
@@ -35,6 +38,49 @@ class AccessLog(AbstractAccessLogger):
             response.body_length,
             time,
         )
+
+
+class ClientErrorsInShort(logging.Filter):
+    """A request aiohttp cannot parse (a URL or header over 8,190 bytes, a malformed line) is
+    the client's mistake, not ours: one warning naming the error, without the traceback,
+    whose message quotes the raw request line, ``?token=`` and ``Authorization`` included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.msg}: {type(exc).__name__} (answered {exc.code})"
+            record.exc_info = record.exc_text = None
+            record.levelno = min(record.levelno, logging.WARNING)  # keep a DEBUG one quiet
+            record.levelname = logging.getLevelName(record.levelno)
+        return True
+
+
+def _server_log() -> logging.Logger:
+    """aiohttp's connection-level logger for this app (``handler_args``), with the filter above
+    (added once, however many apps are built)."""
+    logger = logging.getLogger(__name__)
+    if not any(isinstance(f, ClientErrorsInShort) for f in logger.filters):
+        logger.addFilter(ClientErrorsInShort())
+    return logger
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors under ``/api/`` are JSON ``{"error": ...}`` like the API's own, also the router's
+    404 and 405 and aiohttp's 413; the wall's pages keep aiohttp's plain ones."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if (
+            exc.status < 400
+            or exc.content_type == "application/json"
+            or not request.path.startswith("/api/")
+        ):
+            raise
+        headers = exc.headers.copy()
+        headers.popall("Content-Type", None)
+        error = (exc.text or "").removeprefix(f"{exc.status}: ") or exc.reason
+        return web.json_response({"error": error}, status=exc.status, headers=headers)
 
 
 def bad_request(reason: str) -> web.HTTPBadRequest:
@@ -85,7 +131,11 @@ def build_web_app(
         open_only, limit = list_params(request.query)
         return web.json_response({"incidents": await incidents(open_only, limit)})
 
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(
+        client_max_size=max_body_bytes,
+        middlewares=[json_errors],
+        handler_args={"logger": _server_log()},
+    )
     app.add_routes(
         [
             web.get("/metrics", metrics),

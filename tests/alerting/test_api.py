@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -13,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from alerting.api import api_routes
+from alerting.api import Acted, api_routes
 from alerting.links import LinkClaim, LinkSigner
 from alerting.notification import Notification
 from alerting.service import IncidentService
@@ -30,13 +31,15 @@ class IncidentRefused(CrisiswatchError):
         super().__init__(reason)
 
 
-ENV = {"TOK_ANA": "ana-token", "TOK_VIEW": "view-token", "PD_WEBHOOK": "pd-secret"}
+ENV = {"TOK_ANA": "ana-token", "TOK_BOB": "bob-token", "TOK_VIEW": "view-token",
+       "PD_WEBHOOK": "pd-secret"}  # fmt: skip
+TOKENS = [
+    {"name": "ana", "token_env": "TOK_ANA", "roles": ["responder"]},
+    {"name": "wallboard", "token_env": "TOK_VIEW", "roles": ["viewer"]},
+]
 CONFIG = ApiConfig.model_validate(
     {
-        "tokens": [
-            {"name": "ana", "token_env": "TOK_ANA", "roles": ["responder"]},
-            {"name": "wallboard", "token_env": "TOK_VIEW", "roles": ["viewer"]},
-        ],
+        "tokens": TOKENS,
         "pagerduty_webhook_secret_env": "PD_WEBHOOK",
         "max_snooze_seconds": 86400,
     }
@@ -55,22 +58,23 @@ class Book:
         self.silences: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[Any, ...]] = []
 
-    def _set(self, i: str, state: str, call: tuple[Any, ...]) -> dict[str, Any] | None:
+    def _set(self, i: str, state: str, call: tuple[Any, ...]) -> Acted | None:
         self.calls.append(call)
         if i not in self.incidents:
             return None
-        if self.incidents[i]["state"] == "resolved" and state != "resolved":
+        before = self.incidents[i]
+        if before["state"] == "resolved" and state != "resolved":
             raise IncidentRefused("incident is resolved")
-        self.incidents[i] = {**self.incidents[i], "state": state}
-        return self.incidents[i]
+        self.incidents[i] = {**before, "state": state}
+        return self.incidents[i], self.incidents[i] != before
 
-    async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any] | None:
+    async def acknowledge(self, incident_id: str, who: str) -> Acted | None:
         return self._set(incident_id, "acknowledged", ("ack", incident_id, who))
 
-    async def resolve(self, incident_id: str, who: str) -> dict[str, Any] | None:
+    async def resolve(self, incident_id: str, who: str) -> Acted | None:
         return self._set(incident_id, "resolved", ("resolve", incident_id, who))
 
-    async def snooze(self, incident_id: str, until: float, who: str) -> dict[str, Any] | None:
+    async def snooze(self, incident_id: str, until: float, who: str) -> Acted | None:
         return self._set(incident_id, "snoozed", ("snooze", incident_id, until, who))
 
     async def get(self, incident_id: str) -> dict[str, Any] | None:
@@ -88,9 +92,10 @@ class Book:
                               "author": author, "comment": comment, "active": True}  # fmt: skip
         return self.silences[sid]
 
-    async def expire_silence(self, silence_id: str, who: str) -> dict[str, Any] | None:
+    async def expire_silence(self, silence_id: str, who: str) -> Acted | None:
         self.calls.append(("expire", silence_id, who))
-        return self.silences.get(silence_id)
+        silence = self.silences.get(silence_id)
+        return None if silence is None else (silence, True)
 
     async def list(self) -> list[dict[str, Any]]:
         return list(self.incidents.values())
@@ -167,6 +172,20 @@ async def test_bad_snooze_is_400(env: Env, body: Any) -> None:
     r = await client.post("/api/v1/incidents/inc-1/snooze", headers=auth("ana-token"), json=body)
     assert r.status == 400 and book.calls == []
     assert (await r.json())["error"]  # JSON like the API's other errors
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"seconds": 60, "extra": 1}, "unknown field 'extra'; expected seconds or until"),
+        ({"seconds": 60, "until": 5}, "give either seconds or until (exactly one)"),
+        ({"seconds": 60, "until": 1300}, "give either seconds or until (exactly one)"),
+    ],
+)
+async def test_a_snooze_body_is_parsed_strictly(env: Env, body: Any, error: str) -> None:
+    client, book, _ = env
+    r = await client.post("/api/v1/incidents/inc-1/snooze", headers=auth("ana-token"), json=body)
+    assert r.status == 400 and await r.json() == {"error": error} and book.calls == []
 
 
 @pytest.mark.parametrize(
@@ -438,6 +457,12 @@ async def test_silence_routes_need_a_reader_and_writes_a_responder(env: Env) -> 
          "(got Infinity)"),
         ('{"matchers": ["topic=acme"], "duration_seconds": 60, "comment": "c", "author": "bo"}',
          "unknown field 'author' (the author is the token's name)"),
+        (json.dumps({"matchers": ["topic=acme"], "duration_seconds": 60, "comment": "c" * 1001}),
+         "comment: at most 1000 characters (got 1001)"),
+        (json.dumps({"matchers": ["topic=acme"] * 33, "duration_seconds": 60, "comment": "c"}),
+         "matchers: at most 32 (got 33)"),
+        (json.dumps({"matchers": ["topic=" + "a" * 251], "duration_seconds": 60,
+                     "comment": "c"}), "matchers[0]: at most 256 characters (got 257)"),
         ("[1]", "expected a JSON object"),
         ('{"matchers": ["topic=acme"]', "body is not JSON"),
     ],
@@ -481,14 +506,18 @@ class Live:
         )
         self.svc = IncidentService(config, self.clock, self.emit, persist=self.persist)
         self.app = web.Application()
+        bob = {"name": "bob", "token_env": "TOK_BOB", "roles": ["responder"]}
+        api = ApiConfig.model_validate({**CONFIG.model_dump(), "tokens": [*TOKENS, bob]})
         self.app.add_routes(
-            api_routes(self.svc, CONFIG, clock=self.clock, registry=self.registry, env=ENV)
+            api_routes(self.svc, api, clock=self.clock, registry=self.registry, env=ENV)
         )
 
     async def emit(self, n: Notification) -> None:
+        await asyncio.sleep(0)  # I/O, like persist: other requests run meanwhile
         self.sent.append(n)
 
     async def persist(self, state: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
         self.saved = json.loads(json.dumps(state))
 
     def paged(self, topic: str) -> list[str]:
@@ -550,8 +579,11 @@ async def test_silences_are_created_listed_and_expired_over_http(
 
     assert (counted("silence"), counted("expire_silence")) == (2.0, 1.0)
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "alerting.service"]
-    assert lines[0].startswith(f"silence {now['id']} added by ana: topic=acme from ")
-    assert lines[2] == f"silence {now['id']} expired by ana (author ana): topic=acme"
+    assert lines[0] == (
+        f"silence {now['id']} added by ana: ['topic=acme'] from 2026-01-14T10:00:00.000Z"
+        " to 2026-01-14T11:00:00.000Z, comment 'CMS release'"
+    )
+    assert lines[2] == f"silence {now['id']} expired by ana (author ana): ['topic=acme']"
     assert len(lines) == 3
 
 
@@ -573,3 +605,73 @@ async def test_a_silence_made_over_http_mutes_paging_until_it_is_deleted(
     assert rig.paged("acme") == ["trigger ana"]  # at once, not at the silence's planned end
     timeline = [x["event"] for x in rig.svc.book.get(acme.incident.id).timeline]
     assert timeline.index("silenced") < timeline.index("unmuted") < timeline.index("level-1 paged")
+
+
+async def test_concurrent_actions_are_counted_and_logged_once_by_whoever_made_them(
+    live: LiveEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA: ten resolves at once were counted and logged ten times, and of two responders
+    acknowledging at once the log named the one the timeline did not."""
+    rig, client = live
+    caplog.set_level(logging.INFO, logger="alerting.api")
+    [ev] = await rig.svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    iid = ev.incident.id
+
+    async def act(action: str, token: str) -> int:
+        r = await client.post(f"/api/v1/incidents/{iid}/{action}", headers=auth(token))
+        return r.status
+
+    acks = await asyncio.gather(*(act("ack", t) for t in ["bob-token", "ana-token"] * 5))
+    assert acks == [200] * 10
+    acked_by = (await rig.svc.get(iid) or {})["acknowledged_by"]
+    both = await asyncio.gather(
+        *(act(a, "ana-token") for _ in range(10) for a in ("resolve", "ack"))
+    )
+    assert both[::2] == [200] * 10 and set(both[1::2]) <= {200, 409}
+    for action in ("acknowledge", "resolve"):
+        labels = {"action": action, "via": "api"}
+        assert rig.registry.get_sample_value("crisiswatch_incident_actions_total", labels) == 1
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "alerting.api"]
+    assert lines == [
+        f"acknowledge {iid} by {acked_by!r} via api",
+        f"resolve {iid} by 'ana' via api",
+    ]
+
+
+async def test_concurrent_expiries_of_a_silence_are_counted_once(live: LiveEnv) -> None:
+    rig, client = live
+    r = await client.post("/api/v1/silences", json=SILENCE, headers=auth("ana-token"))
+    sid = (await r.json())["silence"]["id"]
+    rig.clock.advance(60)
+    async with rig.svc._lock:  # busy (paging, saving): all five read the silence, then wait
+        deletes = [
+            asyncio.create_task(client.delete(f"/api/v1/silences/{sid}", headers=auth("ana-token")))
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0.1)
+    assert [r.status for r in await asyncio.gather(*deletes)] == [200] * 5
+    labels = {"action": "expire_silence", "via": "api"}
+    assert rig.registry.get_sample_value("crisiswatch_incident_actions_total", labels) == 1
+
+
+async def test_a_newline_in_client_text_cannot_forge_a_log_line(
+    live: LiveEnv, env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, client = live
+    caplog.set_level(logging.INFO)
+    forged = "2026-01-14 10:00:00 CRITICAL alerting.service: FORGED"
+    body = {**SILENCE, "comment": f"x\r\n{forged}"}  # matchers cannot hold a newline
+    r = await client.post("/api/v1/silences", json=body, headers=auth("ana-token"))
+    assert r.status == 201
+    r = await client.delete(f"/api/v1/silences/{(await r.json())['silence']['id']}",
+                            headers=auth("ana-token"))  # fmt: skip
+    assert r.status == 200
+    pd_client, _, _ = env
+    pd = pd_body("incident.acknowledged").replace(b"Jane Doe", f"Jane\\n{forged}".encode())
+    r = await pd_client.post(
+        "/api/v1/webhooks/pagerduty", data=pd, headers={"X-PagerDuty-Signature": pd_sign(pd)}
+    )
+    assert (await r.json())["applied"] is True
+    logged = [rec.getMessage() for rec in caplog.records if rec.name.startswith("alerting.")]
+    assert len([m for m in logged if "FORGED" in m]) == 2
+    assert not [m for m in logged if "\n" in m or "\r" in m]

@@ -61,17 +61,20 @@ async def test_demo_config_pages_the_follow_the_sun_on_call_then_the_lead() -> N
     rig.clock.advance(300)
     await rig.svc.runner.wake_due()
     assert rig.who() == ["trigger ana", "trigger lead"]  # even week since the 2024-01-01 anchor
-    got = await rig.svc.acknowledge(iid, "ana")
-    assert got is not None and got["state"] == "acknowledged" and got["acknowledged_by"] == "ana"
+    acted = await rig.svc.acknowledge(iid, "ana")
+    assert acted is not None and acted[1]
+    got = acted[0]
+    assert got["state"] == "acknowledged" and got["acknowledged_by"] == "ana"
+    assert await rig.svc.acknowledge(iid, "ben") == (got, False)  # a repeat changes nothing
     assert rig.who()[-2:] == ["acknowledge ana", "acknowledge lead"]
     assert [e.kind for e in rig.published] == ["opened", "acknowledged"]
     assert await rig.svc.acknowledge("nope", "ana") is None
     assert (await rig.svc.get(iid) or {})["id"] == iid
     assert [i["id"] for i in await rig.svc.list()] == [iid]
     note = await rig.svc.add_note(iid, "ana", "holding statement out")
-    assert note is not None and note["notes"][0]["text"] == "holding statement out"
+    assert note is not None and note[0]["notes"][0]["text"] == "holding statement out"
     done = await rig.svc.resolve(iid, "ana")
-    assert done is not None and done["state"] == "resolved"
+    assert done is not None and done[0]["state"] == "resolved" and done[1]
     assert rig.who()[-2:] == ["resolve ana", "resolve lead"]
 
 
@@ -256,7 +259,7 @@ async def test_an_acknowledgement_whose_notifications_fail_stops_the_paging_anyw
     store.down = True
     clock.set(T0 + 100)
     got = await svc.acknowledge(iid, "ana")  # the ack is taken, not a 500
-    assert got is not None and got["state"] == "acknowledged"
+    assert got is not None and got[0]["state"] == "acknowledged"
     store.down = False
     clock.set(T0 + 300)  # level 2 was due: an acknowledged incident pages nobody more
     await svc.runner.wake_due()
@@ -382,10 +385,12 @@ async def test_service_silences_check_their_input_and_expire_once() -> None:
     pending = await rig.svc.add_silence(["topic=a"], T0 + 600, T0 + 900, "ana", "deploy")
     assert pending["active"] is False
     rig.clock.advance(60)
-    gone = await rig.svc.expire_silence(pending["id"], "ben")
-    assert gone is not None and (gone["start"], gone["end"]) == (T0 + 60, T0 + 60)
+    acted = await rig.svc.expire_silence(pending["id"], "ben")
+    assert acted is not None and acted[1]
+    gone = acted[0]
+    assert (gone["start"], gone["end"]) == (T0 + 60, T0 + 60)
     rig.clock.advance(60)
-    assert await rig.svc.expire_silence(pending["id"], "ben") == gone  # nothing left to end
+    assert await rig.svc.expire_silence(pending["id"], "ben") == (gone, False)  # nothing to end
     again = Rig(state=rig.saved, start=rig.clock.now())
     assert await again.svc.list_silences() == [gone]  # expired before its start, and restarted
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -100,3 +101,83 @@ async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixtu
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "aiohttp.access"]
     assert len(lines) == 1 and '"GET /healthz?x=1" 200' in lines[0]
     assert "s3cret" not in caplog.text
+
+
+async def routes_ok(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def test_api_errors_are_json_and_the_wall_keeps_its_plain_ones() -> None:
+    app = build_web_app(
+        registry=CollectorRegistry(),
+        health=health,
+        incidents=incidents,
+        routes=[web.post("/api/v1/thing", routes_ok)],
+        max_body_bytes=100,
+    )
+    async with TestClient(TestServer(app)) as client:
+        r = await client.get("/api/v1/nope")
+        assert r.status == 404 and await r.json() == {"error": "Not Found"}
+        r = await client.post("/api/v1/incidents")
+        assert r.status == 405 and r.headers["Allow"] == "GET,HEAD"
+        assert await r.json() == {"error": "Method Not Allowed"}
+        r = await client.get("/api/v1/thing")
+        assert r.status == 405 and r.content_type == "application/json"
+        r = await client.post("/api/v1/thing", data=b"x" * 200)
+        assert r.status == 200  # the handler never read its body
+        r = await client.get("/nope")  # the wall's paths: aiohttp's own answer
+        assert r.status == 404 and r.content_type == "text/plain"
+
+
+async def big_body(request: web.Request) -> web.Response:
+    await request.read()
+    return web.json_response({"ok": True})
+
+
+async def test_an_api_body_over_the_limit_is_a_json_413() -> None:
+    app = build_web_app(
+        registry=CollectorRegistry(),
+        health=health,
+        incidents=incidents,
+        routes=[web.post("/api/v1/big", big_body)],
+        max_body_bytes=100,
+    )
+    async with TestClient(TestServer(app)) as client:
+        r = await client.post("/api/v1/big", data=b"x" * 200)
+        assert r.status == 413
+        assert (await r.json())["error"].startswith("Maximum request body size 100 exceeded")
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        f"GET /ws?token=view-secret&pad={'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer view-secret{'a' * 9000}\r\n\r\n",
+    ],
+    ids=["url", "header"],
+)
+async def test_an_over_long_request_is_one_short_warning_without_the_token(
+    request_head: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_web_app(registry=CollectorRegistry(), health=health, incidents=incidents)
+    runner = web.AppRunner(app, access_log_class=AccessLog)  # as App.run serves it
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with caplog.at_level(logging.INFO):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request_head.encode())
+            await writer.drain()
+            assert (await reader.readline()).split()[1] == b"400"
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        await runner.cleanup()
+    assert "view-secret" not in caplog.text and "aaaa" not in caplog.text
+    assert not [rec for rec in caplog.records if rec.exc_info or rec.levelno >= logging.ERROR]
+    [warning] = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "Error handling request from 127.0.0.1: LineTooLong (answered 400)"
+    )
