@@ -21,8 +21,8 @@ def escalation_summary(state: EscalationState) -> dict[str, Any]:
     >>> plan = Plan.from_config(AlertingConfig())
     >>> st = EscalationState.new("inc-1", plan)
     >>> s = escalation_summary(st)
-    >>> s["status"], s["level"], s["paged"]
-    ('paging', -1, [])
+    >>> s["status"], s["level"], s["paged"], s["nobody_reachable"]
+    ('paging', -1, [], False)
     """
     policy = state.plan.policies.get(state.policy)
     levels = policy.levels if policy else ()
@@ -38,6 +38,9 @@ def escalation_summary(state: EscalationState) -> dict[str, Any]:
     if state.wake_at is not None and levels and not (nxt >= len(levels) and last_loop):
         level = levels[nxt % len(levels)]
         next_targets = list(state.plan.directory.resolve(level.targets, state.wake_at).users)
+    # a pass over every level that paged nobody (quiet hours, no receivers) leaves the machine
+    # before level 1 with a retry due: without saying so the wall showed it as escalating
+    nobody = state.status == "paging" and state.level < 0 and state.wake_at is not None
     return {
         "incident_id": state.incident_id,
         "status": state.status,
@@ -48,6 +51,7 @@ def escalation_summary(state: EscalationState) -> dict[str, Any]:
         "paged": paged,
         "next_escalation_at": state.wake_at,
         "next_targets": next_targets,
+        "nobody_reachable": nobody,  # the wall shows it instead of a countdown
         "muted": state.mute is not None,
         "mute": state.mute.to_dict() if state.mute is not None else None,  # silenced / inhibited
     }

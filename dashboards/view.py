@@ -94,7 +94,7 @@ def escalation_view(msg: Mapping[str, Any]) -> dict[str, Any]:
     ... # doctest: +NORMALIZE_WHITESPACE
     {'incident_id': 'i1', 'status': 'paging', 'level': 1, 'levels': None,
      'paged': [{'user': 'ana', 'name': 'ana'}, {'user': 'lead', 'name': 'Team lead'}],
-     'next_escalation_at': 300.0, 'next_targets': [], 'mute': None}
+     'next_escalation_at': 300.0, 'next_targets': [], 'mute': None, 'nobody_reachable': False}
     """
     paged = []
     for p in msg.get("paged") or []:
@@ -115,7 +115,35 @@ def escalation_view(msg: Mapping[str, Any]) -> dict[str, Any]:
         "next_escalation_at": None if nxt is None else float(nxt),
         "next_targets": [str(x) for x in msg.get("next_targets") or []],
         "mute": msg.get("mute"),
+        # paging, yet nobody paged: the wall says so instead of counting down to an escalation
+        "nobody_reachable": bool(msg.get("nobody_reachable")),
     }
+
+
+def why_line(inc: Mapping[str, Any]) -> str | None:
+    """What drove the incident, short enough for the panel: the explanation at its peak (the
+    latest one of a SEV1 can read as calm minutes later), then, when it differs, the volume now.
+
+    >>> why_line({"peak_explanation": {"observed": 450, "expected": 34.3},
+    ...           "explanation": {"observed": 31, "expected": 35.0}})
+    'volume 450 vs 34.3 expected (13.1x) · now volume 31 vs 35.0 expected (0.9x)'
+    >>> why_line({"explanation": {"observed": 31, "expected": 35.0}})
+    'volume 31 vs 35.0 expected (0.9x)'
+    """
+
+    def drivers(expl: Any) -> list[str]:
+        if not isinstance(expl, Mapping):
+            return []
+        return explanation_drivers(expl, signals=False, channels=False)
+
+    latest, peak = inc.get("explanation"), inc.get("peak_explanation")
+    if not isinstance(latest, Mapping) and not isinstance(peak, Mapping):
+        return None
+    lines = drivers(peak) or drivers(latest)
+    now = drivers(latest)[:1]
+    if peak and latest != peak and now and now[0] not in lines:
+        lines.append("now " + now[0])
+    return " · ".join(lines)
 
 
 def live_view(
@@ -217,12 +245,11 @@ class WallState:
                 buf.extend(p for p in points[-self.history :] if isinstance(p, dict))
 
     def _incident(self, inc: dict[str, Any]) -> None:
-        expl = inc.get("explanation")
-        if isinstance(expl, Mapping):  # what drove it, short enough for the incident panel
-            inc = {
-                **inc,
-                "why": " · ".join(explanation_drivers(expl, signals=False, channels=False)),
-            }
+        why = why_line(inc)
+        # the peak explanation is only for this line: every score change goes to every wall
+        inc = {k: v for k, v in inc.items() if k != "peak_explanation"}
+        if why is not None:
+            inc["why"] = why
         self.incidents[str(inc["id"])] = inc
         self._hint(inc.get("updated_at"))
         if "escalation" in inc and isinstance(inc["escalation"], Mapping):

@@ -280,9 +280,7 @@ class App:
         # kiosk screens need a viewer token only once one is configured (the demo is open)
         viewer_tokens = any("viewer" in t.roles for t in config.delivery.api.tokens)
         for inc in self.incidents.book.all_incidents():
-            doc = inc.to_dict()
-            doc.pop("peak_explanation", None)  # as in publish_incident_event
-            self.wall.apply("incident", {"incident": doc})
+            self.wall.apply("incident", {"incident": inc.to_dict()})
         self.web = build_web_app(
             registry=self.registry,
             health=self.health,
@@ -354,10 +352,9 @@ class App:
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
         doc = ev.incident.to_dict()
         await self.store.upsert_incident(doc)
+        # with the peak explanation: the wall's "why" line is what drove the incident (the
+        # latest one read as calm under a flashing SEV1; QA), and it keeps it out of its frames
         msg = ev.to_dict()
-        # the peak explanation is for pages and the API; walls show the latest, and every
-        # score change of an open incident goes to every wall
-        msg["incident"].pop("peak_explanation", None)
         esc = self.incidents.runner.escalation(doc["id"])
         if esc is not None:
             msg["incident"]["escalation"] = escalation_summary(esc)

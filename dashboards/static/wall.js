@@ -26,8 +26,14 @@ function syncClock(now) {
   }
   clk.server = now; clk.local = l;
 }
-const serverNow = () =>
-  clk.server === null ? Date.now() / 1000 : clk.server + (performance.now() / 1000 - clk.local) * clk.rate;
+// Offline, time stops at the last frame: extrapolated ages, countdowns and on-call times would
+// present guesses as live data.
+const offline = () => document.body.classList.contains("offline");
+function serverNow() {
+  if (clk.server === null) return Date.now() / 1000;
+  const l = offline() ? S.lastFrame / 1000 : performance.now() / 1000;
+  return clk.server + Math.max(0, l - clk.local) * clk.rate;
+}
 
 function dur(s) {
   s = Math.max(0, Math.round(s));
@@ -223,8 +229,10 @@ function renderTiles() {
     el.querySelector(".count").textContent = last ? last.count : "–";
     el.querySelector(".expected").textContent = last && last.expected != null
       ? `${per(last.width)} · expected ${Math.round(last.expected)}` : per(last ? last.width : 60);
-    el.querySelector(".neg").textContent = last ? `${Math.round(100 * last.negative_share)}%` : "–";
-    el.querySelector(".sent").textContent = last ? (last.sentiment >= 0 ? "+" : "") + last.sentiment.toFixed(2) : "–";
+    // an empty bucket has no share and no mood: 0% and +0.00 would read as calm
+    const mood = last && last.count > 0;
+    el.querySelector(".neg").textContent = mood ? `${Math.round(100 * last.negative_share)}%` : "–";
+    el.querySelector(".sent").textContent = mood ? (last.sentiment >= 0 ? "+" : "") + last.sentiment.toFixed(2) : "–";
     const lv = S.live && S.live.topics && S.live.topics[t.name];
     el.querySelector(".now").textContent = lv ? lv.count : "–";
     drawVolume(el.querySelector("canvas.volume"), pts);
@@ -305,62 +313,79 @@ function incidentRank(a, b) {
   return (st[a.state] ?? 3) - (st[b.state] ?? 3) || a.severity - b.severity || b.opened_at - a.opened_at;
 }
 
+const acking = new Set(); // incident ids with an ack request in flight
+
+function incidentRow(i, now) {
+  const box = $("incidents");
+  let li = box.querySelector(`li[data-id="${CSS.escape(i.id)}"]`);
+  if (!li) {
+    li = document.createElement("li");
+    li.dataset.id = i.id;
+    li.innerHTML = `<span class="sev"></span><div><div class="t" dir="auto"></div><div class="w"></div><div class="m"></div></div>
+      <button class="ack" type="button">ACK</button>`;
+    li.querySelector(".ack").dataset.id = i.id;
+  }
+  const e = i.escalation;
+  const who = i.state === "acknowledged" ? `acked by ${esc(i.acked_by)}`
+    : e && e.paged && e.paged.length ? `paged: ${e.paged.map((p) => esc(p.name)).join(", ")}` : "";
+  const muted = i.state === "triggered" && e && e.status === "muted";
+  const mute = muted && e.mute ? e.mute : null;
+  // a silenced or inhibited escalation, or one that found nobody to page, pages nobody: say
+  // so, not "next escalation in 24s"
+  const next = muted
+    ? (mute && mute.kind === "inhibited" ? "inhibited: a worse incident of the topic pages"
+      : `silenced${mute && mute.until ? ` · pages again in <span class="mono">${dur(mute.until - now)}</span>` : ""}`)
+    : i.state === "triggered" && e && e.nobody_reachable
+      ? `<span class="nobody">nobody reachable${e.next_escalation_at != null ? ` · retry at ${hhmm(e.next_escalation_at)} UTC` : ""}</span>`
+      : i.state === "triggered" && e && e.next_escalation_at != null
+        ? `next escalation in <span class="mono">${dur(e.next_escalation_at - now)}</span>` : "";
+  const lvl = e && e.level ? `level ${e.level}${e.levels ? "/" + e.levels : ""}` : "";
+  const age = i.state === "resolved" ? `resolved ${dur(now - (i.resolved_at || i.updated_at))} ago`
+    : `age <span class="mono">${dur(now - i.opened_at)}</span>`;
+  li.className = `inc sev${i.severity} ${i.state}`;
+  li.dataset.state = i.state;
+  const sv = li.querySelector(".sev");
+  sv.className = `sev s${i.severity}`; sv.textContent = `SEV${i.severity}`;
+  li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
+  li.querySelector(".w").textContent = i.why || "";
+  li.querySelector(".m").innerHTML =
+    [`<span class="state">${esc(i.state)}</span>`, age, lvl, who, next].filter(Boolean).join(" · ");
+  const ack = li.querySelector(".ack");
+  ack.hidden = i.state !== "triggered";
+  ack.disabled = offline() || acking.has(i.id); // an ack needs the service, and only one at a time
+  return li;
+}
+
 function renderIncidents() {
   const list = Object.values(S.incidents).sort(incidentRank);
   const open = list.filter((i) => i.state !== "resolved");
   $("inc-count").textContent = open.length ? `${open.length} open` : "";
   const box = $("incidents");
-  // no scrolling: show what fits (about one per 6.8rem of panel height), then "+N more"
-  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
-  const fits = Math.max(1, Math.floor((box.parentElement.clientHeight - 2.5 * rem) / (6.8 * rem)));
-  const shown = list.slice(0, list.length > fits ? fits - 1 : fits);
   const now = serverNow();
-  // keyed update: rows persist between renders, so a click never lands on a replaced button
-  const rows = shown.map((i) => {
-    let li = box.querySelector(`li[data-id="${CSS.escape(i.id)}"]`);
-    if (!li) {
-      li = document.createElement("li");
-      li.dataset.id = i.id;
-      li.innerHTML = `<span class="sev"></span><div><div class="t"></div><div class="w"></div><div class="m"></div></div>
-        <button class="ack" type="button">ACK</button>`;
-      li.querySelector(".ack").dataset.id = i.id;
-    }
-    const e = i.escalation;
-    const who = i.state === "acknowledged" ? `acked by ${esc(i.acked_by)}`
-      : e && e.paged && e.paged.length ? `paged: ${e.paged.map((p) => esc(p.name)).join(", ")}` : "";
-    const muted = i.state === "triggered" && e && e.status === "muted";
-    const mute = muted && e.mute ? e.mute : null;
-    // a silenced or inhibited escalation pages nobody: say so, not "next escalation in 24s"
-    const next = muted
-      ? (mute && mute.kind === "inhibited" ? "inhibited: a worse incident of the topic pages"
-        : `silenced${mute && mute.until ? ` · pages again in <span class="mono">${dur(mute.until - now)}</span>` : ""}`)
-      : i.state === "triggered" && e && e.next_escalation_at != null
-        ? `next escalation in <span class="mono">${dur(e.next_escalation_at - now)}</span>` : "";
-    const lvl = e && e.level ? `level ${e.level}${e.levels ? "/" + e.levels : ""}` : "";
-    const age = i.state === "resolved" ? `resolved ${dur(now - (i.resolved_at || i.updated_at))} ago`
-      : `age <span class="mono">${dur(now - i.opened_at)}</span>`;
-    li.className = `inc sev${i.severity} ${i.state}`;
-    li.dataset.state = i.state;
-    const sv = li.querySelector(".sev");
-    sv.className = `sev s${i.severity}`; sv.textContent = `SEV${i.severity}`;
-    li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
-    li.querySelector(".w").textContent = i.why || "";
-    li.querySelector(".m").innerHTML =
-      [`<span class="state">${esc(i.state)}</span>`, age, lvl, who, next].filter(Boolean).join(" · ");
-    li.querySelector(".ack").hidden = i.state !== "triggered";
-    return li;
-  });
-  if (list.length > shown.length) {
-    const more = document.createElement("li");
-    more.className = "inc more"; more.textContent = `+${list.length - shown.length} more`;
-    rows.push(more);
-  }
+  // keyed update: rows persist between renders, so a click never lands on a replaced button.
+  // No scrolling: rows differ in height (long titles, names, reasons), so lay out more than can
+  // fit, measure, and keep the rows that leave room for "+N more".
+  const rows = list.slice(0, 40).map((i) => incidentRow(i, now));
+  const more = document.createElement("li");
+  more.className = "inc more"; more.textContent = `+${list.length} more`;
   if (!rows.length) {
-    const none = document.createElement("li");
-    none.className = "dim"; none.textContent = "no incidents";
-    rows.push(none);
+    more.className = "dim"; more.textContent = "no incidents";
+    box.replaceChildren(more);
+    return;
   }
-  box.replaceChildren(...rows);
+  box.replaceChildren(...rows, more);
+  const bottom = box.getBoundingClientRect().bottom;
+  const gap = parseFloat(getComputedStyle(rows[0]).marginBottom);
+  const tail = (li) => li.getBoundingClientRect().bottom;
+  let shown = rows.length;
+  if (rows.length < list.length || tail(rows[rows.length - 1]) > bottom) {
+    const room = bottom - more.getBoundingClientRect().height - gap;
+    shown = rows.findIndex((li) => tail(li) > room);
+    if (shown < 0) shown = rows.length;
+  }
+  for (const li of rows.slice(shown)) li.remove();
+  if (shown === list.length) more.remove();
+  else more.textContent = `+${list.length - shown} more`;
 }
 
 // Per schedule the summary lists an override in force first, then the layers top down; the
@@ -406,7 +431,9 @@ function renderHeader() {
   document.body.classList.toggle("stale", stale.length > 0);
   const lv = S.live;
   $("live").textContent = lv ? `${lv.processed.toLocaleString("en")} mentions processed` : "";
-  $("clock").textContent = new Date(serverNow() * 1000).toISOString().slice(11, 19) + " UTC";
+  const clock = new Date(serverNow() * 1000).toISOString().slice(11, 19) + " UTC";
+  // a clock running on while nothing arrives would pass the wall off as live
+  $("clock").textContent = offline() && clk.server !== null ? `last update ${clock}` : clock;
   $("login").textContent = token() ? "responder ✓ (log out)" : "responder login";
 }
 
@@ -467,12 +494,12 @@ $("login-form").onsubmit = (e) => {
 };
 async function ack(id, btn) {
   if (!token()) { afterLogin = () => ack(id, btn); $("login-dialog").showModal(); return; }
-  btn.disabled = true; // one request at a time; the incident delta hides the button
+  acking.add(id); btn.disabled = true; // one request at a time; the incident delta hides the button
   const r = await fetch(`/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, {
     method: "POST", headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json" },
     body: "{}",
   }).catch(() => null);
-  btn.disabled = false;
+  acking.delete(id); btn.disabled = offline();
   if (r && r.ok) {
     const body = await r.json();
     // the incident as of the ack: a delta that overtook this response (a resolve, another
@@ -484,7 +511,11 @@ async function ack(id, btn) {
     toast(`acknowledged ${title(body.incident?.topic || "")}`);
   } else if (r && (r.status === 401 || r.status === 403)) {
     sessionStorage.removeItem("cw.responder"); toast("token rejected: log in as a responder");
-  } else toast(`ack failed${r ? ": HTTP " + r.status : ": network error"}`);
+  } else {
+    // the API says why in {"error": …} (say, already resolved); a status code alone does not
+    const why = r && (await r.json().then((b) => b && b.error, () => null));
+    toast(`ack failed: ${why || (r ? "HTTP " + r.status : "network error")}`);
+  }
   schedule();
 }
 $("incidents").addEventListener("click", (e) => {

@@ -129,3 +129,21 @@ def test_the_person_on_call_shows_their_own_clock_when_the_config_gives_it() -> 
     ]
     zones = {r["user"]: r["timezone"] for r in rows}
     assert zones == {"carla": "America/New_York", "dan": "America/Chicago"}
+
+
+def test_a_pass_that_paged_nobody_is_nobody_reachable_until_someone_is_paged() -> None:
+    """In quiet hours a SEV3 paged nobody, and the wall got `{"status": "paging", "level":
+    null, "paged": []}`: a countdown to the next escalation, nothing of the retry (QA)."""
+    plan = Plan.from_config(_one_level(quiet_hours="09:00-17:00"))
+    sev3 = {**INC, "severity": 3}
+    s, cmds = step(EscalationState.new("inc-1", plan), Trigger(sev3), T0)
+    assert "log level-1 paged" in [str(c) for c in cmds]  # ben may be paged
+    assert escalation_summary(s)["nobody_reachable"] is False
+    s = EscalationState.new("inc-1", Plan.from_config(AlertingConfig()))  # no receivers at all
+    s, cmds = step(s, Trigger(sev3), T0)
+    assert "log nobody reachable" in [str(c) for c in cmds]
+    view = escalation_summary(s)
+    assert view["nobody_reachable"] is True and view["paged"] == []
+    assert view["next_escalation_at"] == s.wake_at  # the retry
+    muted, _ = step(s, Wake(Mute("silenced", "s1", T0 + 3600)), T0 + 60)
+    assert escalation_summary(muted)["nobody_reachable"] is False

@@ -188,3 +188,48 @@ def test_escalations_of_unknown_incidents_beyond_the_bound_do_not_raise() -> Non
     assert len(w.escalations) <= MAX_INCIDENTS + 1
     frame = w.frame(msgs[-1])
     assert frame is not None and json.loads(frame[1])["data"]["level"] == 1
+
+
+def test_why_is_what_drove_the_incident_at_its_peak_not_the_calm_after() -> None:
+    """A SEV1 opened at 450 vs 34.3 read `volume 31 vs 35.0 expected (0.9x)` minutes later
+    under its flashing alarm (QA)."""
+    w = WallState([])
+    msg = incident("a", severity=1)
+    msg["incident"]["peak_explanation"] = {
+        "observed": 450,
+        "expected": 34.3,
+        "top_terms": [["outage", 3.4]],
+    }
+    msg["incident"]["explanation"] = {"observed": 31, "expected": 35.0}
+    w.apply("incident", msg)
+    why = (
+        "volume 450 vs 34.3 expected (13.1x) · terms: outage"
+        " · now volume 31 vs 35.0 expected (0.9x)"
+    )
+    assert w.snapshot()["incidents"][0]["why"] == why
+    frame = w.frame(msg)
+    assert frame is not None
+    sent = json.loads(frame[1])["data"]["incident"]
+    assert sent["why"] == why and "peak_explanation" not in sent  # the line is all walls need
+    # while the peak is the latest there is nothing to add
+    msg = incident("b")
+    msg["incident"]["peak_explanation"] = msg["incident"]["explanation"] = {
+        "observed": 9,
+        "expected": 3.0,
+    }
+    w.apply("incident", msg)
+    assert w.incidents["b"]["why"] == "volume 9 vs 3.0 expected (3.0x)"
+
+
+def test_an_escalation_that_reached_nobody_says_so() -> None:
+    w = WallState([])
+    w.apply("incident", incident("i1", severity=3))
+    w.apply(
+        "escalation",
+        {"incident_id": "i1", "status": "paging", "level": -1, "paged": [],
+         "next_escalation_at": 900.0, "nobody_reachable": True},
+    )  # fmt: skip
+    [inc] = w.snapshot()["incidents"]
+    assert inc["escalation"]["nobody_reachable"] is True
+    assert inc["escalation"]["next_escalation_at"] == 900.0  # when it is tried again
+    assert escalation_view({"incident_id": "i2", "level": 0})["nobody_reachable"] is False

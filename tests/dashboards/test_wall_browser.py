@@ -634,6 +634,20 @@ async def test_on_call_shows_only_whom_the_pager_reaches(browser: Any) -> None:
         )
 
 
+@contextlib.asynccontextmanager
+async def acking(browser: Any, hub: Hub, state: WallState, acknowledge: Any) -> AsyncIterator[Any]:
+    """A wall with incident i1, a responder logged in, its ACK clicked; `acknowledge` answers."""
+    route = web.post("/api/v1/incidents/{id}/acknowledge", acknowledge)
+    async with (
+        serve_wall(state, hub, routes=(route,)) as url,
+        wall_page(browser, url + "/") as page,
+    ):
+        hub.publish("incident", incident("i1"))
+        await page.evaluate(f"() => sessionStorage.setItem('cw.responder', '{RESPONDER_TOKEN}')")
+        await page.locator('li[data-id="i1"] button.ack').click()
+        yield page
+
+
 async def test_an_ack_response_does_not_undo_a_newer_delta(browser: Any) -> None:
     hub, state = wall_hub()
     seen = asyncio.Event()
@@ -646,14 +660,7 @@ async def test_an_ack_response_does_not_undo_a_newer_delta(browser: Any) -> None
         await seen.wait()
         return web.json_response({"incident": acked["incident"]})
 
-    route = web.post("/api/v1/incidents/{id}/acknowledge", acknowledge)
-    async with (
-        serve_wall(state, hub, routes=(route,)) as url,
-        wall_page(browser, url + "/") as page,
-    ):
-        hub.publish("incident", incident("i1"))
-        await page.evaluate(f"() => sessionStorage.setItem('cw.responder', '{RESPONDER_TOKEN}')")
-        await page.locator('li[data-id="i1"] button.ack').click()
+    async with acking(browser, hub, state, acknowledge) as page:
         await page.wait_for_function("() => window.crisiswatch.S.incidents.i1.state === 'resolved'")
         seen.set()
         await page.wait_for_selector("#toast:not([hidden])", timeout=5_000)
@@ -708,3 +715,181 @@ async def test_a_topic_learning_its_baseline_says_when_it_can_page(browser: Any)
         hub.publish("series", point(T0 + 60.0))
         await page.wait_for_function(f"() => !{text_of}")
         assert not await learning.is_visible()
+
+
+def long_topics() -> list[dict[str, str]]:
+    """Nine topics with the long titles QA used (one Arabic, right to left)."""
+    titles = [f"Topic spanning a long brand name number {k}" for k in range(8)]
+    return [{"name": f"t{k}", "title": t} for k, t in enumerate(titles)] + [
+        {"name": "t8", "title": "شركة الاتصالات السعودية الكبرى للخدمات"}
+    ]
+
+
+async def test_many_long_incidents_show_what_fits_and_always_the_more_line(browser: Any) -> None:
+    """Seven open incidents with long titles: 1.5 rows showed at 1080p and "+5 more" sat below
+    the panel's bottom (a fixed 6.8rem per row; QA)."""
+    topics = long_topics()
+    hub, state = Hub(), WallState(topics)
+    hub.add_listener(state.apply)
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        for k in range(7):
+            msg = incident(f"i{k}", severity=1 + k % 3)
+            msg["incident"]["topic"] = topics[k]["name"]
+            msg["incident"]["explanation"] = {
+                "observed": 450,
+                "expected": 34.3,
+                "top_terms": [[f"verylongemergingterm{j}", 1.0] for j in range(5)],
+                "sentiment": {"negative_share": 0.7, "baseline_share": 0.2},
+            }
+            hub.publish("incident", msg)
+            names = [{"user": f"u{j}", "name": f"Someone With A Long Name {j}"} for j in range(4)]
+            hub.publish(
+                "escalation",
+                {"incident_id": f"i{k}", "status": "paging", "level": 1, "levels": 2,
+                 "paged": names, "next_escalation_at": T0 + 600},
+            )  # fmt: skip
+        await caught_up(page, state)
+        for w, h in ((1920, 1080), (1024, 768), (3840, 2160)):
+            await page.set_viewport_size({"width": w, "height": h})
+            await page.wait_for_timeout(300)
+            seen = await page.evaluate(
+                """() => {
+                  const panel = document.querySelector('#incidents').parentElement;
+                  const bottom = panel.getBoundingClientRect().bottom;
+                  const rows = [...document.querySelectorAll('#incidents li')];
+                  return {
+                    rows: rows.filter((li) => li.dataset.id).length,
+                    more: rows.filter((li) => li.classList.contains('more'))
+                      .map((li) => li.textContent),
+                    below: rows.filter((li) => li.getBoundingClientRect().bottom > bottom + 0.5)
+                      .map((li) => li.dataset.id || li.textContent),
+                  };
+                }"""
+            )
+            assert seen["below"] == [], (w, h, seen)
+            assert seen["rows"] >= 2, (w, h, seen)
+            if seen["rows"] < 7:
+                assert seen["more"] == [f"+{7 - seen['rows']} more"], (w, h, seen)
+        assert page.problems == []
+
+
+async def test_nine_long_titled_topics_keep_readable_titles_and_whole_numbers(
+    browser: Any,
+) -> None:
+    """With nine topics titles squeezed to `Topic s…` (0–2 characters at 1024x768), the fourth
+    figure and sentiment digits were cut, an Arabic title showed only its last word (QA)."""
+    topics = long_topics()
+    hub, state = Hub(), WallState(topics)
+    hub.add_listener(state.apply)
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        for t in topics:
+            extreme = point(T0, t["name"]) | {"count": 1234, "sentiment": -0.35, "score": 0.97}
+            hub.publish("series", extreme | {"negative_share": 1.0, "severity": 1, "active": True})
+        hub.publish("live", {"processed": 9, "t": T0, "topics": {
+            t["name"]: {"start": T0, "count": 888, "negative": 1} for t in topics}})  # fmt: skip
+        await caught_up(page, state)
+        for w, h in ((1024, 768), (1920, 1080), (3840, 2160)):
+            await page.set_viewport_size({"width": w, "height": h})
+            await page.wait_for_timeout(300)
+            seen = await page.evaluate(
+                """() => [...document.querySelectorAll('.tile')].map((tile) => {
+                  const h3 = tile.querySelector('h3'), r = tile.getBoundingClientRect();
+                  const shown = [...tile.querySelectorAll('.stats b')]
+                    .filter((b) => b.offsetParent !== null);
+                  return {
+                    title: h3.getBoundingClientRect().width / r.width,
+                    dir: getComputedStyle(h3).direction,
+                    shown: shown.length,
+                    cut: shown.filter((b) => b.scrollWidth > b.clientWidth
+                      || b.getBoundingClientRect().right > r.right)
+                      .map((b) => b.className + ' ' + b.textContent),
+                  };
+                })"""
+            )
+            for k, tile in enumerate(seen):
+                assert tile["title"] > 0.6, (w, h, k, tile)
+                assert tile["shown"] >= 3 and tile["cut"] == [], (w, h, k, tile)
+            assert seen[8]["dir"] == "rtl"
+        assert page.problems == []
+
+
+async def test_an_incident_that_reaches_nobody_says_so_in_red(browser: Any) -> None:
+    """In quiet hours a SEV3 paged nobody and its row read `next escalation in 6m20` (QA)."""
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        hub.publish("incident", incident("i1", severity=3))
+        hub.publish(
+            "escalation",
+            {"incident_id": "i1", "status": "paging", "level": -1, "levels": 2, "paged": [],
+             "next_escalation_at": T0 + 900, "nobody_reachable": True},
+        )  # fmt: skip
+        nobody = page.locator('li[data-id="i1"] .m .nobody')
+        await nobody.wait_for(timeout=5_000)
+        assert (await nobody.text_content() or "").startswith("nobody reachable · retry at ")
+        row = await page.text_content('li[data-id="i1"] .m') or ""
+        assert "next escalation" not in row
+        assert await nobody.evaluate("e => getComputedStyle(e).color") == "rgb(255, 59, 48)"
+
+
+async def test_an_offline_wall_stops_its_clock_countdowns_and_acks(browser: Any) -> None:
+    """During an outage the header clock ran on, the row counted `next escalation in 22s … 5s`,
+    sources kept saying `● ok` and ACK stayed active: extrapolation presented as live (QA)."""
+    hub, state = wall_hub()
+    context = await browser.new_context(viewport={"width": 1920, "height": 1080})
+    try:
+        hub.publish("incident", incident("i1", severity=3))  # the snapshot's clock: T0
+        hub.publish(
+            "escalation",
+            {"incident_id": "i1", "status": "paging", "level": 0, "paged": ["ana"],
+             "next_escalation_at": T0 + 3600},
+        )  # fmt: skip
+        async with serve_wall(state, hub) as url:
+            page = await open_wall(context, url + "/")
+            await page.wait_for_selector('li[data-id="i1"] .m .mono')
+            assert not await page.is_disabled('li[data-id="i1"] button.ack')
+        await page.wait_for_selector('#conn:not([data-state="live"])', timeout=5_000)
+        await page.wait_for_timeout(300)
+
+        async def shown() -> list[str]:
+            texts: list[str] = await page.evaluate(
+                "() => ['#clock', 'li[data-id=\"i1\"] .m', '#alarm']"
+                ".map((s) => document.querySelector(s).textContent)"
+            )
+            return texts
+
+        before = await shown()
+        await page.wait_for_timeout(2_500)  # the page redraws ages every second
+        assert await shown() == before
+        assert before[0].startswith("last update ") and before[0].endswith(" UTC")
+        assert await page.is_disabled('li[data-id="i1"] button.ack')
+        opacity = await page.evaluate("() => getComputedStyle(document.querySelector('aside'))"
+                                      ".opacity")  # fmt: skip
+        assert float(opacity) < 1
+    finally:
+        await context.close()
+
+
+async def test_a_topic_without_mentions_shows_no_mood_not_a_calm_one(browser: Any) -> None:
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        hub.publish("series", point(T0) | {"count": 0, "negative_share": 0.0, "sentiment": 0.0})
+        await caught_up(page, state)
+        await page.wait_for_function("() => document.querySelector('#tile-acme .count')"
+                                     ".textContent === '0'")  # fmt: skip
+        assert await page.text_content("#tile-acme .neg") == "–"
+        assert await page.text_content("#tile-acme .sent") == "–"
+        hub.publish("series", point(T0 + 60.0))
+        await page.wait_for_function("() => document.querySelector('#tile-acme .neg')"
+                                     ".textContent === '10%'")  # fmt: skip
+        assert await page.text_content("#tile-acme .sent") == "+0.05"
+
+
+async def test_a_refused_ack_says_why(browser: Any) -> None:
+    hub, state = wall_hub()
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"error": "incident i1 is resolved"}, status=409)
+
+    async with acking(browser, hub, state, refuse) as page:
+        await page.wait_for_selector("#toast:not([hidden])", timeout=5_000)
+        assert await page.text_content("#toast") == "ack failed: incident i1 is resolved"

@@ -146,7 +146,8 @@ async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
     monkeypatch.setattr(store, "put_many", down)
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])  # before: the error ended the ticker, and the service
-    assert calls == [["aggregator", "dedup", "detectors", "pipeline", "wall"]]  # one write, all or nothing
+    # one write, all or nothing
+    assert calls == [["aggregator", "dedup", "detectors", "pipeline", "wall"]]
     health = await app.health()  # it said ok while nothing could be saved (QA, tenth session)
     assert not health["ok"] and health["problems"] == [
         "checkpoint failed: ConnectionError: store down"
