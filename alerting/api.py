@@ -478,7 +478,7 @@ async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
     unknown = sorted(set(body) - set(SNOOZE_FIELDS))
     if unknown:
         raise bad_request(f"unknown field {unknown[0][:40]!r}; expected seconds or until")
-    if len(body) > 1:
+    if sum(body.get(k) is not None for k in SNOOZE_FIELDS) > 1:  # null is absent, as elsewhere
         raise bad_request("give either seconds or until (exactly one)")
     until_v, seconds_v = _number(body.get("until")), _number(body.get("seconds"))
     if until_v is not None:

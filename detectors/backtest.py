@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from detectors.nab import PROFILES, FileScore, median_delay, normalized, score_file
-from detectors.stage import DetectionStage
+from detectors.stage import MAX_GAP_FILL, DetectionStage
 from monitor.config.detection import DetectionConfig
 from monitor.errors import CrisiswatchError
 from monitor.model import Bucket
@@ -86,14 +86,14 @@ def parse_row(row: list[str], path: str, lineno: int) -> tuple[float, float]:
     ...
     detectors.backtest.BacktestInputError: a.csv:7: value 'nan' must be finite and within ±1e+12
     """
-    if len(row) < 2:
-        raise BacktestInputError(path, f"expected 'timestamp,value', got {shown(row)}", lineno)
     for field, text in zip(("timestamp", "value"), row, strict=False):
         if "\n" in text or "\r" in text:
             # both are echoed into the output verbatim, where a line break splits the row;
             # the usual cause is a quote left open, which swallows the lines after it
             reason = f"{field} {shown(text)} spans lines (a quote left open?)"
             raise BacktestInputError(path, reason, lineno)
+    if len(row) < 2:
+        raise BacktestInputError(path, f"expected 'timestamp,value', got {shown(row)}", lineno)
     try:
         t = parse_time(row[0])
     except ValueError:
@@ -280,8 +280,10 @@ def run_backtest(
     """Backtest every input; exit code 0 on success, 2 on unusable input, 1 when a result
     cannot be written (a full disk)."""
     try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise BacktestInputError(f"--out {out_dir}", "exists and is not a directory")
+        # the nearest part of the path that exists must be a folder (--out a.csv/sub too)
+        there = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+        if there is not None and not there.is_dir():
+            raise BacktestInputError(f"--out {out_dir}", f"{there} is not a directory")
         label_map = load_windows(labels) if labels is not None else None
         if label_map is not None and not any(labelled(p, label_map) is not None for p in inputs):
             # before anything is written: a wrong labels file must not pass for "scored
@@ -315,10 +317,13 @@ def run_backtest(
                 width = bucket_width(s)
                 n, longest = gaps(s.t, width)
                 if n:
+                    # the stage fills a gap with at most MAX_GAP_FILL empty buckets
+                    capped = round(longest / width) - 1 > MAX_GAP_FILL
+                    cap = f" (at most {MAX_GAP_FILL} buckets a gap)" if capped else ""
                     print(
                         f"{path.name}: note: {n} gap{'' if n == 1 else 's'} between rows"
                         f" (longest {longest / 3600:.1f} h at a {width:g} s step), learned as"
-                        " zero counts",
+                        f" zero counts{cap}",
                         file=log,
                     )
             if label_map is None:

@@ -53,7 +53,7 @@ _MAGIC = b"cwdet4"  # bumped whenever per-series state or the framing changes sh
 _READABLE = (_MAGIC, b"cwdet3")
 _SERIES_PER_PART = 1000
 _SPELLINGS_KEPT = 4096  # display spellings of terms remembered across series
-_MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
+MAX_GAP_FILL = 1440  # at most this many missing (empty) buckets are learned after a gap
 
 # Every global a checkpoint may name: the stage's state classes and what they hold. The store
 # is a database other programs can write to, so a blob naming anything else (``os.system``,
@@ -269,7 +269,7 @@ class DetectionStage:
         width = bucket.width
         gap = round((bucket.start - st.last_t) / width) - 1 if st.last_t > -math.inf else 0
         if gap > 0:
-            fill = min(gap, _MAX_GAP_FILL)
+            fill = min(gap, MAX_GAP_FILL)
             for i in range(fill):
                 # an absent bucket means nobody mentioned the series: learn the zero
                 empty = Bucket(bucket.series, bucket.start - (fill - i) * width, width)

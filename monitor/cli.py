@@ -215,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--secrets",
         action="store_true",
-        help="also check that the delivery secrets (*_env) are set, as `run` does at start-up",
+        help="also resolve the delivery secrets (*_env) that `run` needs at start-up",
     )
     c.set_defaults(fn=cmd_check_config)
 

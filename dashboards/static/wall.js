@@ -6,7 +6,7 @@ const PROTOCOL = 1;
 const MAX_INCIDENTS = 200; // as dashboards/view.py: deltas keep what a snapshot would hold
 const S = {
   topics: [], series: {}, incidents: {}, sources: {}, oncall: null, live: null,
-  seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0, history: 240,
+  seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0, lastData: 0, history: 240,
   retryAt: 0, // when the next reconnect attempt starts (performance.now() ms)
 };
 const stats = { snapshots: 0, deltas: 0, heartbeats: 0, resyncs: 0, connects: 0 };
@@ -31,7 +31,7 @@ function syncClock(now) {
 const offline = () => document.body.classList.contains("offline");
 function serverNow() {
   if (clk.server === null) return Date.now() / 1000;
-  const l = offline() ? S.lastFrame / 1000 : performance.now() / 1000;
+  const l = offline() ? S.lastData / 1000 : performance.now() / 1000;
   return clk.server + Math.max(0, l - clk.local) * clk.rate;
 }
 
@@ -59,6 +59,8 @@ const title = (name) => (S.topics.find((t) => t.name === name) || {}).title || n
 function onFrame(msg) {
   S.lastFrame = performance.now();
   if (msg.v !== PROTOCOL) { location.reload(); return; } // the server was upgraded
+  // the offline clock stops at the last data, not at an `error` frame of a refused reconnect
+  if (msg.type !== "error") S.lastData = S.lastFrame;
   if (msg.type === "snapshot") {
     stats.snapshots++;
     const d = msg.data;

@@ -336,9 +336,10 @@ class _Parser:
         name, colon, value = text.partition(":")
         if colon and name.isalpha() and not name.startswith(("#", "@")):
             if name.lower() in ("http", "https") and value.startswith("//"):
+                site = value[2:].split("/")[0]
                 raise self.fail(
                     "a link never matches: links are removed from posts before matching; "
-                    f"search the site's words instead (e.g. {value[2:].split('/')[0]!r})",
+                    "search the site's words instead" + (f" (e.g. {site!r})" if site else ""),
                     tok.col,
                 )
             if name.lower() not in FIELDS:
@@ -358,11 +359,14 @@ class _Parser:
                     "wildcard * does not apply to #hashtags or @handles", tok.col + star
                 )
             stems = umlaut_variants(text[:-1].lower())
-            if split := re.search(r"\W", stems[0]):
-                word, joined = text[:-1], re.sub(r"\W", "", text[:-1])
+            # an apostrophe stays inside a token (o'reilly), any other punctuation splits it
+            if split := re.search(r"[^\w']", stems[0]):
+                word = text[:-1]
+                # "wifi" is how people write wi-fi too; "acmecom" or "eon" is no one's word
+                joined = f" or {word.replace('-', '')}*" if split.group() == "-" else ""
                 raise self.fail(
                     f"wildcard * applies to one word, and {split.group()!r} splits {word!r} "
-                    f'into words: try the phrase "{word}" or {joined}*',
+                    f'into words: try the phrase "{word}"{joined}',
                     tok.col + star,
                 )
             if sum(c.isalpha() for c in stems[0]) < MIN_PREFIX:

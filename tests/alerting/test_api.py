@@ -139,8 +139,11 @@ async def test_rest_ack_resolve_snooze_need_responder(env: Env, clock: FakeClock
     assert r.status == 403 and book.calls == []
     r = await client.post("/api/v1/incidents/inc-1/acknowledge", headers=auth("ana-token"))
     assert r.status == 200 and (await r.json())["incident"]["state"] == "acknowledged"
+    # null is absent, as in a silence: a generated client sends both keys
     r = await client.post(
-        "/api/v1/incidents/inc-1/snooze", headers=auth("ana-token"), json={"seconds": 600}
+        "/api/v1/incidents/inc-1/snooze",
+        headers=auth("ana-token"),
+        json={"seconds": 600, "until": None},
     )
     assert r.status == 200
     r = await client.post("/api/v1/incidents/inc-1/resolve", headers=auth("ana-token"))

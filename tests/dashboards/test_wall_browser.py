@@ -865,6 +865,23 @@ async def test_an_offline_wall_stops_its_clock_countdowns_and_acks(browser: Any)
         opacity = await page.evaluate("() => getComputedStyle(document.querySelector('aside'))"
                                       ".opacity")  # fmt: skip
         assert float(opacity) < 1
+
+        # a reconnect refused with an `error` frame is no news: the clock stays where it stopped
+        async def refuse(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            await ws.send_str('{"v": 1, "type": "error", "code": "unauthorized"}')
+            await ws.close(code=4401)
+            return ws
+
+        connects = await page.evaluate("() => window.crisiswatch.stats.connects")
+        port = int(url.rsplit(":", 1)[1])
+        async with serve_wall(state, hub, port=port, ws=refuse):
+            await page.wait_for_function(
+                f"() => window.crisiswatch.stats.connects > {connects}", timeout=15_000
+            )
+            await page.wait_for_timeout(1_500)
+            assert (await shown())[0] == before[0]
     finally:
         await context.close()
 

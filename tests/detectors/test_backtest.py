@@ -236,6 +236,15 @@ def test_rows_that_skip_buckets_are_noted_as_learned_zeros(tmp_path: Path) -> No
     log = io.StringIO()
     assert run_backtest([src], tmp_path / "out", DetectionConfig(), None, log) == 0
     assert "gappy.csv: note: 1 gap between rows (longest 2.1 h at a 300 s step)" in log.getvalue()
+    # a minute series off for two days: the stage learns at most MAX_GAP_FILL empty buckets
+    minutes = [f"2015-01-01 00:{m:02d}:00" for m in range(10)] + [
+        f"2015-01-03 00:{m:02d}:00" for m in range(10)
+    ]
+    src = tmp_path / "off.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{s},7\n" for s in minutes))
+    log = io.StringIO()
+    assert run_backtest([src], tmp_path / "out3", DetectionConfig(), None, log) == 0
+    assert "learned as zero counts (at most 1440 buckets a gap)" in log.getvalue()
     regular = DATA / "Twitter_volume_PFE_head.csv"
     log = io.StringIO()
     assert run_backtest([regular], tmp_path / "out2", DetectionConfig(), None, log) == 0
@@ -255,6 +264,8 @@ ROWS = "".join(f"2015-01-01 00:{m:02d}:00,{m}\n" for m in range(5, 60, 5))
         # a quoted line break: valid CSV, but the output row was split over two lines
         ('2015-01-01 00:05:00,"5\n"\n', "f.csv:3: value '5\\n' spans lines"),
         ('"2015-01-01 00:05:00\n",5\n', "f.csv:3: timestamp '2015-01-01 00:05:00\\n' spans lines"),
+        # the quote opened in the timestamp: one field swallowed the rest (no hint before)
+        ('"2015-01-01 00:05:00,2\n' + ROWS, "f.csv:3: timestamp '2015-01-01 00:05:00,2\\n2015"),
     ],
 )
 def test_a_quote_left_open_is_one_short_line_and_exit_2(
@@ -288,8 +299,13 @@ def test_an_out_that_is_a_file_is_exit_2_naming_out(tmp_path: Path) -> None:
     afile.write_text("keep")
     log = io.StringIO()
     assert run_backtest([DATA / "art_flatline.csv"], afile, DetectionConfig(), None, log) == 2
-    assert log.getvalue() == f"error: --out {afile}: exists and is not a directory\n"
+    assert log.getvalue() == f"error: --out {afile}: {afile} is not a directory\n"
     assert afile.read_text() == "keep"
+    log = io.StringIO()  # a folder under that file: exit 1 ("cannot write") before
+    assert (
+        run_backtest([DATA / "art_flatline.csv"], afile / "sub", DetectionConfig(), None, log) == 2
+    )
+    assert log.getvalue() == f"error: --out {afile / 'sub'}: {afile} is not a directory\n"
 
 
 def test_labels_without_any_window_print_no_score(

@@ -213,7 +213,7 @@ def test_backtest_out_naming_a_file_is_exit_2(
     afile.write_text("")
     assert cli.main(["backtest", str(SERIES), "--out", str(afile)]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: --out {afile}: exists and is not a directory"
+        f"error: --out {afile}: {afile} is not a directory"
     )
 
 

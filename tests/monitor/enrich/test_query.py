@@ -198,6 +198,11 @@ def test_a_wildcard_over_a_split_word_says_what_to_write() -> None:
         'try the phrase "wi-fi" or wifi* at column 6'
     )
     assert match('"wi-fi" OR wifi*', "the wi-fi is down") and match("wifi*", "wifi down")
+    with pytest.raises(QuerySyntaxError) as info:  # "acmecom*" would match nobody's word
+        parse_query("acme.com*")
+    assert 'try the phrase "acme.com" at column 9' in str(info.value)
+    # an apostrophe stays inside a word: this wildcard was refused, with "oreilly*" proposed
+    assert match("o'reilly*", "O'Reillys books") and not match("oreilly*", "O'Reilly books")
 
 
 def test_a_link_in_a_query_is_refused_with_why() -> None:
@@ -207,6 +212,9 @@ def test_a_link_in_a_query_is_refused_with_why() -> None:
     assert str(info.value).startswith("a link never matches: links are removed from posts")
     assert "e.g. 'status.acme.com'" in str(info.value)
     assert match("status.acme.com", "see status.acme.com")
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query("https://")
+    assert "(e.g." not in str(info.value)
 
 
 def test_a_flag_matches_only_itself_not_the_letters_of_two_others() -> None:
