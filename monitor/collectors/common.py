@@ -20,6 +20,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.config.base import UNNAMED_VARIABLE, env_var
 from monitor.errors import DecodeError
 from monitor.model import Mention
 
@@ -158,14 +159,17 @@ class Secret:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], name: str | None) -> Secret | None:
-        """The secret in variable `name`, or None when unset/empty (logged by name only)."""
+        """The secret in variable `name`, or None when unset/empty (logged by name only, and
+        only when `name` looks like a variable name: a short secret pasted into the ``*_env``
+        key, ``hunter2``, passes the config's check and must not reach the log)."""
         if not name:
             return None
         value = env.get(name, "")
         if not value:
-            log.warning(
-                "environment variable %s is not set; the feature that needs it is off", name
-            )
+            var = env_var(name)
+            if var == UNNAMED_VARIABLE:
+                var = "a variable that a sources *_env key names (not shown: not a usual name)"
+            log.warning("%s is not set; the feature that needs it is off", var)
             return None
         return cls(value)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import types
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 Kind = Literal["number", "bool"]
@@ -48,13 +50,25 @@ _YAML11_EXP = re.compile(r"^([-+]?)([0-9][0-9_]*)(?:\.([0-9_]*))?[eE]([-+]?)([0-
 BOOL_HINT = "YAML reads unquoted no/off as false and yes/on as true"
 
 
+def _yaml_reads_number(text: str, number: float) -> bool:
+    """Whether ``yaml.safe_load`` reads ``text`` as ``number`` (a number, not text or a bool)."""
+    value = yaml.safe_load(text)
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == number
+
+
 def yaml_number_hint(text: str) -> str | None:
     """How to write ``text`` so that YAML reads it as a number, when it means one, else None.
+    Every spelling offered is one ``yaml.safe_load`` reads as that number (Python's own
+    ``5e-05`` or ``1e+20`` are text to it, too).
 
     >>> yaml_number_hint("1e4")
     'YAML reads 1e4 as text; write 10000 or 1.0e+4'
-    >>> yaml_number_hint("2.5E-3")
-    'YAML reads 2.5E-3 as text; write 0.0025 or 2.5e-3'
+    >>> yaml_number_hint("25E-4")
+    'YAML reads 25E-4 as text; write 0.0025 or 25.0e-4'
+    >>> yaml_number_hint("5e-05")
+    'YAML reads 5e-05 as text; write 0.00005 or 5.0e-05'
+    >>> yaml_number_hint("1e20")
+    'YAML reads 1e20 as text; write 1.0e+20'
     >>> yaml_number_hint("7200") is None, yaml_number_hint("soon") is None
     (True, True)
     """
@@ -66,9 +80,19 @@ def yaml_number_hint(text: str) -> str | None:
         number = float(text.replace("_", ""))
     except ValueError:  # pragma: no cover - the pattern only matches floats
         return None
-    plain = repr(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+    if _yaml_reads_number(text, number):  # 1.0e+4: YAML read it as a number, nothing to explain
+        return None
+    if number.is_integer() and abs(number) < 1e15:
+        plain = str(int(number))
+    else:  # positional, never Python's exponent form (1e-07), which YAML reads as text
+        plain = format(Decimal(repr(number)), "f")
     written = f"{sign}{whole}.{frac or '0'}e{esign or '+'}{exp}".replace("_", "")
-    return f"YAML reads {text.strip()} as text; write {plain} or {written}"
+    # a plain spelling with a long run of zeros is harder to check than the exponent form
+    forms = [plain] if len(plain) <= 16 else []
+    forms = [f for f in (*forms, written) if _yaml_reads_number(f, number)]
+    if not forms:  # pragma: no cover - `written` always has YAML 1.1's dot and signed exponent
+        return None
+    return f"YAML reads {text.strip()} as text; write {' or '.join(dict.fromkeys(forms))}"
 
 
 def _misfit(kind: Kind, value: Any) -> str | None:
@@ -99,6 +123,19 @@ LOOKS_SECRET = (
     "looks like a secret, not the name of an environment variable: put the value in the "
     "environment and name the variable here"
 )
+_HEX_KEY = re.compile(r"^(?=.*[0-9])(?:[0-9a-f]{20,}|[0-9A-F]{20,})$")
+
+
+def _looks_like_a_key(part: str) -> bool:
+    """Whether one ``_``-separated part of a name looks like a key rather than a word: 20 or
+    more hex digits (a PagerDuty routing key), or 24 or more characters with at least 3 digits
+    in them (a base64/base62 token has about one digit in six characters; words, however long
+    or run together, like MICROSOFT365SMTP or PagerDutyRoutingKey1, have few).
+
+    >>> _looks_like_a_key("e93facc04764012d7bfb002500d5d1a6"), _looks_like_a_key("MICROSOFT365SMTP")
+    (True, False)
+    """
+    return bool(_HEX_KEY.match(part)) or (len(part) >= 24 and sum(c.isdigit() for c in part) >= 3)
 
 
 def env_name_error(value: object) -> str | None:
@@ -107,6 +144,8 @@ def env_name_error(value: object) -> str | None:
 
     >>> env_name_error("CW_PD_ROUTING_KEY") is None, env_name_error("pd_key_2") is None
     (True, True)
+    >>> env_name_error("APPSETTING_PagerDutyRoutingKey1") is None
+    True
     >>> env_name_error("e93facc04764012d7bfb002500d5d1a6")
     'looks like a secret, not the name of an environment variable: ...'
     >>> env_name_error("xoxb-123-abc")
@@ -114,14 +153,37 @@ def env_name_error(value: object) -> str | None:
     """
     if not isinstance(value, str) or not ENV_NAME.match(value):
         return NOT_A_NAME
-    for part in value.split("_"):
-        # names are words (CW_SMTP_PASSWORD, TOKEN_2); keys and tokens are long runs of
-        # hex or base64 with digits in them
-        if len(part) >= 32 or (
-            len(part) >= 16 and any(c.isdigit() for c in part) and any(c.isalpha() for c in part)
-        ):
-            return LOOKS_SECRET
+    if any(_looks_like_a_key(part) for part in value.split("_")):
+        return LOOKS_SECRET
     return None
+
+
+_CONVENTIONAL_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+UNNAMED_VARIABLE = "the variable this key names"
+
+
+def env_var(name: str) -> str:
+    """How a message refers to variable ``name``: by name when it looks like a conventional
+    variable name (``CW_SMTP_PASSWORD``), else as :data:`UNNAMED_VARIABLE`, since what an
+    ``*_env`` key holds may be a short secret pasted there (``hunter2``), which passes
+    :func:`env_name_error` but must not reach a log.
+
+    >>> env_var("CW_SMTP_PASSWORD")
+    'environment variable CW_SMTP_PASSWORD'
+    >>> env_var("hunter2"), env_var("Tr0ub4dor_and_3")
+    ('the variable this key names', 'the variable this key names')
+    """
+    if _CONVENTIONAL_NAME.match(name) and env_name_error(name) is None:
+        return f"environment variable {name}"
+    return UNNAMED_VARIABLE
+
+
+def _optional(annotation: Any) -> bool:
+    """Whether a field's annotation admits None (``str | None``)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _optional(get_args(annotation)[0])
+    return origin in (Union, types.UnionType) and type(None) in get_args(annotation)
 
 
 def _origin(annotation: Any) -> Any:
@@ -178,34 +240,48 @@ class Section(BaseModel):
             key = field.alias or name
             if key not in data or data[key] is not None or not _is_list_or_dict(field.annotation):
                 continue
+            needs_one = any(getattr(m, "min_length", 0) for m in field.metadata)
+            empty = "{}" if _is_dict(field.annotation) else "[]"
             if field.is_required():
                 # a required key left empty is more likely a slip than a wish for none
-                needs_one = any(getattr(m, "min_length", 0) for m in field.metadata)
-                empty = "{}" if _is_dict(field.annotation) else "[]"
                 hint = "" if needs_one else f", or write {empty} for none"
                 raise at(key, f"empty: give at least one entry{hint}")
             if len(field.get_default(call_default_factory=True)) == 0:
                 del out[key]  # the default
-            else:
+            elif needs_one:
                 raise at(key, "empty: give at least one entry or remove the key")
+            else:
+                # removing the key brings back a default that may not fit (the demo's team
+                # names the demo's users): none is written as an empty list
+                raise at(
+                    key,
+                    f"empty: give at least one entry, write {empty} for none, "
+                    "or remove the key for the default",
+                )
         return out
 
     @model_validator(mode="before")
     @classmethod
     def _env_names(cls, data: Any) -> Any:
         """Every ``*_env`` key names an environment variable; one that holds a secret instead
-        is an error that does not repeat it."""
+        is an error that does not repeat it. An empty one means none where none is allowed
+        (``password_env: ""``, as null), and is an error where a variable is needed."""
         if not isinstance(data, dict):
             return data
+        out = data
         for name, field in cls.model_fields.items():
             key = field.alias or name
-            if (
-                key.endswith("_env")
-                and data.get(key) is not None
-                and (why := env_name_error(data[key]))
-            ):
+            if not key.endswith("_env") or data.get(key) is None:
+                continue
+            if data[key] == "":
+                if _optional(field.annotation):
+                    # `password_env: ""` has always meant "no credential", like null
+                    out = {**out, key: None}
+                    continue
+                raise at(key, "empty: name the environment variable that holds the secret")
+            if why := env_name_error(data[key]):
                 raise at(key, why)
-        return data
+        return out
 
     @model_validator(mode="before")
     @classmethod

@@ -4,8 +4,8 @@ Secrets never appear in config: a field ending in ``_env`` names an environment 
 holds the secret (checked to look like a name when the file is parsed, see
 :func:`monitor.config.base.env_name_error`), resolved once at start-up by :func:`secret`
 (missing or empty ones, and a ``url_env`` that holds no http(s) URL, are config errors that
-name the variable, never its value). :func:`check_secrets` resolves all of them at once, with
-the config path of each.
+name the variable if it looks like a variable name, never its value). :func:`check_secrets`
+resolves all of them at once, with the config path of each.
 
 >>> cfg = DeliveryConfig.model_validate({"receivers": [
 ...     {"name": "pager", "type": "pagerduty", "routing_key_env": "PD_KEY"},
@@ -28,15 +28,16 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
-from monitor.config.base import Section, at
+from monitor.config.base import Section, at, env_var
 from monitor.errors import ConfigError
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 def secret(env: Mapping[str, str], name: str, path: str, *, url: bool | None = None) -> str:
-    """The value of environment variable `name`; a ConfigError naming `path` (and the variable,
-    never the value) when it is unset or empty, or, for a URL, not an absolute http(s) URL.
+    """The value of environment variable `name`; a ConfigError naming `path` (and the variable
+    when `name` looks like a variable name, see :func:`~monitor.config.base.env_var`; never the
+    value) when it is unset or empty, or, for a URL, not an absolute http(s) URL.
 
     `url` None means: the key at `path` says, i.e. it ends in ``url_env`` (Slack's webhook URL
     is itself a secret, so a typo in it must fail at start-up too, not at the first page).
@@ -45,21 +46,24 @@ def secret(env: Mapping[str, str], name: str, path: str, *, url: bool | None = N
     Traceback (most recent call last):
     ...
     monitor.errors.ConfigError: delivery.receivers[2].url_env: ... HOOK does not hold ...
+    >>> secret({}, "hunter2", "delivery.receivers[1].password_env")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: delivery.receivers[1].password_env: the variable this key ...
     """
+    var = env_var(name)  # "hunter2" in `password_env` passes as a name: shown only if one
     value = env.get(name)
     if value is None:
-        raise ConfigError(path, f"environment variable {name} is not set")
+        raise ConfigError(path, f"{var} is not set")
     if not value.strip():
-        raise ConfigError(path, f"environment variable {name} is empty")
+        raise ConfigError(path, f"{var} is empty")
     if url is None:
         url = path.endswith("url_env")
     if url:
         try:
             _http_url(value)
         except ValueError:
-            reason = (
-                f"environment variable {name} does not hold an absolute http:// or https:// URL"
-            )
+            reason = f"{var} does not hold an absolute http:// or https:// URL"
             raise ConfigError(path, reason) from None
     return value
 

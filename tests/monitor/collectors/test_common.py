@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 from dataclasses import replace
+
+import pytest
 
 from monitor.clock import FakeClock
 from monitor.collectors.common import Backoff, Checkpoint, RecentKeys, Secret
@@ -67,3 +70,18 @@ async def test_checkpoint_is_due_every_interval_and_backs_off_after_a_failed_sav
     assert not down.due()  # a store that is down is not asked again on every message
     clock.advance(1.0)
     assert down.due() and down.failures == 1
+
+
+@pytest.mark.parametrize("pasted", ["hunter2", "Tr0ub4dor_and_3"])
+def test_secret_from_env_does_not_log_a_name_that_may_be_a_secret(
+    pasted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert Secret.from_env({}, pasted) is None
+        assert Secret.from_env({}, "MASTODON_TOKEN") is None
+    assert pasted not in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "a variable that a sources *_env key names (not shown: not a usual name) is not set; "
+        "the feature that needs it is off",
+        "environment variable MASTODON_TOKEN is not set; the feature that needs it is off",
+    ]

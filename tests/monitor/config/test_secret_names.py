@@ -221,3 +221,117 @@ def test_check_secrets_names_config_paths() -> None:
             check_secrets(cfg, {k: v for k, v in env.items() if k != var})
         assert ei.value.path == path
         assert str(ei.value) == f"{path}: environment variable {var} is not set"
+
+
+# --- an empty `*_env` means no credential where none is allowed ------------------------------
+
+
+def test_an_empty_optional_env_key_means_no_credential() -> None:
+    cfg = parse_config(
+        _sections(
+            sources={
+                "mqtt": {"enabled": True, "host": "h", "topics": ["x"], "password_env": ""},
+                "mastodon": {"token_env": ""},
+            },
+            delivery={
+                "receivers": [
+                    {"name": "m", "type": "email", "sender": "a@example.org", "password_env": ""}
+                ],
+                "links": {"secret_env": ""},
+                "api": {"pagerduty_webhook_secret_env": ""},
+            },
+        )
+    )
+    assert cfg.sources.mqtt.password_env is None and cfg.sources.mastodon.token_env is None
+    assert cfg.delivery.links.secret_env is None
+    assert cfg.delivery.api.pagerduty_webhook_secret_env is None
+    check_secrets(cfg.delivery, {})  # nothing to resolve
+
+
+@pytest.mark.parametrize(
+    "path", ["delivery.receivers[0].routing_key_env", "sources.http.token_env"]
+)
+def test_an_empty_required_env_key_says_it_is_empty(path: str) -> None:
+    build = dict(CASES)[path]
+    with pytest.raises(ConfigError) as ei:
+        parse_config(build(""))
+    assert str(ei.value) == f"{path}: empty: name the environment variable that holds the secret"
+
+
+# --- a short secret that passes as a name is not repeated when it resolves to nothing --------
+
+
+@pytest.mark.parametrize("pasted", ["hunter2", "Tr0ub4dor_and_3", "pd_key_2"])
+def test_an_unset_variable_with_an_unusual_name_is_not_named(pasted: str) -> None:
+    cfg = DeliveryConfig.model_validate(
+        {
+            "receivers": [
+                {"name": "m", "type": "email", "sender": "a@example.org", "password_env": pasted}
+            ],
+            "links": {"secret_env": pasted},
+        }
+    )
+    with pytest.raises(ConfigError) as ei:
+        check_secrets(cfg, {})
+    assert str(ei.value) == (
+        "delivery.receivers[0].password_env: the variable this key names is not set"
+    )
+    with pytest.raises(ConfigError) as ei:
+        secret({pasted: " "}, pasted, "delivery.links.secret_env")
+    assert str(ei.value) == "delivery.links.secret_env: the variable this key names is empty"
+    with pytest.raises(ConfigError) as ei:
+        secret({pasted: "x"}, pasted, "delivery.receivers[0].url_env")
+    assert pasted not in str(ei.value)
+
+
+def test_check_config_secrets_does_not_repeat_a_short_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.cli import main
+
+    monkeypatch.delenv("Tr0ub4dor_and_3", raising=False)
+    p = tmp_path / "c.yaml"
+    p.write_text("topics: []\ndelivery:\n  links: {secret_env: Tr0ub4dor_and_3}\n")
+    assert main(["check-config", str(p), "--secrets"]) == 2
+    out = capsys.readouterr()
+    assert "Tr0ub4dor" not in out.out + out.err
+    assert "delivery.links.secret_env: the variable this key names is not set" in out.err
+
+
+# --- the "looks like a secret" check refuses keys, not long or run-together names ------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MICROSOFT365SMTP_PASSWORD",
+        "PagerDutyRoutingKey2",
+        "APPSETTING_PagerDutyRoutingKey1",  # Azure App Service
+        "AWS_SECRET_ACCESS_KEY",
+        "CW_PD_ROUTING_KEY_EMEA",
+        "SLACK_WEBHOOK_URL_2",
+        "GITHUB_TOKEN",
+        "CRISISWATCHPRODUCTIONPAGERDUTYROUTINGKEY",  # one all-letter part of 40
+        "CW_DEADBEEF_KEY",  # a short hex-looking word
+    ],
+)
+def test_real_world_variable_names_pass(name: str) -> None:
+    for _, build in CASES:
+        parse_config(build(name))
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        HEX,
+        HEX.upper(),
+        "xoxb-2401512841-7291620581623-Yh3KqPz8mWnR5tLc2VbX9dFa",  # a Slack bot token
+        "q7Rk2ZxVb9LmT4wHc8NpY3sJd5Fg",  # a base64 (url-safe) random token
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",  # a GitHub token
+    ],
+)
+def test_pasted_keys_are_refused(pasted: str) -> None:
+    for path, build in CASES:
+        with pytest.raises(ConfigError) as ei:
+            parse_config(build(pasted))
+        assert ei.value.path == path and pasted not in str(ei.value)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor.config import load_config, parse_config
+from monitor.config.base import yaml_number_hint
 from monitor.errors import ConfigError
 
 
@@ -34,6 +36,39 @@ def test_an_exponent_yaml_reads_as_text_is_explained(
 ) -> None:
     err = _load(tmp_path, f"topics: []\ndetection: {{calm_seconds: {written}}}\n")
     assert str(err) == message
+
+
+@pytest.mark.parametrize(
+    ("written", "suggested"),
+    [
+        ("5e-05", ["0.00005", "5.0e-05"]),
+        ("1e-7", ["0.0000001", "1.0e-7"]),
+        ("1e20", ["1.0e+20"]),
+        ("-3E2", ["-300", "-3.0E+2"]),
+        ("1_000e-2", ["10", "1000.0e-2"]),
+        ("2.5e3", ["2500", "2.5e+3"]),
+    ],
+)
+def test_every_suggested_spelling_is_one_yaml_reads_as_the_number(
+    written: str, suggested: list[str]
+) -> None:
+    assert isinstance(yaml.safe_load(written), str)
+    hint = yaml_number_hint(written)
+    assert hint is not None
+    forms = hint.split("; write ", 1)[1].split(" or ")
+    assert [f.lower() for f in forms] == [f.lower() for f in suggested]
+    for form in forms:
+        value = yaml.safe_load(form)
+        assert isinstance(value, int | float) and not isinstance(value, bool), form
+        assert value == float(written.replace("_", ""))
+
+
+def test_pseudo_count_written_as_python_prints_it(tmp_path: Path) -> None:
+    err = _load(tmp_path, "topics: []\ndetection: {pseudo_count_per_second: 5e-05}\n")
+    assert str(err) == (
+        "detection.pseudo_count_per_second: expected a number: YAML reads 5e-05 as text; "
+        "write 0.00005 or 5.0e-05"
+    )
 
 
 def test_the_suggested_spellings_are_numbers(tmp_path: Path) -> None:
@@ -116,7 +151,42 @@ def test_a_schedule_the_operator_wrote_gets_no_demo_hint() -> None:
 
 def test_a_list_with_every_entry_commented_out_says_empty(tmp_path: Path) -> None:
     err = _load(tmp_path, "topics: []\nalerting:\n  users:\n  #  - name: ana\n  #  - name: ben\n")
-    assert str(err) == "alerting.users: empty: give at least one entry or remove the key"
+    assert str(err) == (
+        "alerting.users: empty: give at least one entry, write [] for none, "
+        "or remove the key for the default"
+    )
+
+
+_OWN_TEAM = (
+    "  users: [{name: ana}]\n  schedules: []\n"
+    "  policies: [{name: default, levels: [{targets: ['user:ana']}]}]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "written", "as_advised"),
+    [
+        ("alerting.teams", f"{_OWN_TEAM}  teams:\n", f"{_OWN_TEAM}  teams: []\n"),
+        ("alerting.inhibit_rules", "  inhibit_rules:\n", "  inhibit_rules: []\n"),
+        (
+            "alerting.inhibit_rules[0].equal",
+            "  inhibit_rules:\n    - equal:\n",
+            "  inhibit_rules:\n    - equal: []\n",
+        ),
+    ],
+)
+def test_an_empty_list_whose_default_is_not_empty_offers_the_empty_list(
+    tmp_path: Path, path: str, written: str, as_advised: str
+) -> None:
+    # removing `teams` would bring back the demo team, which names the demo's users
+    err = _load(tmp_path, f"topics: []\nalerting:\n{written}")
+    assert str(err) == (
+        f"{path}: empty: give at least one entry, write [] for none, "
+        "or remove the key for the default"
+    )
+    p = tmp_path / "advised.yaml"
+    p.write_text(f"topics: []\nalerting:\n{as_advised}")
+    load_config(p)  # the advice works
 
 
 def test_a_commented_out_list_whose_default_is_empty_means_empty(tmp_path: Path) -> None:
