@@ -107,14 +107,19 @@ async def routes_ok(_: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-async def test_api_errors_are_json_and_the_wall_keeps_its_plain_ones() -> None:
-    app = build_web_app(
+def small_body_app(route: web.RouteDef) -> web.Application:
+    """The service's app with one extra route, taking bodies of at most 100 bytes."""
+    return build_web_app(
         registry=CollectorRegistry(),
         health=health,
         incidents=incidents,
-        routes=[web.post("/api/v1/thing", routes_ok)],
+        routes=[route],
         max_body_bytes=100,
     )
+
+
+async def test_api_errors_are_json_and_the_wall_keeps_its_plain_ones() -> None:
+    app = small_body_app(web.post("/api/v1/thing", routes_ok))
     async with TestClient(TestServer(app)) as client:
         r = await client.get("/api/v1/nope")
         assert r.status == 404 and await r.json() == {"error": "Not Found"}
@@ -135,13 +140,7 @@ async def big_body(request: web.Request) -> web.Response:
 
 
 async def test_an_api_body_over_the_limit_is_a_json_413() -> None:
-    app = build_web_app(
-        registry=CollectorRegistry(),
-        health=health,
-        incidents=incidents,
-        routes=[web.post("/api/v1/big", big_body)],
-        max_body_bytes=100,
-    )
+    app = small_body_app(web.post("/api/v1/big", big_body))
     async with TestClient(TestServer(app)) as client:
         r = await client.post("/api/v1/big", data=b"x" * 200)
         assert r.status == 413
