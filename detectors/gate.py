@@ -110,6 +110,33 @@ class Gate:
         self.cooldown_until = -math.inf
         self.paged = 5  # worst severity paged in the current incident (5 = none)
 
+    def end(self) -> bool:
+        """A person resolved the incident: the episode ends now. Left active, the gate folded
+        every later surge into the closed incident until ``calm_seconds`` of calm (QA: a 50x
+        crisis minutes after a manual resolve paged nobody). Returns whether it was active.
+
+        The surge the person closed must not page again the next minute, and the score, which
+        weighs hours of evidence, stays high long after it. So the series opens again on a
+        bucket that is a burst by its own size (``magnitude`` SEV3 or worse, see
+        :func:`magnitude_severity`) after one that was not; or, as after any episode, on the
+        score once it has been below ``close_threshold``.
+
+        >>> g = Gate(open_threshold=0.5, close_threshold=0.3, calm_seconds=3600,
+        ...          cooldown_seconds=600, severity_thresholds=(0.95, 0.85, 0.7))
+        >>> g.step(0.0, 60.0, 0.6, warm=True, magnitude=2)[0], g.end()
+        ('open', True)
+        >>> steps = [(0.7, 2), (0.6, 4), (0.6, 4), (0.7, 2)]  # the surge, calm buckets, a new one
+        >>> [g.step(60.0 * i, 60.0, s, warm=True, magnitude=m)[0] for i, (s, m) in enumerate(steps)]
+        [None, None, None, 'open']
+        """
+        if not self.active:
+            return False
+        self.active = False
+        self.paged = 5
+        self.calm_since = math.nan
+        self.cooldown_until = math.inf  # ended by a person: see step
+        return True
+
     def step(
         self, t: float, width: float, score: float, *, warm: bool, magnitude: int = 4
     ) -> tuple[Onset, int | None, bool, bool]:
@@ -137,7 +164,19 @@ class Gate:
                 self.cooldown_until = t + width + self.cooldown_seconds
                 return None, None, False, True
             return None, self.paged, True, False
-        if warm and score >= self.open_threshold and t >= self.cooldown_until:
+        # after `end`: inf while the closed surge goes on, nan once a bucket was no burst
+        # (compared, not math.isnan: this runs for every calm series-bucket)
+        cooldown = self.cooldown_until
+        burst_again = False
+        if cooldown == math.inf or cooldown != cooldown:
+            if score < self.close_threshold:
+                self.cooldown_until = t  # calm: as after any episode
+            elif magnitude == 4:
+                self.cooldown_until = math.nan
+            else:
+                burst_again = cooldown != cooldown
+        if warm and score >= self.open_threshold and (t >= self.cooldown_until or burst_again):
+            self.cooldown_until = -math.inf
             self.active = True
             self.calm_since = math.nan
             self.paged = min(severity_of(score, self.severity_thresholds), magnitude)

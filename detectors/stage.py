@@ -234,6 +234,12 @@ class DetectionStage:
             return None
         return st.volume.warm_at
 
+    def end_episode(self, series: str) -> bool:
+        """A person resolved the incident of `series`: its gate ends the episode (see
+        :meth:`detectors.gate.Gate.end`); False when it had none open."""
+        st = self._series.get(series)
+        return st is not None and st.gate.end()
+
     def learning(self) -> dict[str, float]:
         """Every series still learning its baseline -> event time it may page from."""
         out = {}

@@ -350,6 +350,10 @@ class App:
         self.hub.publish("escalation", escalation_summary(state))
 
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
+        if ev.kind == "resolved" and ev.who not in ("detector", "auto"):
+            # closed by a person: the detector's episode ends too, so the next surge pages
+            for series in ev.incident.sources:
+                self.detector.end_episode(series)
         doc = ev.incident.to_dict()
         await self.store.upsert_incident(doc)
         # with the peak explanation: the wall's "why" line is what drove the incident (the

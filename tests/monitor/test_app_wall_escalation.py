@@ -6,6 +6,7 @@ from pathlib import Path
 
 from monitor.app import App
 from monitor.clock import FakeClock
+from monitor.model import Bucket
 from monitor.storage import open_store
 from tests.alerting.fakes import V
 from tests.conftest import demo_config
@@ -28,6 +29,41 @@ async def test_a_timer_driven_level_2_page_reaches_the_wall(tmp_path: Path) -> N
         after = app.wall.escalations[iid]
         assert after["level"] == first["level"] + 1, (first, after)
         assert after["paged"] and after["paged"] != first["paged"]
+    finally:
+        await app.close()
+        await store.close()
+
+
+async def test_a_surge_after_a_person_resolved_the_incident_pages_again(tmp_path: Path) -> None:
+    """The detector's episode outlived a manual resolve: a 50x crisis minutes later joined the
+    closed incident and paged nobody for the whole calm period (QA, eleventh session)."""
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    clock = FakeClock(1_768_384_800.0)
+    app = await App.open(cfg, clock, store)
+    topic = cfg.topics[0].name
+    t = clock.now() - 4 * 3600.0
+
+    async def feed(*counts: int) -> None:
+        nonlocal t
+        buckets = []
+        for c in counts:
+            buckets.append(Bucket(topic, t, 60.0, count=c))
+            t += 60.0
+        await app.on_verdicts(app.detector.observe_many(buckets))
+
+    def opened() -> list[str]:
+        return [i.id for i in app.incidents.book.all_incidents() if i.topic == topic]
+
+    try:
+        await feed(*[4 + i % 3 for i in range(180)])  # three calm hours: warm
+        await feed(*[250] * 5)
+        (first,) = opened()
+        await app.incidents.resolve(first, "ana")  # handled; the detector still sees a crisis
+        await feed(*[250] * 3)  # the same surge goes on: not paged again at once
+        assert opened() == [first]
+        await feed(*[5] * 10, *[250] * 5)  # minutes of calm, then a new surge
+        assert len(opened()) == 2 and app.incidents.book.get(opened()[1]).is_open
     finally:
         await app.close()
         await store.close()
