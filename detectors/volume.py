@@ -342,22 +342,26 @@ class VolumeDetector:
         self._mu_t = math.nan
 
     def _wake(self) -> int:
-        """A mention after weeks of silence: learn the level afresh (0 buckets seen).
+        """A mention after weeks of silence: lift the level to the pseudo rate.
 
         The silence drove the level to ~0, and from there the winsorised level can only creep
         up while the seasonal factors chase ratios in the thousands: the renormalisation then
         moved that mass into one weekday and hour, and the baseline sat 10^5 times above the
-        series for weeks (no crisis could page). Instead the level restarts as a new series'
-        does (a plain mean, no winsorising for the first buckets), with the prior dispersion
-        and spreads (they shrank on zeros against zeros); the daily and weekly shape, the
-        warm-up already done and the evidence windows stay.
+        series for weeks (no crisis could page). From the pseudo rate a winsorised bucket is a
+        few times the level, not thousands; the prior dispersion and spreads come back (they
+        shrank on zeros against zeros); the daily and weekly shape, the count of buckets seen
+        (so the winsorising goes on), the warm-up already done and the evidence windows stay.
+
+        Restarting the level as a new series' plain mean instead (tenth session) made a narrow
+        topic's first crisis its baseline within a minute: the incident's score fell mid-crisis
+        and the next crisis a day later opened 22 minutes in (QA, eleventh session).
         """
         self.disp_num = self.disp_den = 0.0
         sc = self._scale
         for j3 in range(0, len(sc), 3):
             sc[j3 + 2] = _SPREAD_PRIOR
-        self.n = 0
-        return 0
+        self.level = max(self.level, self.pseudo_rate)
+        return self.n
 
     def _renormalise(self) -> None:
         """Keep seasonal factors at mean 1 so ``level`` stays the mean rate (once a day)."""

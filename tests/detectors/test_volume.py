@@ -83,3 +83,28 @@ def test_a_quiet_topic_at_live_buckets_does_not_page_on_lone_mentions() -> None:
         t0 = 8 * 1440 * width
         burst = [stage.observe(Bucket("q", t0 + i * width, width, count=4)) for i in range(5)]
         assert any(v.onset == "open" for v in burst), per_hour
+
+
+def test_a_narrow_topic_does_not_learn_its_first_crisis_as_its_baseline() -> None:
+    """A topic that is silent but for its crises (`acme NEAR/5 outage`): waking from silence
+    restarted the level as a plain mean, so the first crisis was the baseline within a minute
+    (expected 0 -> 62, the score falling from 0.69 to 0.31 mid-crisis; QA, eleventh session)
+    and the next crisis a day later opened only 22 minutes in."""
+    stage = DetectionStage(DetectionConfig())
+    t = 0.0
+
+    def feed(minutes: int, count: int) -> list[Verdict]:
+        nonlocal t
+        out = []
+        for _ in range(minutes):
+            out.append(stage.observe(Bucket("narrow", t, 60.0, count=count)))
+            t += 60.0
+        return out
+
+    feed(2 * 1440, 0)
+    first = feed(30, 60)
+    assert first[0].onset == "open" and all(v.active for v in first)
+    assert first[-1].explanation["expected"] < 5 and first[-1].score > 0.5
+    feed(1440, 0)
+    second = feed(30, 60)
+    assert second[0].onset == "open"  # at the first bucket of the next crisis
