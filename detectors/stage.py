@@ -286,7 +286,8 @@ class DetectionStage:
         volume, sentiment, terms = st.volume, st.sentiment, st.terms
         count = bucket.count
         v = volume.score_one(bucket)
-        s = sentiment.score_one(bucket) if count and sentiment.warm else 0.0
+        mood = count > 0 and sentiment.warm
+        s = sentiment.score_one(bucket) if mood else 0.0
         m = terms.score_one(bucket) if bucket.terms and terms.warm else 0.0
         warm = volume.warm
         volume.learn_one(bucket)
@@ -316,7 +317,7 @@ class DetectionStage:
             onset,
             active,
             resolved,
-            self._explain(st, bucket, v, s, m, full=onset is not None or active),
+            self._explain(st, bucket, v, s, m, full=onset is not None or active, mood=mood),
         )
 
     def observe_many(self, buckets: Sequence[Bucket]) -> list[Verdict]:
@@ -355,7 +356,13 @@ class DetectionStage:
             active=st.gate.active,
             resolved=resolved,
             explanation=self._explain(
-                st, bucket, v, s, m, full=onset is not None or st.gate.active
+                st,
+                bucket,
+                v,
+                s,
+                m,
+                full=onset is not None or st.gate.active,
+                mood=bucket.count > 0 and st.sentiment.warm,  # as `_scores` decided
             ),
         )
 
@@ -372,7 +379,15 @@ class DetectionStage:
         return shown
 
     def _explain(
-        self, st: _Series, bucket: Bucket, v: float, s: float, m: float, *, full: bool
+        self,
+        st: _Series,
+        bucket: Bucket,
+        v: float,
+        s: float,
+        m: float,
+        *,
+        full: bool,
+        mood: bool,
     ) -> dict[str, Any]:
         c = self.config
         # spelled out rather than comprehensions: this runs for every series-bucket
@@ -414,7 +429,10 @@ class DetectionStage:
         }
         if not full:
             return out
-        out["sentiment"] = st.sentiment.details()
+        if mood:
+            # only when sentiment judged this bucket: a detector still warming up reported
+            # its initial "0% vs 0% usual" beside posts at -0.7 (QA, eleventh session)
+            out["sentiment"] = st.sentiment.details()
         out["top_channels"] = [[ch, n] for ch, n in bucket.channels.most_common(c.top_channels)]
         # only terms that burst: with the terms signal at 0 the highest ratios are noise
         # ("update, event, streaming" on an outage; tenth session, QA)

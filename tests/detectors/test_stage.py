@@ -301,3 +301,14 @@ def test_gap_counts_as_empty_buckets() -> None:
     # after a silent day the baseline has learned the zeros: ten mentions is now a lot
     v = stage.observe(Bucket("s", (300 + 288) * W, W, count=10))
     assert v.explanation["expected"] < 10
+
+
+def test_a_crisis_explains_no_mood_the_sentiment_detector_has_not_judged() -> None:
+    """A topic silent but for its crisis: volume was warm, sentiment had seen no mention, and
+    the page said "negative 0% vs 0% usual" beside sample posts at -0.7 (QA, eleventh session)."""
+    stage = DetectionStage(DetectionConfig())
+    for i in range(2 * 1440):
+        stage.observe(Bucket("narrow", 60.0 * i, 60.0))
+    v = stage.observe(Bucket("narrow", 2 * 86_400.0, 60.0, count=60, negative=50))
+    assert v.onset == "open"
+    assert "sentiment" not in v.explanation  # so the page's drivers leave the mood out
