@@ -347,6 +347,8 @@ class DetectionStage:
         sev: int | None,
         resolved: bool,
     ) -> Verdict:
+        full = onset is not None or st.gate.active
+        mood = bucket.count > 0 and st.sentiment.warm  # as `_scores` decided
         return Verdict(
             series=bucket.series,
             t=bucket.start,
@@ -355,15 +357,7 @@ class DetectionStage:
             onset=onset,
             active=st.gate.active,
             resolved=resolved,
-            explanation=self._explain(
-                st,
-                bucket,
-                v,
-                s,
-                m,
-                full=onset is not None or st.gate.active,
-                mood=bucket.count > 0 and st.sentiment.warm,  # as `_scores` decided
-            ),
+            explanation=self._explain(st, bucket, v, s, m, full=full, mood=mood),
         )
 
     def _spell(self, term: str, written: dict[str, str]) -> str:
