@@ -128,10 +128,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
     if args.secrets:
         from monitor.config.receivers import check_secrets
+        from monitor.config.sources import check_source_secrets
 
-        # what `run` resolves at start-up; off by default, since the file is often checked
-        # where the secrets are not (CI, a laptop)
+        # what `run` resolves at start-up (delivery: required) and what the enabled sources
+        # need to work (`run` starts without them, the feature off); off by default, since
+        # the file is often checked where the secrets are not (CI, a laptop)
         check_secrets(config.delivery, os.environ)
+        check_source_secrets(config.sources, os.environ)
     n = len(config.topics)
     print(f"{args.path}: ok ({n} topic{'' if n == 1 else 's'})")
     return 0
@@ -215,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--secrets",
         action="store_true",
-        help="also resolve the delivery secrets (*_env) that `run` needs at start-up",
+        help="also resolve the secrets (*_env) of delivery and of the enabled sources",
     )
     c.set_defaults(fn=cmd_check_config)
 

@@ -6,11 +6,13 @@ Secrets are never config values: a section names the environment variable that h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from monitor.config.base import Section, at
+from monitor.config.receivers import secret
 
 _TOPIC_LEVEL = r"^[^#+\x00]+$"
 
@@ -238,3 +240,25 @@ class SourcesConfig(Section):
         if self.replay.enabled and not self.replay.paths:
             raise at("replay.paths", "replay is enabled but has no paths")
         return self
+
+
+def check_source_secrets(config: SourcesConfig, env: Mapping[str, str]) -> None:
+    """Resolve the secret of every ``*_env`` key of an enabled source, as
+    :func:`monitor.config.receivers.check_secrets` does for delivery: the first one unset or
+    empty is a ConfigError named by its config path. The service itself starts without them
+    (the feature is off: HTTP ingest answers 503, MQTT connects without a password), which a
+    pre-flight check must still report.
+
+    >>> cfg = SourcesConfig.model_validate({"http": {"enabled": True, "token_env": "CW_IN"}})
+    >>> check_source_secrets(cfg, {"CW_IN": "t"})
+    >>> check_source_secrets(cfg, {})
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: sources.http.token_env: environment variable CW_IN is not set
+    """
+    for section, cfg in config:
+        if not getattr(cfg, "enabled", False):
+            continue
+        for key, name in cfg:
+            if key.endswith("_env") and isinstance(name, str) and name:
+                secret(env, name, f"sources.{section}.{key}")

@@ -105,3 +105,15 @@ def test_check_config_with_secrets_refuses_what_run_would(
     err = capsys.readouterr().err
     assert "delivery.receivers[" in err and "CW_SLACK_WEBHOOK does not hold" in err
     assert "not-a-url" not in err
+
+
+def test_check_config_with_secrets_reports_a_missing_source_secret(
+    production_env: set[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` starts without a source's secret (that feature off), so --secrets passed while
+    HTTP ingest would answer 503 to everything (QA, eleventh session)."""
+    monkeypatch.delenv("CW_INGEST_TOKEN")
+    assert main(["check-config", "--secrets", str(PRODUCTION)]) == 2
+    assert "sources.http.token_env: environment variable CW_INGEST_TOKEN is not set" in (
+        capsys.readouterr().err
+    )
