@@ -418,6 +418,12 @@ class Outbox:
             self._counts["delivered"] += 1
             self.metrics.attempts.labels(receiver=row.receiver, result="ok").inc()
             self.metrics.delivered.labels(receiver=row.receiver, action=n.action).inc()
+            # the log answers "who was paged, when" without the metrics (QA: it could not)
+            log.info(
+                "delivered %s of %s to %s%s (attempt %d)",
+                n.action, n.dedup_key, row.receiver,
+                f" for {n.recipient}" if n.recipient else "", attempts,
+            )  # fmt: skip
             self.metrics.latency.labels(receiver=row.receiver).observe(
                 max(0.0, now - row.created_at)
             )

@@ -29,7 +29,10 @@ class AccessLog(AbstractAccessLogger):
     it loads repeats that URL as its Referer, so the default line logged the viewer token."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
+        # a scrape every 15 s (Prometheus, a load balancer's health check) buried the log
+        quiet = request.path in ("/metrics", "/healthz") and response.status < 400
+        self.logger.log(
+            logging.DEBUG if quiet else logging.INFO,
             '%s "%s %s" %d %s %.3fs',
             request.remote,
             request.method,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -99,6 +100,20 @@ async def test_recoverable_errors_back_off_then_deliver(store: Store) -> None:
     )
     h = ob.health()
     assert h["since_start"]["delivered"] == 1 and h["receivers"]["r"]["consecutive_failures"] == 0
+
+
+async def test_a_delivery_is_logged_with_whom_it_paged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing in the log said who was paged, or when (QA, eleventh session)."""
+    clock = FakeClock(0.0)
+    ob, _ = outbox(store, clock, r=Fake(transient()))
+    await ob.enqueue(replace(note("n1"), recipient="ana"))
+    with caplog.at_level(logging.INFO, logger="alerting.outbox"):
+        await ob.tick()
+        clock.set(10.0)
+        await ob.tick()
+    assert "delivered trigger of k to r for ana (attempt 2)" in caplog.messages
 
 
 async def test_permanent_error_is_not_retried(store: Store) -> None:
