@@ -49,6 +49,25 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x6377
 
 
+def where(dsn: str) -> str:
+    """The server and database a DSN names, without user or password (for errors and logs).
+
+    >>> where("postgresql://cw:s3cret@db.example.org:5433/crisiswatch?sslmode=require")
+    'db.example.org:5433/crisiswatch'
+    >>> where("postgresql:///test")
+    'localhost:5432/test'
+    """
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+
+def _reason(exc: BaseException) -> str:
+    """An asyncpg or socket error in one line: its type and what the server or OS said (a
+    server message names the role or the database, never the password)."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def split_schema(url: str) -> tuple[str, str | None]:
     """Take our own ``schema`` query parameter out of the DSN asyncpg will see."""
     parts = urlsplit(url)
@@ -131,12 +150,12 @@ class PostgresStore:
                 if loop.time() + delay > deadline:
                     raise ConfigError(
                         "storage.url",
-                        f"cannot open PostgreSQL (tried for {retry_seconds:g} s): "
-                        f"{type(exc).__name__}",
+                        f"cannot open PostgreSQL at {where(dsn)} (tried for "
+                        f"{retry_seconds:g} s): {_reason(exc)}",
                     ) from None
                 log.warning(
-                    "PostgreSQL not reachable yet (%s); retrying in %.1f s",
-                    type(exc).__name__, delay,
+                    "PostgreSQL at %s not reachable yet (%s); retrying in %.1f s",
+                    where(dsn), _reason(exc), delay,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(2.0 * delay, 5.0)
@@ -169,9 +188,9 @@ class PostgresStore:
         except _LOST:
             raise  # waited for by open()
         except asyncpg.PostgresError as exc:
-            # The DSN may hold a password: name the failure, never echo the URL.
+            # The DSN may hold a password: name the server and the failure, never the URL.
             raise ConfigError(
-                "storage.url", f"cannot open PostgreSQL: {type(exc).__name__}"
+                "storage.url", f"cannot open PostgreSQL at {where(dsn)}: {_reason(exc)}"
             ) from None
 
     async def _migrate(self) -> None:

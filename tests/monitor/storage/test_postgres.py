@@ -236,6 +236,13 @@ async def test_pg_errors_do_not_echo_the_url() -> None:
     with pytest.raises(ConfigError) as ei:
         await open_store("postgresql://postgres:hunter2@127.0.0.1:1/test", retry_seconds=1)
     assert "hunter2" not in str(ei.value) and "tried for 1 s" in str(ei.value)
+    # which server, and what went wrong: "gaierror" or "InvalidCatalogNameError" alone was
+    # all an operator got (QA, eleventh session)
+    assert "at 127.0.0.1:1/test" in str(ei.value)
+    missing = PG.rsplit("/", 1)[0] + "/no_such_database_cw"
+    with pytest.raises(ConfigError) as ei:
+        await open_store(missing, retry_seconds=1)
+    assert 'database "no_such_database_cw" does not exist' in str(ei.value)
     with pytest.raises(ConfigError, match="schema must match"):
         await open_store(f"{PG}?schema=Bad-Name")
 
