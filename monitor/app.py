@@ -372,6 +372,11 @@ class App:
 
     def _count_incidents(self) -> None:
         self.incident_gauge.clear()
+        # every state and severity from 0: a panel "open incidents by severity" read "No data"
+        # until the first incident, not 0 (QA, eleventh session)
+        for state in ("triggered", "acknowledged", "resolved"):
+            for sev in range(1, 5):
+                self.incident_gauge.labels(state, f"SEV{sev}").set(0)
         for inc in self.incidents.book.all_incidents():
             self.incident_gauge.labels(inc.state, f"SEV{inc.severity}").inc()
 

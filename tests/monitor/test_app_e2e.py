@@ -153,3 +153,7 @@ async def test_topics_still_learning_their_baseline_are_shown_not_armed(app_fact
             snapshot = json.loads((await ws.receive(timeout=10)).data)
         points = snapshot["data"]["series"][topics[0]]
         assert points and points[-1]["pages_from"] == health["learning"][topics[0]]
+        # no incident yet: the gauge says 0, not nothing ("No data" on the dashboard; QA)
+        async with http.get(f"{run.url}/metrics") as r:
+            text = await r.text()
+        assert 'crisiswatch_incidents{severity="SEV1",state="triggered"} 0.0' in text
