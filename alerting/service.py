@@ -60,6 +60,9 @@ class IncidentService:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.clock = clock
+        #: told the series of an incident a person resolved (the composition root ends their
+        #: detector episodes, so the next surge opens a new incident)
+        self.on_resolved_by_hand: Callable[[list[str]], None] | None = None
         # the configured topics: an open incident of any other is resolved at start (its
         # series are gone, so nothing would ever resolve it; None: not known, none is)
         self._topics = None if topics is None else frozenset(topics)
@@ -105,7 +108,18 @@ class IncidentService:
         )
 
     async def resolve(self, incident_id: str, who: str) -> Acted | None:
-        return await self._act(lambda now: self.book.resolve(incident_id, who, now), incident_id)
+        events: list[IncidentEvent] = []
+
+        def resolve(now: float) -> Events:
+            events.extend(self.book.resolve(incident_id, who, now))
+            return events
+
+        acted = await self._act(resolve, incident_id)
+        if events and self.on_resolved_by_hand is not None:
+            # once, at the resolve itself (not when its event is published: a publish the
+            # store failed is retried later, when the series may be in a new incident; QA)
+            self.on_resolved_by_hand(list(events[0].incident.sources))
+        return acted
 
     async def snooze(self, incident_id: str, until: float, who: str) -> Acted | None:
         return await self._act(

@@ -26,6 +26,8 @@ import math
 from typing import Literal
 
 Onset = Literal["open", "repage"] | None
+#: After a person resolved: buckets of ordinary size in a row before a burst is a new surge.
+CALM_BUCKETS = 3
 
 
 def severity_of(score: float, thresholds: tuple[float, float, float]) -> int:
@@ -47,19 +49,27 @@ def magnitude_severity(
 
     The score is a probability-like confidence and saturates slowly; responders also need
     to know *how big* it is. ``observed / expected`` of 10x (or 5x with a negative turn) is
-    SEV1/SEV2 territory; a bucket needs ``min_count`` mentions for its ratio to count.
+    SEV1/SEV2 territory; a bucket needs ``min_count`` mentions for its ratio to count. 5 (no
+    severity: the score's own applies) marks a bucket of ordinary size, fewer than
+    ``min_count`` mentions or under twice the expected: after a person resolved, a burst
+    must come after such buckets to be a new surge (:meth:`Gate.end`).
 
     >>> magnitude_severity(240, 40, True), magnitude_severity(240, 40, False)
     (2, 3)
-    >>> magnitude_severity(500, 40, True), magnitude_severity(12, 0.5, True)
+    >>> magnitude_severity(500, 40, True), magnitude_severity(100, 40, False)
     (1, 4)
+    >>> magnitude_severity(12, 0.5, True), magnitude_severity(50, 40, True)
+    (5, 5)
     """
     if observed < min_count:
-        return 4
+        return 5
     ratio = observed / max(expected, 1.0)
     if negative_turn:
-        return 1 if ratio >= 10.0 else 2 if ratio >= 5.0 else 3 if ratio >= 3.0 else 4
-    return 2 if ratio >= 10.0 else 3 if ratio >= 5.0 else 4
+        if ratio >= 3.0:
+            return 1 if ratio >= 10.0 else 2 if ratio >= 5.0 else 3
+    elif ratio >= 5.0:
+        return 2 if ratio >= 10.0 else 3
+    return 5 if ratio < 2.0 else 4
 
 
 class Gate:
@@ -118,22 +128,24 @@ class Gate:
         The surge the person closed must not page again the next minute, and the score, which
         weighs hours of evidence, stays high long after it. So the series opens again on a
         bucket that is a burst by its own size (``magnitude`` SEV3 or worse, see
-        :func:`magnitude_severity`) after one that was not; or, as after any episode, on the
-        score once it has been below ``close_threshold``.
+        :func:`magnitude_severity`) after ``CALM_BUCKETS`` buckets of ordinary size in a row
+        (magnitude 5; a surge's wobbling tail at 3-4x its expected is neither and does not
+        reopen it, QA); or, as after any episode, on the score once it has been below
+        ``close_threshold``.
 
         >>> g = Gate(open_threshold=0.5, close_threshold=0.3, calm_seconds=3600,
         ...          cooldown_seconds=600, severity_thresholds=(0.95, 0.85, 0.7))
         >>> g.step(0.0, 60.0, 0.6, warm=True, magnitude=2)[0], g.end()
         ('open', True)
-        >>> steps = [(0.7, 2), (0.6, 4), (0.6, 4), (0.7, 2)]  # the surge, calm buckets, a new one
+        >>> steps = [(0.7, 2), (0.6, 4), (0.7, 3), (0.6, 5), (0.6, 5), (0.6, 5), (0.7, 2)]
         >>> [g.step(60.0 * i, 60.0, s, warm=True, magnitude=m)[0] for i, (s, m) in enumerate(steps)]
-        [None, None, None, 'open']
+        [None, None, None, None, None, None, 'open']
         """
         if not self.active:
             return False
         self.active = False
         self.paged = 5
-        self.calm_since = math.nan
+        self.calm_since = math.nan  # while ended: since when buckets are of ordinary size
         self.cooldown_until = math.inf  # ended by a person: see step
         return True
 
@@ -164,17 +176,17 @@ class Gate:
                 self.cooldown_until = t + width + self.cooldown_seconds
                 return None, None, False, True
             return None, self.paged, True, False
-        # after `end`: inf while the closed surge goes on, nan once a bucket was no burst
-        # (compared, not math.isnan: this runs for every calm series-bucket)
-        cooldown = self.cooldown_until
         burst_again = False
-        if cooldown == math.inf or cooldown != cooldown:
+        if self.cooldown_until == math.inf:  # ended by a person (`end`)
+            calm_since = self.calm_since
             if score < self.close_threshold:
                 self.cooldown_until = t  # calm: as after any episode
-            elif magnitude == 4:
-                self.cooldown_until = math.nan
+            elif magnitude == 5:
+                if calm_since != calm_since:  # nan: the first ordinary bucket
+                    self.calm_since = t
             else:
-                burst_again = cooldown != cooldown
+                burst_again = magnitude < 4 and t - calm_since >= CALM_BUCKETS * width
+                self.calm_since = math.nan
         if warm and score >= self.open_threshold and (t >= self.cooldown_until or burst_again):
             self.cooldown_until = -math.inf
             self.active = True

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import zlib
 from collections.abc import Mapping, Sequence
@@ -222,6 +223,7 @@ class App:
         # timer-driven steps (level 2 after the delay, repeats, exhaustion) have no incident
         # event: the wall hears of them on the `escalation` topic
         self.incidents.runner.on_step = self.publish_escalation
+        self.incidents.on_resolved_by_hand = self.end_episodes
         # the keys the restored buckets counted: a source re-sending them after a restart (the
         # demo's open minute, a replay, an HTTP retry) must not count them twice
         dedup = Dedup.restore(saved.dedup) if saved.aggregator and saved.dedup else None
@@ -349,11 +351,14 @@ class App:
     def publish_escalation(self, incident_id: str, state: EscalationState) -> None:
         self.hub.publish("escalation", escalation_summary(state))
 
+    def end_episodes(self, series: list[str]) -> None:
+        """A person resolved an incident: its series' detector episodes end too (so the next
+        surge opens a new incident), and the next advance checkpoints that: a restart from
+        the last checkpoint brought the episode back (QA, eleventh session)."""
+        if any([self.detector.end_episode(s) for s in series]):
+            self._last_checkpoint = -math.inf
+
     async def publish_incident_event(self, ev: IncidentEvent) -> None:
-        if ev.kind == "resolved" and ev.who not in ("detector", "auto"):
-            # closed by a person: the detector's episode ends too, so the next surge pages
-            for series in ev.incident.sources:
-                self.detector.end_episode(series)
         doc = ev.incident.to_dict()
         await self.store.upsert_incident(doc)
         # with the peak explanation: the wall's "why" line is what drove the incident (the

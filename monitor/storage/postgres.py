@@ -56,9 +56,19 @@ def where(dsn: str) -> str:
     'db.example.org:5433/crisiswatch'
     >>> where("postgresql:///test")
     'localhost:5432/test'
+    >>> where("postgresql://cw:p@ss/w0rd@db:5432/x"), where("postgresql://h1:5432,h2:5433/x")
+    ('the configured server', 'the configured server')
     """
-    parts = urlsplit(dsn)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+    try:
+        parts = urlsplit(dsn)
+        host, port, path = parts.hostname, parts.port, parts.path
+    except ValueError:  # several hosts, a password with '#' or '?': asyncpg reads more than this
+        return "the configured server"
+    if "@" in path or ("?" in dsn and "host=" in dsn):
+        # a password with an unencoded '/' spills into the path; a socket via ?host= is no
+        # localhost: say nothing rather than something wrong or secret
+        return "the configured server"
+    return f"{host or 'localhost'}:{port or 5432}{path or '/'}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -77,6 +77,6 @@ def test_crisis_in_a_young_series_pages_as_sev1_or_sev2() -> None:
 
 
 def test_magnitude_needs_enough_mentions() -> None:
-    assert magnitude_severity(15, 1.0, True) == 4
+    assert magnitude_severity(15, 1.0, True) == 5  # too few to say: no severity of its own
     assert magnitude_severity(300, 30.0, True) == 1
     assert magnitude_severity(300, 30.0, False) == 2

@@ -34,6 +34,21 @@ async def test_a_timer_driven_level_2_page_reaches_the_wall(tmp_path: Path) -> N
         await store.close()
 
 
+class Minutes:
+    """One-minute buckets of a topic, judged by the app's detector and handed to its incidents
+    as the pipeline does (no mentions, no enrichment: counts only)."""
+
+    def __init__(self, topic: str, t: float) -> None:
+        self.topic, self.t = topic, t
+
+    async def feed(self, app: App, *counts: int) -> None:
+        buckets = []
+        for c in counts:
+            buckets.append(Bucket(self.topic, self.t, 60.0, count=c))
+            self.t += 60.0
+        await app.on_verdicts(app.detector.observe_many(buckets))
+
+
 async def test_a_surge_after_a_person_resolved_the_incident_pages_again(tmp_path: Path) -> None:
     """The detector's episode outlived a manual resolve: a 50x crisis minutes later joined the
     closed incident and paged nobody for the whole calm period (QA, eleventh session)."""
@@ -42,15 +57,10 @@ async def test_a_surge_after_a_person_resolved_the_incident_pages_again(tmp_path
     clock = FakeClock(1_768_384_800.0)
     app = await App.open(cfg, clock, store)
     topic = cfg.topics[0].name
-    t = clock.now() - 4 * 3600.0
+    minutes = Minutes(topic, clock.now() - 4 * 3600.0)
 
     async def feed(*counts: int) -> None:
-        nonlocal t
-        buckets = []
-        for c in counts:
-            buckets.append(Bucket(topic, t, 60.0, count=c))
-            t += 60.0
-        await app.on_verdicts(app.detector.observe_many(buckets))
+        await minutes.feed(app, *counts)
 
     def opened() -> list[str]:
         return [i.id for i in app.incidents.book.all_incidents() if i.topic == topic]
@@ -64,6 +74,39 @@ async def test_a_surge_after_a_person_resolved_the_incident_pages_again(tmp_path
         assert opened() == [first]
         await feed(*[5] * 10, *[250] * 5)  # minutes of calm, then a new surge
         assert len(opened()) == 2 and app.incidents.book.get(opened()[1]).is_open
+    finally:
+        await app.close()
+        await store.close()
+
+
+async def test_after_a_manual_resolve_the_surges_tail_and_a_restart_do_not_undo_it(
+    tmp_path: Path,
+) -> None:
+    """The closed surge's wobbling tail (3-4x, then 5x) reopened it within minutes, and a
+    restart before the next checkpoint brought the detector's episode back (QA)."""
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    store = await open_store(cfg.storage.url)
+    clock = FakeClock(1_768_384_800.0)
+    topic = cfg.topics[0].name
+    feed = Minutes(topic, clock.now() - 4 * 3600.0).feed
+
+    def opened(app: App) -> int:
+        return sum(1 for i in app.incidents.book.all_incidents() if i.topic == topic)
+
+    app = await App.open(cfg, clock, store)
+    try:
+        await feed(app, *[4 + i % 3 for i in range(180)])
+        await feed(app, *[250] * 5)
+        (first,) = [i.id for i in app.incidents.book.all_incidents()]
+        await app.incidents.resolve(first, "ana")
+        await feed(app, 120, 40, 30, 60, 45, 70)  # the tail: never back to ordinary size
+        assert opened(app) == 1
+    finally:
+        await app.close()
+    app = await App.open(cfg, clock, store)  # restarted before checkpoint_seconds passed
+    try:
+        await feed(app, *[5] * 5, *[250] * 3)
+        assert opened(app) == 2
     finally:
         await app.close()
         await store.close()
