@@ -127,14 +127,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
     if args.secrets:
-        from monitor.config.receivers import check_secrets
-        from monitor.config.sources import check_source_secrets
+        from monitor.config.receivers import secret, secret_refs
+        from monitor.config.sources import source_secret_refs
 
         # what `run` resolves at start-up (delivery: required) and what the enabled sources
         # need to work (`run` starts without them, the feature off); off by default, since
-        # the file is often checked where the secrets are not (CI, a laptop)
-        check_secrets(config.delivery, os.environ)
-        check_source_secrets(config.sources, os.environ)
+        # the file is often checked where the secrets are not (CI, a laptop). Every missing
+        # one, not the first: a pre-flight check is run to fix them all at once
+        problems: list[str] = []
+        for path, name in [*secret_refs(config.delivery), *source_secret_refs(config.sources)]:
+            try:
+                secret(os.environ, name, path)
+            except ConfigError as exc:
+                problems.append(f"error: {exc}")
+        if problems:
+            print(*problems, sep="\n", file=sys.stderr)
+            return 2
     n = len(config.topics)
     print(f"{args.path}: ok ({n} topic{'' if n == 1 else 's'})")
     return 0

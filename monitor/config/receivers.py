@@ -247,7 +247,7 @@ class DeliveryConfig(Section):
         raise KeyError(name)
 
 
-def _secret_refs(config: DeliveryConfig) -> Iterator[tuple[str, str]]:
+def secret_refs(config: DeliveryConfig) -> Iterator[tuple[str, str]]:
     """``(config path, variable name)`` of every secret the delivery section names."""
     for i, r in enumerate(config.receivers):
         for key in ("routing_key_env", "url_env", "secret_env", "password_env"):
@@ -275,5 +275,5 @@ def check_secrets(config: DeliveryConfig, env: Mapping[str, str]) -> None:
     ...
     monitor.errors.ConfigError: delivery.receivers[0].url_env: ... CW_SLACK does not hold ...
     """
-    for path, name in _secret_refs(config):
+    for path, name in secret_refs(config):
         secret(env, name, path)

@@ -6,7 +6,7 @@ Secrets are never config values: a section names the environment variable that h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -256,9 +256,15 @@ def check_source_secrets(config: SourcesConfig, env: Mapping[str, str]) -> None:
     ...
     monitor.errors.ConfigError: sources.http.token_env: environment variable CW_IN is not set
     """
+    for path, name in source_secret_refs(config):
+        secret(env, name, path)
+
+
+def source_secret_refs(config: SourcesConfig) -> Iterator[tuple[str, str]]:
+    """``(config path, variable name)`` of every secret an enabled source names."""
     for section, cfg in config:
         if not getattr(cfg, "enabled", False):
             continue
         for key, name in cfg:
             if key.endswith("_env") and isinstance(name, str) and name:
-                secret(env, name, f"sources.{section}.{key}")
+                yield f"sources.{section}.{key}", name

@@ -117,3 +117,14 @@ def test_check_config_with_secrets_reports_a_missing_source_secret(
     assert "sources.http.token_env: environment variable CW_INGEST_TOKEN is not set" in (
         capsys.readouterr().err
     )
+
+
+def test_check_config_with_secrets_names_every_missing_one(
+    production_env: set[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It stopped at the first: an operator fixed one variable per run (QA)."""
+    monkeypatch.delenv("CW_INGEST_TOKEN")
+    monkeypatch.delenv("CW_PD_ROUTING_KEY_AMER")
+    assert main(["check-config", "--secrets", str(PRODUCTION)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "CW_PD_ROUTING_KEY_AMER" in err[0] and "CW_INGEST_TOKEN" in err[1]
