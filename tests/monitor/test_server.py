@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -83,14 +84,21 @@ async def test_a_bad_list_query_is_a_400_naming_the_value(query: str, error: str
         assert r.status == 400 and await r.json() == {"error": error}
 
 
-async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixture) -> None:
+@contextlib.asynccontextmanager
+async def served() -> AsyncIterator[int]:
+    """The service's web app on a free port, with its access log, as App.run serves it."""
     app = build_web_app(registry=CollectorRegistry(), health=health, incidents=incidents)
-    runner = web.AppRunner(app, access_log_class=AccessLog)  # as App.run serves it
+    runner = web.AppRunner(app, access_log_class=AccessLog)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixture) -> None:
+    async with served() as port:
         with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
             async with aiohttp.ClientSession() as http:
                 for path, status in (("/healthz", 200), ("/api/v1/nope", 404)):
@@ -98,8 +106,6 @@ async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixtu
                     ref = {"Referer": "http://wall/?token=s3cret"}
                     async with http.get(url, headers=ref) as r:
                         assert r.status == status
-    finally:
-        await runner.cleanup()
     lines = [
         (rec.levelname, rec.getMessage()) for rec in caplog.records if rec.name == "aiohttp.access"
     ]
@@ -163,13 +169,7 @@ async def test_an_api_body_over_the_limit_is_a_json_413() -> None:
 async def test_an_over_long_request_is_one_short_warning_without_the_token(
     request_head: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = build_web_app(registry=CollectorRegistry(), health=health, incidents=incidents)
-    runner = web.AppRunner(app, access_log_class=AccessLog)  # as App.run serves it
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with served() as port:
         with caplog.at_level(logging.INFO):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request_head.encode())
@@ -177,8 +177,6 @@ async def test_an_over_long_request_is_one_short_warning_without_the_token(
             assert (await reader.readline()).split()[1] == b"400"
             writer.close()
             await writer.wait_closed()
-    finally:
-        await runner.cleanup()
     assert "view-secret" not in caplog.text and "aaaa" not in caplog.text
     assert not [rec for rec in caplog.records if rec.exc_info or rec.levelno >= logging.ERROR]
     [warning] = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
