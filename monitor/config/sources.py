@@ -6,13 +6,12 @@ Secrets are never config values: a section names the environment variable that h
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from monitor.config.base import Section, at
-from monitor.config.receivers import secret
 
 _TOPIC_LEVEL = r"^[^#+\x00]+$"
 
@@ -242,26 +241,15 @@ class SourcesConfig(Section):
         return self
 
 
-def check_source_secrets(config: SourcesConfig, env: Mapping[str, str]) -> None:
-    """Resolve the secret of every ``*_env`` key of an enabled source, as
-    :func:`monitor.config.receivers.check_secrets` does for delivery: the first one unset or
-    empty is a ConfigError named by its config path. The service itself starts without them
-    (the feature is off: HTTP ingest answers 503, MQTT connects without a password), which a
-    pre-flight check must still report.
+def source_secret_refs(config: SourcesConfig) -> Iterator[tuple[str, str]]:
+    """``(config path, variable name)`` of every secret an enabled source names, for a
+    pre-flight check (``crisiswatch check-config --secrets``): the service starts without
+    them (the feature is off: HTTP ingest answers 503, MQTT connects without a password).
 
     >>> cfg = SourcesConfig.model_validate({"http": {"enabled": True, "token_env": "CW_IN"}})
-    >>> check_source_secrets(cfg, {"CW_IN": "t"})
-    >>> check_source_secrets(cfg, {})
-    Traceback (most recent call last):
-    ...
-    monitor.errors.ConfigError: sources.http.token_env: environment variable CW_IN is not set
+    >>> list(source_secret_refs(cfg))
+    [('sources.http.token_env', 'CW_IN')]
     """
-    for path, name in source_secret_refs(config):
-        secret(env, name, path)
-
-
-def source_secret_refs(config: SourcesConfig) -> Iterator[tuple[str, str]]:
-    """``(config path, variable name)`` of every secret an enabled source names."""
     for section, cfg in config:
         if not getattr(cfg, "enabled", False):
             continue
