@@ -15,8 +15,12 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard detectors/*.c)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# `make run CONFIG=config/mine.yaml PORT=8081` runs another config or port
+CONFIG ?= config/default.yaml
+PORT ?=
+
 run: $(STAMP)
-	$(BIN)/crisiswatch run --config config/default.yaml
+	$(BIN)/crisiswatch run --config $(CONFIG) $(if $(PORT),--port $(PORT))
 
 services:
 	bash scripts/ensure-services.sh
