@@ -70,7 +70,8 @@ def _server_log() -> logging.Logger:
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Errors under ``/api/`` are JSON ``{"error": ...}`` like the API's own, also the router's
-    404 and 405 and aiohttp's 413; the wall's pages keep aiohttp's plain ones."""
+    404 and 405, aiohttp's 413 and a bug's 500 (logged with its traceback); the wall's pages
+    keep aiohttp's plain ones."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -84,6 +85,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         headers.popall("Content-Type", None)
         error = (exc.text or "").removeprefix(f"{exc.status}: ") or exc.reason
         return web.json_response({"error": error}, status=exc.status, headers=headers)
+    except Exception:
+        if not request.path.startswith("/api/"):
+            raise
+        # the path only: a query string may hold a token
+        _server_log().exception("unhandled error on %s %r", request.method, request.path)
+        return web.json_response({"error": "internal error (logged)"}, status=500)
 
 
 def bad_request(reason: str) -> web.HTTPBadRequest:

@@ -15,7 +15,6 @@ body is safe; an admitted request is answered only once all its items are queued
 from __future__ import annotations
 
 import hmac
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,7 +168,7 @@ class MentionIngest:
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.token is None:
-            return _error(503, f"ingest token not configured (set ${self.cfg.token_env})")
+            return json_error(503, f"ingest token not configured (set ${self.cfg.token_env})")
         if not bearer_ok(request.headers.get("Authorization"), self.token):
             self._metrics.auth_failures.labels(self.cfg.name, "token").inc()
             return web.json_response(
@@ -180,7 +179,7 @@ class MentionIngest:
         raw = await read_limited(request, self.cfg.max_body_bytes)
         if raw is None:
             self.intake.reject("oversize", f"body > {self.cfg.max_body_bytes} bytes", b"")
-            return _error(413, f"body larger than {self.cfg.max_body_bytes} bytes")
+            return json_error(413, f"body larger than {self.cfg.max_body_bytes} bytes")
         items: list[Item] = []
         try:
             for it in split_body(raw, request.content_type, max_item_bytes=self.cfg.max_item_bytes):
@@ -191,10 +190,10 @@ class MentionIngest:
                     break
         except DecodeError as err:
             self.intake.reject_error(err, raw[: self.cfg.max_item_bytes])
-            return _error(400, str(err))
+            return json_error(400, str(err))
         if len(items) > self.cfg.max_items:
             self.intake.reject("oversize", f"more than {self.cfg.max_items} items", b"")
-            return _error(413, f"more than {self.cfg.max_items} items")
+            return json_error(413, f"more than {self.cfg.max_items} items")
         checked = [(item, self._check(item)) for item in items]
         # decided here, with nothing awaited until the count is taken: all or nothing
         if self._waiting >= self._max_waiting:
@@ -250,7 +249,6 @@ class MentionIngest:
         return {"index": item.index, "status": "accepted", "id": m.id}
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps({"error": message}), content_type="application/json"
-    )
+def json_error(status: int, message: str) -> web.Response:
+    """An HTTP error whose body is JSON ``{"error": message}``, like the REST API's."""
+    return web.json_response({"error": message}, status=status)

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes
-from monitor.collectors.ingest import read_limited
+from monitor.collectors.ingest import json_error, read_limited
 from monitor.config.sources import MetaWebhookConfig
 from monitor.decode import check_mention, loads
 from monitor.errors import DecodeError
@@ -314,16 +314,16 @@ class MetaWebhook:
 
     async def verify(self, request: web.Request) -> web.Response:
         if self._verify is None:
-            return web.Response(status=503, text="verify token not configured")
+            return json_error(503, "verify token not configured")
         challenge = handshake(request.query, self._verify.reveal())
         if challenge is None:
             self._metrics.auth_failures.labels(self.cfg.name, "verify_token").inc()
-            return web.Response(status=403, text="forbidden")
+            return json_error(403, "forbidden")
         return web.Response(text=challenge)
 
     async def receive(self, request: web.Request) -> web.Response:
         if self._secret is None:
-            return web.Response(status=503, text="app secret not configured")
+            return json_error(503, "app secret not configured")
         raw = await read_limited(request, self.cfg.max_body_bytes)
         if raw is None:
             # unread, so unsigned for all we know: a dead letter (a store row) per request
@@ -332,7 +332,7 @@ class MetaWebhook:
                 "%s: webhook POST over %d bytes from %s refused (413)",
                 self.cfg.name, self.cfg.max_body_bytes, request.remote,
             )  # fmt: skip
-            return web.Response(status=413, text="too large")
+            return json_error(413, "too large")
         if not signature_ok(
             self._secret.reveal().encode(), raw, request.headers.get("X-Hub-Signature-256")
         ):
@@ -340,12 +340,12 @@ class MetaWebhook:
             log.warning(
                 "%s: webhook POST with a bad signature from %s", self.cfg.name, request.remote
             )
-            return web.Response(status=401, text="bad signature")
+            return json_error(401, "bad signature")
         try:
             doc = loads(raw, max_bytes=self.cfg.max_body_bytes)
         except DecodeError as err:
             self.intake.reject_error(err, raw)
-            return web.json_response({"error": str(err)}, status=400)
+            return json_error(400, str(err))
         counts = {"accepted": 0, "duplicate": 0, "deleted": 0, "skipped": 0, "rejected": 0}
         try:
             outcomes = list(meta_events(doc, source=self.cfg.name))

@@ -145,6 +145,27 @@ async def test_api_errors_are_json_and_the_wall_keeps_its_plain_ones() -> None:
         assert r.status == 404 and r.content_type == "text/plain"
 
 
+async def broken(request: web.Request) -> web.Response:
+    raise KeyError("a bug")
+
+
+async def test_a_bug_under_the_api_is_a_json_500_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = small_body_app(web.get("/api/v1/broken", broken))
+    app.router.add_get("/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        with caplog.at_level(logging.ERROR):
+            r = await client.get("/api/v1/broken?token=view-secret")
+            assert r.status == 500 and await r.json() == {"error": "internal error (logged)"}
+            r = await client.get("/broken")  # the wall's paths: aiohttp's own answer
+            assert r.status == 500 and r.content_type == "text/plain"
+    ours = [rec for rec in caplog.records if "unhandled error" in rec.getMessage()]
+    assert len(ours) == 1 and ours[0].exc_info is not None
+    assert "'/api/v1/broken'" in ours[0].getMessage()
+    assert "view-secret" not in caplog.text
+
+
 async def big_body(request: web.Request) -> web.Response:
     await request.read()
     return web.json_response({"ok": True})

@@ -190,7 +190,7 @@ async def test_handshake(env: tuple[Harness, Any]) -> None:
     r = await client.get(PATH, params=q)
     assert (r.status, await r.text()) == (200, "1158201444")
     r = await client.get(PATH, params={**q, "hub.verify_token": "nope"})
-    assert r.status == 403
+    assert (r.status, await r.json()) == (403, {"error": "forbidden"})
     assert (
         h.metric("crisiswatch_collector_auth_failures_total", source="meta", kind="verify_token")
         == 1
@@ -224,7 +224,7 @@ async def test_signed_post_is_processed_and_bad_signature_is_401(env: tuple[Harn
         {},
     ):
         r = await client.post(PATH, data=tampered, headers=headers)
-        assert r.status == 401
+        assert (r.status, await r.json()) == (401, {"error": "bad signature"})
     assert (
         h.metric("crisiswatch_collector_auth_failures_total", source="meta", kind="signature") == 4
     )
@@ -269,5 +269,5 @@ async def test_an_oversized_unsigned_body_is_refused_without_a_dead_letter(
     store row) per request let anyone fill the store (QA, tenth session)."""
     h, client = env
     r = await client.post(PATH, data=b"x" * (4 * 1024 * 1024 + 1))
-    assert r.status == 413
+    assert (r.status, await r.json()) == (413, {"error": "too large"})
     assert h.letters.items == []
