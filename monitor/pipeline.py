@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from detectors._round import round_to
 from monitor.aggregate import Aggregator
 from monitor.clock import Clock
+from monitor.decode import format_time
 from monitor.dedup import Dedup
 from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 #: Distinct `source` label values the pipeline's metrics take before counting as "other": a
 #: mention's source may come from its payload (HTTP ingest, MQTT), i.e. from any client.
 MAX_SOURCE_LABELS = 64
+
+#: At most one log line per this much event time about mentions arriving after their bucket
+#: closed: the metric alone left an operator guessing why a replay of history paged nothing.
+LATE_LOG_SECONDS = 600.0
 
 
 class Enrich(Protocol):
@@ -106,6 +112,9 @@ class Pipeline:
         self.processed = 0
         self._source_labels: set[str] = set()
         self._late = aggregator.late  # what the metric has been told of
+        self._late_since_log = 0
+        self._oldest_late = math.inf
+        self._late_logged_at = -math.inf  # event time (the aggregator's closed_until)
 
     def _source_label(self, source: str) -> str:
         if source in self._source_labels:
@@ -134,13 +143,31 @@ class Pipeline:
                 if not e.topics:
                     continue
                 if not self.aggregator.add(e):
+                    self._late_since_log += 1
+                    self._oldest_late = min(self._oldest_late, m.created_at)
                     continue
                 for topic in e.topics:
                     self.metrics.matched.labels(topic).inc()
                     self.metrics.sentiment.labels(topic, e.sentiment.label).inc()
         self.processed += len(fresh)
         self._count_late()
+        self._log_late()
         return len(fresh)
+
+    def _log_late(self) -> None:
+        closed = self.aggregator.closed_until
+        if not self._late_since_log or closed is None:
+            return
+        if closed - self._late_logged_at < LATE_LOG_SECONDS:
+            return
+        log.warning(
+            "%d topic mentions arrived after their bucket had closed and count in no series"
+            " (event time from %s; buckets closed up to %s): a source that far behind, or"
+            " history replayed after the first start (docs/collectors.md)",
+            self._late_since_log, format_time(self._oldest_late), format_time(closed),
+        )  # fmt: skip
+        self._late_since_log, self._oldest_late = 0, math.inf
+        self._late_logged_at = closed
 
     def _count_late(self) -> None:
         # the aggregator counts both kinds: mentions for a closed bucket, and those in open
@@ -153,6 +180,7 @@ class Pipeline:
         """Close buckets up to `watermark`, detect on them, hand verdicts on, publish points."""
         buckets = self.aggregator.advance(watermark)
         self._count_late()
+        self._log_late()  # what arrived late since the last line, once its interval is over
         if not buckets:
             # still told: a periodic checkpoint hangs off it, and waiting for a bucket to close
             # stretched `checkpoint_seconds` to the bucket width (5 min buckets: 50 mentions,

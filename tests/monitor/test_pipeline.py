@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.aggregate import Aggregator
 from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
 from monitor.model import Author, Bucket, Enriched, Mention, Sentiment
-from monitor.pipeline import MAX_SOURCE_LABELS, Pipeline, VerdictLike
+from monitor.pipeline import LATE_LOG_SECONDS, MAX_SOURCE_LABELS, Pipeline, VerdictLike
 
 
 class NoTopics:
@@ -99,3 +101,43 @@ async def test_mentions_in_buckets_dropped_beyond_the_horizon_count_as_late() ->
     assert late() == 1  # its bucket had closed
     await pipeline.advance(600.0 + 86400.0)
     assert late() == 4  # the three in the bucket the jump dropped
+
+
+async def test_late_mentions_are_logged_once_per_interval_with_their_event_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """History replayed after the first start arrives late and counts nowhere: the metric alone
+    left an operator guessing why a replay paged nothing (eleventh session's left-alone list)."""
+    pipeline = Pipeline(
+        enricher=Acme(),
+        aggregator=Aggregator(["acme"], bucket_seconds=60, horizon_seconds=86400),
+        detector=Calm(),
+        on_verdicts=ignore,
+        hub=Hub(),
+        metrics=PipelineMetrics(CollectorRegistry()),
+    )
+
+    def old(i: int, t: float) -> Mention:
+        return Mention(f"old-{t}-{i}", "replay", "x", "acme", t, Author("a", "@a"))
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "arrived after" in r.getMessage()]
+
+    await pipeline.advance(7200.0)
+    with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+        pipeline.ingest([old(i, 60.0 + i) for i in range(3)])
+        pipeline.ingest([old(i, 30.0) for i in range(2)])  # within the interval: held back
+        await pipeline.advance(7200.0 + LATE_LOG_SECONDS - 60)
+        assert len(lines()) == 1
+        await pipeline.advance(7200.0 + LATE_LOG_SECONDS)  # the interval is over: told
+        await pipeline.advance(7200.0 + 3 * LATE_LOG_SECONDS)  # nothing new: silent
+    assert lines() == [
+        "3 topic mentions arrived after their bucket had closed and count in no series (event"
+        " time from 1970-01-01T00:01:00.000Z; buckets closed up to 1970-01-01T02:00:00.000Z):"
+        " a source that far behind, or history replayed after the first start"
+        " (docs/collectors.md)",
+        "2 topic mentions arrived after their bucket had closed and count in no series (event"
+        " time from 1970-01-01T00:00:30.000Z; buckets closed up to 1970-01-01T02:10:00.000Z):"
+        " a source that far behind, or history replayed after the first start"
+        " (docs/collectors.md)",
+    ]
