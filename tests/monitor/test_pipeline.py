@@ -77,18 +77,23 @@ class Acme:
         return [Enriched(m, ("acme",), "en", Sentiment("neutral", 0.0)) for m in mentions]
 
 
-async def test_mentions_in_buckets_dropped_beyond_the_horizon_count_as_late() -> None:
-    """A watermark that jumps more than the horizon (a restart after a long outage) drops the
-    open buckets it passes: the log said so, the late counter stayed at 0 (QA, tenth session)."""
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
+def acme_pipeline(registry: CollectorRegistry, horizon_seconds: float) -> Pipeline:
+    """Every mention about acme, 1-minute buckets, no detection."""
+    return Pipeline(
         enricher=Acme(),
-        aggregator=Aggregator(["acme"], bucket_seconds=60, horizon_seconds=3600),
+        aggregator=Aggregator(["acme"], bucket_seconds=60, horizon_seconds=horizon_seconds),
         detector=Calm(),
         on_verdicts=ignore,
         hub=Hub(),
         metrics=PipelineMetrics(registry),
     )
+
+
+async def test_mentions_in_buckets_dropped_beyond_the_horizon_count_as_late() -> None:
+    """A watermark that jumps more than the horizon (a restart after a long outage) drops the
+    open buckets it passes: the log said so, the late counter stayed at 0 (QA, tenth session)."""
+    registry = CollectorRegistry()
+    pipeline = acme_pipeline(registry, horizon_seconds=3600)
 
     def late() -> float | None:
         return registry.get_sample_value("crisiswatch_late_mentions_total")
@@ -108,14 +113,7 @@ async def test_late_mentions_are_logged_once_per_interval_with_their_event_time(
 ) -> None:
     """History replayed after the first start arrives late and counts nowhere: the metric alone
     left an operator guessing why a replay paged nothing (eleventh session's left-alone list)."""
-    pipeline = Pipeline(
-        enricher=Acme(),
-        aggregator=Aggregator(["acme"], bucket_seconds=60, horizon_seconds=86400),
-        detector=Calm(),
-        on_verdicts=ignore,
-        hub=Hub(),
-        metrics=PipelineMetrics(CollectorRegistry()),
-    )
+    pipeline = acme_pipeline(CollectorRegistry(), horizon_seconds=86400)
 
     def old(i: int, t: float) -> Mention:
         return Mention(f"old-{t}-{i}", "replay", "x", "acme", t, Author("a", "@a"))
