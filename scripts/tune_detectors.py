@@ -17,6 +17,7 @@ import itertools
 import json
 import statistics
 import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def inject(
     gets a burst too (a multiplied zero stays zero; so does a sparse series' median).
     """
     n = len(s.values)
-    values = list(s.values)
+    values = array("d", s.values)
     starts = []
     i = int(probation_length(n)) + 288 + phase
     while i + length + POWER_GRACE < n:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from detectors.backtest import read_series, run_backtest
+from detectors.backtest import read_series, run_backtest, run_series
+from detectors.stage import DetectionStage
 from monitor.config.detection import DetectionConfig
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "nab"
@@ -343,3 +344,19 @@ def test_a_window_off_the_rows_is_named(tmp_path: Path) -> None:
         f"error: {d / 'a.csv'}: label window 2015-01-01 00:00:00 .. 2015-01-02 00:00:00:"
         " its end does not match a row timestamp\n"
     )
+
+
+def test_a_long_file_says_how_far_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A million rows ran half a minute without a word (CLI QA, eleventh session)."""
+    monkeypatch.setattr("detectors.backtest.PROGRESS_FROM_ROWS", 1000)
+    series = read_series(DATA / "Twitter_volume_PFE_head.csv")  # 2000 rows
+    progress = io.StringIO()
+    scores, alerts = run_series(DetectionStage(DetectionConfig()), series, progress)
+    assert progress.getvalue().splitlines() == [
+        f"Twitter_volume_PFE_head.csv: {i:,} of 2,000 rows" for i in range(200, 2000, 200)
+    ]
+    assert len(scores) == len(alerts) == 2000
+    monkeypatch.setattr("detectors.backtest.PROGRESS_FROM_ROWS", 2001)
+    quiet = io.StringIO()
+    assert run_series(DetectionStage(DetectionConfig()), series, quiet) == (scores, alerts)
+    assert quiet.getvalue() == ""
