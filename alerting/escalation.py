@@ -279,7 +279,7 @@ def _trigger(
     if ev.mute is not None:
         return _hold(s, ev.mute, now, cmds)
     s, more = _notify_receivers(s, "trigger", now)
-    s, page = _advance(s, now)
+    s, page = _advance(s, now, told=frozenset(s.receivers))
     return s, cmds + more + page
 
 
@@ -318,11 +318,13 @@ def _wake(state: EscalationState, ev: Wake, now: float) -> tuple[EscalationState
         cmds: list[Command] = [
             Log(s.incident_id, "unmuted", {"was": state.mute.to_dict() if state.mute else None})
         ]
+        told: frozenset[str] = frozenset()
         if not s.notified:
             s, more = _notify_receivers(s, "trigger", now)
             cmds += more
+            told = frozenset(s.receivers)
         s = replace(s, level=max(-1, s.level - 1))  # re-page the level that was held back
-        s, page = _advance(s, now)
+        s, page = _advance(s, now, told)
         return s, cmds + page
     if state.wake_at is not None and now < state.wake_at:
         return state, []
@@ -340,8 +342,11 @@ def _hold(
     return s, [*cmds, ScheduleWake(at, now)]
 
 
-def _advance(state: EscalationState, now: float) -> tuple[EscalationState, list[Command]]:
-    """Page the next level that reaches somebody; schedule the wake after it."""
+def _advance(
+    state: EscalationState, now: float, told: frozenset[str] = frozenset()
+) -> tuple[EscalationState, list[Command]]:
+    """Page the next level that reaches somebody; schedule the wake after it. ``told``: the
+    route's receivers, told of this trigger in this same step."""
     policy = state.plan.policies[state.policy]
     s = state
     cmds: list[Command] = []
@@ -362,7 +367,7 @@ def _advance(state: EscalationState, now: float) -> tuple[EscalationState, list[
             nxt, loop = 0, loop + 1
             s = replace(s, pass_reached=False)
         s = replace(s, level=nxt, loop=loop)
-        s, page, reached = _page_level(s, policy.levels[nxt], now)
+        s, page, reached = _page_level(s, policy.levels[nxt], now, told)
         cmds += page
         if reached:
             at = now + policy.levels[nxt].delay_seconds
@@ -372,7 +377,7 @@ def _advance(state: EscalationState, now: float) -> tuple[EscalationState, list[
 
 
 def _page_level(
-    state: EscalationState, level: Level, now: float
+    state: EscalationState, level: Level, now: float, told: frozenset[str] = frozenset()
 ) -> tuple[EscalationState, list[Command], bool]:
     plan = state.plan
     severity = int(state.incident.get("severity", 4))
@@ -403,6 +408,10 @@ def _page_level(
             s, n = _notification(s, r, "trigger", user, now)
             cmds.append(n)
     for r in resolved.receivers:
+        if r in told:
+            # a channel that is both the route's receiver and a level's target heard this
+            # trigger a moment ago: a second post at the same instant is noise (it reached)
+            continue
         s, n = _notification(s, r, "trigger", None, now)
         cmds.append(n)
     number = f"level-{s.level + 1}"

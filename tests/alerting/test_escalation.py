@@ -233,6 +233,54 @@ def test_route_receivers_hear_every_state_change() -> None:
     assert sim.lines[0] == "t=0 escalation started"
 
 
+def test_a_channel_both_route_receiver_and_level_target_hears_a_trigger_once() -> None:
+    """The production example at night: level 1 (the lead, quiet) is skipped and level 2 names
+    the channel the route already told: it was posted twice at the same instant."""
+    cfg = config(
+        policies=[
+            {
+                "name": "default",
+                "levels": [
+                    {"targets": ["user:lead"], "delay_seconds": 300},
+                    {"targets": ["user:ana", "receiver:slack-crisis"], "delay_seconds": 300},
+                ],
+                "repeat": 0,
+            }
+        ],
+        route={"policy": "default", "receivers": ["slack-crisis"]},
+    )
+    sim = Sim(cfg)
+    sim.do(Trigger(incident()), 0)
+    sim.run_until(400)
+    assert sim.pages() == [
+        "t=0 notify trigger slack-crisis",
+        "t=0 level-1 paged",
+        "t=0 notify trigger pager lead",
+        "t=300 level-2 paged",
+        "t=300 notify trigger pager ana",
+        "t=300 notify trigger slack-crisis",  # later: the escalation is news to the channel
+    ]
+    night = config(
+        users=[
+            {"name": "ana", "receivers": ["pager"], "quiet_hours": "00:00-23:59"},
+            {"name": "lead", "receivers": ["pager"], "quiet_hours": "00:00-23:59"},
+        ],
+        schedules=[],
+        teams=[],
+        policies=cfg.model_dump()["policies"],
+        route={"policy": "default", "receivers": ["slack-crisis"]},
+    )
+    sim = Sim(night)
+    sim.do(Trigger(incident()), 0)
+    assert sim.pages() == [
+        "t=0 notify trigger slack-crisis",
+        "t=0 level-1 skipped",
+        "t=0 level-2 paged",  # reached: the channel heard it
+    ]
+    sim.do(Resolve(incident(), "ana"), 60)
+    assert sim.pages()[-1:] == ["t=60 notify resolve slack-crisis"]
+
+
 def test_routing_picks_the_policy_by_severity() -> None:
     cfg = config(
         policies=[

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import BaseModel
 
+from alerting.escalation import EscalationState, Plan, Trigger, step
 from monitor.cli import main
 from monitor.config import Config, load_config
 from monitor.config.receivers import check_secrets
@@ -128,3 +131,27 @@ def test_check_config_with_secrets_names_every_missing_one(
     assert main(["check-config", "--secrets", str(PRODUCTION)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "CW_PD_ROUTING_KEY_AMER" in err[0] and "CW_INGEST_TOKEN" in err[1]
+
+
+def test_the_production_example_at_night_wakes_the_lead_for_a_sev1_only() -> None:
+    """What the example's backstop comment promises, on its own escalation plan."""
+    plan = Plan.from_config(load_config(PRODUCTION).alerting)
+    night = datetime(2026, 12, 8, 3, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+
+    def first_step(severity: int) -> list[str]:
+        labels = {"region": "emea", "brand": "acme", "topic": "acme"}
+        inc = {"id": "inc-1", "key": "acme/volume", "topic": "acme", "kind": "volume",
+               "severity": severity, "state": "triggered", "labels": labels}  # fmt: skip
+        _, cmds = step(EscalationState.new("inc-1", plan), Trigger(inc), night)
+        return [str(c) for c in cmds if str(c).startswith(("notify", "log level"))]
+
+    assert first_step(3) == [
+        "notify trigger slack-crisis",
+        "log level-1 skipped",
+        "log level-2 paged",
+    ]
+    assert first_step(1) == [
+        "notify trigger slack-crisis",
+        "log level-1 paged",
+        "notify trigger pager-lead lead",
+    ]
