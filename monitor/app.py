@@ -640,6 +640,7 @@ class App:
                 if self.publisher is not None:
                     tasks.append(tg.create_task(self.publisher.run(self.hub)))
                 await stop.wait()
+                log.info("stopping: closing the sources, then saving state")
                 # intake stops first (the collectors save their positions as they close, and
                 # HTTP ingest answers what it accepted), then what it took in is counted
                 for t in pumps:
@@ -661,8 +662,21 @@ class App:
                 await self.checkpoint()
             except Exception:
                 log.exception("could not save the final checkpoint")
+            else:
+                await self._say_stopped()
             await self.dead_letters.flush()
             await self.close()
+
+    async def _say_stopped(self) -> None:
+        # a restart's first questions: did it save, and is a page still owed?
+        try:
+            pending = await self.store.outbox_pending_count()
+        except Exception as exc:
+            log.info("stopped: state saved (pending deliveries not counted: %s)", exc)
+            return
+        noun = "delivery" if pending == 1 else "deliveries"
+        owed = f", {pending} {noun} pending (sent after the next start)"
+        log.info("stopped: state saved%s", owed if pending else "")
 
     async def close(self) -> None:
         """Release what the constructor opened (the HTTP client of the notifiers)."""

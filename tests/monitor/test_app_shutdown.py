@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from monitor.config import Config
 from monitor.decode import encode_mention
 from monitor.model import Author, Bucket, Mention
 from monitor.storage import Store, open_store
+from monitor.storage.base import OutboxRow
 from tests.conftest import demo_config, http_only_config
 
 TOKEN = "shutdown-test-token"
@@ -99,7 +101,7 @@ async def test_saved_state_ahead_of_the_clock(quiet: tuple[Config, Store]) -> No
 
 @pytest.mark.integration
 async def test_mentions_accepted_before_a_graceful_stop_survive_it(
-    app_factory: Any, monkeypatch: pytest.MonkeyPatch
+    app_factory: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("CW_TEST_SHUTDOWN_TOKEN", TOKEN)
     sources = {
@@ -120,6 +122,10 @@ async def test_mentions_accepted_before_a_graceful_stop_survive_it(
                 break
             await asyncio.sleep(0.05)
         config = run.app.config
+        caplog.set_level(logging.INFO, logger="monitor.app")
+    # the log says it stops and that it saved (a restart's first question)
+    said = [r.getMessage() for r in caplog.records if r.name == "monitor.app"]
+    assert said[-2:] == ["stopping: closing the sources, then saving state", "stopped: state saved"]
     # stopped: the open buckets were checkpointed; a new run starts with them
     store = await open_store(config.storage.url)
     try:
@@ -128,6 +134,21 @@ async def test_mentions_accepted_before_a_graceful_stop_survive_it(
         await app.close()
     finally:
         await store.close()
+
+
+async def test_the_last_log_line_counts_the_deliveries_still_owed(
+    app_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.app")
+    async with app_factory(speed=1.0, sources={"demo": {"enabled": False}}) as run:
+        now = time.time()
+        payload = {"dedup_key": "inc-1", "action": "trigger"}
+        row = OutboxRow(
+            "inc-1/1", "console", payload, now, now + 3600, now + 7200, 0, "pending", None
+        )
+        await run.app.store.outbox_enqueue(row)
+    said = [r.getMessage() for r in caplog.records if r.name == "monitor.app"]
+    assert said[-1] == "stopped: state saved, 1 delivery pending (sent after the next start)"
 
 
 async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
