@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=60.0, help="demo seconds per wall second")
     ap.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     a = ap.parse_args()
+    a.incidents = a.last_now = None  # the last sample's, for the offline comparison
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="cw-soak-") as tmp:
@@ -99,8 +101,28 @@ def main() -> int:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            warnings = [ln for ln in log.read_text().splitlines() if " ERROR " in ln]
+            lines = log.read_text().splitlines()
+            warnings = [ln for ln in lines if " ERROR " in ln]
             print(f"service log: {len(warnings)} ERROR lines", *warnings[:5], sep="\n  ")
+            late = [ln for ln in lines if "arrived after their bucket" in ln]
+            print(f"service log: {len(late)} lines about late mentions", *late[:3], sep="\n  ")
+            compare_offline(lines, a)
+
+
+def compare_offline(lines: list[str], a: argparse.Namespace) -> None:
+    """What `bench/demo_crises.py` expects of the scripted crises from the run's own origin (the
+    service logs it), beside the incidents the run opened: a difference is the live path's."""
+    said = [ln.rsplit("--start ", 1)[1].rstrip(")") for ln in lines if "crises scripted from" in ln]
+    if not said or a.incidents is None:
+        print("offline comparison: no origin in the service log")
+        return
+    hours = (a.last_now - datetime.fromisoformat(said[0]).timestamp()) / 3600
+    cmd = [sys.executable, str(ROOT / "bench" / "demo_crises.py"), "--start", said[0]]
+    cmd += ["--hours", f"{hours:.3f}", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    summary = json.loads(out.stdout.splitlines()[-1]) if out.returncode == 0 else out.stderr
+    print(f"live: {a.incidents} incidents in {hours:.2f} demo h from {said[0]}")
+    print(f"offline ({' '.join(cmd[1:])}): {summary}")
 
 
 def soak(proc: subprocess.Popen[bytes], base: str, tmp: Path, a: argparse.Namespace) -> int:
@@ -128,6 +150,7 @@ def soak(proc: subprocess.Popen[bytes], base: str, tmp: Path, a: argparse.Namesp
         demo_h = elapsed * a.speed / 3600
         rss, store = rss_mb(proc.pid), store_mb(tmp / "var")
         rows.append((demo_h, rss, store))
+        a.incidents, a.last_now = len(inc), h["now"]  # the service's (demo) clock
         print(
             f"{elapsed:6.0f} {demo_h:6.2f} {rss:7.1f} {h['processed']:10,d} "
             f"{h['lag_seconds'] or 0:6.1f} {h['queue_depth']:6d} {len(inc):9d} ({n_open:d})"

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from collections.abc import AsyncIterator
@@ -27,7 +28,10 @@ import numpy as np
 from monitor.clock import Clock
 from monitor.collectors.base import SourceHealth
 from monitor.config.sources import DemoSourceConfig
+from monitor.decode import format_time
 from monitor.model import Author, Mention
+
+log = logging.getLogger(__name__)
 
 CHANNELS = ("x", "facebook", "instagram", "linkedin", "tiktok", "reddit", "news")
 CHANNEL_WEIGHTS = np.array([0.34, 0.18, 0.14, 0.06, 0.12, 0.10, 0.06])
@@ -179,6 +183,9 @@ class DemoSource:
 
     async def stream(self) -> AsyncIterator[Mention]:
         self.health.connected = True
+        origin = format_time(self.scenario.origin)
+        # what a soak compares its incidents with: the scripted crises follow from the origin
+        log.info("demo: crises scripted from %s (bench/demo_crises.py --start %s)", origin, origin)
         sent_until = self.clock.now() - self.backfill
         while True:
             now = self.clock.now()

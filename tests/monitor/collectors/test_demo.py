@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from monitor.clock import FakeClock
 from monitor.collectors.demo import DemoScenario, DemoSource
@@ -44,8 +47,11 @@ def test_crises_repeat_and_rotate_brands() -> None:
     assert s.crisis_at(ORIGIN + 30) is None
 
 
-async def test_source_backfills_then_streams_in_event_time_order_per_tick() -> None:
-    clock = FakeClock(ORIGIN)
+async def test_source_backfills_then_streams_in_event_time_order_per_tick(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.collectors.demo")
+    clock = FakeClock(ORIGIN + 0.25)
     src = DemoSource(DemoSourceConfig(), clock, backfill_seconds=600, tick=5)
     seen = []
 
@@ -61,3 +67,8 @@ async def test_source_backfills_then_streams_in_event_time_order_per_tick() -> N
     assert max(m.created_at for m in seen) < clock.now()
     assert len({m.key for m in seen}) == len(seen)
     assert src.health.connected and src.health.events == len(seen)
+    # the origin a soak hands to bench/demo_crises.py, to the millisecond
+    start = "2025-12-29T09:20:00.250Z"
+    assert caplog.messages == [
+        f"demo: crises scripted from {start} (bench/demo_crises.py --start {start})"
+    ]
