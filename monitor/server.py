@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,12 +17,29 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from yarl import URL
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
 IncidentList = Callable[[bool, int], Awaitable[list[dict[str, Any]]]]
 #: raises (401) when the request may not read incidents
 ReadGuard = Callable[[web.Request], None]
 MAX_LIST = 1000
+
+
+_SECRET_PARAM = re.compile(r"token|key|secret|passw|signature|auth", re.IGNORECASE)
+
+
+def without_secrets(url: URL) -> URL:
+    """``url`` without query parameters that may hold a secret: the wall's ``token``, Meta's
+    ``hub.verify_token``, anything named like a token, key, secret, password or signature.
+
+    >>> str(without_secrets(URL("/w?hub.mode=subscribe&hub.verify_token=s3&hub.challenge=4")))
+    '/w?hub.mode=subscribe&hub.challenge=4'
+    >>> str(without_secrets(URL("/?token=t&api_key=k&Password=p&limit=5")))
+    '/?limit=5'
+    """
+    names = {k for k in url.query if _SECRET_PARAM.search(k)}
+    return url.without_query_params(*names) if names else url
 
 
 class AccessLog(AbstractAccessLogger):
@@ -36,7 +54,7 @@ class AccessLog(AbstractAccessLogger):
             '%s "%s %s" %d %s %.3fs',
             request.remote,
             request.method,
-            request.rel_url.without_query_params("token"),
+            without_secrets(request.rel_url),
             response.status,
             response.body_length,
             time,

@@ -102,7 +102,9 @@ async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixtu
         with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
             async with aiohttp.ClientSession() as http:
                 for path, status in (("/healthz", 200), ("/api/v1/nope", 404)):
-                    url = f"http://127.0.0.1:{port}{path}?token=s3cret&x=1"
+                    # Meta's handshake sends its verify token in the query (collectors QA)
+                    secrets = "token=s3cret&hub.verify_token=s3cret&access_key=s3cret"
+                    url = f"http://127.0.0.1:{port}{path}?{secrets}&x=1"
                     ref = {"Referer": "http://wall/?token=s3cret"}
                     async with http.get(url, headers=ref) as r:
                         assert r.status == status
