@@ -209,20 +209,40 @@ def cmd_oncall(args: argparse.Namespace) -> int:
     return run_oncall(config.alerting, at, _std("stdout"))
 
 
+EXIT_CODES = """exit codes: 0 ok; 1 a runtime failure (one line on stderr; -v adds the traceback);
+2 bad usage, config or input (one line naming the path and value); 130 interrupted"""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crisiswatch", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p = argparse.ArgumentParser(
+        prog="crisiswatch", description=__doc__.splitlines()[0], epilog=EXIT_CODES
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    # -v after the command too (`crisiswatch check-config -v x.yaml` was "unrecognized"); SUPPRESS
+    # keeps a command's own default from undoing a -v given before it
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the service")
+    def command(name: str, what: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=what, parents=[verbose], epilog=EXIT_CODES)
+
+    r = command("run", "run the service")
     r.add_argument("--config", help="default: config/default.yaml")
-    r.add_argument("--speed", type=float, help="time compression of the demo/replay clock")
+    r.add_argument(
+        "--speed",
+        type=float,
+        help="speed of the service's clock, live sources included (default: the demo's"
+        " sources.demo.speed when the demo is on, else 1 = real time)",
+    )
     r.add_argument("--port", type=int, help="override server.port")
     r.set_defaults(fn=cmd_run)
 
-    c = sub.add_parser("check-config", help="validate a config file")
-    c.add_argument("path")
+    c = command("check-config", "validate a config file")
+    c.add_argument("path", help="the YAML config to check")
     c.add_argument(
         "--secrets",
         action="store_true",
@@ -230,21 +250,30 @@ def parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(fn=cmd_check_config)
 
-    b = sub.add_parser("backtest", help="run the live detector stack over NAB-format CSVs")
-    b.add_argument("series", nargs="+", metavar="SERIES.csv")
-    b.add_argument("--out", required=True, metavar="DIR")
+    b = command("backtest", "run the live detector stack over NAB-format CSVs")
+    b.add_argument("series", nargs="+", metavar="SERIES.csv", help="timestamp,value per row")
+    b.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="where DIR/<same basename> gets timestamp,value,anomaly_score,alert",
+    )
     b.add_argument(
         "--config",
         help="a config whose detection: block to use (default: the built-in frozen default)",
     )
-    b.add_argument("--labels", metavar="WINDOWS.json")
+    b.add_argument(
+        "--labels",
+        metavar="WINDOWS.json",
+        help="NAB label windows (keys dir/file.csv): also print the NAB scores",
+    )
     b.set_defaults(fn=cmd_backtest)
 
-    s = sub.add_parser("sentiment", help="label texts from stdin, one per line")
+    s = command("sentiment", "label texts from stdin, one per line")
     s.add_argument("--lang", choices=["auto", "en", "de"], default="auto")
     s.set_defaults(fn=cmd_sentiment)
 
-    o = sub.add_parser("oncall", help="print who is on call")
+    o = command("oncall", "print who is on call")
     o.add_argument("--config", help="default: config/default.yaml")
     o.add_argument("--at", help="ISO 8601 time, local to alerting.timezone without offset")
     o.set_defaults(fn=cmd_oncall)

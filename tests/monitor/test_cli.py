@@ -256,3 +256,24 @@ def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[
         cli.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"crisiswatch {importlib.metadata.version('crisiswatch')}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["-v", "check-config", "x.yaml"], True),
+        (["check-config", "-v", "x.yaml"], True),  # was "unrecognized arguments: -v"
+        (["check-config", "x.yaml"], False),
+        (["backtest", "s.csv", "--out", "d", "--verbose"], True),
+    ],
+)
+def test_verbose_goes_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
+    assert cli.parser().parse_args(argv).verbose is verbose
+
+
+def test_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["backtest", "--help"])
+    out = capsys.readouterr().out
+    assert "exit codes: 0 ok; 1 a runtime failure" in " ".join(out.split())
+    assert "--labels WINDOWS.json" in out and "NAB scores" in " ".join(out.split())
