@@ -271,9 +271,12 @@ class IncidentSettings(Section):
     keep_resolved_seconds: float = Field(default=86_400.0, ge=0)
     """Resolved incidents stay in the book (and on the wall) this long."""
     repage_on_severity_jump: bool = True
+    """An incident that becomes worse than it was paged at (SEV3 -> SEV2) pages again from
+    level 1, an acknowledged one too."""
     severity_thresholds: SeverityCuts = (0.95, 0.85, 0.7)
     """Used only when a verdict carries no severity; same meaning as in ``detection``."""
     max_timeline: int = Field(default=1000, ge=10)
+    """Timeline entries an incident keeps: the opening one and the newest."""
 
 
 class UserConfig(Section):

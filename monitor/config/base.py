@@ -202,8 +202,13 @@ def _is_dict(annotation: Any) -> bool:
 class Section(BaseModel):
     # `.inf` / `.nan` pass every bound check and then break arithmetic (a bucket of
     # infinite width, a NaN window); no setting means them
+    # attribute docstrings become the keys' descriptions: docs/config.md is made from them
     model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
     )
 
     @model_validator(mode="before")

@@ -27,12 +27,18 @@ class DetectionConfig(Section):
     warmup_seconds: float = Field(default=86_400.0, ge=0)
     """No verdict may open an incident before a series has this much history."""
     level_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
+    """Memory of a series' baseline level (its usual rate, the daily shape aside)."""
     season_halflife_days: float = Field(default=7.0, gt=0)
+    """Memory of a series' daily shape (each slot of the day learns from that slot's days)."""
     dispersion_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
+    """Memory of the count model's over-dispersion (how much more than Poisson a series
+    varies)."""
     spread_halflife_seconds: float = Field(default=3 * 86_400.0, gt=0)
     """Memory of each series' own typical deviation (its tail heaviness) per scale."""
     season_slot_seconds: float = Field(default=3600.0, gt=0)
+    """Length of one slot of the learned daily shape; must cut a day into whole slots."""
     weekly: bool = True
+    """Also learn a factor per weekday (weekends are quieter for most brands)."""
     weekly_halflife_weeks: float = Field(default=4.0, gt=0)
     """Memory of each weekday's factor: it learns from one day a week, so it needs weeks."""
     scales_seconds: tuple[float, ...] = (0.0, 3600.0, 3 * 3600.0, 6 * 3600.0)
@@ -53,13 +59,21 @@ class DetectionConfig(Section):
     """Baseline learns from values winsorised at this many standard deviations."""
     # --- sentiment / terms --------------------------------------------------------------
     sentiment_weight: float = Field(default=0.6, ge=0, le=1)
+    """Weight of the sentiment-turn signal in the crisis score (0 turns it off)."""
     sentiment_min_count: int = Field(default=5, ge=1)
+    """Mentions a bucket needs before its negative share is judged."""
     terms_weight: float = Field(default=0.4, ge=0, le=1)
+    """Weight of the emerging-terms signal in the crisis score (0 turns it off)."""
     terms_max_tracked: int = Field(default=48, ge=1, le=1000)
+    """Terms each series remembers a baseline for (the least frequent are forgotten)."""
     terms_min_count: int = Field(default=3, ge=1)
+    """Mentions a term needs in a bucket before its burst is tested."""
     # --- decisions ----------------------------------------------------------------------
     open_threshold: float = Field(default=0.5, gt=0, le=1)
+    """A crisis score at or above this opens an incident (an onset)."""
     close_threshold: float = Field(default=0.3, gt=0, le=1)
+    """An active crisis stays active while the score is at or above this; below it for
+    `calm_seconds` it resolves."""
     calm_seconds: float = Field(default=6 * 3600.0, ge=0)
     """An active crisis resolves after this long with the score below ``close_threshold``."""
     cooldown_seconds: float = Field(default=3600.0, ge=0)
@@ -67,13 +81,17 @@ class DetectionConfig(Section):
     severity_thresholds: SeverityCuts = (0.95, 0.85, 0.7)
     """Scores at or above these map to SEV1, SEV2, SEV3; anything else alerting is SEV4."""
     repage: bool = True
+    """Page again when an open incident's severity rises (see `repage_seconds`)."""
     repage_seconds: float = Field(default=1800.0, ge=0)
     """A re-page needs a severity rise, and a rise of one level also this long since the last
     page of the incident (a jump of two or more levels pages at once)."""
     # --- explanation --------------------------------------------------------------------
     top_channels: int = Field(default=3, ge=0)
+    """Channels an explanation names (by mentions in the bucket)."""
     top_terms: int = Field(default=5, ge=0)
+    """Emerging terms an explanation names (by observed vs expected)."""
     sample_posts: int = Field(default=3, ge=0)
+    """Sample posts an explanation carries (the highest-reach negative ones)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> DetectionConfig:

@@ -94,7 +94,9 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 class _Receiver(Section):
     name: str = Field(pattern=_NAME)
+    """What users, levels and routes call it (`receiver:<name>`)."""
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """One delivery attempt fails after this long (and is retried by the outbox)."""
 
 
 class PagerDutyReceiver(_Receiver):
@@ -174,10 +176,16 @@ class OutboxConfig(Section):
     """Retry policy: exponential backoff with jitter, until delivered or `expire_seconds`."""
 
     base_delay_seconds: float = Field(default=2.0, gt=0)
+    """Wait before the first retry; each further retry waits about twice as long."""
     max_delay_seconds: float = Field(default=300.0, gt=0)
+    """Longest wait between two retries."""
     expire_seconds: float = Field(default=6 * 3600.0, gt=0)
+    """A notification not delivered this long after it was queued is given up (logged and
+    counted)."""
     poll_seconds: float = Field(default=1.0, gt=0)
+    """How often the outbox looks for due rows besides being woken by a new one."""
     concurrency: int = Field(default=8, ge=1, le=256)
+    """Deliveries in flight at once, over all receivers."""
     keep_seconds: float = Field(default=7 * 86400.0, gt=0)
     """Delivered, failed and expired rows are deleted once they are this old."""
 
@@ -201,9 +209,13 @@ class LinksConfig(Section):
     """Signed expiring one-click links. Disabled while `secret_env` is unset."""
 
     base_url: HttpUrl = "http://127.0.0.1:8080"
+    """Where responders reach this service: the links in pages start with it."""
     secret_env: str | None = None
+    """Variable holding the signing secret (unset: pages carry no links, `/act/…` is 404)."""
     ttl_seconds: float = Field(default=12 * 3600.0, gt=0)
+    """A link stops working this long after the page that carried it."""
     snooze_seconds: float = Field(default=3600.0, gt=0)
+    """How long a snooze link snoozes."""
 
 
 class ApiToken(Section):
@@ -215,9 +227,14 @@ class ApiToken(Section):
 
 
 class ApiConfig(Section):
+    """Who may use the REST API and the wall's ACK, and PagerDuty's webhook secret."""
+
     tokens: list[ApiToken] = []
+    """Bearer tokens; once any is set, the wall and the API need one."""
     pagerduty_webhook_secret_env: str | None = None
+    """Variable holding the PagerDuty v3 webhook's signing secret (unset: the webhook is 404)."""
     max_snooze_seconds: float = Field(default=7 * 86400.0, gt=0)
+    """Longest snooze the API accepts."""
 
 
 class DeliveryConfig(Section):

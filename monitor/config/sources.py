@@ -17,11 +17,18 @@ _TOPIC_LEVEL = r"^[^#+\x00]+$"
 
 
 class DemoSourceConfig(Section):
+    """The embedded simulator: brands, their daily rhythm and scripted crises."""
+
     enabled: bool = False
     seed: int = 7
+    """Seed of the scenario: the same seed and start give the same mentions."""
     brands: list[str] = ["acme", "globex", "initech"]
+    """Brands mentioned; crises rotate through them (topics must match them to see them)."""
     speed: float = Field(default=1.0, gt=0)
+    """The service clock's speed while the demo is on (`run --speed` overrides it)."""
     base_rate_per_minute: float = Field(default=40.0, gt=0)
+    """Mentions a minute of the first brand before its daily and weekly rhythm (the others get
+    0.35-0.8 of it)."""
     first_crisis_after_seconds: float = Field(default=90.0, ge=0)
     crisis_every_seconds: float = Field(default=600.0, gt=0)
     crisis_duration_seconds: float = Field(default=240.0, gt=0)
@@ -145,6 +152,7 @@ class JetstreamConfig(PullSource):
     url: str = Field(default="wss://jetstream2.us-east.bsky.network/subscribe", pattern=r"^wss?://")
     wanted_collections: list[str] = ["app.bsky.feed.post"]
     wanted_dids: list[str] = []
+    """Only posts of these accounts (DIDs); empty: every account."""
     # On reconnect resume a little before the last cursor: the last events before a drop may
     # not have reached us; the overlap is removed by dedup.
     rewind_seconds: float = Field(default=3.0, ge=0, le=3600)
@@ -181,6 +189,7 @@ class MastodonConfig(PullSource):
     # The REST API's origin; None = the streaming URL's (wss://h/... -> https://h).
     rest_url: str | None = Field(default=None, pattern=r"^https?://[^/]+$")
     http_timeout_seconds: float = Field(default=20.0, gt=0)
+    """Timeout of each backfill request to the REST API."""
 
 
 class FeedConfig(Section):
@@ -194,9 +203,14 @@ class RssConfig(PullSource):
     name: str = Field(default="rss", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     feeds: list[FeedConfig] = []
     interval_seconds: float = Field(default=300.0, gt=0)
+    """Time between two polls of a feed (a feed may set its own)."""
     timeout_seconds: float = Field(default=20.0, gt=0)
+    """A poll fails after this long (and is retried with backoff, 5 s growing to four
+    intervals)."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """A feed body larger than this is refused (dead-lettered as `oversize`)."""
     user_agent: str = "crisiswatch/0.1 (+rss poller)"
+    """Sent with every poll (some feeds refuse unnamed clients)."""
     remember_items: int = Field(default=5000, ge=10)
 
 
