@@ -86,17 +86,32 @@ def health_problems(
 ) -> list[str]:
     """Why ``/healthz`` is not ok (503): empty when it is.
 
-    A stale source, a push endpoint that refuses everything (its token variable unset), a
-    store that refuses the checkpoint or the outbox's outcomes: each looked healthy (200,
-    ``ok: true``) while data or pages were being lost (QA, tenth session). A receiver that
-    fails is not among them: that is the far side's outage, alerted on by its own rule.
+    A stale source, a pull source that has not been connected for longer than the stale floor
+    (`down`: a wrong host, port or token, a broker that stayed down), a push endpoint that
+    refuses everything (its token variable unset), a store that refuses the checkpoint or the
+    outbox's outcomes: each looked healthy (200, ``ok: true``) while data or pages were being
+    lost (QA, tenth and twelfth sessions). A receiver that fails is not among them: that is the
+    far side's outage, alerted on by its own rule.
 
-    >>> health_problems([{"name": "rss", "stale": True}], [], "OSError: disk full",
+    >>> bluesky = {"name": "bluesky", "stale": False, "down": True, "down_seconds": 25.2,
+    ...            "outage_reconnects": 11, "last_error": "OSError: Connect call failed"}
+    >>> health_problems([{"name": "rss", "stale": True}, bluesky], [], "OSError: disk full",
     ...                 {"unrecorded": 2})  # doctest: +NORMALIZE_WHITESPACE
-    ['source rss is stale', 'checkpoint failed: OSError: disk full',
+    ['source rss is stale',
+     'source bluesky is not connected (11 reconnects in 25 s; last error: OSError: Connect
+     call failed)', 'checkpoint failed: OSError: disk full',
      'outbox: 2 outcomes the store refused (held in memory)']
     """
-    out = [f"source {s['name']} is stale" for s in sources if s["stale"]]
+    out = []
+    for s in sources:
+        if s["stale"]:
+            out.append(f"source {s['name']} is stale")
+        if s.get("down"):
+            error = f"; last error: {s['last_error']}" if s.get("last_error") else ""
+            out.append(
+                f"source {s['name']} is not connected ({s.get('outage_reconnects', 0)} "
+                f"reconnects in {s.get('down_seconds') or 0:.0f} s{error})"
+            )
     out += [
         f"endpoint {h.name} refuses everything (not configured)" for h in push if not h.connected
     ]

@@ -11,6 +11,12 @@ from prometheus_client import CollectorRegistry
 from monitor.clock import Clock
 from monitor.model import Mention
 
+#: A resume position (a Jetstream cursor, a Mastodon status id) dated further ahead of the clock
+#: than this is a bad value, not the stream's newest: saved, every reconnect would ask for it.
+AHEAD_SECONDS = 300.0
+#: A polled source (RSS) is stale after this many of its poll intervals without a good poll.
+POLL_MISSES = 3
+
 
 @dataclass(slots=True)
 class SourceHealth:
@@ -28,6 +34,15 @@ class SourceHealth:
     # a fixed silence limit instead of the learned one (inf: silence is normal, never stale)
     stale_after: float | None = None
     finished: bool = False  # a source that ended by design (a replay played out): not down
+    # polled sources (RSS): their longest poll interval, and when a poll last succeeded (200
+    # or 304): a sign of life even when it brings nothing new
+    poll_interval: float | None = None
+    alive_at: float | None = None
+    # pull sources: since when it has been trying to connect (its start, or the loss of its
+    # connection); None while connected, and for sources with nothing to connect to
+    down_since: float | None = None
+    down_reconnects: int = 0  # `reconnects` when that outage began
+    last_error: str | None = None  # why the last connection attempt or poll failed
 
     def seen(self, event_time: float, now: float) -> None:
         if self.last_received_at is not None:
@@ -46,13 +61,63 @@ class SourceHealth:
 
     def stale(self, now: float, floor: float = 60.0) -> bool:
         """Silent for much longer than its usual rate (and at least `floor` seconds), or for
-        longer than its fixed ``stale_after``."""
-        if self.last_received_at is None:
+        longer than its fixed ``stale_after``. A polled source is silent only when its polls
+        fail: for ``POLL_MISSES`` poll intervals (and at least `floor`) without a good poll.
+
+        >>> h = SourceHealth("rss", "rss", poll_interval=300.0)
+        >>> h.seen(0.0, now=0.0); h.alive(0.0); h.alive(300.0)
+        >>> h.stale(1199.0), h.stale(1201.0)
+        (False, True)
+        """
+        last = self.last_received_at
+        if self.poll_interval is not None and self.alive_at is not None:
+            last = self.alive_at if last is None else max(last, self.alive_at)
+        if last is None:
             return False
         if self.stale_after is not None:
-            return now - self.last_received_at > self.stale_after
+            return now - last > self.stale_after
+        if self.poll_interval is not None:
+            # a poll's items arrive back to back: the learned interval says nothing here
+            return now - last > max(floor, POLL_MISSES * self.poll_interval)
         usual = self.expected_interval or 0.0
-        return now - self.last_received_at > max(floor, 10 * usual)
+        return now - last > max(floor, 10 * usual)
+
+    def alive(self, now: float) -> None:
+        """A poll succeeded (a polled source), whether or not it brought anything new."""
+        self.alive_at = now
+
+    def link(self, up: bool, now: float, error: BaseException | None = None) -> None:
+        """A pull source connected, or lost its connection, or failed to connect (`error`).
+
+        Its outage counts from the first failure after it was up, or from its start:
+
+        >>> h = SourceHealth("bluesky", "jetstream")
+        >>> h.link(False, now=0.0); h.reconnects = 11
+        >>> h.link(False, 20.0, ConnectionRefusedError(111, "Connect call failed"))
+        >>> h.down_for(25.0), h.down(25.0, grace=60.0), h.down(61.0, grace=60.0)
+        (25.0, False, True)
+        >>> h.link(True, now=70.0); h.down_for(80.0) is None
+        True
+        """
+        if up:
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since, self.down_reconnects = now, self.reconnects
+        if error is not None:
+            self.last_error = f"{type(error).__name__}: {str(error)[:200]}"
+        self.connected = up
+
+    def down_for(self, now: float) -> float | None:
+        """How long a pull source has been trying to connect; None when connected, finished
+        (a replay played out) or not a source that connects (push endpoints, the demo)."""
+        if self.connected or self.finished or self.down_since is None:
+            return None
+        return max(0.0, now - self.down_since)
+
+    def down(self, now: float, grace: float = 60.0) -> bool:
+        """Not connected for longer than `grace`: a wrong host or token, a broker down."""
+        d = self.down_for(now)
+        return d is not None and d > grace
 
     def to_dict(self, now: float, stale_floor: float = 60.0) -> dict[str, object]:
         return {
@@ -66,6 +131,13 @@ class SourceHealth:
             "dead_letters": self.dead_letters,
             "stale": self.stale(now, stale_floor),
             "finished": self.finished,
+            # not connected for longer than the stale floor (pull sources): /healthz says why
+            "down": self.down(now, stale_floor),
+            "down_seconds": self.down_for(now),
+            "outage_reconnects": (
+                self.reconnects - self.down_reconnects if self.down_since is not None else 0
+            ),
+            "last_error": self.last_error,
         }
 
 

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import websockets
 from websockets.asyncio.client import connect
 
-from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.collectors.base import AHEAD_SECONDS, SourceContext, SourceHealth
 from monitor.collectors.common import (
     STABLE_SECONDS,
     WS_LIMIT_FACTOR,
@@ -49,6 +49,9 @@ log = logging.getLogger("monitor.collectors.jetstream")
 
 POST = "app.bsky.feed.post"
 _FUTURE_SLACK = 300.0  # a createdAt this far past the relay's clock is the poster's clock lying
+# stepping over a frame that ends the connection doubles up to this (a relay that ignores the
+# cursor would otherwise have it grow without bound)
+_MAX_SKIP_US = 60_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,32 @@ def parse_frame(
     return JetEvent(t, op, mention=mention)
 
 
+def plausible_cursor(time_us: int, now: float) -> bool:
+    """Whether a frame's ``time_us`` may become the resume cursor: not further ahead of the
+    clock than ``AHEAD_SECONDS`` (one frame with ``time_us: 9e18`` was saved as the cursor and
+    every reconnect asked for it; QA, twelfth session).
+
+    >>> plausible_cursor(1725911162329308, now=1725911162.0)
+    True
+    >>> plausible_cursor(9_000_000_000_000_000_000, now=1725911162.0)
+    False
+    """
+    return time_us <= (now + AHEAD_SECONDS) * 1e6
+
+
+def ws_closed_invalid_utf8(exc: BaseException) -> bool:
+    """Whether the websocket library ended the connection over a text frame that is not
+    UTF-8 (close code 1007).
+
+    >>> from websockets.exceptions import ConnectionClosedError
+    >>> from websockets.frames import Close
+    >>> ws_closed_invalid_utf8(ConnectionClosedError(None, Close(1007, "invalid data")))
+    True
+    """
+    sent = getattr(exc, "sent", None)
+    return sent is not None and sent.code == 1007
+
+
 def subscribe_url(cfg: JetstreamConfig, cursor_us: int | None) -> str:
     """The subscribe URL with the wanted collections/DIDs and the resume cursor.
 
@@ -175,6 +204,27 @@ class JetstreamSource:
         self._state_key = f"collector:{cfg.name}:cursor"
         self._handles: OrderedDict[str, str] = OrderedDict()
         self.cursor: int | None = None
+        self.implausible = 0  # frames whose time_us was too far ahead to become the cursor
+
+    def _link(self, up: bool, error: BaseException | None = None) -> None:
+        self.health.link(up, self.ctx.clock.now(), error)
+        self._intake.set_connected(up)
+
+    def _advance(self, time_us: int) -> bool:
+        """Take a frame's time as the cursor when it is newer and plausible."""
+        if not plausible_cursor(time_us, self.ctx.clock.now()):
+            self.implausible += 1
+            if self.implausible == 1:  # once: a relay with a wrong clock would flood the log
+                log.warning(
+                    "%s: ignoring time_us %d as the cursor: further ahead of the clock than "
+                    "%.0f s (the frame itself is processed)",
+                    self.name, time_us, AHEAD_SECONDS,
+                )  # fmt: skip
+            return False
+        if self.cursor is None or time_us > self.cursor:
+            self.cursor = time_us
+            return True
+        return False
 
     async def _load(self) -> None:
         if self.cursor is not None:
@@ -184,10 +234,15 @@ class JetstreamSource:
             return
         try:
             state = json.loads(raw)
-            self.cursor = int(state["cursor"])
+            cursor = int(state["cursor"])
             self._intake.dedup = RecentKeys.restore(json.dumps(state.get("recent", [])).encode())
         except (ValueError, KeyError, TypeError):
             log.warning("%s: unreadable saved cursor, starting live", self.name)
+            return
+        if plausible_cursor(cursor, self.ctx.clock.now()):
+            self.cursor = cursor
+        else:  # saved before this check existed
+            log.warning("%s: saved cursor %d lies in the future, starting live", self.name, cursor)
 
     async def _save(self, checkpoint: Checkpoint) -> None:
         if self.cursor is None:
@@ -214,11 +269,13 @@ class JetstreamSource:
         skip_us = 0  # > 0: resume that far past the cursor, over a frame above `limit`
         attempts = 0
         checkpoint = Checkpoint(self.name, self.ctx, every=self.cfg.cursor_save_seconds)
+        self._link(False)  # down from the start until the relay answers
         try:
             while True:
                 if attempts:
                     self._intake.reconnected()
                 attempts += 1
+                error: BaseException | None = None
                 resumed_from = self.cursor
                 if resumed_from is None:
                     url = subscribe_url(self.cfg, None)
@@ -230,7 +287,7 @@ class JetstreamSource:
                 opened = clock.now()
                 try:
                     async with connect(url, max_size=limit, open_timeout=15) as ws:
-                        self._intake.set_connected(True)
+                        self._link(True)
                         log.info("%s: connected, cursor %s", self.name, resumed_from)
                         async for frame in ws:
                             raw = frame.encode() if isinstance(frame, str) else bytes(frame)
@@ -249,13 +306,14 @@ class JetstreamSource:
                                 continue
                             if clock.now() - opened >= STABLE_SECONDS:
                                 backoff.reset()  # a stream that keeps delivering is healthy
-                            if first and resumed_from is not None:
+                            plausible = plausible_cursor(ev.time_us, clock.now())
+                            if first and resumed_from is not None and plausible:
                                 gap = max(0.0, (ev.time_us - resumed_from) / 1e6)
                                 self._intake.metrics.gap.labels(self.name).set(gap)
                                 self._intake.metrics.gap_total.labels(self.name).inc(gap)
                             first = False
-                            if self.cursor is None or ev.time_us > self.cursor:
-                                self.cursor, skip_us = ev.time_us, 0
+                            if self._advance(ev.time_us):
+                                skip_us = 0
                             if ev.action == "identity" and ev.did and ev.handle:
                                 self._remember_handle(ev.did, ev.handle)
                             elif ev.action == "delete" and ev.key is not None:
@@ -268,18 +326,24 @@ class JetstreamSource:
                                 await self._save(checkpoint)
                 except (TimeoutError, OSError, websockets.WebSocketException) as exc:
                     log.warning("%s: connection lost: %s", self.name, _describe(exc))
-                    if ws_closed_oversize(exc) and self.cursor is not None:
+                    error = exc
+                    oversize, invalid = ws_closed_oversize(exc), ws_closed_invalid_utf8(exc)
+                    if (oversize or invalid) and self.cursor is not None:
                         # the cursor would replay that frame on every reconnect: step over it,
                         # 1 ms of the stream first, twice as far each time it is still ahead
-                        skip_us = 2 * skip_us if skip_us else 1000
+                        skip_us = min(2 * skip_us, _MAX_SKIP_US) if skip_us else 1000
+                        what = (
+                            f"frame over the websocket limit of {limit} bytes"
+                            if oversize
+                            else "text frame that is not UTF-8 (websocket closed 1007)"
+                        )
                         self._intake.reject(
-                            "oversize",
-                            f"frame over the websocket limit of {limit} bytes after cursor "
-                            f"{self.cursor}: resuming {skip_us} us further on",
+                            "oversize" if oversize else "invalid_utf8",
+                            f"{what} after cursor {self.cursor}: resuming {skip_us} us further on",
                             b"",
                         )
                 finally:
-                    self._intake.set_connected(False)
+                    self._link(False, error)
                 await self._save(checkpoint)
                 await clock.sleep(backoff.next())
         finally:

@@ -34,7 +34,7 @@ import aiohttp
 import websockets
 from websockets.asyncio.client import connect
 
-from monitor.collectors.base import SourceContext, SourceHealth
+from monitor.collectors.base import AHEAD_SECONDS, SourceContext, SourceHealth
 from monitor.collectors.common import (
     STABLE_SECONDS,
     WS_LIMIT_FACTOR,
@@ -148,6 +148,23 @@ def status_number(sid: str) -> int | None:
     (112345678900000001, None)
     """
     return int(sid) if sid.isascii() and sid.isdigit() else None
+
+
+def plausible_status(n: int, now: float) -> bool:
+    """Whether status number `n` may become the newest id, where backfill resumes.
+
+    Mastodon ids are snowflakes: the high bits (``n >> 16``) are the creation time in epoch
+    milliseconds (``Mastodon::Snowflake``; ids from before Mastodon 2.0 are small sequential
+    numbers, dated 1970 this way, which is fine). One dated further ahead of the clock than
+    ``AHEAD_SECONDS`` is a bad value: saved as the newest, every backfill asked ``min_id`` with
+    it and found nothing (``99999999999999999999``; QA, twelfth session).
+
+    >>> plausible_status(112345678900000001, now=1714600000.0)
+    True
+    >>> plausible_status(99999999999999999999, now=1714600000.0)
+    False
+    """
+    return (n >> 16) / 1000.0 <= now + AHEAD_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,11 +291,26 @@ class MastodonSource:
         self._saved: int | None = None
         self._checkpoint = Checkpoint(cfg.name, ctx, every=60.0)
         self.backfilled = 0  # statuses taken from the REST timelines
+        self.implausible = 0  # status ids dated too far ahead to become the newest
+
+    def _link(self, up: bool, error: BaseException | None = None) -> None:
+        self.health.link(up, self.ctx.clock.now(), error)
+        self._intake.set_connected(up)
 
     def _saw(self, m: Mention) -> None:
         n = status_number(m.id)
-        if n is not None and (self.newest is None or n > self.newest):
-            self.newest = n
+        if n is None or (self.newest is not None and n <= self.newest):
+            return
+        if not plausible_status(n, self.ctx.clock.now()):
+            self.implausible += 1
+            if self.implausible == 1:  # once: a server with odd ids would flood the log
+                log.warning(
+                    "%s: status id %s is dated ahead of the clock: not kept as where backfill "
+                    "resumes (the status itself is delivered)",
+                    self.name, m.id[:40],
+                )  # fmt: skip
+            return
+        self.newest = n
 
     async def _load(self) -> None:
         raw = await self.ctx.state.get(self._state_key)
@@ -287,6 +319,10 @@ class MastodonSource:
         n = status_number(raw.decode("ascii", "replace"))
         if n is None:
             log.warning("%s: unreadable saved status id, no backfill until one is seen", self.name)
+        elif not plausible_status(n, self.ctx.clock.now()):
+            # saved before this check existed
+            log.warning("%s: saved status id %d is dated ahead of the clock, ignored", self.name, n)
+            n = None
         self.newest = self._saved = n
 
     async def _save(self, *, periodic: bool = False) -> None:
@@ -367,10 +403,12 @@ class MastodonSource:
         frames = subscribe_frames(self.cfg.streams)
         await self._load()
         attempts = 0
+        self._link(False)  # down from the start until the server answers
         while True:
             if attempts:
                 self._intake.reconnected()
             attempts += 1
+            error: BaseException | None = None
             try:
                 opened = self.ctx.clock.now()
                 async with connect(
@@ -381,7 +419,7 @@ class MastodonSource:
                 ) as ws:
                     for f in frames:
                         await ws.send(f)
-                    self._intake.set_connected(True)
+                    self._link(True)
                     log.info("%s: connected, %d stream(s)", self.name, len(frames))
                     if self.newest is not None and self.cfg.backfill_pages:
                         for m in await self._backfill(self.newest, headers):
@@ -417,7 +455,8 @@ class MastodonSource:
                 log.warning(
                     "%s: connection lost: %s: %s", self.name, type(exc).__name__, str(exc)[:200]
                 )
+                error = exc
             finally:
-                self._intake.set_connected(False)
+                self._link(False, error)
                 await self._save()
             await self.ctx.clock.sleep(backoff.next())

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import aiomqtt
@@ -35,6 +35,11 @@ log = logging.getLogger("monitor.collectors.mqtt")
 
 #: Unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum).
 RECEIVE_MAXIMUM = 100
+#: QoS 0 messages waiting in aiomqtt's incoming queue before the next one is dropped. QoS 0
+#: has no flow control: a burst the pipeline cannot take at once grew the queue without bound
+#: (20,000 x 8 KB: RSS 259 -> 455 MB; QA, twelfth session). QoS 1/2 are bounded by the broker.
+MAX_QUEUED_QOS0 = 1_000
+_DROP_LOG_SECONDS = 60.0
 _DEDUP_KEEP = 4 * RECEIVE_MAXIMUM  # enough to cover every redelivery after a restart
 _SAVE_EVERY_SECONDS = 5.0
 
@@ -52,6 +57,34 @@ def subscription_filters(topics: list[str], shared_group: str | None) -> list[st
     return [f"$share/{shared_group}/{t}" for t in topics]
 
 
+def incoming_queue(
+    limit: int, dropped: Callable[[aiomqtt.Message], None]
+) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's incoming queue, holding at most `limit` QoS 0 messages: the next is dropped
+    and told to `dropped`. QoS 1/2 are always queued.
+
+    Not aiomqtt's ``max_queued_incoming_messages``: it discards whatever arrives on a full
+    queue, QoS 1 included, and a QoS 1 message dropped under manual ack is never acknowledged,
+    so it holds one of the broker's in-flight slots (Receive Maximum) until the next reconnect;
+    QoS 1/2 need no bound here, the broker's flow control is theirs.
+
+    >>> lost = []
+    >>> q = incoming_queue(2, lost.append)()
+    >>> for qos in (0, 0, 0, 1): q.put_nowait(aiomqtt.Message("t", b"", qos, False, 0, None))
+    >>> q.qsize(), len(lost)
+    (3, 1)
+    """
+
+    class Incoming(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if item.qos == 0 and self.qsize() >= limit:
+                dropped(item)
+                return
+            super().put_nowait(item)
+
+    return Incoming
+
+
 def _client(
     cfg: MqttSourceConfig,
     client_id: str,
@@ -59,6 +92,7 @@ def _client(
     *,
     persistent: bool,
     will: aiomqtt.Will | None = None,
+    queue_type: type[asyncio.Queue[aiomqtt.Message]] | None = None,
 ) -> aiomqtt.Client:
     v5 = cfg.protocol == "5"
     kwargs: dict[str, Any] = {}
@@ -82,6 +116,7 @@ def _client(
         keepalive=cfg.keepalive_seconds,
         timeout=10.0,
         will=will,
+        queue_type=queue_type,
         **kwargs,
     )
 
@@ -105,6 +140,25 @@ class MqttSource:
         self._password = password
         self._seed = seed
         self._state_key = f"collector:{cfg.name}:dedup"
+        self.dropped = 0  # QoS 0 messages dropped on a full incoming queue
+        self._drops_logged = 0
+        self._drop_log_at: float | None = None
+
+    def _dropped(self, msg: aiomqtt.Message) -> None:
+        """A QoS 0 message the pipeline had no room for: counted, logged once a minute."""
+        self.dropped += 1
+        now = self.ctx.clock.monotonic()
+        if self._drop_log_at is None or now - self._drop_log_at >= _DROP_LOG_SECONDS:
+            log.warning(
+                "%s: dropped %d QoS 0 message(s) (%d in all): %d already wait for the "
+                "pipeline; publish at QoS 1 to have the broker hold them instead",
+                self.name, self.dropped - self._drops_logged, self.dropped, MAX_QUEUED_QOS0,
+            )  # fmt: skip
+            self._drops_logged, self._drop_log_at = self.dropped, now
+
+    def _link(self, up: bool, error: BaseException | None = None) -> None:
+        self.health.link(up, self.ctx.clock.now(), error)
+        self._intake.set_connected(up)
 
     def decode(self, payload: bytes) -> Mention | None:
         """Payload -> mention, or None (dead-lettered, or a duplicate)."""
@@ -129,12 +183,17 @@ class MqttSource:
         filters = subscription_filters(self.cfg.topics, self.cfg.shared_group)
         attempts = 0
         checkpoint = Checkpoint(self.name, self.ctx, every=_SAVE_EVERY_SECONDS)
+        queue = incoming_queue(MAX_QUEUED_QOS0, self._dropped)
+        self._link(False)  # down from the start until the broker answers
         try:
             while True:
                 if attempts:
                     self._intake.reconnected()
                 attempts += 1
-                client = _client(self.cfg, self.cfg.client_id, self._password, persistent=True)
+                error: BaseException | None = None
+                client = _client(
+                    self.cfg, self.cfg.client_id, self._password, persistent=True, queue_type=queue
+                )
                 # aiomqtt has no public switch for it; paho's manual ack is what makes QoS 1
                 # at-least-once end to end instead of "acked on arrival, lost on crash".
                 client._client.manual_ack_set(True)
@@ -142,7 +201,7 @@ class MqttSource:
                     async with client:
                         for f in filters:
                             await client.subscribe(f, qos=self.cfg.qos)
-                        self._intake.set_connected(True)
+                        self._link(True)
                         backoff.reset()
                         log.info("%s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
                         async for msg in client.messages:
@@ -159,8 +218,9 @@ class MqttSource:
                                 await self._save_dedup(checkpoint)
                 except aiomqtt.MqttError as exc:
                     log.warning("%s: MQTT connection lost: %s", self.name, exc)
+                    error = exc
                 finally:
-                    self._intake.set_connected(False)
+                    self._link(False, error)
                 await clock.sleep(backoff.next())
         finally:
             await self._save_dedup(checkpoint)

@@ -270,6 +270,12 @@ class RssSource:
             "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
         }
         checkpoint = Checkpoint(self.name, self.ctx, every=0.0)
+        # a good poll is a sign of life: stale only after a few intervals without one
+        self.health.poll_interval = max(
+            f.interval_seconds or self.cfg.interval_seconds for f in feeds
+        )
+        self.health.link(False, clock.now())  # down from the start until a poll succeeds
+        self._intake.set_connected(False)
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
                 i = min(range(len(feeds)), key=due.__getitem__)
@@ -281,6 +287,7 @@ class RssSource:
                 try:
                     new, state = await self._poll(session, feed)
                 except (TimeoutError, aiohttp.ClientError, OSError, FeedFailed) as exc:
+                    self.health.link(False, clock.now(), exc)
                     self._intake.set_connected(False)
                     self._intake.reconnected()
                     log.warning(
@@ -290,6 +297,8 @@ class RssSource:
                     continue
                 backoffs[i].reset()
                 self._failing.pop(self._key(feed), None)
+                self.health.link(True, clock.now())
+                self.health.alive(clock.now())  # a 304 too: the feed answers
                 self._intake.set_connected(True)
                 due[i] = clock.monotonic() + interval
                 for m in new:

@@ -24,12 +24,14 @@ from alerting.outbox import Outbox
 from alerting.runner import EscalationRunner
 from monitor.clock import FakeClock
 from monitor.collectors.base import SourceHealth
+from monitor.collectors.common import Intake
 from monitor.collectors.registry import watch_health
 from monitor.config.alerting import AlertingConfig
 from monitor.errors import DeliveryError
 from monitor.metrics import PipelineMetrics
 from monitor.storage import open_store
 from tests.alerting.fakes import V
+from tests.monitor.collectors.conftest import make_harness
 
 from .conftest import LEXICON, ROOT, free_port, have
 
@@ -260,6 +262,39 @@ def test_source_stale_alert_fires_on_what_the_service_exports(tmp_path: Path) ->
     )
 
 
+def test_source_down_fires_for_a_pull_source_that_keeps_failing_to_connect(
+    tmp_path: Path,
+) -> None:
+    """A wrong port looked healthy: `bluesky connected:false reconnects:11`, no alert (QA,
+    twelfth session). A replay that played out and a push endpoint are not down."""
+    h = make_harness(FakeClock(0.0))
+    ctx, registry = h.ctx, h.registry
+    down, up, replay, push = (Intake(n, n, ctx) for n in ("bluesky", "mqtt", "replay", "http"))
+    down.set_connected(False)
+    for _ in range(11):
+        down.reconnected()
+    up.set_connected(True)
+    up.reconnected()  # it lost its connection once, and got it back
+    replay.set_connected(True)
+    replay.set_connected(False)  # played out
+    push.set_connected(False)  # token unset: /healthz says so
+    promtool_test(
+        tmp_path,
+        exported(registry),
+        "CrisiswatchSourceDown",
+        [
+            {
+                "exp_labels": {"severity": "warning", "source": "bluesky"},
+                "exp_annotations": {
+                    "summary": "source bluesky is down",
+                    "description": "bluesky has not been connected for 5m and keeps"
+                    " reconnecting; /healthz names the last connection error.",
+                },
+            }
+        ],
+    )
+
+
 def test_outbox_stuck_fires_when_nothing_was_ever_delivered(tmp_path: Path) -> None:
     # a receiver that never worked since the start: the delivered counter has no series at all
     registry = CollectorRegistry()
@@ -403,6 +438,7 @@ EVENT_DRIVEN = {
     "crisiswatch_collector_dead_letters_total",
     "crisiswatch_collector_duplicates_total",
     "crisiswatch_collector_connected",
+    "crisiswatch_collector_reconnects_total",
     "crisiswatch_escalations_total",
     "crisiswatch_notifications_enqueued_total",
     "crisiswatch_notifications_delivered_total",

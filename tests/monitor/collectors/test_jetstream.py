@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from monitor.clock import FakeClock
 from monitor.collectors.jetstream import JetstreamSource, parse_frame
 from monitor.config.sources import JetstreamConfig
 from monitor.errors import DecodeError
@@ -24,6 +26,8 @@ FRAMES = [
     .read_text()
     .splitlines()
 ]
+# the clock at the recorded frames' time: a cursor further ahead of it is refused
+NOW = 1_725_911_200.0
 CREATED = {
     f"at://{f['did']}/app.bsky.feed.post/{f['commit']['rkey']}"
     for f in FRAMES
@@ -71,7 +75,7 @@ class FakeJetstream:
 
 
 async def test_disconnect_mid_stream_resumes_by_cursor_without_loss_or_duplicates() -> None:
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     fake = FakeJetstream(FRAMES, drop_after=[9])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
@@ -106,7 +110,7 @@ async def test_disconnect_mid_stream_resumes_by_cursor_without_loss_or_duplicate
 
 
 async def test_restart_resumes_from_the_persisted_cursor() -> None:
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     first_half = FRAMES[:12]
     fake1 = FakeJetstream(first_half, drop_after=[])
     seen: list[Mention] = []
@@ -139,7 +143,7 @@ async def test_restart_resumes_from_the_persisted_cursor() -> None:
 
 
 async def test_gap_after_reconnect_is_measured() -> None:
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     fake = FakeJetstream(FRAMES, drop_after=[5], skip_on_resume=8)
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
@@ -153,7 +157,7 @@ async def test_gap_after_reconnect_is_measured() -> None:
 
 
 async def test_bad_frames_are_dead_lettered_and_the_stream_continues() -> None:
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
 
     async def handler(ws: ServerConnection) -> None:
         await ws.send("{not json")
@@ -191,7 +195,7 @@ def test_parse_frame_edge_cases() -> None:
 
 async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
     # the cursor only bookmarks the stream: failing to save it must not blind the collector
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     kv = DownKV()
     fake = FakeJetstream(FRAMES, drop_after=[9])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
@@ -210,7 +214,7 @@ async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
 async def test_a_restarted_stream_resumes_from_memory_not_from_an_older_saved_cursor() -> None:
     # the app restarts stream() on the same instance after a failure; when the last saves did
     # not reach the store, the stored cursor and keys are older than what this instance has
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     fake = FakeJetstream(FRAMES, drop_after=[])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
@@ -244,7 +248,7 @@ async def test_an_oversized_frame_is_dead_lettered_and_the_stream_goes_on(
     """Over max_frame_bytes (1024 here): dead-lettered on the same connection. Over the
     websocket limit (8 x that) the library ends the connection; resuming by cursor replayed the
     same frame: 106 reconnects in 8 s and nothing after it ever arrived (QA, tenth session)."""
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     frames = [*FRAMES[:3], big_post(FRAMES[2], size), *FRAMES[3:]]
     fake = FakeJetstream(frames, drop_after=[])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
@@ -259,3 +263,73 @@ async def test_an_oversized_frame_is_dead_lettered_and_the_stream_goes_on(
     assert len(fake.queries) == connections
     if connections == 2:  # past the cursor, without the rewind that would replay the frame
         assert int(fake.queries[1]["cursor"][0]) == FRAMES[2]["time_us"] + 1000
+
+
+async def test_a_frame_dated_far_ahead_never_becomes_the_cursor() -> None:
+    """One account frame with time_us 9e18 was saved as the cursor and every reconnect asked
+    for cursor=8999999999997000000 (QA, twelfth session)."""
+    h = make_harness(FakeClock(NOW))
+    bogus = {"did": "did:plc:x", "time_us": 9_000_000_000_000_000_000, "kind": "account"}
+    frames = [*FRAMES[:5], bogus, *FRAMES[5:]]
+    fake = FakeJetstream(frames, drop_after=[9])
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(
+            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
+        )
+        src = JetstreamSource(cfg, h.ctx, seed=1)
+        got = await run_until(src, lambda g: len(g) >= len(CREATED))
+    assert {m.id for m in got} == CREATED and src.implausible >= 1
+    served = [f for f in frames[:9] if f is not bogus]
+    assert int(fake.queries[1]["cursor"][0]) == max(f["time_us"] for f in served) - 200_000
+    saved = json.loads(h.kv.data["collector:bluesky:cursor"])
+    assert saved["cursor"] == max(f["time_us"] for f in FRAMES)
+
+
+async def test_a_saved_cursor_in_the_future_is_not_resumed_from() -> None:
+    h = make_harness(FakeClock(NOW))
+    h.kv.data["collector:bluesky:cursor"] = json.dumps(
+        {"cursor": 9_000_000_000_000_000_000, "recent": []}
+    ).encode()
+    fake = FakeJetstream(FRAMES, drop_after=[])
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/subscribe")
+        got = await run_until(JetstreamSource(cfg, h.ctx), lambda g: len(g) >= len(CREATED))
+    assert "cursor" not in fake.queries[0]  # live, not from 9e18
+    assert {m.id for m in got} == CREATED
+
+
+async def test_a_text_frame_that_is_not_utf8_is_stepped_over() -> None:
+    """websockets closes such a frame with 1007; resuming at the cursor replayed it on every
+    reconnect, for ever (QA, twelfth session)."""
+    h = make_harness(FakeClock(NOW))
+    bad_at = FRAMES[2]["time_us"] + 300
+    queries: list[int | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        q = parse_qs(urlsplit(ws.request.path).query)
+        cursor = int(q["cursor"][0]) if "cursor" in q else None
+        queries.append(cursor)
+        for f in [*FRAMES[:3], None, *FRAMES[3:]]:
+            t = bad_at if f is None else f["time_us"]
+            if cursor is not None and t < cursor:
+                continue
+            if f is None:
+                await ws.send(b'{"text": "caf\xe9"}', text=True)  # latin-1 sent as text
+                # let the client fail before more frames fill its queue: with reading paused it
+                # only sees the server's close after its close timeout (10 s), then reconnects
+                await asyncio.sleep(0.3)
+            elif f["kind"] != "commit" or f["commit"]["collection"].endswith("post"):
+                await ws.send(json.dumps(f))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/subscribe")
+        src = JetstreamSource(cfg, h.ctx, seed=1)
+        got = await run_until(src, lambda g: len(g) >= len(CREATED))
+    assert {m.id for m in got} == CREATED
+    assert h.letters.reasons == {"invalid_utf8": 1}
+    assert queries == [None, FRAMES[2]["time_us"] + 1000]  # past the cursor, no rewind

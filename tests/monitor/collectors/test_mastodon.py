@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from websockets.asyncio.server import ServerConnection, serve
 
+from monitor.clock import FakeClock
 from monitor.collectors.common import Secret
 from monitor.collectors.mastodon import MastodonSource, html_to_text, parse_event, status_to_mention
 from monitor.config.sources import MastodonConfig, MastodonStreamConfig
@@ -25,6 +26,8 @@ FRAMES: list[dict[str, Any]] = [
     .read_text()
     .splitlines()
 ]
+# the clock at the recorded statuses' time: an id dated further ahead of it is refused
+NOW = 1_714_600_000.0
 STREAMS = [
     MastodonStreamConfig(stream="public"),
     MastodonStreamConfig(stream="hashtag", tag="acme"),
@@ -90,7 +93,7 @@ class FakeTimelines:
 
 
 async def test_streams_with_a_disconnect_in_the_middle_and_backfills_the_gap() -> None:
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     fake = FakeMastodon(drop_after=4)
     rest = FakeTimelines()
     app = web.Application()
@@ -112,7 +115,7 @@ async def test_streams_with_a_disconnect_in_the_middle_and_backfills_the_gap() -
 
         # a restart resumes from the stored newest id: the gap is not read again
         fake.sent, fake.drop_after = 0, -1
-        h2 = make_harness()
+        h2 = make_harness(FakeClock(NOW))
         h2.kv.data = h.kv.data  # the same state store
         again = MastodonSource(cfg, h2.ctx, token=Secret("tok-123"), seed=2)
         await run_until(again, lambda _: len(rest.requests) >= 7)
@@ -200,7 +203,7 @@ async def test_an_unforeseen_decoder_failure_costs_one_frame(
         return real(obj, source=source)
 
     monkeypatch.setattr(mod, "parse_event", flaky)
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
 
     async def handler(ws: ServerConnection) -> None:
         for _ in STREAMS[:1]:
@@ -219,7 +222,7 @@ async def test_an_unforeseen_decoder_failure_costs_one_frame(
 
 
 async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     kv = DownKV()
 
     async def handler(ws: ServerConnection) -> None:
@@ -244,7 +247,7 @@ async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
 async def test_a_frame_over_max_frame_bytes_costs_that_frame_not_the_connection() -> None:
     """The websocket's own limit was max_frame_bytes: such a frame ended the connection and
     took the frames before it along (QA, tenth session)."""
-    h = make_harness()
+    h = make_harness(FakeClock(NOW))
     big = {**FRAMES[0], "payload": json.dumps({"content": "acme " + "x" * 5000})}
     connections = 0
 
@@ -264,3 +267,32 @@ async def test_a_frame_over_max_frame_bytes_costs_that_frame_not_the_connection(
         got = await run_until(MastodonSource(cfg, h.ctx), lambda g: len(g) == 2)
     assert len(got) == 2 and connections == 1
     assert h.letters.reasons == {"oversize": 1}
+
+
+async def test_a_status_id_dated_far_ahead_is_not_kept_as_the_newest() -> None:
+    """One status id 99999999999999999999 was persisted as the newest and every backfill asked
+    min_id with it (QA, twelfth session); a saved one from before is ignored too."""
+    h = make_harness(FakeClock(NOW))
+    bogus = json.loads(FRAMES[0]["payload"])
+    bogus["id"] = "99999999999999999999"
+    frames = [FRAMES[0], {**FRAMES[0], "payload": json.dumps(bogus)}, FRAMES[2]]
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        for f in frames:
+            await ws.send(json.dumps(f))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        cfg = MastodonConfig(enabled=True, url=f"ws://127.0.0.1:{port}/", streams=STREAMS[:1])
+        src = MastodonSource(cfg, h.ctx)
+        got = await run_until(src, lambda g: len(g) == 3)
+        assert "99999999999999999999" in {m.id for m in got}  # the status itself is kept
+        assert src.newest == 112345678900000002 and src.implausible == 1
+        assert h.kv.data["collector:mastodon:newest"] == b"112345678900000002"
+
+        h.kv.data["collector:mastodon:newest"] = b"99999999999999999999"  # saved by an old build
+        again = MastodonSource(cfg, h.ctx)
+        await again._load()
+    assert again.newest is None  # no backfill from it; the next status seen sets it

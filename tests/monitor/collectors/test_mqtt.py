@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from contextlib import aclosing
@@ -267,3 +268,33 @@ async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert [m.id for m in got] == [str(i) for i in range(50)]
     assert kv.failed_puts >= 2  # it kept trying, and kept streaming in between
+
+
+@pytest.mark.integration
+async def test_qos0_input_beyond_the_queue_bound_is_dropped_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QoS 0 has no flow control: 20,000 x 8 KB messages the pipeline could not take at once
+    grew aiomqtt's queue without bound (RSS 259 -> 455 MB; QA, twelfth session)."""
+    import monitor.collectors.mqtt as mod
+
+    monkeypatch.setattr(mod, "MAX_QUEUED_QOS0", 50)
+    run = uuid.uuid4().hex[:12]
+    topic = f"cwtest/{run}/in/x"
+    cfg = MqttSourceConfig(enabled=True, client_id=f"cw-test-{run}", topics=[topic])
+    src = MqttSource(cfg, make_harness(SystemClock()).ctx)
+    rest: list[Mention] = []
+    async with aclosing(src.stream()) as stream:
+        first = asyncio.ensure_future(anext(stream))
+        await _wait(lambda: src.health.connected, 10)
+        async with aiomqtt.Client(HOST, PORT, identifier=f"cw-pub-{run}") as pub:
+            for i in range(501):
+                await pub.publish(topic, json.dumps(encode_mention(_mention(i))), qos=0)
+        await first  # taken; then the consumer stalls while the rest arrives
+        await _wait(lambda: src.dropped >= 400, 10)
+        await asyncio.sleep(0.3)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                rest.append(await asyncio.wait_for(anext(stream), 0.5))
+    assert len(rest) <= 50  # what waited in the bounded queue
+    assert src.dropped + 1 + len(rest) <= 501 and src.dropped >= 450 - 5

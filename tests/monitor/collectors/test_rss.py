@@ -388,3 +388,24 @@ async def test_an_unreadable_state_store_does_not_stop_the_polling(
     assert len(got) == len({m.id for m in got}) == 2
     assert ("rss", 304, '"v1"') in site.log  # the ETag came from memory
     assert kv.failed_gets >= 1 and src.health.reconnects == 0
+
+
+async def test_a_poll_answered_304_is_a_sign_of_life() -> None:
+    """At the default 300 s interval the source went stale 61 s after each poll: only new
+    items counted as life, and a 304 brings none (QA, twelfth session)."""
+    clock = FakeClock(1_720_000_000.0)
+    h = make_harness(clock)
+    site = NewsSite()
+    app = web.Application()
+    app.add_routes([web.get("/rss", site.rss)])
+    server = TestServer(app)
+    await server.start_server()
+    cfg = RssConfig(enabled=True, feeds=[FeedConfig(url=str(server.make_url("/rss")))])
+    src = RssSource(cfg, h.ctx)
+    got = await run_until(src, lambda _: src.not_modified >= 3)
+    await server.close()
+    assert got and src.health.events == len(got)  # items counted once, at the first poll
+    assert src.health.last_received_at is not None
+    assert clock.now() - src.health.last_received_at >= 900.0
+    assert src.health.connected and not src.health.stale(clock.now(), 60.0)
+    assert src.health.stale(clock.now() + 901.0, 60.0)  # three polls missed
