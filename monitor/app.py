@@ -165,7 +165,9 @@ class App:
             registry=self.registry,
         )
         self.hub = Hub(on_drop=self.metrics.hub_dropped.inc)
-        self.dead_letters = DeadLetters(store, clock, keep=config.storage.dead_letter_keep)
+        self.dead_letters = DeadLetters(
+            store, clock, keep=config.storage.dead_letter_keep, registry=self.registry
+        )
         topics = config.topics
         self.enricher = Enricher(topics, config.enrichment)
         agg = config.aggregation

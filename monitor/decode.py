@@ -50,8 +50,13 @@ REASONS: Final = (
     "decoder_error",  # a collector's decoder raised something unforeseen (a bug, kept as data)
 )
 
+_BOM: Final = b"\xef\xbb\xbf"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# RFC 3339's date and time of day, with its leniencies: a space or t for the T, seconds optional
+# (the fraction and offset are left to fromisoformat); keeps out the other ISO 8601 forms
+# fromisoformat takes (week dates 2024-W18-3, compact 20240501T120000Z or 12:00 as 1200)
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(?![\d.,])", re.ASCII)
 _TOP_FIELDS: Final = frozenset(
     {
         "schema_version",
@@ -72,6 +77,7 @@ _TOP_FIELDS: Final = frozenset(
 _AUTHOR_FIELDS: Final = frozenset({"id", "handle", "followers", "verified"})
 _EARLIEST: Final = 0.0  # 1970; anything before is a units mistake
 _LATEST: Final = 4102444800.0  # 2100-01-01
+_MILLIS: Final = 1e11  # seconds past this are year 5138: such a number is epoch milliseconds
 
 
 def _type_name(v: object) -> str:
@@ -117,7 +123,10 @@ def _int(v: object, path: str) -> int:
 
 
 def parse_time(v: object, path: str = "created_at") -> float:
-    """Epoch seconds (number) or an RFC 3339 / ISO 8601 string with offset -> epoch seconds.
+    """Epoch seconds (number) or an RFC 3339 string with offset -> epoch seconds.
+
+    Lenient where senders commonly are: a space or ``t`` for the ``T``, seconds left out,
+    ``z``; other ISO 8601 forms (week dates, compact ``20240501T120000Z``) are refused.
 
     >>> parse_time("2024-05-01T12:00:00.5+02:00")
     1714557600.5
@@ -127,6 +136,10 @@ def parse_time(v: object, path: str = "created_at") -> float:
     Traceback (most recent call last):
     ...
     monitor.errors.DecodeError: invalid_value: created_at: timestamp without a UTC offset
+    >>> parse_time("2024-W18-3T12:00Z")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.DecodeError: invalid_value: created_at: not an RFC 3339 timestamp
     """
     if isinstance(v, bool) or v is None:
         raise DecodeError("wrong_type", f"{path}: expected timestamp, got {_type_name(v)}")
@@ -137,16 +150,18 @@ def parse_time(v: object, path: str = "created_at") -> float:
         if s.endswith(("Z", "z")):
             s = s[:-1] + "+00:00"
         try:
+            if not _RFC3339.match(s):
+                raise ValueError(s)
             dt = datetime.fromisoformat(s)
         except ValueError:
-            raise DecodeError("invalid_value", f"{path}: not an ISO 8601 timestamp") from None
+            raise DecodeError("invalid_value", f"{path}: not an RFC 3339 timestamp") from None
         if dt.tzinfo is None:
             raise DecodeError("invalid_value", f"{path}: timestamp without a UTC offset")
         t = dt.timestamp()
     else:
         raise DecodeError("wrong_type", f"{path}: expected timestamp, got {_type_name(v)}")
     if not math.isfinite(t) or not _EARLIEST <= t <= _LATEST:
-        if isinstance(v, int | float) and _LATEST < t <= _LATEST * 1000:
+        if isinstance(v, int | float) and _MILLIS < t <= _LATEST * 1000:
             raise DecodeError(
                 "invalid_value", f"{path}: out of range (epoch milliseconds? send seconds)"
             )
@@ -170,7 +185,7 @@ def _author(v: object) -> Author:
         raise DecodeError("wrong_type", f"author: expected object, got {_type_name(v)}")
     extra = set(v) - _AUTHOR_FIELDS
     if extra:
-        raise DecodeError("unknown_field", f"author.{sorted(map(str, extra))[0]}")
+        raise DecodeError("unknown_field", f"author.{_scrub(sorted(map(str, extra))[0][:64])}")
     aid = _str(v, "id", "author.id", required=True, max_len=256)
     handle = _str(v, "handle", "author.handle", required=False, max_len=256) or aid
     followers = 0 if v.get("followers") is None else _int(v["followers"], "author.followers")
@@ -209,7 +224,8 @@ def decode_mention(obj: object, *, source: str | None = None) -> Mention:
         raise DecodeError("not_object", f"expected object, got {_type_name(obj)}")
     extra = set(obj) - _TOP_FIELDS
     if extra:
-        raise DecodeError("unknown_field", sorted(map(str, extra))[0][:64])
+        # a key is cleaned like a value: the detail goes to the store and the log as UTF-8
+        raise DecodeError("unknown_field", _scrub(sorted(map(str, extra))[0][:64]))
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise DecodeError("unsupported_version", f"schema_version {str(version)[:20]}")
@@ -254,11 +270,16 @@ def decode_mention(obj: object, *, source: str | None = None) -> Mention:
 def loads(raw: bytes, *, max_bytes: int = MAX_BYTES) -> object:
     """Bytes -> JSON value, with the byte-level failure reasons.
 
+    >>> loads(b'\\xef\\xbb\\xbf{"a": 1}')
+    {'a': 1}
     >>> loads(b'\\xff')
     Traceback (most recent call last):
     ...
     monitor.errors.DecodeError: invalid_utf8: byte 0xff at position 0
     """
+    # RFC 8259 lets a parser ignore a byte order mark; Windows tools write one. Stripped here,
+    # so every path that reads one document (HTTP, MQTT, webhook, replay line) agrees
+    raw = raw.removeprefix(_BOM)
     if len(raw) > max_bytes:
         raise DecodeError("oversize", f"{len(raw)} bytes > {max_bytes}")
     try:

@@ -373,11 +373,12 @@ class Checkpoint:
         return True
 
 
-def payload_bytes(obj: object, limit: int = 64 * 1024) -> bytes:
-    """A dead-letter payload for an already-decoded value (compact JSON, truncated).
+def payload_bytes(obj: object, limit: int | None = 64 * 1024) -> bytes:
+    """A dead-letter payload for an already-decoded value (compact JSON, cut at `limit` bytes;
+    ``limit=None`` for its whole size).
 
-    >>> payload_bytes({"a": 1})
-    b'{"a":1}'
+    >>> payload_bytes({"a": 1}), payload_bytes(["é" * 9], limit=8)
+    (b'{"a":1}', b'["\\xc3\\xa9\\xc3\\xa9\\xc3\\xa9')
     """
     try:
         raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()

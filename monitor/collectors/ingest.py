@@ -84,9 +84,12 @@ def split_body(raw: bytes, content_type: str, *, max_item_bytes: int) -> Iterato
                 raise
             ndjson = True
         else:
+            # an item's size is the bytes sent for a single document (as for an NDJSON line or
+            # an MQTT message), its compact JSON inside an array; untruncated, or a 400 KB item
+            # would pass as 64 KiB
             items = doc if isinstance(doc, list) else [doc]
             for i, value in enumerate(items):
-                rawi = payload_bytes(value)
+                rawi = payload_bytes(value, limit=None) if items is doc else raw.strip()
                 if len(rawi) > max_item_bytes:
                     big = DecodeError("oversize", f"item of {len(rawi)} bytes > {max_item_bytes}")
                     yield Item(i, None, rawi[:max_item_bytes], big)

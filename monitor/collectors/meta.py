@@ -6,7 +6,9 @@ POST — ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body keyed by
        secret>``, checked in constant time before anything is parsed; bad or missing -> 401,
        counted. Then every change/message becomes a mention, a delete, a skip (reactions, …)
        or a dead letter. Meta retries non-2xx deliveries, so a signed body is answered 200
-       even when items were dead-lettered (a retry would fail the same way).
+       even when it or items in it were dead-lettered (a retry would fail the same way); a
+       redelivered body (same digest) is answered alike, all ``duplicate`` but its skips,
+       and nothing in it is dead-lettered or deleted twice.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Intake, Secret, metrics_for, payload_bytes
+from monitor.collectors.common import Intake, RecentKeys, Secret, metrics_for, payload_bytes
 from monitor.collectors.ingest import json_error, read_limited
 from monitor.config.sources import MetaWebhookConfig
 from monitor.decode import check_mention, loads
@@ -30,6 +32,9 @@ from monitor.model import Author, Kind, Mention
 
 log = logging.getLogger("monitor.collectors.meta")
 
+#: Signed bodies remembered (by digest) to tell a redelivery; ~1.5 MB. In memory only: after a
+#: restart a redelivered body's deletes and rejects count again (its mentions are still dedup'd).
+BODY_MEMORY = 10_000
 _POST_ITEMS = frozenset({"post", "status", "photo", "video", "share", "album", "event", "note"})
 
 
@@ -307,6 +312,7 @@ class MetaWebhook:
         self._verify = verify_token
         self._secret = app_secret
         self._metrics = metrics_for(ctx.registry)
+        self._bodies = RecentKeys(BODY_MEMORY)  # digests of the signed bodies handled
         self.intake.set_connected(app_secret is not None and verify_token is not None)
 
     def routes(self) -> list[web.RouteDef]:
@@ -341,18 +347,30 @@ class MetaWebhook:
                 "%s: webhook POST with a bad signature from %s", self.cfg.name, request.remote
             )
             return json_error(401, "bad signature")
-        try:
-            doc = loads(raw, max_bytes=self.cfg.max_body_bytes)
-        except DecodeError as err:
-            self.intake.reject_error(err, raw)
-            return json_error(400, str(err))
+        # Meta redelivers a body it saw no 2xx for (a timeout, a restart): its mentions are
+        # caught by dedup, its deletes and rejects by the digest of the signed body
+        digest = hashlib.sha256(raw).hexdigest()[:32]
+        again = digest in self._bodies
+        counts = await self._take(raw, again)
+        self._bodies.seen(digest)  # once handled: a delivery cut short is taken whole again
+        # 200 whatever was rejected (a signed body, which a retry would not mend)
+        return web.json_response(counts)
+
+    async def _take(self, raw: bytes, again: bool) -> dict[str, int]:
+        """What became of each item of a signed body; `again`: the body was handled before."""
         counts = {"accepted": 0, "duplicate": 0, "deleted": 0, "skipped": 0, "rejected": 0}
         try:
-            outcomes = list(meta_events(doc, source=self.cfg.name))
+            outcomes = list(
+                meta_events(loads(raw, max_bytes=self.cfg.max_body_bytes), source=self.cfg.name)
+            )
+        except DecodeError as err:
+            outcomes = [Rejected(err, raw)]
         except Exception as exc:
             # a body shape nobody foresaw: keep it whole in the dead-letter store
-            self.intake.reject_unexpected(exc, raw)
-            return web.json_response({**counts, "rejected": 1})
+            if not again:
+                self.intake.reject_unexpected(exc, raw)
+            counts["duplicate" if again else "rejected"] += 1
+            return counts
         for out in outcomes:
             if isinstance(out, Mention):
                 if self.intake.accept(out):
@@ -360,12 +378,14 @@ class MetaWebhook:
                     counts["accepted"] += 1
                 else:
                     counts["duplicate"] += 1
+            elif isinstance(out, Skipped):
+                counts["skipped"] += 1
+            elif again:
+                counts["duplicate"] += 1  # deleted or dead-lettered at the first delivery
             elif isinstance(out, Deleted):
                 await self.intake.deleted(out.key)
                 counts["deleted"] += 1
-            elif isinstance(out, Skipped):
-                counts["skipped"] += 1
             else:
                 self.intake.reject_error(out.error, out.payload)
                 counts["rejected"] += 1
-        return web.json_response(counts)
+        return counts

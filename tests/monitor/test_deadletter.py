@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from monitor.clock import FakeClock
-from monitor.deadletter import DeadLetters
+from monitor.deadletter import DeadLetters, RejectLog
 from monitor.storage import open_store
 
 
@@ -63,15 +65,74 @@ class SlowStore:
 
 
 async def test_a_stalled_store_does_not_pile_up_payloads_in_memory() -> None:
-    store = SlowStore()
-    dl = DeadLetters(store, FakeClock(1.0), max_pending=10)  # type: ignore[arg-type]
+    store, registry = SlowStore(), CollectorRegistry()
+    dl = DeadLetters(store, FakeClock(1.0), max_bytes=10 * 66_000, registry=registry)  # type: ignore[arg-type]
     for _ in range(1000):
-        dl.reject("mqtt", "too_large", "", b"x" * 65536)
+        dl.reject("mqtt", "oversize", "", b"x" * 65536)
     await asyncio.sleep(0)
     assert dl.count == 1000 and 985 <= dl.dropped < 1000
+    dropped = registry.get_sample_value(
+        "crisiswatch_dead_letters_dropped_total", {"why": "queue_full"}
+    )
+    assert dropped == dl.dropped
     store.release.set()
     await dl.flush()
     assert store.stored == dl.count - dl.dropped
+
+
+async def test_a_burst_of_small_rejects_is_kept_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # QA: one bad NDJSON batch of 10,000 items kept 1,000 rows ("store is behind") and wrote
+    # 10,000 log lines, the store being local and idle
+    caplog.set_level(logging.INFO, "monitor.deadletter")
+    store = await open_store(f"sqlite:///{tmp_path}/dl.db")
+    try:
+        dl = DeadLetters(store, FakeClock(1.0))
+        for _ in range(10_000):
+            dl.reject(
+                "http", "invalid_value", "created_at: timestamp without a UTC offset", b"{}" * 100
+            )
+        await dl.flush()
+        assert (await store.count_dead_letters())[("http", "invalid_value")] == 10_000
+        assert dl.dropped == 0
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 6, lines
+        # the summary is due a minute after the first reject (the fake clock's sleep is instant)
+        assert lines[-1] == "http: 9,995 more rejects in the last 60 s (invalid_value 9,995)"
+    finally:
+        await store.close()
+
+
+async def test_a_detail_with_a_lone_surrogate_is_stored(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/dl.db")
+    try:
+        dl = DeadLetters(store, FakeClock(1.0))
+        dl.reject("http", "unknown_field", "author.\ud800", b"{")
+        await dl.flush()
+        assert dl.dropped == 0
+        assert (await store.count_dead_letters())[("http", "unknown_field")] == 1
+    finally:
+        await store.close()
+
+
+def test_a_flood_is_summed_up_once_per_interval() -> None:
+    rl, lines = RejectLog(first=3, every=60.0), []
+    for i in range(20_000):  # 20,000 bad MQTT messages over 100 s
+        t = i * 0.005
+        if rl.note("mqtt", "malformed_json" if i % 2 else "oversize", t):
+            lines.append(f"one {i}")
+        lines += rl.due(t)
+    lines += rl.drain(100.0)
+    assert lines == [
+        "one 0",
+        "one 1",
+        "one 2",
+        "mqtt: 11,998 more rejects in the last 60 s (malformed_json 5,999, oversize 5,999)",
+        "mqtt: 7,999 more rejects in the last 40 s (malformed_json 4,000, oversize 3,999)",
+    ]
+    # other sources keep their own first lines
+    assert rl.note("meta", "malformed_json", 100.0)
 
 
 class BrokenStore(SlowStore):

@@ -175,3 +175,48 @@ def test_epoch_milliseconds_are_named_in_the_error() -> None:
         decode_mention({**GOOD, "created_at": 1_714_564_800_000})
     assert e.value.reason == "invalid_value"
     assert "milliseconds" in e.value.detail
+
+
+def test_seconds_just_past_2100_get_no_milliseconds_hint() -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_mention({**GOOD, "created_at": 4_102_444_801})
+    assert e.value.detail == "created_at: out of range"
+
+
+@pytest.mark.parametrize("stamp", ["2024-W18-3T12:00Z", "20240501T120000Z", "2024-05-01T1200Z"])
+def test_only_rfc3339_timestamps_are_read(stamp: str) -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_mention({**GOOD, "created_at": stamp})
+    assert e.value.reason == "invalid_value"
+    assert e.value.detail == "created_at: not an RFC 3339 timestamp"
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01t12:00:00z",
+        "2024-05-01 12:00:00+00:00",
+        "2024-05-01T14:00+02:00",
+        "2024-05-01T12:00:00.000000Z",
+    ],
+)
+def test_rfc3339_and_its_leniencies_are_read(stamp: str) -> None:
+    assert decode_mention({**GOOD, "created_at": stamp}).created_at == 1_714_564_800.0
+
+
+def test_an_unknown_key_with_a_lone_surrogate_is_named_cleanly() -> None:
+    # QA: the 422 was right, but the detail kept the raw key and could not be stored
+    raw = b'{"id": "u1", "text": "t", "created_at": 1, "author": {"id": "a", "\\ud800": 1}}'
+    for doc in (raw, raw.replace(b'"text"', b'"\\udc00x": 1, "text"')):
+        with pytest.raises(DecodeError) as e:
+            decode_json_bytes(doc, source="http")
+        assert e.value.reason == "unknown_field"
+        assert "\ufffd" in e.value.detail and e.value.detail.encode("utf-8")
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    raw = b"\xef\xbb\xbf" + json.dumps(GOOD).encode()
+    assert decode_json_bytes(raw) == decode_mention(GOOD)
+    # a document of exactly max_bytes stays within the limit with its mark
+    assert decode_json_bytes(raw, max_bytes=len(raw) - 3) == decode_mention(GOOD)

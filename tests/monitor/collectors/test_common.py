@@ -10,6 +10,9 @@ import pytest
 
 from monitor.clock import FakeClock
 from monitor.collectors.common import Backoff, Checkpoint, RecentKeys, Secret
+from monitor.collectors.ingest import split_body
+from monitor.collectors.mqtt import MqttSource
+from monitor.config.sources import MqttSourceConfig
 
 from .conftest import DownKV, make_harness
 
@@ -85,3 +88,14 @@ def test_secret_from_env_does_not_log_a_name_that_may_be_a_secret(
         "the feature that needs it is off",
         "environment variable MASTODON_TOKEN is not set; the feature that needs it is off",
     ]
+
+
+def test_a_byte_order_mark_is_read_alike_by_every_single_document_path() -> None:
+    # QA: accepted by HTTP ingest and replay, but `malformed_json` over MQTT
+    doc = b'{"id": "1", "text": "t", "created_at": 1, "author": {"id": "a"}}'
+    h = make_harness()
+    m = MqttSource(MqttSourceConfig(enabled=True), h.ctx).decode(b"\xef\xbb\xbf" + doc)
+    assert m is not None and m.id == "1" and h.letters.items == []
+    lines = b"\xef\xbb\xbf" + doc + b"\n" + doc
+    items = list(split_body(lines, "application/x-ndjson", max_item_bytes=1000))
+    assert [i.error for i in items] == [None, None]

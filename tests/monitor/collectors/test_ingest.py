@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from monitor.collectors.common import Secret
 from monitor.collectors.ingest import MentionIngest
 from monitor.config.sources import HttpIngestConfig
-from monitor.decode import REASONS
+from monitor.decode import REASONS, decode_json_bytes
+from monitor.errors import DecodeError
 
 from .conftest import Harness, make_harness
 
@@ -296,3 +297,29 @@ async def test_a_backed_up_pipeline_sheds_requests_with_503_and_takes_nothing_of
         assert status == 207
         assert [i["status"] for i in body["items"]] == ["accepted", "duplicate", "rejected"]
     assert sorted(m.id for m in h.submitted) == ["1", "2", "3"]
+
+
+async def test_max_item_bytes_holds_for_every_body_format() -> None:
+    # QA: a 400 KB mention (100,000 emoji, within the text limit) was accepted as an
+    # application/json object or array, but refused as NDJSON or over MQTT
+    big = item(1, text="\U0001f600" * 100_000)
+    raw = json.dumps(big, ensure_ascii=False).encode()
+    with pytest.raises(DecodeError) as e:
+        decode_json_bytes(raw, max_bytes=256 * 1024)  # what MQTT does with it
+    assert e.value.reason == "oversize"
+    h = make_harness()
+    client = await serve(h)  # max_item_bytes 256 KiB
+    try:
+        for body, ctype in (
+            (raw, "application/json"),
+            (b"[" + raw + b"]", "application/json"),
+            (raw + b"\n", "application/x-ndjson"),
+        ):
+            r = await client.post(
+                "/api/v1/mentions", data=body, headers={**AUTH, "Content-Type": ctype}
+            )
+            assert r.status == 422, ctype
+            assert (await r.json())["items"][0]["reason"] == "oversize"
+        assert h.submitted == [] and h.letters.reasons["oversize"] == 3
+    finally:
+        await client.close()

@@ -213,8 +213,18 @@ async def test_signed_post_is_processed_and_bad_signature_is_401(env: tuple[Harn
     }
     assert [m.id for m in h.submitted] == ["55_901", "55_902"]
     assert h.retracted == [("meta", "55_800")]
-    r = await client.post(PATH, data=raw, headers=good)  # Meta redelivers: no duplicates
-    assert (await r.json())["duplicate"] == 2 and len(h.submitted) == 2
+    # Meta redelivers: no duplicate mention, and the delete is neither passed on nor counted
+    # twice (QA: it was)
+    r = await client.post(PATH, data=raw, headers=good)
+    assert await r.json() == {
+        "accepted": 0,
+        "duplicate": 3,
+        "deleted": 0,
+        "skipped": 1,
+        "rejected": 0,
+    }
+    assert len(h.submitted) == 2 and h.retracted == [("meta", "55_800")]
+    assert h.metric("crisiswatch_collector_deletes_total", source="meta") == 1
 
     tampered = raw.replace(b"refund", b"REFUND")
     for headers in (
@@ -231,15 +241,23 @@ async def test_signed_post_is_processed_and_bad_signature_is_401(env: tuple[Harn
     assert len(h.submitted) == 2
 
 
-async def test_signed_garbage_is_dead_lettered(env: tuple[Harness, Any]) -> None:
+async def test_signed_garbage_is_dead_lettered_once_and_answered_200(
+    env: tuple[Harness, Any],
+) -> None:
+    # QA: it was a 400, which Meta retries for good; and each redelivery was a dead letter
     h, client = env
-    raw = b'{"object": "page", "entry": [{'
-    r = await client.post(
-        PATH, data=raw, headers={"X-Hub-Signature-256": sign(SECRET.encode(), raw)}
-    )
-    assert r.status == 400
-    assert h.letters.reasons == {"malformed_json": 1}
-    assert h.letters.items[0][3] == raw
+    signed = {"X-Hub-Signature-256": ""}
+    for raw in (
+        b'{"object": "page", "entry": [{',
+        json.dumps({**PAGE_FEED, "object": "x"}).encode(),
+    ):
+        signed["X-Hub-Signature-256"] = sign(SECRET.encode(), raw)
+        for key in ("rejected", "duplicate"):  # delivered, then redelivered
+            r = await client.post(PATH, data=raw, headers=signed)
+            assert r.status == 200
+            assert (await r.json())[key] == 1
+    assert h.letters.reasons == {"malformed_json": 1, "unknown_source": 1}
+    assert h.letters.items[0][3] == b'{"object": "page", "entry": [{'
 
 
 async def test_a_signature_that_is_not_utf8_is_a_401_not_a_500(env: tuple[Harness, Any]) -> None:
