@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from monitor.storage.base import OutboxRow
 from monitor.storage.migrations import MIGRATIONS, too_new
 
 _DIALECT = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+
+
+def _outbox_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
 
 
 async def _use_wal(db: aiosqlite.Connection, wait_seconds: float = 5.0) -> None:
@@ -37,8 +42,36 @@ async def _use_wal(db: aiosqlite.Connection, wait_seconds: float = 5.0) -> None:
 
 
 class SqliteStore:
+    """Every statement runs in a transaction of its own, one at a time.
+
+    One connection serves every coroutine (outbox, escalation, checkpoints, dead letters), and
+    SQLite's transactions belong to the connection, not to the coroutine: a write awaiting its
+    commit shared the open transaction with the next coroutine's statement, so one commit
+    failing (a full disk) rolled back another's write whose own commit then "succeeded" on
+    nothing, and a read could see a row a failed commit took back. A delivered page whose
+    outcome was lost that way was sent again and again (QA, twelfth session: 112 copies in a
+    minute). The lock makes each statement and its commit one step.
+    """
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._lock = asyncio.Lock()
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write and commit it; on failure nothing of it stays. Returns the row count."""
+        async with self._lock:
+            try:
+                cur = await self._db.execute(sql, params)
+                await self._db.commit()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.rollback()
+                raise
+            return int(cur.rowcount)
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock, self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteStore:
@@ -90,39 +123,35 @@ class SqliteStore:
         await self._db.commit()
 
     async def schema_version(self) -> int:
-        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        rows = await self._rows("SELECT MAX(version) FROM schema_version")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
     async def close(self) -> None:
         await self._db.close()
 
     async def get(self, key: str) -> bytes | None:
-        async with self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
-        return bytes(row[0]) if row else None
+        rows = await self._rows("SELECT value FROM kv WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
 
     async def put(self, key: str, value: bytes) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO kv (key, value) VALUES (?, ?)"
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-        await self._db.commit()
 
     async def put_many(self, items: Mapping[str, bytes]) -> None:
         if not items:
             return
         rows = ", ".join("(?, ?)" for _ in items)
-        await self._db.execute(
+        await self._write(
             f"INSERT INTO kv (key, value) VALUES {rows}"
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [x for kv in items.items() for x in kv],
         )
-        await self._db.commit()
 
     async def upsert_incident(self, incident: dict[str, Any]) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO incidents (id, key, state, severity, opened_at, updated_at, doc)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
             " state = excluded.state, severity = excluded.severity,"
@@ -137,19 +166,16 @@ class SqliteStore:
                 json.dumps(incident),
             ),
         )
-        await self._db.commit()
 
     async def list_incidents(
         self, *, open_only: bool = False, limit: int = 200
     ) -> list[dict[str, Any]]:
         where = "WHERE state != 'resolved'" if open_only else ""
         sql = f"SELECT doc FROM incidents {where} ORDER BY updated_at DESC LIMIT ?"
-        async with self._db.execute(sql, (limit,)) as cur:
-            rows = await cur.fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [json.loads(r[0]) for r in await self._rows(sql, (limit,))]
 
     async def outbox_enqueue(self, row: OutboxRow) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO outbox (id, receiver, payload, created_at, due_at, expires_at,"
             " attempts, state, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(id) DO NOTHING",
@@ -165,7 +191,6 @@ class SqliteStore:
                 row.last_error,
             ),
         )
-        await self._db.commit()
 
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxRow]:
         sql = (
@@ -173,12 +198,7 @@ class SqliteStore:
             " last_error FROM outbox WHERE state = 'pending' AND due_at <= ?"
             " ORDER BY due_at LIMIT ?"
         )
-        async with self._db.execute(sql, (now, limit)) as cur:
-            rows = await cur.fetchall()
-        return [
-            OutboxRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
-            for r in rows
-        ]
+        return [_outbox_row(r) for r in await self._rows(sql, (now, limit))]
 
     async def outbox_oldest(self, per_receiver: int) -> list[OutboxRow]:
         # rows are numbered on the narrow columns, payloads joined for the chosen ones only:
@@ -190,32 +210,23 @@ class SqliteStore:
             " WHERE state = 'pending') AS p JOIN outbox AS o ON o.id = p.id"
             " WHERE p.n <= ? ORDER BY o.created_at, o.id"
         )
-        async with self._db.execute(sql, (per_receiver,)) as cur:
-            rows = await cur.fetchall()
-        return [
-            OutboxRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
-            for r in rows
-        ]
+        return [_outbox_row(r) for r in await self._rows(sql, (per_receiver,))]
 
     async def outbox_pending_count(self) -> int:
-        sql = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
-        async with self._db.execute(sql) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._rows("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+        return int(rows[0][0]) if rows else 0
 
     async def outbox_update(
         self, id: str, *, state: str, attempts: int, due_at: float, last_error: str | None
     ) -> None:
-        await self._db.execute(
+        await self._write(
             "UPDATE outbox SET state = ?, attempts = ?, due_at = ?, last_error = ? WHERE id = ?",
             (state, attempts, due_at, last_error, id),
         )
-        await self._db.commit()
 
     async def outbox_stats(self, now: float) -> dict[str, Any]:
         sql = "SELECT state, COUNT(*), MIN(created_at) FROM outbox GROUP BY state"
-        async with self._db.execute(sql) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(sql)
         by_state = {r[0]: int(r[1]) for r in rows}
         oldest = next((r[2] for r in rows if r[0] == "pending"), None)
         return {
@@ -226,34 +237,27 @@ class SqliteStore:
         }
 
     async def outbox_prune(self, before: float) -> int:
-        cur = await self._db.execute(
+        return await self._write(
             "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (before,)
         )
-        await self._db.commit()
-        return int(cur.rowcount)
 
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
     ) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO dead_letters (source, reason, detail, payload, received_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (source, reason, detail, payload, received_at),
         )
-        await self._db.commit()
 
     async def count_dead_letters(self) -> dict[tuple[str, str], int]:
         sql = "SELECT source, reason, COUNT(*) FROM dead_letters GROUP BY source, reason"
-        async with self._db.execute(sql) as cur:
-            rows = await cur.fetchall()
-        return {(r[0], r[1]): int(r[2]) for r in rows}
+        return {(r[0], r[1]): int(r[2]) for r in await self._rows(sql)}
 
     async def prune_dead_letters(self, keep: int) -> int:
-        cur = await self._db.execute(
+        return await self._write(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER()"
             " OVER (PARTITION BY source, reason ORDER BY id DESC) AS n FROM dead_letters)"
             " AS ranked WHERE n > ?)",
             (keep,),
         )
-        await self._db.commit()
-        return int(cur.rowcount)

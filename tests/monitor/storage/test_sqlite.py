@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,36 @@ def run_service(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Comp
         cwd=Path(__file__).resolve().parents[3],
         env=env,
     )
+
+
+async def test_a_failed_commit_never_takes_another_coroutines_write_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One connection serves every coroutine: a write waiting for its commit shared the open
+    transaction with the next one's statement, so a full disk failing the first commit rolled
+    back the second write, whose own commit then "succeeded" on nothing. The outbox took a
+    delivered page for pending and sent it again and again (QA, twelfth session)."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    db = store._db
+    real_commit = db.commit
+    failed: list[bool] = []
+
+    async def commit_fails_once() -> None:
+        if not failed:
+            failed.append(True)
+            await db.rollback()  # what SQLite does to the transaction on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+        await real_commit()
+
+    monkeypatch.setattr(db, "commit", commit_fails_once)
+    first, second = await asyncio.gather(
+        store.put("checkpoint", b"big"), store.put("outcome", b"delivered"), return_exceptions=True
+    )
+    assert isinstance(first, sqlite3.OperationalError) and second is None
+    await store.close()
+    again = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        assert await again.get("outcome") == b"delivered"  # durable, as its commit said
+        assert await again.get("checkpoint") is None
+    finally:
+        await again.close()
