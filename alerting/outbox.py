@@ -229,7 +229,10 @@ class Outbox:
         self._policy = RetryPolicy.of(cfg)
         self._poll, self._links = cfg.poll_seconds, links
         self._rng = rng or random.Random()
-        self._sem = asyncio.Semaphore(cfg.concurrency)
+        # per receiver: one shared limit let receivers that hang (a black-holed webhook) hold
+        # every slot until their timeouts, and the pager waited 10 s (QA, twelfth session)
+        self._concurrency = cfg.concurrency
+        self._sems: dict[str, asyncio.Semaphore] = {}
         self.metrics = DeliveryMetrics(registry)
         for name in notifiers:  # at 0 from the start: an alert rule's increase() sees the first
             for reason in ("failed", "expired"):
@@ -384,7 +387,10 @@ class Outbox:
 
     async def _attempt(self, row: OutboxRow) -> None:
         try:
-            async with self._sem:
+            sem = self._sems.get(row.receiver)
+            if sem is None:
+                sem = self._sems[row.receiver] = asyncio.Semaphore(self._concurrency)
+            async with sem:
                 await self._deliver(row)
         finally:
             self._in_flight.pop(row.id, None)

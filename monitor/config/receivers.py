@@ -185,7 +185,7 @@ class OutboxConfig(Section):
     poll_seconds: float = Field(default=1.0, gt=0)
     """How often the outbox looks for due rows besides being woken by a new one."""
     concurrency: int = Field(default=8, ge=1, le=256)
-    """Deliveries in flight at once, over all receivers."""
+    """Deliveries in flight at once per receiver (a receiver that hangs holds up only its own)."""
     keep_seconds: float = Field(default=7 * 86400.0, gt=0)
     """Delivered, failed and expired rows are deleted once they are this old."""
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -674,3 +675,33 @@ async def test_an_attempt_ending_during_a_pass_is_not_started_again(
     assert [n.id for n in rx.sent] == ["a"]
     monkeypatch.undo()
     assert await ob.tick() == 0  # the next pass sees it delivered
+
+
+class Hanging:
+    """A receiver that never answers (until told to)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def send(self, n: Notification) -> None:
+        await self.release.wait()
+
+
+async def test_receivers_that_hang_hold_up_no_other_receiver(store: Store) -> None:
+    """Ten black-holed webhooks held all eight delivery slots until their timeouts: every
+    page to the pager waited 10 s behind them (resilience QA, twelfth session)."""
+    clock, hang, pager = FakeClock(10.0), Hanging(), Fake()
+    cfg = OutboxConfig(concurrency=2)
+    hooks = {f"h{i}": hang for i in range(3)}
+    ob = Outbox(store, {**hooks, "pager": pager}, clock, CollectorRegistry(), config=cfg)
+    for name in hooks:
+        await ob.enqueue(note(f"{name}/1", receiver=name, key=name))
+    await ob.enqueue(note("page", receiver="pager"))
+    await ob._dispatch()
+    for _ in range(200):
+        if pager.sent:
+            break
+        await asyncio.sleep(0.005)
+    assert [n.id for n in pager.sent] == ["page"]
+    hang.release.set()
+    assert await ob.tick() == 0  # the hung attempts end; nothing else was due
