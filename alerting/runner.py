@@ -250,6 +250,11 @@ class EscalationRunner:
                 await self._save()
         return len(due)
 
+    @property
+    def failing(self) -> bool:
+        """Due steps failed (the store) and wait for their retry: pages are owed."""
+        return self._retry_at is not None
+
     async def run(self) -> None:
         """Sleep on the clock until the next wake (or until an input changes it); forever."""
         while True:

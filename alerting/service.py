@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from alerting.api import Acted
 from alerting.incidents import IncidentBook, IncidentError, IncidentEvent
@@ -91,6 +91,16 @@ class IncidentService:
         self._unsaved = False  # the last save failed
         self._resume_owed = False  # resume failed at start-up
         self._last_prune: float | None = None
+        self._stuck_told: set[str] = set()  # incidents whose kept events were logged once
+        # pages owed because the store failed: invisible before (/healthz ok, the outbox empty,
+        # no alert) while a level-2 page waited 74 s on a dead database (QA, twelfth session)
+        self._owed = Gauge(
+            "crisiswatch_escalation_owed",
+            "Escalation work kept because the store failed: events not yet taken, plus 1 while"
+            " due steps fail, plus 1 while start-up resume is owed; pages wait on it",
+            registry=registry,
+        )
+        self._owed.set_function(self._owed_now)  # read at each scrape
 
     # --- inputs ------------------------------------------------------------------------------
     async def on_verdict(self, verdict: VerdictLike) -> Events:
@@ -219,6 +229,18 @@ class IncidentService:
             wait = self._tick_seconds if nxt is None else min(self._tick_seconds, nxt - now)
             await self.clock.sleep(max(0.5, wait))
 
+    def health(self) -> dict[str, Any]:
+        """What the escalation owes because the store failed (all zero/false when healthy)."""
+        return {
+            "events_waiting": len(self._backlog),
+            "steps_failing": self.runner.failing,
+            "resume_owed": self._resume_owed,
+            "unsaved": self._unsaved,
+        }
+
+    def _owed_now(self) -> float:
+        return len(self._backlog) + int(self.runner.failing) + int(self._resume_owed)
+
     # --- persistence -------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"book": self.book.to_state(), "escalation": self.runner.to_state()}
@@ -249,12 +271,19 @@ class IncidentService:
                     await self.runner.handle(e)
                 except Exception:
                     stuck.add(iid)
-                    log.exception(
-                        "incident %s: the escalation could not take its %s event (emit "
-                        "failed); kept, retried at the next tick",
-                        iid, e.kind,
-                    )  # fmt: skip
+                    # retried with every verdict and tick: a traceback each time flooded the
+                    # log (665 in 90 s on a full disk), so once per incident until it recovers
+                    if iid not in self._stuck_told:
+                        self._stuck_told.add(iid)
+                        log.exception(
+                            "incident %s: the escalation could not take its %s event (emit "
+                            "failed); kept, retried with the next verdict or tick",
+                            iid, e.kind,
+                        )  # fmt: skip
                 else:
+                    if iid in self._stuck_told:
+                        self._stuck_told.discard(iid)
+                        log.info("incident %s: the escalation took its kept events", iid)
                     await self._publish_event(e)
                     continue
             if e.kind != "updated" or last_update[iid] == i:  # a newer snapshot supersedes it

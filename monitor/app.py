@@ -83,6 +83,7 @@ def health_problems(
     push: Sequence[SourceHealth],
     checkpoint_error: str | None,
     outbox: Mapping[str, Any],
+    escalation: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Why ``/healthz`` is not ok (503): empty when it is.
 
@@ -101,6 +102,10 @@ def health_problems(
      'source bluesky is not connected (11 reconnects in 25 s; last error: OSError: Connect
      call failed)', 'checkpoint failed: OSError: disk full',
      'outbox: 2 outcomes the store refused (held in memory)']
+    >>> health_problems([], [], None, {}, {"events_waiting": 2, "steps_failing": True})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['escalation: 2 incident events wait for the store; due escalation steps fail (the store):
+     pages are owed']
     """
     out = []
     for s in sources:
@@ -119,6 +124,14 @@ def health_problems(
         out.append(f"checkpoint failed: {checkpoint_error}")
     if held := outbox.get("unrecorded"):
         out.append(f"outbox: {held} outcomes the store refused (held in memory)")
+    esc = escalation or {}
+    owed = [
+        f"{n} incident events wait for the store" if (n := esc.get("events_waiting")) else "",
+        "due escalation steps fail (the store)" if esc.get("steps_failing") else "",
+        "resuming the escalations failed" if esc.get("resume_owed") else "",
+    ]
+    if any(owed):
+        out.append(f"escalation: {'; '.join(w for w in owed if w)}: pages are owed")
     return out
 
 
@@ -467,7 +480,10 @@ class App:
         newest = self.pipeline.newest_event_time
         sources = self.source_reports(now)
         outbox = self.outbox.health()
-        problems = health_problems(sources, self.push_health, self._checkpoint_error, outbox)
+        escalation = self.incidents.health()
+        problems = health_problems(
+            sources, self.push_health, self._checkpoint_error, outbox, escalation
+        )
         return {
             "ok": not problems,
             "problems": problems,
@@ -480,6 +496,7 @@ class App:
             "queue_depth": self.queue.qsize(),
             "dead_letters": self.dead_letters.count,
             "outbox": outbox,
+            "escalation": escalation,
             "wall_clients": len(self.wall_sockets),
             # topics that cannot page yet (first day after a first start): not a problem, but
             # a team should not take a quiet pager for an armed one

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alerting.incidents import IncidentEvent
 from alerting.notification import Notification
@@ -249,6 +251,38 @@ async def test_an_opening_whose_page_cannot_be_stored_is_paged_at_a_later_tick(
     assert events.count("escalation started") == 1 and events.count("level-1 paged") == 1
     await svc.tick()
     assert store.who() == ["trigger ana"]  # handed on once
+
+
+async def test_pages_owed_to_a_failing_store_are_told_once_and_shown_until_paid(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a full disk every verdict retried the kept event and logged its traceback again
+    (665 in 90 s), while /healthz and the metrics showed nothing owed (QA, twelfth session)."""
+    caplog.set_level(logging.INFO, logger="alerting.service")
+    store, clock = FlakyStore(), FakeClock(T0)
+    registry = CollectorRegistry()
+    svc = IncidentService(
+        cfg(), clock, store.emit, persist=store.persist, publish=store.publish, registry=registry
+    )
+    store.down = True
+    for i in range(5):  # a verdict a minute, the store still down
+        clock.set(T0 + 60 * i)
+        await svc.on_verdict(V("acme", T0 + 60 * i, 0.9, 2, onset="open" if i == 0 else None))
+    told = [r for r in caplog.records if "could not take" in r.getMessage()]
+    assert len(told) == 1 and told[0].exc_info is not None
+    assert svc.health()["events_waiting"] >= 1
+    assert (registry.get_sample_value("crisiswatch_escalation_owed") or 0) >= 1
+    store.down = False
+    await svc.tick()
+    assert store.who() == ["trigger ana"]
+    assert svc.health() == {
+        "events_waiting": 0,
+        "steps_failing": False,
+        "resume_owed": False,
+        "unsaved": False,
+    }
+    assert registry.get_sample_value("crisiswatch_escalation_owed") == 0
+    assert "took its kept events" in caplog.text
 
 
 async def test_an_acknowledgement_whose_notifications_fail_stops_the_paging_anyway() -> None:

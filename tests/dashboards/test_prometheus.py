@@ -9,7 +9,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -22,6 +22,7 @@ from alerting.metrics import DeliveryMetrics
 from alerting.notification import Notification
 from alerting.outbox import Outbox
 from alerting.runner import EscalationRunner
+from alerting.service import IncidentService
 from monitor.clock import FakeClock
 from monitor.collectors.base import SourceHealth
 from monitor.collectors.common import Intake
@@ -293,6 +294,33 @@ def test_source_down_fires_for_a_pull_source_that_keeps_failing_to_connect(
             }
         ],
     )
+
+
+def test_pages_owed_fires_while_the_escalation_waits_for_the_store(tmp_path: Path) -> None:
+    """A level-2 page waited 74 s on a dead database with /healthz ok, the outbox empty and no
+    alert (resilience QA, twelfth session): what the escalation holds is exported now."""
+    registry = CollectorRegistry()
+    svc = IncidentService(AlertingConfig(), FakeClock(0.0), emit_nothing, registry=registry)
+    svc._backlog.append(cast(Any, object()))  # one event kept: emit failed
+    promtool_test(
+        tmp_path,
+        exported(registry),
+        "CrisiswatchPagesOwed",
+        [
+            {
+                "exp_labels": {"severity": "critical"},
+                "exp_annotations": {
+                    "summary": "escalation pages are owed",
+                    "description": "1 escalation steps or events wait for the store; pages go"
+                    " out when it recovers (/healthz says which).",
+                },
+            }
+        ],
+    )
+
+
+async def emit_nothing(n: Any) -> None:
+    return None
 
 
 def test_outbox_stuck_fires_when_nothing_was_ever_delivered(tmp_path: Path) -> None:
