@@ -30,14 +30,19 @@ _SECRET_PARAM = re.compile(r"token|key|secret|passw|signature|auth", re.IGNORECA
 
 
 def without_secrets(url: URL) -> URL:
-    """``url`` without query parameters that may hold a secret: the wall's ``token``, Meta's
-    ``hub.verify_token``, anything named like a token, key, secret, password or signature.
+    """``url`` without what may hold a secret: query parameters named like a token, key,
+    secret, password or signature (the wall's ``token``, Meta's ``hub.verify_token``), and the
+    signed capability of a one-click link's path (``/act/<token>`` acknowledges an incident).
 
     >>> str(without_secrets(URL("/w?hub.mode=subscribe&hub.verify_token=s3&hub.challenge=4")))
     '/w?hub.mode=subscribe&hub.challenge=4'
     >>> str(without_secrets(URL("/?token=t&api_key=k&Password=p&limit=5")))
     '/?limit=5'
+    >>> str(without_secrets(URL("/act/djF8YWNrfGluYy0x.c2ln")))
+    '/act/...'
     """
+    if url.path.startswith("/act/"):
+        return URL("/act/...")
     names = {k for k in url.query if _SECRET_PARAM.search(k)}
     return url.without_query_params(*names) if names else url
 
@@ -103,8 +108,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         headers.popall("Content-Type", None)
         error = (exc.text or "").removeprefix(f"{exc.status}: ") or exc.reason
         return web.json_response({"error": error}, status=exc.status, headers=headers)
-    except Exception:
-        if not request.path.startswith("/api/"):
+    except Exception as exc:
+        # a client that went away mid-answer is not our bug: aiohttp's own quiet handling
+        if not request.path.startswith("/api/") or isinstance(exc, ConnectionResetError):
             raise
         # the path only: a query string may hold a token
         _server_log().exception("unhandled error on %s %r", request.method, request.path)

@@ -101,7 +101,11 @@ async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixtu
     async with served() as port:
         with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
             async with aiohttp.ClientSession() as http:
-                for path, status in (("/healthz", 200), ("/api/v1/nope", 404)):
+                for path, status in (
+                    ("/healthz", 200),
+                    ("/api/v1/nope", 404),
+                    ("/act/s3cret", 404),  # a one-click link's path is its capability
+                ):
                     # Meta's handshake sends its verify token in the query (collectors QA)
                     secrets = "token=s3cret&hub.verify_token=s3cret&access_key=s3cret"
                     url = f"http://127.0.0.1:{port}{path}?{secrets}&x=1"
@@ -111,8 +115,9 @@ async def test_the_access_log_never_holds_a_token(caplog: pytest.LogCaptureFixtu
     lines = [
         (rec.levelname, rec.getMessage()) for rec in caplog.records if rec.name == "aiohttp.access"
     ]
-    assert [level for level, _ in lines] == ["DEBUG", "INFO"]  # a healthy scrape is no news
+    assert [level for level, _ in lines] == ["DEBUG", "INFO", "INFO"]  # a scrape is no news
     assert '"GET /healthz?x=1" 200' in lines[0][1] and '"GET /api/v1/nope?x=1" 404' in lines[1][1]
+    assert '"GET /act/..." 404' in lines[2][1]
     assert "s3cret" not in caplog.text
 
 
