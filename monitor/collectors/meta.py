@@ -313,6 +313,7 @@ class MetaWebhook:
         self._secret = app_secret
         self._metrics = metrics_for(ctx.registry)
         self._bodies = RecentKeys(BODY_MEMORY)  # digests of the signed bodies handled
+        self._taking: set[str] = set()  # digests of the bodies being handled now
         self.intake.set_connected(app_secret is not None and verify_token is not None)
 
     def routes(self) -> list[web.RouteDef]:
@@ -350,9 +351,19 @@ class MetaWebhook:
         # Meta redelivers a body it saw no 2xx for (a timeout, a restart): its mentions are
         # caught by dedup, its deletes and rejects by the digest of the signed body
         digest = hashlib.sha256(raw).hexdigest()[:32]
-        again = digest in self._bodies
-        counts = await self._take(raw, again)
-        self._bodies.seen(digest)  # once handled: a delivery cut short is taken whole again
+        # a retry usually comes while the first delivery still runs (no 2xx yet): it is a
+        # redelivery from the moment the first is taken, not once that one is done
+        again = digest in self._bodies or digest in self._taking
+        self._taking.add(digest)
+        try:
+            counts = await self._take(raw, again)
+        except BaseException:
+            if not again:
+                self._taking.discard(digest)  # cut short: a redelivery is taken whole again
+            raise
+        if not again:
+            self._taking.discard(digest)
+            self._bodies.seen(digest)
         # 200 whatever was rejected (a signed body, which a retry would not mend)
         return web.json_response(counts)
 

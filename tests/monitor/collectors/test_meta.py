@@ -289,3 +289,37 @@ async def test_an_oversized_unsigned_body_is_refused_without_a_dead_letter(
     r = await client.post(PATH, data=b"x" * (4 * 1024 * 1024 + 1))
     assert (r.status, await r.json()) == (413, {"error": "too large"})
     assert h.letters.items == []
+
+
+async def test_a_redelivery_while_the_first_delivery_runs_deletes_nothing_twice() -> None:
+    """Meta retries a body it has no 2xx for yet, usually while the first request still runs:
+    the retry saw the body as new and deleted and dead-lettered a second time (review)."""
+    h = make_harness()
+    slow = asyncio.Event()
+    retract = h.ctx.retract
+
+    async def slow_retract(key: tuple[str, str]) -> None:
+        await slow.wait()
+        assert retract is not None
+        await retract(key)
+
+    h.ctx.retract = slow_retract
+    hook = MetaWebhook(
+        MetaWebhookConfig(enabled=True), h.ctx, verify_token=Secret("vt"), app_secret=Secret(SECRET)
+    )
+    app = web.Application()
+    app.add_routes(hook.routes())
+    raw = json.dumps(PAGE_FEED).encode()
+    headers = {"X-Hub-Signature-256": sign(SECRET.encode(), raw)}
+    async with TestClient(TestServer(app)) as client:
+        first = asyncio.create_task(client.post(PATH, data=raw, headers=headers))
+        for _ in range(100):  # until the first delivery waits in its delete
+            await asyncio.sleep(0.01)
+            if h.submitted:
+                break
+        second = await client.post(PATH, data=raw, headers=headers)
+        slow.set()
+        one = await first
+        assert (one.status, second.status) == (200, 200)
+        assert (await one.json())["deleted"] == 1 and (await second.json())["deleted"] == 0
+    assert h.retracted == [("meta", "55_800")]
