@@ -283,8 +283,11 @@ class UserConfig(Section):
     """A person who can be paged."""
 
     name: str = Field(pattern=_NAME)
+    """What schedules, teams, levels (`user:<name>`) and overrides call this user."""
     full_name: str | None = None
+    """Shown for the user on the wall (on call, paged); null: `name`."""
     timezone: TimeZone = "UTC"
+    """The user's time zone: `quiet_hours` are read in it, and the local time shown is its."""
     quiet_hours: Window | None = None
     """Local window (``22:00-07:00``) in which only SEV1 may page this user."""
     receivers: list[str] = []
@@ -297,12 +300,15 @@ class LayerConfig(Section):
     """One rotation: ``users`` take turns of ``rotation`` starting at local time ``start``."""
 
     name: str = Field(default="layer", pattern=_NAME)
+    """Shown with whose turn it is (`layer emea`) by `crisiswatch oncall` and on the wall."""
     users: list[str] = Field(min_length=1)
+    """Users taking turns, in this order (names from `alerting.users`)."""
     timezone: TimeZone | None = None
     """Defaults to the schedule's time zone; handoffs happen at local wall time (DST-correct)."""
     start: Instant = "2024-01-01T09:00"
     """A handoff instant; turns repeat from here in both directions."""
     rotation: Rotation = "1w"
+    """Length of one turn: `12h`, `1d`, `1w` (a number and h, d or w), in local wall time."""
     restrictions: list[Window] = []
     """Local windows the layer covers (``07:00-19:00``, ``mon-fri 09:00-17:00``); empty = always."""
 
@@ -311,17 +317,25 @@ class OverrideConfig(Section):
     """``user`` covers the schedule from ``start`` to ``end`` (ISO; local to the schedule)."""
 
     user: str
+    """Who is on call instead (a name from `alerting.users`)."""
     start: str
+    """When the override begins: ISO date-time; without an offset, local to the schedule."""
     end: str
+    """When it ends (after `start`), in the same form; a local time a clock change skips or
+    repeats is an error."""
 
 
 class ScheduleConfig(Section):
     """Layers stacked bottom to top: a later layer wins where it is on duty; overrides win all."""
 
     name: str = Field(pattern=_NAME)
+    """What teams and levels (`schedule:<name>`) call it."""
     timezone: TimeZone = "UTC"
+    """Zone of its overrides' local times, and of every layer that names none."""
     layers: list[LayerConfig] = Field(min_length=1)
+    """Rotations, bottom first: the highest layer on duty at an instant wins."""
     overrides: list[OverrideConfig] = []
+    """Stand-ins for a span of time; they win over every layer (the latest covering wins)."""
 
     @model_validator(mode="after")
     def _overrides(self) -> ScheduleConfig:
@@ -344,14 +358,20 @@ class TeamConfig(Section):
     """A group; as a target it pages the team's schedule if it has one, else every member."""
 
     name: str = Field(pattern=_NAME)
+    """What levels call it (`team:<name>`)."""
     members: list[str] = []
+    """Users of the team: the ones a `team:` target pages when the team has no schedule."""
     schedule: str | None = None
+    """The schedule whose on-call person is paged for the team; null: every member (a team
+    needs members or a schedule)."""
 
 
 class LevelConfig(Section):
     """One escalation step: page ``targets`` then wait ``delay_seconds`` for an acknowledgement."""
 
     targets: list[Target] = Field(min_length=1)
+    """Who is paged: `user:NAME`, `schedule:NAME` (whoever is on call then), `team:NAME` or
+    `receiver:NAME` (a channel, paged without a recipient)."""
     delay_seconds: float = Field(default=300.0, ge=0, le=MAX_LEVEL_DELAY)
     """Seconds to wait for an acknowledgement before the next level; at most 7 days."""
     mode: Literal["all", "round_robin"] = "all"
@@ -362,8 +382,12 @@ class PolicyConfig(Section):
     """Ordered levels; after the last one the policy starts over ``repeat`` more times."""
 
     name: str = Field(pattern=_NAME)
+    """What routes call it (`policy:`)."""
     levels: list[LevelConfig] = Field(min_length=1)
+    """Escalation steps, in order."""
     repeat: int = Field(default=2, ge=0, le=20)
+    """Rounds after the first; then the escalation is exhausted and pages nobody more until a
+    re-page (a worse severity). Above 0 it needs a level with a delay."""
 
     @model_validator(mode="after")
     def _loops_take_time(self) -> PolicyConfig:
@@ -379,22 +403,36 @@ class RouteConfig(Section):
     ``continue`` is set; ``policy`` and ``receivers`` are inherited when left empty."""
 
     matchers: list[Matcher] = []
+    """Incident labels this node matches (`name=value`, `!=`, `=~`, `!~`; all must hold); empty:
+    any. The root always matches."""
     policy: str | None = None
+    """Escalation policy of the incidents this node takes (the root must name one); null: the
+    parent's."""
     receivers: list[str] = []
     """Told about every state change (trigger/ack/resolve) without escalation, e.g. a channel."""
     continue_: bool = Field(default=False, alias="continue")
+    """Go on to the next sibling after this node matched, adding its receivers (the policy is
+    the first match's)."""
     routes: list[RouteConfig] = []
+    """Child nodes, tried in order; the first that matches refines this one."""
 
 
 class SilenceConfig(Section):
     """A maintenance window: matching incidents page nobody between ``start`` and ``end``."""
 
     id: str | None = None
+    """Unique id (the API expires a silence by it); null: `config-<index>`, which changes when
+    a silence is inserted before it."""
     matchers: list[Matcher] = Field(min_length=1)
+    """Incident labels a silenced incident matches (all of them; Alertmanager syntax)."""
     start: str
+    """ISO date-time the silence begins; UTC unless it gives an offset."""
     end: str
+    """ISO date-time it ends (after `start`); the held escalations page then."""
     author: str = Field(min_length=1)
+    """Who set it (not blank)."""
     comment: str = Field(min_length=1)
+    """Why (not blank)."""
 
     @model_validator(mode="after")
     def _span(self) -> SilenceConfig:
@@ -421,8 +459,12 @@ class InhibitRuleConfig(Section):
     ``target_matchers`` with equal values of ``equal`` labels page nobody."""
 
     source_matchers: list[Matcher] = ["severity=SEV1"]
+    """Labels of an open incident that mutes others."""
     target_matchers: list[Matcher] = ["severity=~SEV[234]"]
+    """Labels of the incidents it mutes (an incident matching both sides is not muted by one
+    that does too)."""
     equal: list[str] = ["topic"]
+    """Labels both incidents must have equal values of (e.g. the same topic)."""
 
 
 _DEMO_USERS = [
@@ -464,7 +506,11 @@ _DEMO_SCHEDULE = ScheduleConfig(
 
 
 class AlertingConfig(Section):
+    """Incidents and who is paged for them: people, schedules, teams, escalation policies,
+    routing, silences and inhibition. Every default but `incidents` is the built-in demo."""
+
     incidents: IncidentSettings = IncidentSettings()
+    """How incidents open, wait for a human and close."""
     timezone: TimeZone = "UTC"
     """Time zone ``crisiswatch oncall`` prints in."""
     default_receivers: list[str] = []
@@ -472,12 +518,15 @@ class AlertingConfig(Section):
     quiet_defer_seconds: float = Field(default=900.0, gt=0)
     """When every target of a whole pass is in quiet hours, try again after this long."""
     users: list[UserConfig] = _DEMO_USERS
+    """People who can be paged; default: the demo's five, who have no receivers of their own."""
     teams: list[TeamConfig] = [
         TeamConfig(
             name="social", members=["ana", "ben", "carla", "dan", "lead"], schedule="follow-the-sun"
         )
     ]
+    """Groups of users; default: the demo's team `social`."""
     schedules: list[ScheduleConfig] = [_DEMO_SCHEDULE]
+    """On-call schedules; default: the demo's `follow-the-sun`."""
     policies: list[PolicyConfig] = [
         PolicyConfig(
             name="default",
@@ -488,9 +537,14 @@ class AlertingConfig(Section):
             repeat=2,
         )
     ]
+    """Escalation policies; default: the demo's `default` (on call, then the lead; 2 repeats)."""
     route: RouteConfig = RouteConfig(policy="default")
+    """The root of the routing tree: which policy and receivers an incident gets."""
     silences: list[SilenceConfig] = []
+    """Maintenance windows from the config (more are added over the API)."""
     inhibit_rules: list[InhibitRuleConfig] = [InhibitRuleConfig()]
+    """Rules by which one open incident mutes others; default: an open SEV1 mutes SEV2-4 of its
+    topic."""
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:

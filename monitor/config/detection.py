@@ -21,6 +21,9 @@ from monitor.config.base import Section, SeverityCuts, at
 
 
 class DetectionConfig(Section):
+    """How each series is scored (volume, sentiment, emerging terms) and when a score opens,
+    re-pages or closes an incident."""
+
     # --- volume model -------------------------------------------------------------------
     volume_model: Literal["count", "hst"] = "count"
     """``count``: seasonal negative-binomial tail model; ``hst``: river HalfSpaceTrees."""

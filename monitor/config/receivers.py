@@ -103,49 +103,75 @@ class PagerDutyReceiver(_Receiver):
     """PagerDuty Events API v2."""
 
     type: Literal["pagerduty"]
+    """`pagerduty`: events to a PagerDuty service."""
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
+    """The Events API v2 endpoint."""
     routing_key_env: str
+    """Variable holding the service's integration (routing) key; a missing one stops the start."""
     source: str = "crisiswatch"
+    """`payload.source` of each trigger: the system PagerDuty shows the alert came from."""
     client_url: HttpUrl | None = None
+    """Link PagerDuty shows with the `client` (`crisiswatch`), e.g. the wall's URL; null: none."""
 
 
 class AlertmanagerReceiver(_Receiver):
     """Alertmanager API v2 (`POST {url}/api/v2/alerts`), re-sent while the incident fires."""
 
     type: Literal["alertmanager"]
+    """`alertmanager`: alerts to a Prometheus Alertmanager."""
     url: HttpUrl
+    """Alertmanager's base URL; alerts go to `{url}/api/v2/alerts`."""
     repeat_seconds: float = Field(default=60.0, gt=0)
+    """The last trigger or ack is re-sent this often until the resolve; each sets `endsAt` 4 x
+    this ahead, so an alert no longer re-sent ends by itself."""
     labels: dict[str, str] = {}
+    """Extra labels on every alert (e.g. `{team: social}`), for Alertmanager's own routing."""
 
 
 class SlackReceiver(_Receiver):
     """Slack incoming webhook. The webhook URL is itself a secret, so it comes from `url_env`."""
 
     type: Literal["slack"]
+    """`slack`: messages to a Slack incoming webhook."""
     url_env: str
+    """Variable holding the webhook URL (an http(s) URL; checked at start)."""
     max_samples: int = Field(default=3, ge=0, le=10)
+    """Sample posts quoted in a trigger."""
 
 
 class WebhookReceiver(_Receiver):
     """Generic JSON webhook signed with HMAC-SHA256 in ``X-Crisiswatch-Signature: v1=<hex>``."""
 
     type: Literal["webhook"]
+    """`webhook`: JSON POSTs to any HTTP endpoint."""
     url: HttpUrl
+    """Where each notification is POSTed."""
     secret_env: str
+    """Variable holding the HMAC-SHA256 key that signs each body (`X-Crisiswatch-Signature`)."""
 
 
 class EmailReceiver(_Receiver):
     """SMTP email; `to` may be empty when every notification names its recipient address."""
 
     type: Literal["email"]
+    """`email`: mail over SMTP."""
     host: str = "127.0.0.1"
+    """The SMTP server."""
     port: int = Field(default=25, ge=1, le=65535)
+    """Its port (587 for STARTTLS, 465 for SSL, usually)."""
     sender: str
+    """The From address."""
     to: list[str] = []
+    """Addresses every mail goes to, besides the paged user's (`contact.email`, or a user name
+    that is an address)."""
     starttls: bool = False
+    """Upgrade the connection with STARTTLS (not with `ssl`)."""
     ssl: bool = False
+    """Connect over TLS from the start (SMTPS; not with `starttls`)."""
     username: str | None = None
+    """Log in as this user (only with `password_env` set); null: no login."""
     password_env: str | None = None
+    """Variable holding the SMTP password; null: no login."""
 
     @model_validator(mode="after")
     def _tls(self) -> EmailReceiver:
@@ -159,6 +185,7 @@ class LogReceiver(_Receiver):
     routes and escalation policies before any real receiver is set up."""
 
     type: Literal["log"]
+    """`log`: a WARNING line per notification on the `crisiswatch.pages` logger."""
 
 
 ReceiverConfig = Annotated[
@@ -222,8 +249,12 @@ class ApiToken(Section):
     """A bearer token for the REST API; the token itself is read from `token_env`."""
 
     name: str = Field(pattern=_NAME)
+    """Who acts with this token: timelines and logs name them, and a silence's author."""
     token_env: str
+    """Variable holding the token (only its SHA-256 digest is kept)."""
     roles: list[Literal["responder", "viewer"]] = ["responder"]
+    """`viewer`: read incidents, silences and the wall; `responder`: also acknowledge,
+    resolve, snooze and silence."""
 
 
 class ApiConfig(Section):
@@ -238,10 +269,17 @@ class ApiConfig(Section):
 
 
 class DeliveryConfig(Section):
+    """How notifications leave the service (receivers, outbox) and how people act on them
+    (one-click links, the REST API)."""
+
     receivers: list[ReceiverConfig] = []
+    """Where notifications go, each by its `type`; users, levels and routes name them."""
     outbox: OutboxConfig = OutboxConfig()
+    """Durable queue and retry policy of every notification."""
     links: LinksConfig = LinksConfig()
+    """Signed one-click acknowledge/resolve/snooze links in pages."""
     api: ApiConfig = ApiConfig()
+    """Tokens of the REST API and the wall."""
 
     @model_validator(mode="after")
     def _unique(self) -> DeliveryConfig:

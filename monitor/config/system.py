@@ -11,9 +11,16 @@ class TopicConfig(Section):
     """A brand or theme to watch, defined by a boolean query over mentions."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """The topic's id: its series, metrics and incidents (`topic=` in matchers) carry it;
+    renamed, a topic starts its history afresh."""
     query: str = Field(min_length=1)
+    """Boolean query a mention must match to count for this topic (syntax: docs/queries.md;
+    checked at load)."""
     title: str | None = None
+    """Display name on the wall and in pages (`ACME Corp`); null: `name`."""
     labels: dict[str, str] = {}
+    """Extra labels of the topic's incidents, for route, silence and inhibit matchers (e.g.
+    `{team: social}`)."""
 
     @field_validator("query")
     @classmethod
