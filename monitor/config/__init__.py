@@ -35,15 +35,26 @@ __all__ = ["Config", "load_config", "parse_config"]
 
 
 class Config(Section):
+    """The whole service: what to watch, from where, how to judge it, whom to page."""
+
     topics: list[TopicConfig]
+    """The brands and themes watched, each a boolean query (`[]` is allowed: nothing matched)."""
     sources: SourcesConfig = SourcesConfig()
+    """Where mentions come from."""
     enrichment: EnrichmentConfig = EnrichmentConfig()
+    """Language, sentiment and content words of each mention."""
     aggregation: AggregationConfig = AggregationConfig()
+    """Per-topic buckets in event time, and when they close."""
     detection: DetectionConfig = DetectionConfig()
+    """The detector stack and its decisions (the frozen default serves every series)."""
     alerting: AlertingConfig = AlertingConfig()
+    """Incidents, people, schedules, escalation policies, routes, silences."""
     delivery: DeliveryConfig = DeliveryConfig()
+    """Receivers (PagerDuty, Slack, …), the outbox, one-click links, API tokens."""
     storage: StorageConfig = StorageConfig()
+    """Where state lives (SQLite or PostgreSQL)."""
     server: ServerConfig = ServerConfig()
+    """The HTTP server: wall, websocket, metrics, health, REST API."""
 
     @model_validator(mode="after")
     def _unique_topics(self) -> Config:

@@ -149,7 +149,8 @@ def section_table(model: type[BaseModel], path: str) -> str:
         subs = _models(info.annotation)
         if subs:
             many = typing.get_origin(info.annotation) in (list, tuple)
-            where = f"`{path}.{key}{'[]' if many else ''}`" if path else f"`{key}`"
+            where = f"`{path}.{key}" if path else f"`{key}"
+            where += "[]`" if many else "`"
             kind = "list of sections" if many else "section"
             rows.append(f"| `{key}` | {shown(info)} | {kind}, {where} below | {_what(info)} |")
             continue
