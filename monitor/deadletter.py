@@ -5,13 +5,17 @@ this sink keeps the evidence: all of it by default (nothing is lost), or, with `
 (`storage.dead_letter_keep`), the newest `keep` rejects of every (source, reason), so a flood
 of one bad publisher can neither fill the disk nor push out the rare reason.
 
-Rejects wait in one queue that a single writer task empties into the store, so a burst (one
-bad batch of 10,000 items) is kept whole. The queue is bounded by bytes (`max_bytes`, 32 MiB:
-~500 rejects with a full 64 KiB payload, ~100,000 small ones) against a store that is down or
-slow; past that a reject is still counted, its evidence is not kept (`dropped`, counted in
-`crisiswatch_dead_letters_dropped_total{why}` and logged). `flush()` (at shutdown) writes what
-waits. The log names the first rejects of a source one by one, then sums up the rest at most
-once per `log_every` seconds (:class:`RejectLog`): a flood is a few lines, not one per input.
+Rejects wait in one queue that a single writer task empties into the store, up to `BATCH` rows
+a transaction, so a burst (one bad batch of 10,000 items) is kept whole. The queue is bounded
+by bytes (`max_bytes`, 32 MiB, the batch being written included: ~500 rejects with a full
+64 KiB payload, ~76,000 small ones of ~140 bytes of detail and payload) against a store that is
+down or slow; past that a reject is still counted, its evidence is not kept (`dropped`, counted
+in `crisiswatch_dead_letters_dropped_total{why}` and logged). A batch the store refuses is
+dropped (`why="store_error"`) and the writer pauses (`PAUSE`, doubling up to `MAX_PAUSE` while
+the store keeps failing) while new rejects queue. `flush(timeout)` (at shutdown) writes what
+waits until the deadline and counts the rest as dropped (`why="shutdown"`). The log names the
+first rejects of a source one by one, then sums up the rest at most once per `log_every`
+seconds (:class:`RejectLog`): a flood is a few lines, not one per input.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ log = logging.getLogger(__name__)
 MAX_DETAIL, MAX_PAYLOAD = 2000, 65536
 # what a queued row costs beside its detail and payload (tuple, str/bytes headers, floats)
 _ROW_BYTES = 300
+#: rows per store call (one transaction)
+BATCH = 500
+#: the pause after a failed write, doubled while writes keep failing (seconds, on the clock)
+PAUSE, MAX_PAUSE = 5.0, 60.0
+# how long `flush` waits for a writer it cancelled at the deadline to let go of the store
+_UNWIND = 2.0
+
+_Row = tuple[str, str, str, bytes, float]
+
+
+def _size(row: _Row) -> int:
+    return _ROW_BYTES + len(row[2]) + len(row[3])
 
 
 @dataclass(slots=True)
@@ -118,12 +134,18 @@ class DeadLetters:
     ) -> None:
         self._store, self._clock = store, clock
         self._keep, self._prune_every, self._max_bytes = keep, prune_every, max_bytes
-        self._queue: deque[tuple[str, str, str, bytes, float]] = deque()
-        self._queued_bytes = 0
+        self._queue: deque[_Row] = deque()
+        self._batch: list[_Row] = []  # taken from the queue, being written
+        self._queued_bytes = 0  # queue and batch
         self._writer: asyncio.Task[None] | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._log = RejectLog(log_first, log_every)
-        self._writes = 0
+        self._writes = 0  # rows stored
+        self._pruned_at: int | None = None  # `_writes` at the last prune; None: not this run
+        self._pause = 0.0  # after a failed write; 0 while writes succeed
+        self._resume_at = 0.0  # clock.monotonic() before which no write is tried
+        self._pausing = False  # the writer waits out a pause
+        self._flushing = False
         self._warned: dict[str, float] = {}  # why -> when a lost row was last logged
         self.count = 0
         self.dropped = 0
@@ -131,11 +153,12 @@ class DeadLetters:
         self._dropped_total = Counter(
             "crisiswatch_dead_letters_dropped_total",
             "Rejects counted but not kept in the dead-letter store (queue_full: the store "
-            "fell behind by more than the queue holds; store_error: the write failed)",
+            "fell behind by more than the queue holds; store_error: the write failed; "
+            "shutdown: still queued when the stop's deadline came)",
             ["why"],
             registry=registry,
         )
-        for why in ("queue_full", "store_error"):  # at 0 from the start: a rate needs a series
+        for why in ("queue_full", "store_error", "shutdown"):  # at 0: a rate needs a series
             self._dropped_total.labels(why)
 
     def reject(self, source: str, reason: str, detail: str, payload: bytes) -> None:
@@ -147,48 +170,72 @@ class DeadLetters:
             log.info("%s", line)
         if self._reporter is None and self._log.next_due() is not None:
             self._reporter = asyncio.get_running_loop().create_task(self._report())
-        detail, payload = _clean(detail[:MAX_DETAIL]), payload[:MAX_PAYLOAD]
-        size = _ROW_BYTES + len(detail) + len(payload)
+        row = (source, reason, _clean(detail[:MAX_DETAIL]), payload[:MAX_PAYLOAD], now)
+        size = _size(row)
         if self._queued_bytes + size > self._max_bytes:
             self._lost("queue_full", now)
             return
-        self._queue.append((source, reason, detail, payload, now))
+        self._queue.append(row)
         self._queued_bytes += size
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
-        # one writer, one row after another: a burst waits here in order, not as 10,000 tasks
+        # one writer, a batch after another: a burst waits here in order, not as 10,000 tasks
         try:
             while self._queue:
-                source, reason, detail, payload, at = self._queue.popleft()
-                self._queued_bytes -= _ROW_BYTES + len(detail) + len(payload)
-                try:
-                    await self._store.add_dead_letter(source, reason, detail, payload, at)
-                except Exception as exc:
-                    self._lost("store_error", self._clock.now(), exc)
+                wait = self._resume_at - self._clock.monotonic()
+                if wait > 0 and not self._flushing:  # the store failed: let it be a while
+                    self._pausing = True
+                    try:
+                        await self._clock.sleep(wait)
+                    finally:
+                        self._pausing = False
                     continue
+                n = min(BATCH, len(self._queue))
+                batch = self._batch = [self._queue.popleft() for _ in range(n)]
+                try:
+                    await self._store.add_dead_letters(batch)
+                except Exception as exc:
+                    failed: Exception | None = exc
+                else:
+                    failed = None
+                # (cancelled by `flush` at its deadline, the batch stays for it to count)
+                self._batch = []
+                self._queued_bytes -= sum(map(_size, batch))
+                if failed is not None:
+                    self._pause = min(max(PAUSE, 2.0 * self._pause), MAX_PAUSE)
+                    self._resume_at = self._clock.monotonic() + self._pause
+                    self._lost("store_error", self._clock.now(), failed, n)
+                    if self._flushing:  # no time to wait for it: the rest is `shutdown`'s
+                        return
+                    continue
+                self._pause, self._writes = 0.0, self._writes + n
                 # the first write of a run prunes what earlier runs left, then every `prune_every`
-                if self._keep is not None and self._writes % self._prune_every == 0:
+                if self._keep is not None and (
+                    self._pruned_at is None or self._writes - self._pruned_at >= self._prune_every
+                ):
+                    self._pruned_at = self._writes
                     try:
                         await self._store.prune_dead_letters(self._keep)
                     except Exception as exc:
                         log.warning("dead letters not pruned: %s: %s", type(exc).__name__, exc)
-                self._writes += 1
         finally:
-            self._writer = None
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
-    def _lost(self, why: str, now: float, exc: Exception | None = None) -> None:
-        self.dropped += 1
-        self._dropped_total.labels(why).inc()
+    def _lost(self, why: str, now: float, exc: Exception | None = None, n: int = 1) -> None:
+        self.dropped += n
+        self._dropped_total.labels(why).inc(n)
         last = self._warned.get(why)
         if last is not None and now - last < self._log.every:
             return
         self._warned[why] = now
         if exc is not None:
             log.error(
-                "dead letter not stored: %s: %s (%d rejects not kept so far)",
-                type(exc).__name__, str(exc)[:200], self.dropped,
+                "dead letter not stored: %s: %s (%d rejects not kept so far; next write in"
+                " %.0f s at the earliest)",
+                type(exc).__name__, str(exc)[:200], self.dropped, self._pause,
             )  # fmt: skip
         else:
             log.warning(
@@ -207,10 +254,41 @@ class DeadLetters:
             if self._reporter is asyncio.current_task():
                 self._reporter = None
 
-    async def flush(self) -> None:
-        """Write every queued reject (shutdown), and log the summaries still owed."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+    async def _stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+            # a cancelled SQLite write rolls back once its statement is done: one batch
+            await asyncio.wait({writer}, timeout=_UNWIND)
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Write the queued rejects (shutdown) for at most `timeout` seconds (wall time): a
+        pause after a failed write is cut short, and one more failure or the deadline ends it.
+        What is still queued then (the batch being written included) is counted as dropped
+        (`why="shutdown"`) with one warning. Then log the summaries still owed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._flushing = True
+        try:
+            if self._pausing:  # try once more now, not after the pause
+                await self._stop_writer()
+            if self._queue and self._writer is None:
+                self._writer = loop.create_task(self._write())
+            if self._writer is not None:
+                await asyncio.wait({self._writer}, timeout=max(0.0, deadline - loop.time()))
+                await self._stop_writer()
+        finally:
+            self._flushing = False
+        if n := len(self._queue) + len(self._batch):
+            self._queue.clear()
+            self._batch, self._queued_bytes = [], 0
+            self.dropped += n
+            self._dropped_total.labels("shutdown").inc(n)
+            log.warning(
+                "%d dead letters not stored at shutdown (the store failed or was slower than"
+                " %g s); counted in crisiswatch_dead_letters_dropped_total{why=\"shutdown\"}",
+                n, timeout,
+            )  # fmt: skip
         for line in self._log.drain(self._clock.now()):
             log.info("%s", line)
         if self._reporter is not None:

@@ -5,7 +5,7 @@ Values cross it as JSON-able dicts or bytes, so the backends stay dumb and inter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,7 +76,15 @@ class Store(Protocol):
     # dead letters
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
-    ) -> None: ...
+    ) -> None:
+        """One dead letter: `add_dead_letters` of one row."""
+        ...
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        """Dead letters as (source, reason, detail, payload, received_at), in order, in one
+        transaction: all of them are stored, or (the call raising) none. A batch costs one
+        commit and, against a database that is down, one retry budget, not one per row."""
+        ...
 
     async def count_dead_letters(self) -> dict[tuple[str, str], int]: ...
 

@@ -7,7 +7,7 @@ Every statement is retried while the connection is lost (a server restart, a fai
 administrator killing our backend), with backoff for up to ``retry_seconds``: the pipeline
 waits through a database blip instead of dying in the middle of a page. Statements are
 idempotent upserts, except the dead-letter insert, which a retry after a lost commit
-acknowledgement may store twice.
+acknowledgement may store twice (a batch of them: the whole batch).
 
 >>> split_schema("postgresql://postgres@127.0.0.1/test?schema=cw_1&sslmode=disable")
 ('postgresql://postgres@127.0.0.1/test?sslmode=disable', 'cw_1')
@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -132,6 +132,10 @@ class _Retrying:
 
     async def fetchval(self, *args: Any) -> Any:
         return await self._call("fetchval", *args)
+
+    async def executemany(self, *args: Any) -> Any:
+        # asyncpg runs the whole of it in one transaction (atomic since 0.22)
+        return await self._call("executemany", *args)
 
 
 class PostgresStore:
@@ -354,14 +358,15 @@ class PostgresStore:
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
     ) -> None:
-        await self._pool.execute(
+        await self.add_dead_letters([(source, reason, detail, payload, received_at)])
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        if not rows:
+            return
+        await self._pool.executemany(
             "INSERT INTO dead_letters (source, reason, detail, payload, received_at)"
             " VALUES ($1, $2, $3, $4, $5)",
-            source,
-            reason,
-            detail,
-            payload,
-            float(received_at),
+            [(s, r, d, p, float(at)) for s, r, d, p, at in rows],
         )
 
     async def count_dead_letters(self) -> dict[tuple[str, str], int]:

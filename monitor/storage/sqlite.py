@@ -69,6 +69,18 @@ class SqliteStore:
                 raise
             return int(cur.rowcount)
 
+    async def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for every row and commit them as one transaction, as `_write`
+        does one: on failure none of them stays."""
+        async with self._lock:
+            try:
+                await self._db.executemany(sql, rows)
+                await self._db.commit()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.rollback()
+                raise
+
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._lock, self._db.execute(sql, params) as cur:
             return list(await cur.fetchall())
@@ -244,10 +256,15 @@ class SqliteStore:
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
     ) -> None:
-        await self._write(
+        await self.add_dead_letters([(source, reason, detail, payload, received_at)])
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        if not rows:
+            return
+        await self._write_many(
             "INSERT INTO dead_letters (source, reason, detail, payload, received_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (source, reason, detail, payload, received_at),
+            rows,
         )
 
     async def count_dead_letters(self) -> dict[tuple[str, str], int]:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -54,11 +56,9 @@ class SlowStore:
         self.release = asyncio.Event()
         self.stored = 0
 
-    async def add_dead_letter(
-        self, source: str, reason: str, detail: str, payload: bytes, received_at: float
-    ) -> None:
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
         await self.release.wait()
-        self.stored += 1
+        self.stored += len(rows)
 
     async def prune_dead_letters(self, keep: int) -> int:
         return 0
@@ -136,10 +136,22 @@ def test_a_flood_is_summed_up_once_per_interval() -> None:
 
 
 class BrokenStore(SlowStore):
+    """Every write fails; counts the calls (one a row, or one a batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls, self.broken = 0, True
+
     async def add_dead_letter(
         self, source: str, reason: str, detail: str, payload: bytes, received_at: float
     ) -> None:
-        raise OSError("disk full")
+        await self.add_dead_letters([(source, reason, detail, payload, received_at)])
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        self.calls += 1
+        if self.broken:
+            raise OSError("disk full")
+        self.stored += len(rows)
 
 
 async def test_a_failed_write_is_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -148,3 +160,100 @@ async def test_a_failed_write_is_logged(caplog: pytest.LogCaptureFixture) -> Non
     await dl.flush()
     await asyncio.sleep(0)
     assert "dead letter not stored: OSError: disk full" in caplog.text
+
+
+def dropped(registry: CollectorRegistry, why: str) -> float | None:
+    return registry.get_sample_value("crisiswatch_dead_letters_dropped_total", {"why": why})
+
+
+async def settle(dl: DeadLetters) -> None:
+    """Until the writer has nothing left to do (a FakeClock's pauses pass at once)."""
+    for _ in range(1000):
+        if dl._writer is None:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the writer is still busy")
+
+
+async def test_a_failing_store_is_tried_once_a_batch_with_growing_pauses() -> None:
+    # it was one call a row, each (PostgreSQL down) spending a full retry budget of 30 s
+    store, clock, registry = BrokenStore(), FakeClock(1.0), CollectorRegistry()
+    # (no reject summed up: no reporter moving the fake clock too)
+    dl = DeadLetters(store, clock, registry=registry, log_first=10**6)  # type: ignore[arg-type]
+    for _ in range(2000):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+    await settle(dl)
+    assert store.calls == 4  # 500 rows each
+    assert dl.dropped == 2000 and dropped(registry, "store_error") == 2000
+    assert clock.now() == 1.0 + 5 + 10 + 20  # paused between the batches
+    dl.reject("mqtt", "malformed_json", "", b"{")
+    await settle(dl)
+    assert store.calls == 5 and clock.now() == 36.0 + 40  # the pause after the 4th failure
+    dl.reject("mqtt", "malformed_json", "", b"{")
+    await settle(dl)
+    assert store.calls == 6 and clock.now() == 76.0 + 60  # at most MAX_PAUSE
+    assert dropped(registry, "shutdown") == 0
+
+
+class GateClock(FakeClock):
+    """A FakeClock whose sleeps last until `tick` is set."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        super().__init__(start)
+        self.tick, self.sleeps = asyncio.Event(), list[float]()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await self.tick.wait()
+        await super().sleep(seconds)
+
+
+async def test_rejects_queue_while_the_writer_pauses_and_flush_cuts_the_pause_short() -> None:
+    store, clock = BrokenStore(), GateClock(1.0)
+    dl = DeadLetters(store, clock, log_first=10**6)  # type: ignore[arg-type]
+    for _ in range(600):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert store.calls == 1 and clock.sleeps == [5.0]  # the first batch failed: a pause
+    assert dl.dropped == 500
+    for _ in range(10):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+    await asyncio.sleep(0)
+    assert store.calls == 1  # they wait (within the byte bound), the store is left alone
+    store.broken = False
+    await dl.flush(timeout=5.0)
+    assert store.calls == 2 and store.stored == 110 and dl.dropped == 500
+
+
+class HangingStore(SlowStore):
+    """A write that never returns (a database that takes connections and answers nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = 0
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def test_flush_ends_at_its_deadline_and_counts_what_is_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # it waited for the whole queue: a SIGKILL from the orchestrator long before the end
+    store, registry = HangingStore(), CollectorRegistry()
+    dl = DeadLetters(store, FakeClock(1.0), registry=registry)  # type: ignore[arg-type]
+    for _ in range(1200):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+    started = time.monotonic()
+    await dl.flush(timeout=0.3)
+    assert time.monotonic() - started < 0.3 + 0.5
+    assert store.cancelled == 1  # the write in flight was given up, not left running
+    assert dl.dropped == 1200 and dropped(registry, "shutdown") == 1200
+    assert dropped(registry, "store_error") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("1200 dead letters not stored"), warnings

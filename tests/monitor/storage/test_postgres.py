@@ -162,6 +162,23 @@ async def test_dead_letters_are_counted(store: Store) -> None:
         ("mqtt", "malformed_json"): 2, ("ws", "too_large"): 1}  # fmt: skip
 
 
+async def test_dead_letters_are_added_a_batch_at_a_time_all_or_none(store: Store) -> None:
+    await store.add_dead_letters([])
+    await store.add_dead_letters(
+        [("mqtt", "malformed_json", f"line {i}", b"\xff{", float(i)) for i in range(1000)]
+        + [("ws", "too_large", "", b"x" * 65536, 3.0)]
+    )
+    assert await store.count_dead_letters() == {
+        ("mqtt", "malformed_json"): 1000, ("ws", "too_large"): 1}  # fmt: skip
+    bad = ("ws", "too_large", "", b"x", 4.0), (None, "oversize", "", b"", 5.0)
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.NotNullViolationError)):
+        await store.add_dead_letters(bad)  # type: ignore[arg-type]
+    assert await store.count_dead_letters() == {  # the good row went with the bad one
+        ("mqtt", "malformed_json"): 1000, ("ws", "too_large"): 1}  # fmt: skip
+    await store.add_dead_letter("ws", "too_large", "one", b"", 6.0)  # one row: a batch of one
+    assert (await store.count_dead_letters())[("ws", "too_large")] == 2
+
+
 async def test_dead_letters_prune_keeps_the_newest_of_every_source_and_reason(
     store: Store,
 ) -> None:

@@ -183,3 +183,25 @@ async def test_a_failed_commit_never_takes_another_coroutines_write_with_it(
         assert await again.get("checkpoint") is None
     finally:
         await again.close()
+
+
+async def test_a_failed_dead_letter_batch_is_rolled_back_alone(tmp_path: Path) -> None:
+    """A batch is one step under the store's lock: its failure takes none of its rows and no
+    other coroutine's write with it."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    rows = [("mqtt", "malformed_json", f"line {i}", b"{", float(i)) for i in range(500)]
+    bad = [*rows[:250], (None, "oversize", "", b"", 1.0), *rows[250:]]
+    batch, put = await asyncio.gather(
+        store.add_dead_letters(bad),  # type: ignore[arg-type]
+        store.put("outcome", b"delivered"),
+        return_exceptions=True,
+    )
+    assert isinstance(batch, sqlite3.IntegrityError) and put is None
+    await store.add_dead_letters(rows)
+    await store.close()
+    again = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        assert await again.get("outcome") == b"delivered"
+        assert await again.count_dead_letters() == {("mqtt", "malformed_json"): 500}
+    finally:
+        await again.close()
