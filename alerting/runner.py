@@ -123,6 +123,7 @@ class EscalationRunner:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._retry_at: float | None = None  # due steps failed: not before then
+        self._failing_told: set[str] = set()  # incidents whose failing step was logged
         if state:
             self._restore(state)
 
@@ -242,9 +243,16 @@ class EscalationRunner:
                 try:
                     await self._wake(iid, now)
                 except Exception:
-                    # Its state did not move, so it is due again: tried at the next retry.
+                    # Its state did not move, so it is due again: tried at the next retry,
+                    # told once per outage (every 30 s it filled the log on a full disk)
                     failed += 1
-                    log.exception("incident %s: escalation step failed; retried", iid)
+                    if iid not in self._failing_told:
+                        self._failing_told.add(iid)
+                        log.exception("incident %s: escalation step failed; retried", iid)
+                else:
+                    if iid in self._failing_told:
+                        self._failing_told.discard(iid)
+                        log.info("incident %s: escalation steps go through again", iid)
             self._retry_at = now + RETRY_SECONDS if failed else None
             if due:
                 await self._save()

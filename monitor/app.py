@@ -132,6 +132,8 @@ def health_problems(
     ]
     if any(owed):
         out.append(f"escalation: {'; '.join(w for w in owed if w)}: pages are owed")
+    if esc.get("unsaved"):
+        out.append("incident state not saved (a restart now would go back to the last save)")
     return out
 
 

@@ -270,6 +270,9 @@ async def test_pages_owed_to_a_failing_store_are_told_once_and_shown_until_paid(
         await svc.on_verdict(V("acme", T0 + 60 * i, 0.9, 2, onset="open" if i == 0 else None))
     told = [r for r in caplog.records if "could not take" in r.getMessage()]
     assert len(told) == 1 and told[0].exc_info is not None
+    # and the state's save, failing as often: one traceback each per outage, not per verdict
+    errors = [r.getMessage()[:40] for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2, errors
     assert svc.health()["events_waiting"] >= 1
     assert (registry.get_sample_value("crisiswatch_escalation_owed") or 0) >= 1
     store.down = False
@@ -282,7 +285,7 @@ async def test_pages_owed_to_a_failing_store_are_told_once_and_shown_until_paid(
         "unsaved": False,
     }
     assert registry.get_sample_value("crisiswatch_escalation_owed") == 0
-    assert "took its kept events" in caplog.text
+    assert "took its kept events" in caplog.text and "saved again" in caplog.text
 
 
 async def test_an_acknowledgement_whose_notifications_fail_stops_the_paging_anyway() -> None:
