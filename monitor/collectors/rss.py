@@ -275,6 +275,7 @@ class RssSource:
             f.interval_seconds or self.cfg.interval_seconds for f in feeds
         )
         self.health.link(False, clock.now())  # down from the start until a poll succeeds
+        answering = [False] * len(feeds)  # whether each feed's last poll succeeded
         self._intake.set_connected(False)
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
@@ -287,8 +288,11 @@ class RssSource:
                 try:
                     new, state = await self._poll(session, feed)
                 except (TimeoutError, aiohttp.ClientError, OSError, FeedFailed) as exc:
-                    self.health.link(False, clock.now(), exc)
-                    self._intake.set_connected(False)
+                    # the source is up while any feed answers: one broken feed of several
+                    # made a working source flap down and 503 (review, twelfth session)
+                    answering[i] = False
+                    self.health.link(any(answering), clock.now(), exc)
+                    self._intake.set_connected(any(answering))
                     self._intake.reconnected()
                     log.warning(
                         "%s: %s: %s %s", self.name, feed.url, type(exc).__name__, str(exc)[:200]
@@ -297,6 +301,7 @@ class RssSource:
                     continue
                 backoffs[i].reset()
                 self._failing.pop(self._key(feed), None)
+                answering[i] = True
                 self.health.link(True, clock.now())
                 self.health.alive(clock.now())  # a 304 too: the feed answers
                 self._intake.set_connected(True)

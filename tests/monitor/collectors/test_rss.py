@@ -409,3 +409,21 @@ async def test_a_poll_answered_304_is_a_sign_of_life() -> None:
     assert clock.now() - src.health.last_received_at >= 900.0
     assert src.health.connected and not src.health.stale(clock.now(), 60.0)
     assert src.health.stale(clock.now() + 901.0, 60.0)  # three polls missed
+
+
+async def test_one_broken_feed_does_not_take_a_working_source_down() -> None:
+    """Each feed's poll set the source's connection: a broken feed beside a working one made
+    the source flap down (/healthz 503, CrisiswatchSourceDown) though it delivered (review)."""
+    clock = FakeClock(1_720_000_000.0)
+    h = make_harness(clock)
+    site = NewsSite()
+    app = web.Application()
+    app.add_routes([web.get("/rss", site.rss), web.get("/broken", site.broken)])
+    server = TestServer(app)
+    await server.start_server()
+    feeds = [FeedConfig(url=str(server.make_url(p))) for p in ("/rss", "/broken")]
+    src = RssSource(RssConfig(enabled=True, feeds=feeds), h.ctx)
+    await run_until(src, lambda _: src.health.reconnects >= 3)  # the broken feed kept failing
+    await server.close()
+    assert src.health.connected and src.health.last_error is not None  # the failure is shown
+    assert not src.health.down(clock.now() + 600.0, grace=60.0)
