@@ -53,10 +53,13 @@ REASONS: Final = (
 _BOM: Final = b"\xef\xbb\xbf"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# RFC 3339's date and time of day, with its leniencies: a space or t for the T, seconds optional
-# (the fraction and offset are left to fromisoformat); keeps out the other ISO 8601 forms
-# fromisoformat takes (week dates 2024-W18-3, compact 20240501T120000Z or 12:00 as 1200)
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(?![\d.,])", re.ASCII)
+# RFC 3339 whole (a trailing Z is already +00:00), with its leniencies: a space or t for the T,
+# seconds optional, the offset left for its own error; keeps out the other ISO 8601 forms
+# fromisoformat takes (week dates 2024-W18-3, compact 20240501T120000Z, 12:00 as 1200, offsets
+# +0200 or +02, a comma before the fraction)
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:\d\d)?", re.ASCII
+)
 _TOP_FIELDS: Final = frozenset(
     {
         "schema_version",
@@ -150,7 +153,7 @@ def parse_time(v: object, path: str = "created_at") -> float:
         if s.endswith(("Z", "z")):
             s = s[:-1] + "+00:00"
         try:
-            if not _RFC3339.match(s):
+            if not _RFC3339.fullmatch(s):
                 raise ValueError(s)
             dt = datetime.fromisoformat(s)
         except ValueError:

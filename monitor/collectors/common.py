@@ -246,6 +246,13 @@ class CollectorMetrics:
             ["source"],
             registry=r,
         )
+        self.dropped = Counter(
+            "crisiswatch_collector_dropped_total",
+            "Inputs a source took in and threw away unread, for want of room (MQTT: QoS 0 "
+            "messages beyond the incoming queue)",
+            ["source"],
+            registry=r,
+        )
         self.published = Counter(
             "crisiswatch_mqtt_published_total",
             "Derived messages published to MQTT, by hub topic",

@@ -137,6 +137,7 @@ class MqttSource:
         self.name = cfg.name
         self._intake = Intake(cfg.name, "mqtt", ctx, stale_after=cfg.stale_after_seconds)
         self.health: SourceHealth = self._intake.health
+        self._intake.metrics.dropped.labels(cfg.name)  # at 0 from the start: a rate needs it
         self._password = password
         self._seed = seed
         self._state_key = f"collector:{cfg.name}:dedup"
@@ -147,6 +148,7 @@ class MqttSource:
     def _dropped(self, msg: aiomqtt.Message) -> None:
         """A QoS 0 message the pipeline had no room for: counted, logged once a minute."""
         self.dropped += 1
+        self._intake.metrics.dropped.labels(self.name).inc()
         now = self.ctx.clock.monotonic()
         if self._drop_log_at is None or now - self._drop_log_at >= _DROP_LOG_SECONDS:
             log.warning(

@@ -139,7 +139,8 @@ class SqliteStore:
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
     async def close(self) -> None:
-        await self._db.close()
+        async with self._lock:  # after a write in flight, not through it
+            await self._db.close()
 
     async def get(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM kv WHERE key = ?", (key,))

@@ -183,7 +183,17 @@ def test_seconds_just_past_2100_get_no_milliseconds_hint() -> None:
     assert e.value.detail == "created_at: out of range"
 
 
-@pytest.mark.parametrize("stamp", ["2024-W18-3T12:00Z", "20240501T120000Z", "2024-05-01T1200Z"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2024-W18-3T12:00Z",
+        "20240501T120000Z",
+        "2024-05-01T1200Z",
+        "2024-05-01T12:00:00+0200",  # the review's: offsets and a comma fraction got through
+        "2024-05-01T12:00:00+02",
+        "2024-05-01T12:00:00,5Z",
+    ],
+)
 def test_only_rfc3339_timestamps_are_read(stamp: str) -> None:
     with pytest.raises(DecodeError) as e:
         decode_mention({**GOOD, "created_at": stamp})

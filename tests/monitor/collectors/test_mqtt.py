@@ -282,7 +282,8 @@ async def test_qos0_input_beyond_the_queue_bound_is_dropped_and_counted(
     run = uuid.uuid4().hex[:12]
     topic = f"cwtest/{run}/in/x"
     cfg = MqttSourceConfig(enabled=True, client_id=f"cw-test-{run}", topics=[topic])
-    src = MqttSource(cfg, make_harness(SystemClock()).ctx)
+    h = make_harness(SystemClock())
+    src = MqttSource(cfg, h.ctx)
     rest: list[Mention] = []
     async with aclosing(src.stream()) as stream:
         first = asyncio.ensure_future(anext(stream))
@@ -298,3 +299,4 @@ async def test_qos0_input_beyond_the_queue_bound_is_dropped_and_counted(
                 rest.append(await asyncio.wait_for(anext(stream), 0.5))
     assert len(rest) <= 50  # what waited in the bounded queue
     assert src.dropped + 1 + len(rest) <= 501 and src.dropped >= 450 - 5
+    assert h.metric("crisiswatch_collector_dropped_total", source="mqtt") == src.dropped
