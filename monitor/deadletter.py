@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 MAX_DETAIL, MAX_PAYLOAD = 2000, 65536
 # what a queued row costs beside its detail and payload (tuple, str/bytes headers, floats)
 _ROW_BYTES = 300
-#: rows per store call (one transaction)
-BATCH = 500
+#: rows per store call (one transaction), and bytes: a transaction holds the store's lock
+BATCH, BATCH_BYTES = 500, 1024 * 1024
 #: the pause after a failed write, doubled while writes keep failing (seconds, on the clock)
 PAUSE, MAX_PAUSE = 5.0, 60.0
 # how long `flush` waits for a writer it cancelled at the deadline to let go of the store
@@ -146,6 +146,7 @@ class DeadLetters:
         self._resume_at = 0.0  # clock.monotonic() before which no write is tried
         self._pausing = False  # the writer waits out a pause
         self._flushing = False
+        self._stopping = False  # flush's deadline: the writer takes no further batch
         self._warned: dict[str, float] = {}  # why -> when a lost row was last logged
         self.count = 0
         self.dropped = 0
@@ -177,13 +178,13 @@ class DeadLetters:
             return
         self._queue.append(row)
         self._queued_bytes += size
-        if self._writer is None:
+        if self._writer is None and not self._flushing:  # flush counts what comes meanwhile
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
         # one writer, a batch after another: a burst waits here in order, not as 10,000 tasks
         try:
-            while self._queue:
+            while self._queue and not self._stopping:
                 wait = self._resume_at - self._clock.monotonic()
                 if wait > 0 and not self._flushing:  # the store failed: let it be a while
                     self._pausing = True
@@ -192,8 +193,12 @@ class DeadLetters:
                     finally:
                         self._pausing = False
                     continue
-                n = min(BATCH, len(self._queue))
-                batch = self._batch = [self._queue.popleft() for _ in range(n)]
+                # rows and bytes: 500 rows of 64 KiB would hold the store's lock for 32 MiB
+                batch, size = self._batch, 0
+                while self._queue and len(batch) < BATCH and size < BATCH_BYTES:
+                    batch.append(self._queue.popleft())
+                    size += _size(batch[-1])
+                n = len(batch)
                 try:
                     await self._store.add_dead_letters(batch)
                 except Exception as exc:
@@ -255,30 +260,37 @@ class DeadLetters:
                 self._reporter = None
 
     async def _stop_writer(self) -> None:
-        writer, self._writer = self._writer, None
+        """Cancel the writer and wait (at most `_UNWIND`) until it is gone: a writer started
+        meanwhile would share the batch's books."""
+        writer = self._writer
         if writer is not None and not writer.done():
             writer.cancel()
-            # a cancelled SQLite write rolls back once its statement is done: one batch
             await asyncio.wait({writer}, timeout=_UNWIND)
+        self._writer = None
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Write the queued rejects (shutdown) for at most `timeout` seconds (wall time): a
         pause after a failed write is cut short, and one more failure or the deadline ends it.
-        What is still queued then (the batch being written included) is counted as dropped
-        (`why="shutdown"`) with one warning. Then log the summaries still owed."""
+        What is still queued then is counted as dropped (`why="shutdown"`) with one warning;
+        the batch in flight gets `_UNWIND` more to end on its own (a cancelled commit may still
+        land, and its rows would be counted as lost though stored) and is only cancelled and
+        counted when it does not: at most `timeout` + 2 x `_UNWIND` in all. Then log the
+        summaries still owed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._flushing = True
         try:
-            if self._pausing:  # try once more now, not after the pause
+            if self._pausing:  # try once more now, not after the pause (no batch in flight)
                 await self._stop_writer()
             if self._queue and self._writer is None:
                 self._writer = loop.create_task(self._write())
-            if self._writer is not None:
-                await asyncio.wait({self._writer}, timeout=max(0.0, deadline - loop.time()))
-                await self._stop_writer()
+            if (writer := self._writer) is not None:
+                await asyncio.wait({writer}, timeout=max(0.0, deadline - loop.time()))
+                self._stopping = True  # no batch after the one in flight, which may end
+                await asyncio.wait({writer}, timeout=_UNWIND)
+                await self._stop_writer()  # a store that hangs: cancelled, its batch counted
         finally:
-            self._flushing = False
+            self._flushing = self._stopping = False
         if n := len(self._queue) + len(self._batch):
             self._queue.clear()
             self._batch, self._queued_bytes = [], 0
