@@ -287,7 +287,8 @@ class UserConfig(Section):
     full_name: str | None = None
     """Shown for the user on the wall (on call, paged); null: `name`."""
     timezone: TimeZone = "UTC"
-    """The user's time zone: `quiet_hours` are read in it, and the local time shown is its."""
+    """The user's time zone: `quiet_hours` are read in it, and the wall's on-call rows show the
+    user's local time in it (a user without one: in the schedule layer's zone)."""
     quiet_hours: Window | None = None
     """Local window (``22:00-07:00``) in which only SEV1 may page this user."""
     receivers: list[str] = []
