@@ -240,19 +240,8 @@ class EscalationRunner:
             ]
             failed = 0
             for iid in due:
-                try:
-                    await self._wake(iid, now)
-                except Exception:
-                    # Its state did not move, so it is due again: tried at the next retry,
-                    # told once per outage (every 30 s it filled the log on a full disk)
-                    failed += 1
-                    if iid not in self._failing_told:
-                        self._failing_told.add(iid)
-                        log.exception("incident %s: escalation step failed; retried", iid)
-                else:
-                    if iid in self._failing_told:
-                        self._failing_told.discard(iid)
-                        log.info("incident %s: escalation steps go through again", iid)
+                if not await self._try_wake(iid, now):
+                    failed += 1  # its state did not move, so it is due again: the next retry
             self._retry_at = now + RETRY_SECONDS if failed else None
             if due:
                 await self._save()
@@ -415,10 +404,23 @@ class EscalationRunner:
                 continue
             inc = self._open.get(iid)
             if inc is None or s.status == "muted" or self._mute(inc, now) is not None:
-                try:
-                    await self._wake(iid, now)
-                except Exception:  # it keeps its wake time, so the timer tries again
-                    log.exception("incident %s: escalation step failed; retried", iid)
+                await self._try_wake(iid, now)  # failed, it keeps its wake time: the timer
+
+    async def _try_wake(self, iid: str, now: float) -> bool:
+        """Wake one escalation; False when its step failed (the store). Told once per outage
+        of that incident, and when it goes through again: every 30 s, and at every mute
+        recheck, a traceback filled the log on a full disk."""
+        try:
+            await self._wake(iid, now)
+        except Exception:
+            if iid not in self._failing_told:
+                self._failing_told.add(iid)
+                log.exception("incident %s: escalation step failed; retried", iid)
+            return False
+        if iid in self._failing_told:
+            self._failing_told.discard(iid)
+            log.info("incident %s: escalation steps go through again", iid)
+        return True
 
     async def _save(self) -> None:
         if self._persist is not None:

@@ -106,6 +106,8 @@ def health_problems(
     ... # doctest: +NORMALIZE_WHITESPACE
     ['escalation: 2 incident events wait for the store; due escalation steps fail (the store):
      pages are owed']
+    >>> health_problems([], [], None, {}, {"unsaved": True})
+    ['incident state not saved (a restart now would go back to the last save)']
     """
     out = []
     for s in sources:

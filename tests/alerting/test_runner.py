@@ -509,3 +509,30 @@ async def test_a_failing_step_hook_does_not_stop_the_escalation(
     assert rig.log() == ["t=0 trigger ana", "t=300 trigger lead"]
     assert rig.runner.next_wake() == T0 + 600
     assert iid in caplog.text and "hub gone" in caplog.text
+
+
+async def test_a_failing_timer_step_is_told_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every 30 s (and at every mute recheck) the same traceback filled the log on a full
+    disk (QA, twelfth session): once per incident and outage now, then a line when it is back."""
+    caplog.set_level(logging.INFO, logger="alerting.runner")
+    rig = Rig()
+    await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    down = True
+    send = rig.runner._emit
+
+    async def flaky(n: Notification) -> None:
+        if down:
+            raise OSError("database or disk is full")
+        await send(n)
+
+    rig.runner._emit = flaky
+    for t in (300, 330, 360, 390):  # level 2 due, the store refuses it each time
+        await rig.at(t)
+    down = False
+    await rig.at(420)
+    told = [r for r in caplog.records if "escalation step failed" in r.getMessage()]
+    assert len(told) == 1 and told[0].exc_info is not None
+    assert "go through again" in caplog.text
+    assert rig.log()[-1] == "t=420 trigger lead"  # late, not lost

@@ -288,6 +288,30 @@ async def test_pages_owed_to_a_failing_store_are_told_once_and_shown_until_paid(
     assert "took its kept events" in caplog.text and "saved again" in caplog.text
 
 
+async def test_what_is_owed_stays_visible_while_a_dispatch_awaits_the_store() -> None:
+    """The kept events were taken out of the backlog while the store was being tried again,
+    so a /healthz read meanwhile said nothing was owed: "pages are owed" flickered (QA)."""
+    clock, gate, attempts = FakeClock(T0), asyncio.Event(), []
+
+    async def slow_then_failing(n: Notification) -> None:
+        attempts.append(n)
+        await gate.wait()
+        raise OSError("disk full")
+
+    svc = IncidentService(cfg(), clock, slow_then_failing)
+    gate.set()
+    await svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))  # kept: the store refused it
+    assert svc.health()["events_waiting"] == 1
+    gate.clear()
+    retry = asyncio.create_task(svc.tick())  # tries the kept event again, and waits
+    while len(attempts) < 2:
+        await asyncio.sleep(0)
+    assert svc.health()["events_waiting"] == 1  # still owed while it is being tried
+    gate.set()
+    await retry
+    assert svc.health()["events_waiting"] == 1
+
+
 async def test_an_acknowledgement_whose_notifications_fail_stops_the_paging_anyway() -> None:
     store, clock = FlakyStore(), FakeClock(T0)
     svc = flaky_service(store, clock)
