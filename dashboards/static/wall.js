@@ -427,10 +427,15 @@ function renderSources() {
 
 function renderHeader() {
   const stale = Object.values(S.sources).filter((s) => s.stale);
+  // a source that cannot connect never delivers, so it is never stale: said here too
+  const down = Object.values(S.sources).filter((s) => s.down && !s.stale);
   const el = $("stale");
-  el.hidden = !stale.length;
-  el.textContent = stale.length ? `⚠ STALE DATA: ${stale.map((s) => s.name).join(", ")}` : "";
-  document.body.classList.toggle("stale", stale.length > 0);
+  const said = [];
+  if (stale.length) said.push(`⚠ STALE DATA: ${stale.map((s) => s.name).join(", ")}`);
+  if (down.length) said.push(`⚠ NOT CONNECTED: ${down.map((s) => s.name).join(", ")}`);
+  el.hidden = !said.length;
+  el.textContent = said.join(" · ");
+  document.body.classList.toggle("stale", said.length > 0);
   const lv = S.live;
   $("live").textContent = lv ? `${lv.processed.toLocaleString("en")} mentions processed` : "";
   const clock = new Date(serverNow() * 1000).toISOString().slice(11, 19) + " UTC";

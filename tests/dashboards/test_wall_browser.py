@@ -681,6 +681,23 @@ async def test_a_replay_that_played_out_shows_finished_not_down(browser: Any) ->
         assert await replay.get_attribute("class") == ""
         mqtt = page.locator('#sources li[data-name="mqtt"]')
         assert await mqtt.get_attribute("class") == "down"
+        assert await page.is_hidden("#stale")  # not connected yet is no alarm by itself
+
+
+async def test_a_source_that_cannot_connect_is_said_on_the_stripe(browser: Any) -> None:
+    """It never delivers, so it is never stale: only a small DOWN in the source list said it
+    (review, twelfth session); /healthz and the alert say it after the stale floor, so does
+    the stripe now."""
+    hub, state = wall_hub()
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        hub.publish("source", {"name": "bluesky", "connected": False, "down": True})
+        hub.publish("source", {"name": "rss", "connected": True, "stale": True})
+        await page.wait_for_selector("#stale:not([hidden])")
+        text = await page.text_content("#stale") or ""
+        assert text == "⚠ STALE DATA: rss · ⚠ NOT CONNECTED: bluesky", text
+        hub.publish("source", {"name": "bluesky", "connected": True, "down": False})
+        hub.publish("source", {"name": "rss", "connected": True, "stale": False})
+        await page.wait_for_selector("#stale", state="hidden")
 
 
 async def test_a_silenced_incident_says_so_and_does_not_flash(browser: Any) -> None:
