@@ -149,6 +149,7 @@ class EscalationRunner:
                 await self._step(iid, ev, now)
             if event.kind == "resolved":
                 self._states.pop(iid, None)
+                self._failing_told.discard(iid)
                 await self._recheck(now, muted_only=True)  # an inhibiting SEV1 may have gone
             elif event.kind in ("opened", "repaged"):
                 await self._recheck(now, muted_only=False, skip=iid)  # it may inhibit others
@@ -354,6 +355,9 @@ class EscalationRunner:
         new, commands = step(state, event, now)
         await self._execute(commands, now, new)
         self._states[iid] = new
+        if iid in self._failing_told:  # whatever step went through: a timer, an ack, a resolve
+            self._failing_told.discard(iid)
+            log.info("incident %s: escalation steps go through again", iid)
         if self.on_step is not None and new != state:  # (a new snapshot alone is not a change)
             try:
                 self.on_step(iid, new)
@@ -379,6 +383,7 @@ class EscalationRunner:
             closed = {**st.incident, "state": "resolved"}
             await self._step(iid, Resolve(closed, closed.get("resolved_by")), now)
         self._states.pop(iid, None)
+        self._failing_told.discard(iid)  # forgotten with its escalation
 
     async def _execute(self, commands: list[Command], now: float, state: EscalationState) -> None:
         # Every notification first: if one cannot be emitted the step is retried later, and
@@ -413,13 +418,10 @@ class EscalationRunner:
         try:
             await self._wake(iid, now)
         except Exception:
-            if iid not in self._failing_told:
+            if iid not in self._failing_told:  # cleared by the next step that goes through
                 self._failing_told.add(iid)
                 log.exception("incident %s: escalation step failed; retried", iid)
             return False
-        if iid in self._failing_told:
-            self._failing_told.discard(iid)
-            log.info("incident %s: escalation steps go through again", iid)
         return True
 
     async def _save(self) -> None:

@@ -427,7 +427,7 @@ function renderSources() {
 
 function renderHeader() {
   const stale = Object.values(S.sources).filter((s) => s.stale);
-  // a source that cannot connect never delivers, so it is never stale: said here too
+  // a source that never connected never delivered, so it is never stale: said here too
   const down = Object.values(S.sources).filter((s) => s.down && !s.stale);
   const el = $("stale");
   const said = [];

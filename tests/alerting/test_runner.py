@@ -536,3 +536,27 @@ async def test_a_failing_timer_step_is_told_once_per_outage(
     assert len(told) == 1 and told[0].exc_info is not None
     assert "go through again" in caplog.text
     assert rig.log()[-1] == "t=420 trigger lead"  # late, not lost
+
+
+async def test_an_escalation_that_ends_after_failing_steps_says_they_go_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only a timer step cleared the "failed" mark: an acknowledgement after the outage left
+    it (and the operator without the recovery line) for good (review, twelfth session)."""
+    caplog.set_level(logging.INFO, logger="alerting.runner")
+    rig = Rig()
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    send, down = rig.runner._emit, [True]
+
+    async def flaky(n: Notification) -> None:
+        if down[0]:
+            raise OSError("database or disk is full")
+        await send(n)
+
+    rig.runner._emit = flaky
+    await rig.at(300)  # level 2 fails
+    down[0] = False
+    await rig.feed(rig.book.acknowledge(iid, "lead", rig.clock.now()))
+    await rig.feed(rig.book.resolve(iid, "lead", rig.clock.now()))
+    assert rig.runner._failing_told == set()
+    assert "go through again" in caplog.text
