@@ -286,3 +286,76 @@ async def test_a_batch_in_flight_at_the_deadline_is_not_counted_lost_when_it_lan
     await dl.flush(timeout=0.1)
     assert store.stored == 500  # the batch in flight when the deadline came
     assert dropped(registry, "shutdown") == 700 and store.stored + dl.dropped == 1200
+
+
+class BatchLog(SlowStore):
+    """Stores at once and remembers each batch's size (a short wait lets rejects arrive)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        await asyncio.sleep(0.01)
+        self.batches.append(len(rows))
+        self.stored += len(rows)
+
+
+async def test_a_batch_holds_about_a_mebibyte_so_the_store_lock_is_never_held_long() -> None:
+    store = BatchLog()
+    dl = DeadLetters(store, FakeClock(1.0))  # type: ignore[arg-type]
+    for _ in range(40):
+        dl.reject("mqtt", "oversize", "", b"x" * 65536)
+    await dl.flush()
+    assert store.stored == 40 and store.batches == [16, 16, 8]  # rows taken until 1 MiB
+
+
+async def test_rejects_during_a_flush_are_written_by_the_same_writer_or_counted() -> None:
+    store, registry = BatchLog(), CollectorRegistry()
+    dl = DeadLetters(store, FakeClock(1.0), registry=registry)  # type: ignore[arg-type]
+    for _ in range(1200):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+    flushing = asyncio.create_task(dl.flush(timeout=5.0))
+    await asyncio.sleep(0)
+    for _ in range(30):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+    await flushing
+    assert store.stored + dl.dropped == 1230 and dl._queued_bytes == 0
+    assert dl._writer is None
+
+
+class SlowToLetGo(SlowStore):
+    """A write that hangs, and takes a while to unwind once cancelled."""
+
+    calls = 0
+
+    async def add_dead_letters(self, rows: Sequence[tuple[str, str, str, bytes, float]]) -> None:
+        self.calls += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)
+            raise
+
+
+async def test_a_reject_while_a_cancelled_writer_unwinds_starts_no_second_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reject while flush waited for a cancelled writer started a second one, and the two
+    shared the batch's books: rows vanished, uncounted (review, twelfth session)."""
+    monkeypatch.setattr("monitor.deadletter._UNWIND", 0.2)
+    store = SlowToLetGo()
+    dl = DeadLetters(store, FakeClock(1.0))  # type: ignore[arg-type]
+    for _ in range(3):
+        dl.reject("mqtt", "malformed_json", "", b"{")
+
+    async def late_rejects() -> None:
+        await asyncio.sleep(0.45)  # the deadline (0.1) and the batch's time (0.2) are over
+        for _ in range(10):
+            dl.reject("mqtt", "malformed_json", "", b"{")
+
+    late = asyncio.create_task(late_rejects())
+    await dl.flush(timeout=0.1)
+    await late
+    assert store.calls == 1  # no second writer took the late ones while the first unwound
+    assert store.stored + dl.dropped == 13 and dl._queued_bytes == 0 and dl._writer is None
