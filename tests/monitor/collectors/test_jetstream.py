@@ -74,14 +74,17 @@ class FakeJetstream:
         await ws.wait_closed()  # then stay open, like a quiet live stream
 
 
+def config_for(server: Any, **settings: Any) -> JetstreamConfig:
+    """The source's config for the local relay `server` (its `/subscribe`)."""
+    port = server.sockets[0].getsockname()[1]
+    return JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", **settings)
+
+
 async def test_disconnect_mid_stream_resumes_by_cursor_without_loss_or_duplicates() -> None:
     h = make_harness(FakeClock(NOW))
     fake = FakeJetstream(FRAMES, drop_after=[9])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
-        )
+        cfg = config_for(server, rewind_seconds=0.2)
         src = JetstreamSource(cfg, h.ctx, seed=1)
         got = await run_until(src, lambda g: len(g) >= len(CREATED) and bool(h.retracted))
     assert {m.id for m in got} == CREATED
@@ -115,10 +118,7 @@ async def test_restart_resumes_from_the_persisted_cursor() -> None:
     fake1 = FakeJetstream(first_half, drop_after=[])
     seen: list[Mention] = []
     async with serve(fake1.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=5
-        )
+        cfg = config_for(server, rewind_seconds=5)
         n_first = len(
             [
                 i
@@ -131,10 +131,7 @@ async def test_restart_resumes_from_the_persisted_cursor() -> None:
     assert saved["cursor"] == first_half[-1]["time_us"]
     fake2 = FakeJetstream(FRAMES, drop_after=[])
     async with serve(fake2.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=5
-        )
+        cfg = config_for(server, rewind_seconds=5)
         seen += await run_until(
             JetstreamSource(cfg, h.ctx), lambda g: len(g) + len(seen) >= len(CREATED)
         )
@@ -146,10 +143,7 @@ async def test_gap_after_reconnect_is_measured() -> None:
     h = make_harness(FakeClock(NOW))
     fake = FakeJetstream(FRAMES, drop_after=[5], skip_on_resume=8)
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0
-        )
+        cfg = config_for(server, rewind_seconds=0)
         src = JetstreamSource(cfg, h.ctx)
         await run_until(src, lambda g: src.health.reconnects == 1 and len(g) >= 8)
     assert h.metric("crisiswatch_collector_stream_gap_seconds", source="bluesky") > 0.1
@@ -199,10 +193,7 @@ async def test_a_state_store_outage_does_not_stop_the_stream() -> None:
     kv = DownKV()
     fake = FakeJetstream(FRAMES, drop_after=[9])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
-        )
+        cfg = config_for(server, rewind_seconds=0.2)
         src = JetstreamSource(cfg, replace(h.ctx, state=kv), seed=1)
         got = await run_until(src, lambda g: len(g) >= len(CREATED))
     assert {m.id for m in got} == CREATED and len(got) == len(CREATED)
@@ -217,9 +208,7 @@ async def test_a_restarted_stream_resumes_from_memory_not_from_an_older_saved_cu
     h = make_harness(FakeClock(NOW))
     fake = FakeJetstream(FRAMES, drop_after=[])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        url = f"ws://127.0.0.1:{port}/subscribe"
-        src = JetstreamSource(JetstreamConfig(enabled=True, url=url, rewind_seconds=0), h.ctx)
+        src = JetstreamSource(config_for(server, rewind_seconds=0), h.ctx)
         got = await run_until(src, lambda g: len(g) >= len(CREATED))
         h.kv.data[src._state_key] = json.dumps(
             {"cursor": FRAMES[0]["time_us"], "recent": []}
@@ -252,10 +241,7 @@ async def test_an_oversized_frame_is_dead_lettered_and_the_stream_goes_on(
     frames = [*FRAMES[:3], big_post(FRAMES[2], size), *FRAMES[3:]]
     fake = FakeJetstream(frames, drop_after=[])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", max_frame_bytes=1024
-        )
+        cfg = config_for(server, max_frame_bytes=1024)
         src = JetstreamSource(cfg, h.ctx, seed=1)
         got = await run_until(src, lambda g: len(g) >= len(CREATED))
     assert {m.id for m in got} == CREATED
@@ -273,10 +259,7 @@ async def test_a_frame_dated_far_ahead_never_becomes_the_cursor() -> None:
     frames = [*FRAMES[:5], bogus, *FRAMES[5:]]
     fake = FakeJetstream(frames, drop_after=[9])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(
-            enabled=True, url=f"ws://127.0.0.1:{port}/subscribe", rewind_seconds=0.2
-        )
+        cfg = config_for(server, rewind_seconds=0.2)
         src = JetstreamSource(cfg, h.ctx, seed=1)
         got = await run_until(src, lambda g: len(g) >= len(CREATED))
     assert {m.id for m in got} == CREATED and src.implausible >= 1
@@ -293,8 +276,7 @@ async def test_a_saved_cursor_in_the_future_is_not_resumed_from() -> None:
     ).encode()
     fake = FakeJetstream(FRAMES, drop_after=[])
     async with serve(fake.handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/subscribe")
+        cfg = config_for(server)
         got = await run_until(JetstreamSource(cfg, h.ctx), lambda g: len(g) >= len(CREATED))
     assert "cursor" not in fake.queries[0]  # live, not from 9e18
     assert {m.id for m in got} == CREATED
@@ -326,8 +308,7 @@ async def test_a_text_frame_that_is_not_utf8_is_stepped_over() -> None:
         await ws.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        cfg = JetstreamConfig(enabled=True, url=f"ws://127.0.0.1:{port}/subscribe")
+        cfg = config_for(server)
         src = JetstreamSource(cfg, h.ctx, seed=1)
         got = await run_until(src, lambda g: len(g) >= len(CREATED))
     assert {m.id for m in got} == CREATED
