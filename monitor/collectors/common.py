@@ -331,6 +331,12 @@ class Intake:
         self.health.connected = up
         self.metrics.connected.labels(self.name).set(1.0 if up else 0.0)
 
+    def link(self, up: bool, error: BaseException | None = None) -> None:
+        """A pull source connected, lost its connection or failed to connect (`error`): its
+        health keeps since when it is down (``SourceHealth.link``), the gauge follows."""
+        self.health.link(up, self.ctx.clock.now(), error)
+        self.set_connected(up)
+
     def reconnected(self) -> None:
         self.health.reconnects += 1
         self.metrics.reconnects.labels(self.name).inc()

@@ -206,10 +206,6 @@ class JetstreamSource:
         self.cursor: int | None = None
         self.implausible = 0  # frames whose time_us was too far ahead to become the cursor
 
-    def _link(self, up: bool, error: BaseException | None = None) -> None:
-        self.health.link(up, self.ctx.clock.now(), error)
-        self._intake.set_connected(up)
-
     def _advance(self, time_us: int) -> bool:
         """Take a frame's time as the cursor when it is newer and plausible."""
         if not plausible_cursor(time_us, self.ctx.clock.now()):
@@ -269,7 +265,7 @@ class JetstreamSource:
         skip_us = 0  # > 0: resume that far past the cursor, over a frame above `limit`
         attempts = 0
         checkpoint = Checkpoint(self.name, self.ctx, every=self.cfg.cursor_save_seconds)
-        self._link(False)  # down from the start until the relay answers
+        self._intake.link(False)  # down from the start until the relay answers
         try:
             while True:
                 if attempts:
@@ -287,7 +283,7 @@ class JetstreamSource:
                 opened = clock.now()
                 try:
                     async with connect(url, max_size=limit, open_timeout=15) as ws:
-                        self._link(True)
+                        self._intake.link(True)
                         log.info("%s: connected, cursor %s", self.name, resumed_from)
                         async for frame in ws:
                             raw = frame.encode() if isinstance(frame, str) else bytes(frame)
@@ -343,7 +339,7 @@ class JetstreamSource:
                             b"",
                         )
                 finally:
-                    self._link(False, error)
+                    self._intake.link(False, error)
                 await self._save(checkpoint)
                 await clock.sleep(backoff.next())
         finally:

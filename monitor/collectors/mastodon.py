@@ -293,10 +293,6 @@ class MastodonSource:
         self.backfilled = 0  # statuses taken from the REST timelines
         self.implausible = 0  # status ids dated too far ahead to become the newest
 
-    def _link(self, up: bool, error: BaseException | None = None) -> None:
-        self.health.link(up, self.ctx.clock.now(), error)
-        self._intake.set_connected(up)
-
     def _saw(self, m: Mention) -> None:
         n = status_number(m.id)
         if n is None or (self.newest is not None and n <= self.newest):
@@ -403,7 +399,7 @@ class MastodonSource:
         frames = subscribe_frames(self.cfg.streams)
         await self._load()
         attempts = 0
-        self._link(False)  # down from the start until the server answers
+        self._intake.link(False)  # down from the start until the server answers
         while True:
             if attempts:
                 self._intake.reconnected()
@@ -419,7 +415,7 @@ class MastodonSource:
                 ) as ws:
                     for f in frames:
                         await ws.send(f)
-                    self._link(True)
+                    self._intake.link(True)
                     log.info("%s: connected, %d stream(s)", self.name, len(frames))
                     if self.newest is not None and self.cfg.backfill_pages:
                         for m in await self._backfill(self.newest, headers):
@@ -457,6 +453,6 @@ class MastodonSource:
                 )
                 error = exc
             finally:
-                self._link(False, error)
+                self._intake.link(False, error)
                 await self._save()
             await self.ctx.clock.sleep(backoff.next())

@@ -158,10 +158,6 @@ class MqttSource:
             )  # fmt: skip
             self._drops_logged, self._drop_log_at = self.dropped, now
 
-    def _link(self, up: bool, error: BaseException | None = None) -> None:
-        self.health.link(up, self.ctx.clock.now(), error)
-        self._intake.set_connected(up)
-
     def decode(self, payload: bytes) -> Mention | None:
         """Payload -> mention, or None (dead-lettered, or a duplicate)."""
         try:
@@ -186,7 +182,7 @@ class MqttSource:
         attempts = 0
         checkpoint = Checkpoint(self.name, self.ctx, every=_SAVE_EVERY_SECONDS)
         queue = incoming_queue(MAX_QUEUED_QOS0, self._dropped)
-        self._link(False)  # down from the start until the broker answers
+        self._intake.link(False)  # down from the start until the broker answers
         try:
             while True:
                 if attempts:
@@ -203,7 +199,7 @@ class MqttSource:
                     async with client:
                         for f in filters:
                             await client.subscribe(f, qos=self.cfg.qos)
-                        self._link(True)
+                        self._intake.link(True)
                         backoff.reset()
                         log.info("%s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
                         async for msg in client.messages:
@@ -222,7 +218,7 @@ class MqttSource:
                     log.warning("%s: MQTT connection lost: %s", self.name, exc)
                     error = exc
                 finally:
-                    self._link(False, error)
+                    self._intake.link(False, error)
                 await clock.sleep(backoff.next())
         finally:
             await self._save_dedup(checkpoint)

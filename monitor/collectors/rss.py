@@ -274,9 +274,8 @@ class RssSource:
         self.health.poll_interval = max(
             f.interval_seconds or self.cfg.interval_seconds for f in feeds
         )
-        self.health.link(False, clock.now())  # down from the start until a poll succeeds
+        self._intake.link(False)  # down from the start until a poll succeeds
         answering = [False] * len(feeds)  # whether each feed's last poll succeeded
-        self._intake.set_connected(False)
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
                 i = min(range(len(feeds)), key=due.__getitem__)
@@ -291,8 +290,7 @@ class RssSource:
                     # the source is up while any feed answers: one broken feed of several
                     # made a working source flap down and 503 (review, twelfth session)
                     answering[i] = False
-                    self.health.link(any(answering), clock.now(), exc)
-                    self._intake.set_connected(any(answering))
+                    self._intake.link(any(answering), exc)
                     self._intake.reconnected()
                     log.warning(
                         "%s: %s: %s %s", self.name, feed.url, type(exc).__name__, str(exc)[:200]
@@ -302,9 +300,8 @@ class RssSource:
                 backoffs[i].reset()
                 self._failing.pop(self._key(feed), None)
                 answering[i] = True
-                self.health.link(True, clock.now())
+                self._intake.link(True)
                 self.health.alive(clock.now())  # a 304 too: the feed answers
-                self._intake.set_connected(True)
                 due[i] = clock.monotonic() + interval
                 for m in new:
                     yield m
