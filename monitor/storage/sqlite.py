@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,29 +57,29 @@ class SqliteStore:
         self._db = db
         self._lock = asyncio.Lock()
 
-    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one write and commit it; on failure nothing of it stays. Returns the row count."""
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One step under the lock: what runs inside commits as one transaction, or, on any
+        failure, none of it stays."""
         async with self._lock:
             try:
-                cur = await self._db.execute(sql, params)
+                yield
                 await self._db.commit()
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     await self._db.rollback()
                 raise
-            return int(cur.rowcount)
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write and commit it (`_transaction`). Returns the row count."""
+        async with self._transaction():
+            cur = await self._db.execute(sql, params)
+        return int(cur.rowcount)
 
     async def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for every row and commit them as one transaction, as `_write`
-        does one: on failure none of them stays."""
-        async with self._lock:
-            try:
-                await self._db.executemany(sql, rows)
-                await self._db.commit()
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.rollback()
-                raise
+        """Run one statement for every row, committed as one transaction."""
+        async with self._transaction():
+            await self._db.executemany(sql, rows)
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._lock, self._db.execute(sql, params) as cur:
