@@ -560,3 +560,36 @@ async def test_an_escalation_that_ends_after_failing_steps_says_they_go_through(
     await rig.feed(rig.book.resolve(iid, "lead", rig.clock.now()))
     assert rig.runner._failing_told == set()
     assert "go through again" in caplog.text
+
+
+async def test_an_unmute_that_fails_at_every_recheck_is_told_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A muted escalation is woken by every recheck (a resolve, a silence) besides its timer:
+    a store that refuses its page must not add a traceback at each of them."""
+    caplog.set_level(logging.INFO, logger="alerting.runner")
+    rig = Rig()
+    terms = V("acme", 0, 0.75, 3, onset="open", explanation={"fired": ["terms"]})
+    small = await rig.verdict(terms)
+    rig.clock.set(T0 + 10)
+    big = await rig.verdict(V("acme/tw", 10, 0.99, 1, onset="open"))
+    send, down = rig.runner._emit, [True]
+
+    async def flaky(n: Notification) -> None:
+        if down[0] and n.dedup_key == small:
+            raise OSError("database or disk is full")
+        await send(n)
+
+    rig.runner._emit = flaky
+    rig.clock.set(T0 + 20)
+    await rig.feed(rig.book.resolve(big, "ana", rig.clock.now()))  # recheck: un-mute fails
+    rig.clock.set(T0 + 30)
+    await rig.runner.add_silence(Silence.new("m", ["topic=other"], T0 + 30, T0 + 90, "a", "c"))
+    rig.clock.set(T0 + 40)
+    await rig.runner.expire_silence("m")  # two more rechecks, the store still refuses
+    told = [r for r in caplog.records if "escalation step failed" in r.getMessage()]
+    assert len(told) == 1 and small in told[0].getMessage()
+    down[0] = False
+    await rig.at(70)  # its mute's recheck timer (set at t=10) is the retry
+    assert rig.log()[-1] == "t=70 trigger ana" and rig.sent[-1].dedup_key == small
+    assert "go through again" in caplog.text
