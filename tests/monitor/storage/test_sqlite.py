@@ -205,3 +205,18 @@ async def test_a_failed_dead_letter_batch_is_rolled_back_alone(tmp_path: Path) -
         assert await again.count_dead_letters() == {("mqtt", "malformed_json"): 500}
     finally:
         await again.close()
+
+
+async def test_close_waits_for_the_writes_already_under_way(tmp_path: Path) -> None:
+    """A stop closes the store while the outbox may still be saving "delivered": that write
+    lands (or fails to its caller) before the connection goes, never half-way through it."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    writes = [asyncio.ensure_future(store.put(f"k{i}", b"v")) for i in range(20)]
+    await asyncio.sleep(0)  # the first write is under way
+    await store.close()
+    assert [w.result() for w in writes] == [None] * 20
+    again = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        assert [await again.get(f"k{i}") for i in range(20)] == [b"v"] * 20
+    finally:
+        await again.close()
