@@ -315,6 +315,9 @@ def run_backtest(
         print(f"error: {exc}", file=log)
         return 2
     target = out_dir
+    # every result goes to a hidden partial file, renamed only when all are written: a full
+    # disk or a Ctrl-C half-way left a truncated CSV under its real name, read as a result
+    written: list[tuple[Path, Path]] = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         per_profile: dict[str, list[FileScore]] = {p: [] for p in PROFILES}
@@ -322,7 +325,8 @@ def run_backtest(
         for path, s, wins in zip(inputs, series, windows, strict=True):
             scores, alerts = run_series(DetectionStage(config), s, progress=log)
             target = out_dir / path.name
-            write_output(target, s, scores, alerts)
+            written.append((out_dir / f".{path.name}.partial", target))
+            write_output(written[-1][0], s, scores, alerts)
             days = (s.t[-1] - s.t[0]) / 86_400.0 if len(s.t) > 1 else 0.0
             print(f"{path.name}: {len(s.t)} rows, {sum(alerts)} alerts", file=log)
             if s.t:
@@ -351,10 +355,15 @@ def run_backtest(
                 f"{path.name:<45} {f.tp + f.fn:>3} {f.tp:>3} {f.fp:>4} "
                 f"{f.fp / days if days else 0.0:>8.3f}"
             )
+        for partial, target in written:
+            partial.replace(target)
     except OSError as exc:
         # the input was fine; the system refused the result (a full disk, no permission)
         print(f"error: --out {target}: cannot write: {exc.strerror or exc}", file=log)
         return 1
+    finally:
+        for partial, _ in written:
+            partial.unlink(missing_ok=True)
     if label_map is not None and rows:
         out = sys.stdout
         print(f"{'file':<45} {'win':>3} {'hit':>3} {'fp':>4} {'fp/day':>8}", file=out)

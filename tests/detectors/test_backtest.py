@@ -287,11 +287,30 @@ def test_a_result_that_cannot_be_written_is_exit_1_naming_out(tmp_path: Path) ->
     src = DATA / "art_flatline.csv"
     out = tmp_path / "o"
     out.mkdir()
-    (out / src.name).symlink_to("/dev/full")
+    (out / f".{src.name}.partial").symlink_to("/dev/full")  # where it writes before renaming
     log = io.StringIO()
     assert run_backtest([src], out, DetectionConfig(), None, log) == 1
     says = f"error: --out {out / src.name}: cannot write: No space left on device\n"
     assert log.getvalue() == says
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_run_that_cannot_write_every_result_leaves_none_and_no_partial_file(
+    tmp_path: Path,
+) -> None:
+    """A full disk on the second file left the first result and a truncated second one under
+    their real names, to be read as a run that worked."""
+    first, second = DATA / "art_flatline.csv", DATA / "Twitter_volume_PFE_head.csv"
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / second.name).write_text("an earlier run's result\n")
+    (out / f".{second.name}.partial").symlink_to("/dev/full")
+    log = io.StringIO()
+    assert run_backtest([first, second], out, DetectionConfig(), None, log) == 1
+    assert sorted(p.name for p in out.iterdir()) == [second.name]
+    assert (out / second.name).read_text() == "an earlier run's result\n"
+    assert run_backtest([first, second], out, DetectionConfig(), None, io.StringIO()) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
 
 
 def test_an_out_that_is_a_file_is_exit_2_naming_out(tmp_path: Path) -> None:
