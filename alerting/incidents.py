@@ -36,6 +36,8 @@ State = Literal["triggered", "acknowledged", "resolved"]
 EventKind = Literal[
     "opened", "updated", "repaged", "acknowledged", "resolved", "snoozed", "noted", "retriggered"
 ]
+#: The events that (re)start paging from level 1.
+TRIGGERING: frozenset[EventKind] = frozenset({"opened", "repaged", "retriggered"})
 
 DEFAULT_KIND = "crisis"
 #: When several detectors fire at once, the kind names the first of these (then alphabetical),
@@ -78,6 +80,9 @@ class Incident:
     peak_severity: int = 4
     peak_score: float = 0.0
     paged_severity: int = 4  # the severity people were last paged (or acked) at
+    # when it was last opened, re-paged or re-triggered: an escalation that saw an older one
+    # (a crash between the book's save and the runner's) has a page from level 1 owed
+    triggered_at: float = 0.0
     last_active_at: float = 0.0
     sources: list[str] = field(default_factory=list)  # series currently feeding this incident
     topic_title: str = ""  # the topic's display name (``topics[].title``), for people
@@ -516,6 +521,8 @@ class IncidentBook:
         log: bool = True,
     ) -> IncidentEvent:
         inc.updated_at = now
+        if kind in TRIGGERING:
+            inc.triggered_at = now
         if log:
             self._log(inc, now, kind, detail)
         return IncidentEvent(kind, copy.deepcopy(inc), who, now)

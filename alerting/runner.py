@@ -39,7 +39,7 @@ from alerting.escalation import (
     Wake,
     step,
 )
-from alerting.incidents import Incident, IncidentEvent
+from alerting.incidents import TRIGGERING, Incident, IncidentEvent
 from alerting.inhibition import InhibitRule, Mute, mute_of
 from alerting.notification import Notification
 from alerting.severity import label
@@ -182,7 +182,12 @@ class EscalationRunner:
                     continue
                 self._open[inc.id] = d
                 if inc.state == "triggered":
-                    if st is None or inc.id in self._restart or st.status == "acknowledged":
+                    if (
+                        st is None
+                        or inc.id in self._restart
+                        or st.status == "acknowledged"
+                        or inc.triggered_at > float(st.incident.get("triggered_at", 0.0))
+                    ):
                         await self._step(inc.id, Trigger(d, "resumed", self._mute(d, now)), now)
                 elif st is not None and (st.active or inc.id in self._restart):
                     await self._step(inc.id, Acknowledge(d, inc.acked_by), now)
@@ -334,7 +339,7 @@ class EscalationRunner:
         self, kind: str, inc: dict[str, Any], who: str | None, now: float
     ) -> EscalationEvent | None:
         iid = inc["id"]
-        if kind in ("opened", "repaged", "retriggered"):
+        if kind in TRIGGERING:
             return Trigger(inc, kind, self._mute(inc, now))
         if kind in ("acknowledged", "snoozed"):
             return Acknowledge(inc, who) if iid in self._states else None

@@ -593,3 +593,32 @@ async def test_an_unmute_that_fails_at_every_recheck_is_told_once(
     await rig.at(70)  # its mute's recheck timer (set at t=10) is the retry
     assert rig.log()[-1] == "t=70 trigger ana" and rig.sent[-1].dedup_key == small
     assert "go through again" in caplog.text
+
+
+@pytest.mark.parametrize("exhausted", [True, False])
+async def test_a_repage_the_saved_escalation_never_saw_pages_from_level_one_after_a_restart(
+    exhausted: bool,
+) -> None:
+    """Another incident's timer step saved the state while a SEV1 re-page waited for the
+    runner: the book said "re-paged", the escalation did not know it. After a crash resume()
+    left it exhausted (or paging on at its level), and the SEV1 never paged (QA, thirteenth
+    session)."""
+    rig = Rig()
+    iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
+    await rig.at(300)
+    if exhausted:
+        await rig.at(600)  # repeat 1: both levels twice, then exhausted
+        await rig.at(900)
+        await rig.at(1200)
+    status = rig.runner.escalation(iid).status  # type: ignore[union-attr]
+    assert status == ("exhausted" if exhausted else "paging")
+    saved_escalation = rig.saved
+    rig.clock.set(T0 + 1300)
+    events = rig.book.on_verdict(V("acme", 1300, 0.99, 1), rig.clock.now())
+    assert [e.kind for e in events] == ["repaged"]  # ... and the process dies before handle()
+    again = Rig(state=saved_escalation, start=T0 + 1310)
+    again.book = rig.book
+    await again.runner.resume(again.book.open_incidents())
+    assert again.log() == ["t=1310 trigger ana"]
+    await again.runner.resume(again.book.open_incidents())  # a second restart: nothing missed
+    assert again.log() == ["t=1310 trigger ana"]
