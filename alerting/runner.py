@@ -309,6 +309,10 @@ class EscalationRunner:
                 # people paged before would never hear the acknowledgement.
                 s = replace(s, status="exhausted", wake_at=None, mute=None)
                 self._restart.add(s.incident_id)
+                log.warning(
+                    "incident %s: policy %r is no longer configured; it pages again from"
+                    " level 1 of the policy its route gives now", s.incident_id, s.policy,
+                )  # fmt: skip
             self._states[s.incident_id] = s
         self._open = {str(d["id"]): dict(d) for d in state.get("open", [])}
         self._restore_silences(state)
@@ -360,7 +364,9 @@ class EscalationRunner:
         new, commands = step(state, event, now)
         await self._execute(commands, now, new)
         self._states[iid] = new
-        if iid in self._failing_told:  # whatever step went through: a timer, an ack, a resolve
+        # only a step that wrote to the outbox says the store takes writes again: a score
+        # update (no page) "went through" between every failed retry on a read-only store
+        if iid in self._failing_told and any(isinstance(c, Notify) for c in commands):
             self._failing_told.discard(iid)
             log.info("incident %s: escalation steps go through again", iid)
         if self.on_step is not None and new != state:  # (a new snapshot alone is not a change)

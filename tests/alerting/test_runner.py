@@ -245,12 +245,16 @@ async def test_run_loop_sleeps_on_the_clock() -> None:
     ]
 
 
-async def test_restart_after_the_policy_was_renamed_pages_with_fresh_ids() -> None:
+async def test_restart_after_the_policy_was_renamed_pages_with_fresh_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     rig = Rig()
     iid = await rig.verdict(V("acme", 0, 0.8, 3, onset="open"))
     await rig.at(300)  # ana, then lead paged: ids iid/1, iid/2
     # deployed with the policy renamed; the process comes back at t=400 with the old state
     again = Rig(state=rig.saved, start=T0 + 400, cfg=config("standard"))
+    # the log said nothing of why level 1 was paged again (QA, thirteenth session)
+    assert f"incident {iid}: policy 'default' is no longer configured" in caplog.text
     again.book = rig.book
     await again.runner.resume(rig.book.open_incidents())
     assert again.log() == ["t=400 trigger ana"]

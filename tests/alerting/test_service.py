@@ -476,3 +476,29 @@ async def test_an_open_incident_of_a_topic_no_longer_configured_is_resolved_at_s
     assert acme.state == "resolved" and (acme.resolved_by or "").startswith("crisiswatch")
     assert sorted(again.who()) == ["resolve ana", "resolve lead"]
     assert [i.state for i in again.svc.book.all_incidents() if i.topic == "globex"] == ["triggered"]
+
+
+async def test_a_store_that_refuses_every_write_is_told_once_and_never_as_recovered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read-only store: each verdict's publish logged a traceback (77 in a minute), and a
+    score update between two failed timer steps logged "steps go through again" every ~2 s
+    though none did (QA, thirteenth session)."""
+    caplog.set_level(logging.INFO)
+    store, clock = FlakyStore(), FakeClock(T0)
+    svc = flaky_service(store, clock)
+    await svc.on_verdict(V("acme", T0, 0.9, 2, onset="open"))
+    store.down = True  # level 1 paged; the store turns read-only
+    for t in range(60, 900, 30):
+        clock.set(T0 + t)
+        await svc.on_verdict(V("acme", T0 + t, 0.9 + t / 1e5, 2))  # score updates
+        await svc.runner.wake_due()  # level 2 is due at 300: refused at every retry
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failed) == 3, failed  # the publish, the escalation step, the save: once each
+    assert "go through again" not in caplog.text and "published again" not in caplog.text
+    store.down = False
+    clock.set(T0 + 900)
+    await svc.on_verdict(V("acme", T0 + 900, 0.95, 2))
+    await svc.runner.wake_due()
+    assert store.who() == ["trigger ana", "trigger lead"]
+    assert "go through again" in caplog.text and "published again" in caplog.text
