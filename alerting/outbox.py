@@ -286,10 +286,15 @@ class Outbox:
                 try:
                     wait = await self._dispatch()
                     await self._prune()
+                    if self._store_error is not None:
+                        log.info("outbox scans work again (after %s)", self._store_error)
                     self._store_error = None
                 except Exception as exc:  # store hiccup: keep the loop, report it, try again
-                    log.exception("outbox scan failed")
-                    self._store_error = f"{type(exc).__name__}"
+                    # the traceback once per outage: a damaged table logged one every second
+                    # of service time (QA, thirteenth session); /healthz names it meanwhile
+                    if self._store_error is None:
+                        log.exception("outbox scan failed; retried every second")
+                    self._store_error = f"{type(exc).__name__}: {str(exc)[:200]}"
                     wait = max(self._poll, 1.0)
                 waiter = asyncio.ensure_future(self._wake.wait())
                 sleeper = asyncio.ensure_future(self._clock.sleep(wait))

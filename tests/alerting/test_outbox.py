@@ -469,28 +469,35 @@ async def test_kill_minus_9_past_due_pages_next_level_right_after_restart(
     assert pages[1][1] <= restarted + 5.0  # interpreter start-up included, on a shared 2-core box
 
 
-async def test_run_survives_a_failing_store_scan(store: Store) -> None:
-    import asyncio
+async def test_run_survives_a_failing_store_scan_and_tells_it_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged outbox table logged a traceback at every scan, one per second of service
+    time (QA, thirteenth session): once per outage now, and once when it works again."""
 
     class Flaky:
         def __init__(self, inner: Store) -> None:
-            self.inner, self.fail = inner, 1
+            self.inner, self.down, self.failed = inner, True, 0
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
 
         async def outbox_oldest(self, per_receiver: int) -> list[Any]:
-            if self.fail:
-                self.fail -= 1
+            if self.down:
+                self.failed += 1
                 raise OSError("disk hiccup")
             return await self.inner.outbox_oldest(per_receiver)
 
+    caplog.set_level(logging.INFO, logger="alerting.outbox")
     fake = Fake()
     flaky = Flaky(store)
-    ob = Outbox(flaky, {"r": fake}, SystemClock(), CollectorRegistry())
+    ob = Outbox(flaky, {"r": fake}, FakeClock(1_000.0), CollectorRegistry())
     task = asyncio.create_task(ob.run())
-    await asyncio.sleep(0.05)
-    assert ob.health()["store_error"] == "OSError" and ob.health()["status"] == "degraded"
+    while flaky.failed < 5:
+        await asyncio.sleep(0.01)
+    assert ob.health()["store_error"] == "OSError: disk hiccup"
+    assert ob.health()["status"] == "degraded"
+    flaky.down = False
     await ob.enqueue(note("n1"))
     for _ in range(100):
         if fake.sent:
@@ -499,6 +506,9 @@ async def test_run_survives_a_failing_store_scan(store: Store) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [n.id for n in fake.sent] == ["n1"] and ob.health()["store_error"] is None
+    told = [r for r in caplog.records if "scan failed" in r.getMessage()]
+    assert len(told) == 1 and told[0].exc_info is not None
+    assert "outbox scans work again (after OSError: disk hiccup)" in caplog.text
 
 
 async def test_an_expired_resolve_stops_the_repeats(store: Store) -> None:
