@@ -3,15 +3,17 @@
 * ``GET  /api/v1/incidents/{id}`` — one incident (a viewer or responder token once tokens
   are configured, see :func:`require_reader`).
 * ``POST /api/v1/incidents/{id}/acknowledge|resolve|snooze`` — role responder; snooze takes
-  exactly one of ``{"seconds": N}`` or ``{"until": epoch}``.
+  exactly one of ``{"seconds": N}`` or ``{"until": T}`` (an ISO date-time, UTC without an
+  offset, or epoch seconds, as for silences).
 * ``GET  /act/{token}`` — a signed link from a notification: shows what it will do and a
   confirm button; ``POST /act/{token}`` does it. The GET never acts because mail scanners and
   chat unfurlers fetch every link they see, and an acknowledgement made by a robot would stop
   the paging of a real crisis.
 * ``POST /api/v1/webhooks/pagerduty`` — PagerDuty v3 webhook; ``X-PagerDuty-Signature``
   (``v1=<hex HMAC-SHA256 of the raw body>``, comma-separated during rotation) is verified
-  before anything is parsed; ``incident.acknowledged``/``incident.resolved`` are applied to the
-  incident whose dedup key is the PagerDuty ``incident_key``.
+  before anything is parsed; ``incident.acknowledged``/``incident.resolved`` made by a person
+  are applied to the incident whose dedup key is the PagerDuty ``incident_key``, unless they
+  occurred before our latest re-page of it (:func:`pagerduty_ignored`).
 * ``GET /api/v1/silences[?state=active|all]`` — silences, newest start first (a reader, as
   above); ``POST /api/v1/silences`` — role responder, body checked by :func:`parse_silence`,
   201; ``DELETE /api/v1/silences/{id}`` — role responder, ends the silence now.
@@ -188,12 +190,26 @@ def require_reader(tokens: TokenBook, request: web.Request) -> None:
         raise unauthorized()
 
 
-def pagerduty_action(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(action, incident_key, who) for a v3 webhook body we act on, else None.
+@dataclass(frozen=True, slots=True)
+class PagerDutyEvent:
+    """An ``incident.acknowledged``/``incident.resolved`` v3 webhook event, as far as we use it."""
 
-    >>> pagerduty_action({"event": {"event_type": "incident.acknowledged",
-    ...     "agent": {"summary": "Jane Doe"}, "data": {"incident_key": "acme/volume"}}})
-    ('acknowledge', 'acme/volume', 'pagerduty:Jane Doe')
+    action: str  # acknowledge | resolve
+    key: str  # event.data.incident_key: the dedup_key we sent
+    who: str  # pagerduty:<agent summary>
+    agent_type: str | None  # event.agent.type; user_reference for a person
+    occurred_at: float | None  # event.occurred_at; None when absent or unreadable
+
+
+def pagerduty_action(event: Mapping[str, Any]) -> PagerDutyEvent | None:
+    """The event of a v3 webhook body we act on, else None.
+
+    >>> ev = pagerduty_action({"event": {"event_type": "incident.acknowledged",
+    ...     "occurred_at": "1970-01-01T00:01:00.000Z",
+    ...     "agent": {"summary": "Jane Doe", "type": "user_reference"},
+    ...     "data": {"incident_key": "acme/volume"}}})
+    >>> ev.action, ev.key, ev.who, ev.agent_type, ev.occurred_at
+    ('acknowledge', 'acme/volume', 'pagerduty:Jane Doe', 'user_reference', 60.0)
     >>> pagerduty_action({"event": {"event_type": "incident.priority_updated", "data": {}}})
     """
     ev = event.get("event")
@@ -209,8 +225,58 @@ def pagerduty_action(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
     if not isinstance(key, str) or not key:
         return None
     agent = ev.get("agent")
-    name = agent.get("summary") if isinstance(agent, Mapping) else None
-    return action, key, f"pagerduty:{name or 'unknown'}"
+    agent = agent if isinstance(agent, Mapping) else {}
+    kind = agent.get("type")
+    try:
+        occurred: float | None = _when(ev.get("occurred_at"), "occurred_at")
+    except ValueError:
+        occurred = None
+    return PagerDutyEvent(
+        action,
+        key,
+        f"pagerduty:{agent.get('summary') or 'unknown'}",
+        kind if isinstance(kind, str) else None,
+        occurred,
+    )
+
+
+def pagerduty_ignored(event: PagerDutyEvent, incident: Mapping[str, Any]) -> str | None:
+    """Why `event` must not be applied to `incident`, or None to apply it.
+
+    Two rules, both needing nothing we do not already have:
+
+    * Only a person's ack or resolve is applied (``agent.type`` ``user_reference``). A re-page
+      after an ack resolves the PagerDuty incident through the Events API before triggering a
+      new one (``PagerDutyNotifier.send``); PagerDuty reports that resolve with the service or
+      its Events API integration as the agent, and applying it ended the crisis we had just
+      re-paged. We cannot tell our integration from another, so every non-person agent
+      (automation, auto-resolve, none) is ignored: only a person may stop the paging.
+    * An event that occurred before we last triggered the incident (``triggered_at``: its
+      opening, a re-page or a re-trigger) is about the PagerDuty incident that re-page
+      replaced: a webhook delayed or retried past the re-page. It is compared with time, not
+      with PagerDuty's incident id, because the Events API never tells us the id of the
+      incident a trigger opened.
+
+    >>> ev = PagerDutyEvent("acknowledge", "k", "pagerduty:Jane", "user_reference", 100.0)
+    >>> pagerduty_ignored(ev, {"triggered_at": 90.0}) is None
+    True
+    >>> pagerduty_ignored(ev, {"triggered_at": 120.0})[:77]
+    'occurred at 1970-01-01T00:01:40Z, before our re-page at 1970-01-01T00:02:00Z:'
+    """
+    if event.agent_type != "user_reference":
+        return f"not made by a person (agent type {event.agent_type or 'none'})"
+    at, triggered = event.occurred_at, incident.get("triggered_at")
+    # No time (PagerDuty always sends one): applied, as before this rule.
+    if at is not None and isinstance(triggered, int | float) and at < triggered:
+        return (
+            f"occurred at {_iso(at)}, before our re-page at {_iso(triggered)}:"
+            " it is about the PagerDuty incident that re-page replaced"
+        )
+    return None
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _PAGE = """<!doctype html>
@@ -395,13 +461,24 @@ def api_routes(
         found = pagerduty_action(body) if isinstance(body, dict) else None
         if found is None:
             return web.json_response({"applied": False, "reason": "ignored event"})
-        action, key, who = found
-        incident_id = await _resolve_key(actions, key)
-        if incident_id is None:
+        incident_id = await _resolve_key(actions, found.key)
+        incident = None if incident_id is None else await actions.get(incident_id)
+        if incident_id is None or incident is None:
             # 2xx all the same: a retry from PagerDuty cannot make the incident appear.
             return web.json_response({"applied": False, "reason": "unknown incident"})
+        why = pagerduty_ignored(found, incident)
+        if why is not None:
+            # 200: PagerDuty retries anything else, and a retry would be ignored the same way.
+            log.info(
+                "PagerDuty incident.%s for %s by %r not applied: %s",
+                "acknowledged" if found.action == "acknowledge" else "resolved",
+                incident_id,
+                found.who,
+                why,
+            )
+            return web.json_response({"applied": False, "incident_id": incident_id, "reason": why})
         try:
-            acted = await apply(action, incident_id, who, "pagerduty")
+            acted = await apply(found.action, incident_id, found.who, "pagerduty")
         except Refused as exc:
             return web.json_response({"applied": False, "reason": exc.reason})
         changed = acted is not None and acted[1]
@@ -480,13 +557,20 @@ async def _snooze_until(request: web.Request, now: float, cap: float) -> float:
         raise bad_request(f"unknown field {unknown[0][:40]!r}; expected seconds or until")
     if sum(body.get(k) is not None for k in SNOOZE_FIELDS) > 1:  # null is absent, as elsewhere
         raise bad_request("give either seconds or until (exactly one)")
-    until_v, seconds_v = _number(body.get("until")), _number(body.get("seconds"))
-    if until_v is not None:
-        until = until_v
-    elif seconds_v is not None:
-        until = now + seconds_v
-    else:
-        raise bad_request('snooze needs {"seconds": N} or {"until": epoch}')
+    try:
+        if body.get("until") is not None:
+            until = _when(body["until"], "until")  # ISO or epoch, as for silences
+        elif body.get("seconds") is not None:
+            seconds = _number(body["seconds"])
+            if seconds is None:
+                raise ValueError(
+                    f"seconds: expected a number of seconds (got {_show(body['seconds'])})"
+                )
+            until = now + seconds
+        else:
+            raise ValueError('snooze needs {"seconds": N} or {"until": ISO time or epoch}')
+    except ValueError as exc:  # names the field and the value given, not just "missing"
+        raise bad_request(str(exc)) from None
     if until <= now:
         raise bad_request("snooze must end in the future")
     if until - now > cap:

@@ -113,7 +113,9 @@ class PagerDutyNotifier:
         if n.reopen:
             # PagerDuty appends a trigger for an acknowledged alert to its log and rings nobody:
             # a re-page after an ack (timeout, snooze end, severity jump) resolves it first, so
-            # the trigger opens a new one. A retry repeats both, which is harmless.
+            # the trigger opens a new one. A retry repeats both, which is harmless. PagerDuty's
+            # webhook about this resolve names the service, not a person, as its agent, and
+            # alerting.api.pagerduty_ignored keeps it from resolving the re-paged incident.
             resolve = replace(n, action="resolve")
             await self._post(pagerduty_event(resolve, routing_key=self._key, source=""))
         await self._post(body)

@@ -293,16 +293,29 @@ async def test_expired_and_forged_links_are_refused(
     )
 
 
-def pd_body(event_type: str, key: str = "acme/volume") -> bytes:
+USER_AGENT = {"html_url": "https://x.pagerduty.com/users/P1", "id": "P1",
+              "summary": "Jane Doe", "type": "user_reference"}  # fmt: skip
+# What PagerDuty names as the agent of a change made through the Events API (our own resolve
+# before a re-page's trigger): the service, or the integration the event came in through.
+SERVICE_AGENT = {"id": "PF9KMXH", "summary": "crisiswatch (Events API v2)",
+                 "type": "service_reference"}  # fmt: skip
+
+
+def pd_body(
+    event_type: str,
+    key: str = "acme/volume",
+    *,
+    agent: dict[str, Any] | None = USER_AGENT,
+    occurred_at: str = "2026-11-27T08:00:00.000Z",
+) -> bytes:
     return json.dumps(
         {
             "event": {
                 "id": "5ac64822-4adc-4fda-ade0-410becf0de4f",
                 "event_type": event_type,
                 "resource_type": "incident",
-                "occurred_at": "2026-11-27T08:00:00.000Z",
-                "agent": {"html_url": "https://x.pagerduty.com/users/P1", "id": "P1",
-                          "summary": "Jane Doe", "type": "user_reference"},
+                "occurred_at": occurred_at,
+                "agent": agent,
                 "data": {"id": "Q1", "type": "incident", "number": 7, "status": "acknowledged",
                          "incident_key": key, "title": "Crisis on acme"},
             }
@@ -366,6 +379,31 @@ async def test_pagerduty_other_events_and_unknown_incidents_are_ignored(env: Env
         )
         assert r.status == 200 and (await r.json())["applied"] is False
     assert book.calls == []
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        SERVICE_AGENT,
+        {"id": "P0KV9NX", "type": "events_api_v2_inbound_integration_reference"},
+        None,  # PagerDuty documents that an event may have no agent
+    ],
+)
+async def test_pagerduty_events_not_made_by_a_person_are_ignored(
+    env: Env, agent: dict[str, Any] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ack or resolve that no person made is ours (the resolve before a re-page's trigger)
+    or PagerDuty's automation: it must not end the paging of a crisis."""
+    client, book, _ = env
+    caplog.set_level(logging.INFO, logger="alerting.api")
+    for event_type in ("incident.resolved", "incident.acknowledged"):
+        out = await post_pd(client, pd_body(event_type, agent=agent))
+        assert out["applied"] is False
+        assert out["incident_id"] == "inc-1" and "not made by a person" in out["reason"]
+    assert book.calls == [] and book.incidents["inc-1"]["state"] == "triggered"
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "alerting.api"]
+    assert len(lines) == 2 and all(line.startswith("PagerDuty incident.") for line in lines)
+    assert all(rec.levelno == logging.INFO for rec in caplog.records if rec.name == "alerting.api")
 
 
 def test_missing_token_secret_is_a_config_error() -> None:
@@ -678,3 +716,99 @@ async def test_a_newline_in_client_text_cannot_forge_a_log_line(
     logged = [rec.getMessage() for rec in caplog.records if rec.name.startswith("alerting.")]
     assert len([m for m in logged if "FORGED" in m]) == 2
     assert not [m for m in logged if "\n" in m or "\r" in m]
+
+
+async def post_pd(client: TestClient[web.Request, web.Application], body: bytes) -> Any:
+    r = await client.post(
+        "/api/v1/webhooks/pagerduty", data=body, headers={"X-PagerDuty-Signature": pd_sign(body)}
+    )
+    assert r.status == 200  # PagerDuty retries anything else
+    return await r.json()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def test_pagerduty_echo_of_our_reopen_does_not_resolve_the_repage(
+    live: LiveEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA t02: a severity rise after an ack re-pages; the PagerDuty notifier resolves the
+    acknowledged PagerDuty incident and triggers a new one, and PagerDuty's webhook about that
+    resolve resolved our freshly re-paged incident (and ended the detector's episode)."""
+    rig, client = live
+    caplog.set_level(logging.INFO, logger="alerting.api")
+    [ev] = await rig.svc.on_verdict(V("acme", T0, 0.9, 3, onset="open"))
+    iid = ev.incident.id
+    body = pd_body("incident.acknowledged", iid, occurred_at=iso(T0 + 60))
+    assert await post_pd(client, body) == {"applied": True, "incident_id": iid}  # a person
+    rig.clock.advance(600)
+    assert [e.kind for e in await rig.svc.on_verdict(V("acme", T0 + 600, 0.99, 1))] == ["repaged"]
+    assert rig.sent[-1].action == "trigger" and rig.sent[-1].reopen
+    rig.clock.advance(3)
+    echo = pd_body("incident.resolved", iid, agent=SERVICE_AGENT, occurred_at=iso(T0 + 601))
+    out = await post_pd(client, echo)
+    assert out["applied"] is False and "not made by a person" in out["reason"]
+    inc = await rig.svc.get(iid) or {}
+    assert (inc["state"], inc["resolved_by"], inc["severity"]) == ("triggered", None, 1)
+    assert rig.sent[-1].action == "trigger"  # nothing resolved anywhere
+    ignored = [r for r in caplog.records if r.name == "alerting.api" and "not applied" in r.msg]
+    assert len(ignored) == 1 and ignored[0].levelno == logging.INFO
+
+
+async def test_a_late_pagerduty_ack_of_the_previous_page_does_not_ack_the_repage(
+    live: LiveEnv,
+) -> None:
+    """QA t02b: an ack that happened before our re-page (the acknowledgement timed out) is
+    about the PagerDuty incident the re-page replaced; only a later ack is about the new one."""
+    rig, client = live
+    [ev] = await rig.svc.on_verdict(V("acme", T0, 0.9, 3, onset="open"))
+    iid = ev.incident.id
+    await rig.svc.acknowledge(iid, "ana")
+    rig.clock.set(T0 + 1800)
+    await rig.svc.tick()
+    await rig.svc.runner.wake_due()
+    inc = await rig.svc.get(iid) or {}
+    assert inc["state"] == "triggered" and rig.sent[-1].reopen
+    stale = pd_body("incident.acknowledged", iid, occurred_at=iso(T0 + 5))
+    out = await post_pd(client, stale)
+    assert out["applied"] is False and "before" in out["reason"]
+    assert (await rig.svc.get(iid) or {})["state"] == "triggered"
+    late_resolve = pd_body("incident.resolved", iid, occurred_at="2026-01-14T10:29:59Z")
+    assert (await post_pd(client, late_resolve))["applied"] is False
+    fresh = pd_body("incident.acknowledged", iid, occurred_at=iso(T0 + 1860))
+    assert await post_pd(client, fresh) == {"applied": True, "incident_id": iid}
+    inc = await rig.svc.get(iid) or {}
+    assert (inc["state"], inc["acknowledged_by"]) == ("acknowledged", "pagerduty:Jane Doe")
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ('{"until": "tomorrow"}',
+         "until: expected an ISO date-time like 2026-01-05T09:00, got 'tomorrow'"),
+        ('{"seconds": "600"}', 'seconds: expected a number of seconds (got "600")'),
+        ('{"seconds": true}', "seconds: expected a number of seconds (got true)"),
+        ('{"seconds": 1e400}', "seconds: expected a number of seconds (got Infinity)"),
+        ('{"until": [5]}', "until: expected an ISO date-time or epoch seconds (got [5])"),
+    ],
+)  # fmt: skip
+async def test_snooze_errors_name_the_field_and_value(env: Env, raw: str, error: str) -> None:
+    """QA t10: a wrongly typed value was reported as if the field were missing."""
+    client, book, _ = env
+    r = await client.post(
+        "/api/v1/incidents/inc-1/snooze",
+        headers={**auth("ana-token"), "Content-Type": "application/json"},
+        data=raw,
+    )
+    assert r.status == 400 and await r.json() == {"error": error} and book.calls == []
+
+
+async def test_snooze_until_takes_an_iso_time_like_silences(env: Env) -> None:
+    client, book, _ = env  # the clock is at epoch 1000
+    for until in ("1970-01-01T00:30Z", "1970-01-01T01:30+01:00", "1970-01-01T00:30"):
+        r = await client.post(
+            "/api/v1/incidents/inc-1/snooze", headers=auth("ana-token"), json={"until": until}
+        )
+        assert r.status == 200
+    assert book.calls == [("snooze", "inc-1", 1800.0, "ana")] * 3
