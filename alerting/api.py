@@ -275,6 +275,24 @@ def pagerduty_ignored(event: PagerDutyEvent, incident: Mapping[str, Any]) -> str
     return None
 
 
+def _already_done(action: str, incident: Mapping[str, Any]) -> str | None:
+    """What makes a one-click link's action moot, for its page; None when it can still act.
+
+    >>> _already_done("acknowledge", {"state": "resolved", "resolved_by": "detector"})
+    'Already resolved by detector'
+    >>> _already_done("acknowledge", {"state": "acknowledged", "acknowledged_by": "ana"})
+    'Already acknowledged by ana'
+    >>> _already_done("resolve", {"state": "acknowledged"}) is None
+    True
+    """
+    state = incident.get("state")
+    if state == "resolved":
+        return f"Already resolved by {incident.get('resolved_by') or 'someone'}"
+    if state == "acknowledged" and action == "acknowledge":
+        return f"Already acknowledged by {incident.get('acknowledged_by') or 'someone'}"
+    return None
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -415,10 +433,16 @@ def api_routes(
         if claim.action == "snooze" and claim.param.isdigit():
             extra = f" for {int(claim.param) // 60} minutes"
         state = html.escape(str(inc.get("state", "?")))
-        body = (
+        head = (
             f"<p><b>{what}</b></p><p class=muted>incident {html.escape(claim.incident_id)},"
             f" currently {state}</p>"
-            f'<form method="post"><button type="submit">{verb}{extra}</button></form>'
+        )
+        done = _already_done(claim.action, inc)
+        if done is not None:
+            # no button: it offered "Acknowledge" on a resolved incident, then a 409 (QA)
+            return _page(done, head + f"<p>{html.escape(done)}; nothing to do.</p>")
+        body = (
+            head + f'<form method="post"><button type="submit">{verb}{extra}</button></form>'
             f"<p class=muted>as {html.escape(claim.who or 'link holder')}</p>"
         )
         return _page(f"{verb} incident?", body)

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from alerting.api import Acted, api_routes
-from alerting.links import LinkClaim, LinkSigner
+from alerting.links import LinkAction, LinkClaim, LinkSigner
 from alerting.notification import Notification
 from alerting.service import IncidentService
 from monitor.clock import FakeClock
@@ -263,6 +263,26 @@ async def test_link_get_confirms_post_acts(env: Env, signer: LinkSigner) -> None
     r = await client.post(path)
     assert r.status == 200 and "acknowledged" in await r.text()
     assert book.calls == [("ack", "inc-1", "ana")]
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "says"),
+    [
+        ("acknowledge", {"state": "resolved", "resolved_by": "detector"}, "resolved by detector"),
+        ("snooze", {"state": "resolved", "resolved_by": "ana"}, "resolved by ana"),
+        ("acknowledge", {"state": "acknowledged", "acknowledged_by": "lead"}, "acknowledged by"),
+    ],
+)
+async def test_a_link_to_a_moot_action_says_so_without_a_button(
+    env: Env, signer: LinkSigner, action: LinkAction, state: dict[str, Any], says: str
+) -> None:
+    """The page offered "Acknowledge" for a resolved incident; pressing it gave a 409 (QA)."""
+    client, book, _ = env
+    book.incidents["inc-1"].update(state)
+    url = signer.url(LinkClaim(action, "inc-1", expires_at=2000, who="ana", param="600"))
+    r = await client.get(url.removeprefix("http://cw.test"))
+    text = await r.text()
+    assert r.status == 200 and f"Already {says}" in text and "<form" not in text
 
 
 async def test_link_snooze_uses_signed_duration(
