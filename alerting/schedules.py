@@ -2,7 +2,10 @@
 
 Pure: every question takes an instant (Unix seconds). Rotations hand off at *local wall time*
 (09:00 in Berlin stays 09:00 across a DST change) because turns are counted on naive local
-date-times, not on elapsed seconds. Restrictions and quiet hours are local windows too.
+date-times, not on elapsed seconds. Restrictions and quiet hours are local windows too. All of
+them read :func:`wall_clock`, a local clock that never goes back: a handoff or window edge at a
+local time the fall-back repeats happens at its first occurrence, once; one at a time the
+spring-forward skips happens when the clock jumps past it.
 
 >>> from monitor.config.alerting import AlertingConfig
 >>> d = Directory.from_config(AlertingConfig())
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.config.alerting import (
@@ -38,13 +41,44 @@ from monitor.config.alerting import (
 Intervals = tuple[tuple[int, int], ...]
 
 
+_TICK = timedelta(microseconds=1)  # datetime's resolution
+
+
 def local(t: float, zone: ZoneInfo) -> datetime:
     """The aware local date-time of instant ``t``."""
     return datetime.fromtimestamp(t, zone)
 
 
+def wall_clock(t: float, zone: ZoneInfo) -> datetime:
+    """The naive local time of instant ``t`` on a clock that never goes back.
+
+    It is the local time, except in the second pass of the hour a fall-back repeats (PEP 495
+    ``fold=1``): there it stays at the last reading before the clocks went back. Every local
+    time of that hour has already happened once, and reading it again would run turns and
+    windows backwards (a handoff at 02:30 handed back at 02:00 CET and over again at 02:30
+    CET, QA). So an edge at a repeated time happens at its first occurrence and only then.
+
+    >>> berlin = ZoneInfo("Europe/Berlin")  # back from 03:00 CEST to 02:00 CET on 2026-10-25
+    >>> first = datetime(2026, 10, 25, 0, 15, tzinfo=UTC).timestamp()  # 02:15 CEST
+    >>> [str(wall_clock(first + h * 3600, berlin)) for h in (0, 1, 2)]
+    ['2026-10-25 02:15:00', '2026-10-25 02:59:59.999999', '2026-10-25 03:15:00']
+    """
+    here = local(t, zone)
+    if not here.fold:
+        return here.replace(tzinfo=None)
+    before, after = here.replace(fold=0).utcoffset(), here.utcoffset()
+    assert before is not None and after is not None  # a ZoneInfo always has an offset
+    # the clocks went back less than `before - after` ago: find that instant to the second
+    # (zone transitions fall on whole seconds), as `local_instant` does for the error message
+    lo, hi = math.floor(t - (before - after).total_seconds()), math.ceil(t)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if local(mid, zone).utcoffset() == before else (lo, mid)
+    return (datetime.fromtimestamp(hi, UTC) + before).replace(tzinfo=None) - _TICK
+
+
 def in_window(intervals: Intervals, when: datetime) -> bool:
-    """Whether local ``when`` falls in minute-of-week ``intervals`` (see ``parse_window``).
+    """Whether naive local ``when`` falls in minute-of-week ``intervals`` (``parse_window``).
 
     >>> win = tuple(parse_window("fri 18:00 - mon 08:00"))
     >>> in_window(win, datetime(2026, 1, 4, 12, 0)), in_window(win, datetime(2026, 1, 5, 9, 0))
@@ -62,7 +96,11 @@ class OnCall:
 
 @dataclass(frozen=True, slots=True)
 class Layer:
-    """Users take turns of ``turn_seconds`` of local wall time from ``anchor`` (naive local)."""
+    """Users take turns of ``turn_seconds`` of local wall time from ``anchor`` (naive local).
+
+    Turn ``k`` begins the first time the :func:`wall_clock` reads ``anchor + k * turn``: at the
+    first of two such readings when the clocks go back, at the jump when they skip it.
+    """
 
     name: str
     users: tuple[str, ...]
@@ -72,15 +110,16 @@ class Layer:
     restrictions: Intervals = ()
 
     def turn_index(self, t: float) -> int:
-        wall = local(t, self.zone).replace(tzinfo=None)
-        return math.floor((wall - self.anchor).total_seconds() / self.turn_seconds)
+        """Turns begun since ``anchor`` (negative before it); never decreases as ``t`` grows."""
+        turn = timedelta(seconds=self.turn_seconds)
+        return (wall_clock(t, self.zone) - self.anchor) // turn  # exact: whole microseconds
 
     def rotation_user(self, t: float) -> str:
         """Whose turn it is, ignoring restrictions."""
         return self.users[self.turn_index(t) % len(self.users)]
 
     def covers(self, t: float) -> bool:
-        return not self.restrictions or in_window(self.restrictions, local(t, self.zone))
+        return not self.restrictions or in_window(self.restrictions, wall_clock(t, self.zone))
 
     def who(self, t: float) -> str | None:
         return self.rotation_user(t) if self.covers(t) else None
@@ -206,7 +245,7 @@ class User:
         )
 
     def is_quiet(self, t: float) -> bool:
-        return bool(self.quiet) and in_window(self.quiet, local(t, self.zone))
+        return bool(self.quiet) and in_window(self.quiet, wall_clock(t, self.zone))
 
     def may_page(self, t: float, severity: int) -> bool:
         """Quiet hours hold back everything but SEV1."""

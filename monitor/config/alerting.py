@@ -240,6 +240,24 @@ def parse_when(text: str, zone: ZoneInfo) -> datetime:
     return dt.replace(tzinfo=zone) if dt.tzinfo is None else dt
 
 
+def parse_exact_when(text: str, zone: ZoneInfo) -> datetime:
+    """:func:`parse_when`, but a local time a clock change skips or repeats is a ValueError
+    (see :func:`local_instant`): read one way or the other it would silently move an hour.
+
+    >>> berlin = parse_zone("Europe/Berlin")
+    >>> parse_exact_when("2026-10-25T02:30+01:00", berlin).isoformat()
+    '2026-10-25T02:30:00+01:00'
+    >>> parse_exact_when("2026-10-25T02:30", berlin)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 2026-10-25 02:30 happens twice in Europe/Berlin: ...
+    """
+    when = parse_when(text, zone)
+    if when.tzinfo is zone:  # written without an offset: a local wall time
+        local_instant(when.replace(tzinfo=None), zone)
+    return when
+
+
 # --- sections ----------------------------------------------------------------------------------
 def _checked(parse: Callable[[str], object]) -> AfterValidator:
     """A pydantic validator that accepts a string when `parse` does (its ValueError says why)."""
@@ -307,7 +325,9 @@ class LayerConfig(Section):
     timezone: TimeZone | None = None
     """Defaults to the schedule's time zone; handoffs happen at local wall time (DST-correct)."""
     start: Instant = "2024-01-01T09:00"
-    """A handoff instant; turns repeat from here in both directions."""
+    """A handoff instant; turns repeat from here in both directions. Without an offset it is
+    local to the layer's zone, and a local time a clock change skips or repeats is an error.
+    Turns hand off at its local time; where a fall-back repeats that time, at the first one."""
     rotation: Rotation = "1w"
     """Length of one turn: `12h`, `1d`, `1w` (a number and h, d or w), in local wall time."""
     restrictions: list[Window] = []
@@ -339,15 +359,19 @@ class ScheduleConfig(Section):
     """Stand-ins for a span of time; they win over every layer (the latest covering wins)."""
 
     @model_validator(mode="after")
-    def _overrides(self) -> ScheduleConfig:
+    def _local_times(self) -> ScheduleConfig:
         zone = parse_zone(self.timezone)
+        # a layer's start is checked like an override's (QA): a start the spring-forward skips
+        # or the fall-back repeats is a slip nobody should have to discover at the handoff
+        for j, layer in enumerate(self.layers):
+            try:
+                parse_exact_when(layer.start, parse_zone(layer.timezone or self.timezone))
+            except ValueError as exc:
+                raise at(f"layers[{j}].start", str(exc)) from None
         for i, o in enumerate(self.overrides):
             for f in ("start", "end"):
                 try:
-                    when = parse_when(getattr(o, f), zone)
-                    if when.tzinfo is zone:  # written without an offset: a local wall time
-                        # one a clock change skips or repeats would silently move an hour
-                        local_instant(when.replace(tzinfo=None), zone)
+                    parse_exact_when(getattr(o, f), zone)
                 except ValueError as exc:
                     raise at(f"overrides[{i}].{f}", str(exc)) from None
             if parse_when(o.end, zone) <= parse_when(o.start, zone):

@@ -103,6 +103,14 @@ def test_demo_has_no_receiver_references() -> None:
     check_receivers(AlertingConfig(), [])
 
 
+# teams, policies and route naming only ana: a config that is valid but for what a test checks
+_ONLY_ANA: dict[str, Any] = {
+    "teams": [],
+    "policies": [{"name": "p", "levels": [{"targets": ["user:ana"]}]}],
+    "route": {"policy": "p"},
+}
+
+
 def _silence(**fields: Any) -> dict[str, Any]:
     base = {"matchers": ["topic=a"], "start": "2026-01-01T00:00", "end": "2026-01-02T00:00"}
     return {**base, "author": "ana", "comment": "deploy", **fields}
@@ -172,6 +180,44 @@ def _silence(**fields: Any) -> dict[str, Any]:
             r"^alerting\.schedules\[0\]\.overrides\[0\]\.start: 2026-03-29 02:30 does not exist in "
             r"Europe/Berlin: clocks go forward from 02:00 to 03:00",
         ),
+        (  # a layer's start is a local time too: one the spring-forward skips is refused
+            {
+                "users": [{"name": "ana"}],
+                "schedules": [
+                    {
+                        "name": "s",
+                        "timezone": "Europe/Berlin",
+                        "layers": [{"users": ["ana"], "start": "2026-03-29T02:30"}],
+                    }
+                ],
+                **_ONLY_ANA,
+            },
+            r"^alerting\.schedules\[0\]\.layers\[0\]\.start: 2026-03-29 02:30 does not exist in "
+            r"Europe/Berlin: clocks go forward from 02:00 to 03:00",
+        ),
+        (  # ... and one the fall-back repeats, in the layer's own zone when it names one
+            {
+                "users": [{"name": "ana"}],
+                "schedules": [
+                    {
+                        "name": "s",
+                        "timezone": "Europe/Berlin",
+                        "layers": [
+                            {"users": ["ana"]},
+                            {
+                                "users": ["ana"],
+                                "timezone": "America/New_York",
+                                "start": "2026-11-01T01:30",
+                            },
+                        ],
+                    }
+                ],
+                **_ONLY_ANA,
+            },
+            r"^alerting\.schedules\[0\]\.layers\[1\]\.start: 2026-11-01 01:30 happens twice in "
+            r"America/New_York: clocks go back from 02:00 to 01:00; add -04:00 \(EDT\) or "
+            r"-05:00 \(EST\)",
+        ),
         (  # read as quiet all day: a typo for 22:00-07:00, not "only SEV1 ever" (00:00-24:00)
             {"users": [{"name": "ana", "quiet_hours": "22:00-22:00"}]},
             r"^alerting\.users\[0\]\.quiet_hours: '22:00-22:00' starts when it ends: empty or "
@@ -224,3 +270,20 @@ def test_edge_values_that_mean_what_they_say_pass() -> None:
     ).alerting
     assert cfg.users[0].quiet_hours == "00:00-24:00"
     assert cfg.policies[0].levels[0].delay_seconds == week
+
+
+def test_layer_starts_near_clock_changes_that_name_one_instant_pass() -> None:
+    def layers(*starts: str, zone: str = "Europe/Berlin") -> list[str]:
+        data = {
+            "users": [{"name": "ana"}],
+            "schedules": [
+                {"name": f"s{i}", "timezone": zone, "layers": [{"users": ["ana"], "start": start}]}
+                for i, start in enumerate(starts)
+            ],
+            **_ONLY_ANA,
+        }
+        return [s.layers[0].start for s in AlertingConfig.model_validate(data).schedules]
+
+    fine = ("2026-03-29T01:59", "2026-03-29T03:00", "2026-10-25T02:30+01:00", "2026-10-25T00:30Z")
+    assert layers(*fine) == list(fine)
+    assert layers("2026-03-29T02:30", zone="UTC") == ["2026-03-29T02:30"]  # UTC has no DST

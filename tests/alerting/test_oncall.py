@@ -207,3 +207,32 @@ def test_next_names_the_next_person_and_a_mere_change_of_source_says_so() -> Non
     assert "  now:  nobody\n  next: ben from 2026-03-27 09:00 CET, in 15h00m (layer day)\n" in (
         before
     )
+
+
+@pytest.mark.parametrize("at", ["2026-10-25T02:45+02:00", "2026-10-25T02:15+01:00"])
+def test_next_after_a_handoff_in_the_repeated_hour_is_a_day_later(
+    at: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # QA: a daily 02:30 handoff on the fall-back day said "next: ben from 02:00 CET, in 0h15m"
+    # (a hand-back); ana's turn began at the first 02:30 and lasts to 02:30 CET the next day
+    cfg = tmp_path / "flap.yaml"
+    cfg.write_text(
+        """\
+topics: [{name: acme, query: acme}]
+alerting:
+  timezone: Europe/Berlin
+  users: [{name: ana, timezone: Europe/Berlin}, {name: ben, timezone: Europe/Berlin}]
+  teams: []
+  schedules:
+    - name: nights
+      timezone: Europe/Berlin
+      layers: [{name: l, users: [ana, ben], rotation: 1d, start: "2026-10-01T02:30"}]
+  policies: [{name: p, levels: [{targets: ["schedule:nights"]}]}]
+  route: {policy: p}
+""",
+        encoding="utf-8",
+    )
+    assert cli.main(["oncall", "--config", str(cfg), "--at", at]) == 0
+    out = capsys.readouterr().out
+    assert "  now:  ana (layer l, " in out
+    assert "  next: ben from 2026-10-26 02:30 CET, in 1d00h (layer l)\n" in out

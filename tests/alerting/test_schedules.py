@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,6 +74,177 @@ def test_twelve_hour_turns_keep_local_handoffs() -> None:
         assert who(s, ts(2026, 3, d, 7, 59, NY)) == "night"
         assert who(s, ts(2026, 3, d, 20, 0, NY)) == "night"
         assert who(s, ts(2026, 3, d, 19, 59, NY)) == "day"
+
+
+def handoffs(s: Schedule, t0: float, t1: float, step: float = 60.0) -> list[tuple[str, str]]:
+    """``(UTC time, new person or "nobody")`` at every change of who is on call in ``(t0, t1]``,
+    probed every ``step`` seconds."""
+    out: list[tuple[str, str]] = []
+    before = who(s, t0)
+    for k in range(1, int((t1 - t0) // step) + 1):
+        now = who(s, t0 + k * step)
+        if now != before:
+            at = datetime.fromtimestamp(t0 + k * step, UTC).strftime("%m-%d %H:%MZ")
+            out.append((at, now or "nobody"))
+        before = now
+    return out
+
+
+@pytest.mark.parametrize(
+    ("zone", "rotation", "start", "t0", "expected"),
+    [
+        # Berlin goes back from 03:00 CEST to 02:00 CET at 01:00 UTC on 2026-10-25; QA saw
+        # 00:30Z ana, 01:00Z carla again, 01:30Z ana again
+        ("Europe/Berlin", "1d", "2026-10-01T02:30", ts(2026, 10, 24, 22), [("10-25 00:30Z", "a")]),
+        (  # hourly at :30: the turn from 02:30 CEST lasts two real hours, to 03:30 CET
+            "Europe/Berlin",
+            "1h",
+            "2026-10-01T00:30",
+            ts(2026, 10, 24, 22),
+            [
+                ("10-24 22:30Z", "a"),
+                ("10-24 23:30Z", "b"),
+                ("10-25 00:30Z", "c"),  # 02:30 CEST; not b again at 02:00 CET, c at 02:30 CET
+                ("10-25 02:30Z", "a"),  # 03:30 CET
+                ("10-25 03:30Z", "b"),
+            ],
+        ),
+        # New York goes back from 02:00 EDT to 01:00 EST at 06:00 UTC on 2026-11-01
+        (
+            "America/New_York",
+            "12h",
+            "2026-10-01T01:30",
+            ts(2026, 11, 1, 3),
+            [("11-01 05:30Z", "c")],
+        ),
+    ],
+)
+def test_a_handoff_at_a_repeated_local_time_happens_once_at_its_first_occurrence(
+    zone: str, rotation: str, start: str, t0: float, expected: list[tuple[str, str]]
+) -> None:
+    s = schedule(
+        timezone=zone,
+        layers=[{"users": ["a", "b", "c"], "start": start, "rotation": rotation}],
+    )
+    assert handoffs(s, t0, t0 + 6 * 3600) == expected
+    first = datetime.strptime(f"2026-{expected[0][0]}", "%Y-%m-%d %H:%MZ").replace(tzinfo=UTC)
+    # the exact instant goes to the new person
+    assert who(s, first.timestamp() - 1) != expected[0][1] == who(s, first.timestamp())
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("hours", [1, 2, 5, 7, 12, 13, 25, 36])
+def test_turns_count_up_once_per_local_handoff_across_both_clock_changes(
+    zone: str, hours: int
+) -> None:
+    # odd-length turns drift through every local time, the repeated hour included: turns never
+    # go back, and each local handoff time the clock reaches starts exactly one turn
+    z = ZoneInfo(zone)
+    layer = schedule(
+        timezone=zone,
+        layers=[{"users": ["a", "b"], "start": "2026-01-01T00:40", "rotation": f"{hours}h"}],
+    ).layers[0]
+    for day in (
+        (2026, 3, 7),
+        (2026, 3, 28),
+        (2026, 4, 4),
+        (2026, 10, 3),
+        (2026, 10, 24),
+        (2026, 10, 31),
+    ):
+        t0 = datetime(*day, 12, tzinfo=UTC).timestamp()
+        turns = [layer.turn_index(t0 + m * 60) for m in range(3 * 1440)]
+        assert all(b - a in (0, 1) for a, b in pairwise(turns)), (day, hours)
+        # local handoff times reached in the span: both ends are off a DST change
+        walls = [
+            datetime.fromtimestamp(t0 + m * 60, z).replace(tzinfo=None) for m in (0, -1 + 3 * 1440)
+        ]
+        turn = timedelta(hours=hours)
+        reached = (walls[1] - layer.anchor) // turn - (walls[0] - layer.anchor) // turn
+        assert turns[-1] - turns[0] == reached, (day, hours)
+
+
+def test_layer_restrictions_that_end_or_start_in_the_repeated_hour_do_not_flap() -> None:
+    s = schedule(
+        timezone="Europe/Berlin",
+        layers=[
+            {"name": "backstop", "users": ["lead"]},
+            {"name": "late", "users": ["ana"], "restrictions": ["22:00-02:30"]},
+            {"name": "early", "users": ["ben"], "restrictions": ["02:45-06:00"]},
+        ],
+    )
+    assert handoffs(s, ts(2026, 10, 24, 19), ts(2026, 10, 25, 6)) == [
+        ("10-24 20:00Z", "ana"),  # 22:00 CEST
+        ("10-25 00:30Z", "lead"),  # 02:30 CEST, and not ana again at 02:00 CET
+        ("10-25 00:45Z", "ben"),  # 02:45 CEST, and not lead again at 02:00 CET
+        ("10-25 05:00Z", "lead"),  # 06:00 CET
+    ]
+    # in New York too (back from 02:00 EDT to 01:00 EST at 06:00 UTC on 2026-11-01)
+    ny = schedule(
+        timezone="America/New_York",
+        layers=[{"users": ["lead"]}, {"users": ["ana"], "restrictions": ["sun 01:15-01:45"]}],
+    )
+    assert handoffs(ny, ts(2026, 11, 1, 4), ts(2026, 11, 1, 9)) == [
+        ("11-01 05:15Z", "ana"),
+        ("11-01 05:45Z", "lead"),
+    ]
+
+
+def test_next_change_and_next_handoff_in_the_repeated_hour() -> None:
+    s = schedule(
+        timezone="Europe/Berlin",
+        layers=[{"users": ["ana", "ben"], "start": "2026-10-01T02:30", "rotation": "1d"}],
+    )
+    after = (ts(2026, 10, 26, 1, 30), OnCall("ben", "layer:layer"))  # 02:30 CET, a day later
+    for t in (ts(2026, 10, 25, 0, 45), ts(2026, 10, 25, 1, 0), ts(2026, 10, 25, 1, 45)):
+        assert who(s, t) == "ana"  # 02:45 CEST, 02:00 CET, 02:45 CET
+        assert s.next_change(t, 2 * 86400) == after
+        assert s.next_handoff(t, 2 * 86400) == after
+    before = ts(2026, 10, 24, 23, 0)  # 01:00 CEST
+    assert s.next_handoff(before) == (ts(2026, 10, 25, 0, 30), OnCall("ana", "layer:layer"))
+
+
+@pytest.mark.parametrize(
+    ("zone", "t0", "midnight"),
+    [  # both go back from 00:00 to 23:00: the midnight handoff is the only 00:00, an hour late
+        ("America/Santiago", ts(2026, 4, 5, 2), ts(2026, 4, 5, 4)),
+        ("Asia/Beirut", ts(2026, 10, 24, 20), ts(2026, 10, 24, 22)),
+    ],
+)
+def test_midnight_handoff_where_clocks_go_back_at_midnight(
+    zone: str, t0: float, midnight: float
+) -> None:
+    s = schedule(
+        timezone=zone,
+        layers=[{"users": ["a", "b", "c"], "start": "2026-01-01T00:00", "rotation": "1d"}],
+    )
+    [(at, _)] = handoffs(s, t0, t0 + 4 * 3600)
+    assert at == datetime.fromtimestamp(midnight, UTC).strftime("%m-%d %H:%MZ")
+
+
+def test_a_handoff_at_a_skipped_local_time_happens_when_the_clock_jumps_past_it() -> None:
+    # Berlin goes forward from 02:00 CET to 03:00 CEST at 01:00 UTC on 2026-03-29
+    s = schedule(
+        timezone="Europe/Berlin",
+        layers=[{"users": ["a", "b"], "start": "2026-03-01T02:30", "rotation": "1d"}],
+    )
+    assert handoffs(s, ts(2026, 3, 28, 0), ts(2026, 3, 31, 0)) == [
+        ("03-28 01:30Z", "b"),  # 02:30 CET
+        ("03-29 01:00Z", "a"),  # 03:00 CEST: 02:30 was skipped
+        ("03-30 00:30Z", "b"),  # 02:30 CEST
+    ]
+
+
+def test_quiet_hours_that_end_or_start_in_the_repeated_hour_hold_once() -> None:
+    def quiet(window: str) -> list[bool]:
+        u = User.from_config(
+            UserConfig(name="u", timezone="Europe/Berlin", quiet_hours=window), ["pager"]
+        )
+        # 02:15 CEST, 02:45 CEST, 02:15 CET, 02:45 CET, 03:15 CET
+        return [u.is_quiet(ts(2026, 10, 25, 0, 15) + k * 1800) for k in (0, 1, 2, 3, 4)]
+
+    assert quiet("22:00-02:30") == [True, False, False, False, False]
+    assert quiet("02:30-07:00") == [False, True, True, True, True]
 
 
 FOLLOW_THE_SUN: dict[str, Any] = {
