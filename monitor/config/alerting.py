@@ -376,7 +376,36 @@ class ScheduleConfig(Section):
                     raise at(f"overrides[{i}].{f}", str(exc)) from None
             if parse_when(o.end, zone) <= parse_when(o.start, zone):
                 raise at(f"overrides[{i}].end", f"{o.end!r} is not after start {o.start!r}")
+        spans = [(parse_when(o.start, zone), parse_when(o.end, zone)) for o in self.overrides]
+        for i, (start, end) in enumerate(spans):
+            # the latest covering override wins: one the later ones cover whole is never in
+            # force, and the stand-in it names would learn that only when nobody called (QA)
+            if (by := _covered(start, end, spans[i + 1 :])) is not None:
+                raise at(
+                    f"overrides[{i}]",
+                    f"never in force: overrides[{i + 1 + by}] (listed later, so it wins) covers"
+                    f" all of {self.overrides[i].start!r} to {self.overrides[i].end!r}",
+                )
         return self
+
+
+def _covered(start: datetime, end: datetime, later: list[tuple[datetime, datetime]]) -> int | None:
+    """The index in ``later`` of the span that completes covering ``[start, end)``, or None
+    when part of it stays uncovered.
+
+    >>> t = [datetime(2026, 1, d, tzinfo=UTC) for d in range(1, 6)]
+    >>> _covered(t[1], t[3], [(t[0], t[2]), (t[2], t[4])]), _covered(t[1], t[4], [(t[0], t[3])])
+    (1, None)
+    """
+    reached, last = start, None
+    for j, (s, e) in sorted(enumerate(later), key=lambda x: x[1][0]):
+        if s > reached:
+            break
+        if e > reached:
+            reached, last = e, j
+        if reached >= end:
+            return last
+    return None
 
 
 class TeamConfig(Section):
@@ -412,14 +441,22 @@ class PolicyConfig(Section):
     """Escalation steps, in order."""
     repeat: int = Field(default=2, ge=0, le=20)
     """Rounds after the first; then the escalation is exhausted and pages nobody more until a
-    re-page (a worse severity). Above 0 it needs a level with a delay."""
+    re-page (a worse severity). Above 0 the last level needs a delay: its time to answer before
+    the next round pages the first level again."""
 
     @model_validator(mode="after")
     def _loops_take_time(self) -> PolicyConfig:
-        # With no delay anywhere every repeat would fire in the same instant: a burst of
-        # identical pages, then "exhausted" before anyone could have answered.
-        if self.repeat and not any(lv.delay_seconds for lv in self.levels):
-            raise at("repeat", f"{self.repeat} repeats of a policy whose delays are all 0")
+        # The last level's delay is its time to answer before the next round pages level 1:
+        # at 0 both went out in the same second, and with every delay 0 all the rounds did,
+        # then "exhausted" before anyone could have answered (QA).
+        last = len(self.levels) - 1
+        if self.repeat and not self.levels[last].delay_seconds:
+            given = "" if "repeat" in self.model_fields_set else ", the default"
+            raise at(
+                f"levels[{last}].delay_seconds",
+                f"0 with repeat {self.repeat}{given}: the last level's page and the next"
+                " round's first would go out at once; give it time to answer, or set repeat 0",
+            )
         return self
 
 

@@ -153,7 +153,41 @@ def _silence(**fields: Any) -> dict[str, Any]:
                 ],
                 "route": {"policy": "p"},
             },
-            r"^alerting\.policies\[0\]\.repeat: 2 repeats of a policy whose delays are all 0$",
+            r"^alerting\.policies\[0\]\.levels\[0\]\.delay_seconds: 0 with repeat 2, the default:",
+        ),
+        (  # the lead and the next round's first level were paged in the same second (QA)
+            {
+                "policies": [
+                    {
+                        "name": "p",
+                        "levels": [
+                            {"targets": ["user:ana"], "delay_seconds": 900},
+                            {"targets": ["user:ana"], "delay_seconds": 0},
+                        ],
+                        "repeat": 1,
+                    }
+                ],
+                "route": {"policy": "p"},
+            },
+            r"^alerting\.policies\[0\]\.levels\[1\]\.delay_seconds: 0 with repeat 1: the last",
+        ),
+        (  # the latest covering override wins: ben's swap was silently never in force (QA)
+            {
+                "users": [{"name": "ana"}, {"name": "ben"}],
+                "schedules": [
+                    {
+                        "name": "s",
+                        "layers": [{"users": ["ana"]}],
+                        "overrides": [
+                            {"user": "ben", "start": "2026-12-24T09:00", "end": "2026-12-24T18:00"},
+                            {"user": "ana", "start": "2026-12-24T08:00", "end": "2026-12-24T12:00"},
+                            {"user": "ana", "start": "2026-12-24T12:00", "end": "2026-12-27T00:00"},
+                        ],
+                    }
+                ],
+                **_ONLY_ANA,
+            },
+            r"^alerting\.schedules\[0\]\.overrides\[0\]: never in force: overrides\[2\] ",
         ),
         (
             {"incidents": {"severity_thresholds": [0.7, 0.85, 0.95]}},
