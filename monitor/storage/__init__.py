@@ -43,14 +43,19 @@ def check_url(url: str) -> tuple[str, str]:
     raise ConfigError("storage.url", f"unsupported scheme {scheme!r}", url)
 
 
-async def open_store(url: str, *, retry_seconds: float = 30.0) -> Store:
+async def open_store(url: str, *, retry_seconds: float = 30.0, exclusive: bool = True) -> Store:
     """The store at ``url``; PostgreSQL retries statements for ``retry_seconds`` while its
-    connection is lost (SQLite is a local file: nothing to wait for)."""
+    connection is lost (SQLite is a local file: nothing to wait for).
+
+    One crisiswatch per store: while this one is open, another open of the same store is a
+    `ConfigError` (two instances paged twice and overwrote each other's state). Only tests of
+    concurrent starters pass ``exclusive=False``.
+    """
     scheme, target = check_url(url)
     if scheme == "sqlite":
         from monitor.storage.sqlite import SqliteStore
 
-        return await SqliteStore.open(target)
+        return await SqliteStore.open(target, exclusive=exclusive)
     from monitor.storage.postgres import PostgresStore
 
-    return await PostgresStore.open(target, retry_seconds=retry_seconds)
+    return await PostgresStore.open(target, retry_seconds=retry_seconds, exclusive=exclusive)

@@ -5,9 +5,42 @@ Values cross it as JSON-able dicts or bytes, so the backends stay dumb and inter
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from monitor.errors import CrisiswatchError
+
+#: kv key of the running instance's owner record; writing it at open is also the proof that
+#: the store takes writes (a read-only file or database was accepted, then every page failed)
+OWNER_KEY = "storage.owner"
+
+
+def owner_record() -> bytes:
+    """Who holds the store: this process's pid and host, for the error a second starter gets."""
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+
+
+def describe_owner(raw: bytes | None) -> str:
+    """``" (pid 12 on web1)"`` from an owner record; ``""`` when there is none to read.
+
+    >>> describe_owner(b'{"pid": 12, "host": "web1"}'), describe_owner(b""), describe_owner(b"{")
+    (' (pid 12 on web1)', '', '')
+    """
+    try:
+        doc = json.loads(raw or b"")
+        return f" (pid {int(doc['pid'])} on {str(doc['host'])[:100]})"
+    except (ValueError, TypeError, KeyError):
+        return ""  # written half-way, or by something else: the refusal stands without it
+
+
+class StoreTakenOver(CrisiswatchError):
+    """Another crisiswatch took the store while this one had lost its lock (the database
+    restarted or failed over). Every statement of this store raises it from then on: two
+    instances on one store page twice and overwrite each other's state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,21 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from monitor.errors import ConfigError
-from monitor.storage.base import OutboxRow
+from monitor.storage.base import (
+    OWNER_KEY,
+    OutboxRow,
+    StoreTakenOver,
+    describe_owner,
+    owner_record,
+)
 from monitor.storage.migrations import MIGRATIONS, too_new
 
 log = logging.getLogger("monitor.storage.postgres")
@@ -47,6 +54,9 @@ _LOST: tuple[type[BaseException], ...] = (
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Serialises migrations of concurrent starters (any constant; "cw" in ASCII).
 _MIGRATION_LOCK = 0x6377
+#: Class of the session lock one running instance holds on its store (two-key form: its own
+#: key space, apart from the migration lock); the second key is the CRC of the schema.
+_OWNER_LOCK = 0x6377
 
 
 def where(dsn: str) -> str:
@@ -101,11 +111,25 @@ def _row(r: Any) -> OutboxRow:
     )
 
 
-class _Retrying:
-    """The pool's one-statement calls, retried with backoff while the connection is lost."""
+def _owner_key(schema: str) -> int:
+    """The owner lock's second key for a schema: a signed 32-bit CRC (stable everywhere).
 
-    def __init__(self, pool: Any, retry_seconds: float) -> None:
-        self.pool, self.retry_seconds = pool, retry_seconds
+    >>> _owner_key("public"), _owner_key("cw_1") != _owner_key("cw_2")
+    (1001664029, True)
+    """
+    crc = zlib.crc32(schema.encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+class _Retrying:
+    """The pool's one-statement calls, retried with backoff while the connection is lost.
+
+    ``guard`` runs before every try: the store's check that it still holds its lock."""
+
+    def __init__(
+        self, pool: Any, retry_seconds: float, guard: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        self.pool, self.retry_seconds, self.guard = pool, retry_seconds, guard
 
     async def _call(self, name: str, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -113,6 +137,8 @@ class _Retrying:
         delay = 0.1
         while True:
             try:
+                if self.guard is not None:
+                    await self.guard()
                 return await getattr(self.pool, name)(*args)
             except _LOST as exc:
                 if loop.time() + delay > deadline:
@@ -139,15 +165,50 @@ class _Retrying:
 
 
 class PostgresStore:
-    def __init__(self, pool: Any, schema: str | None, *, retry_seconds: float = 30.0) -> None:
+    """One running instance per store: it holds a session advisory lock (`_OWNER_LOCK`, the
+    schema's key) on a connection of its own, the pool's connections coming and going.
+
+    That connection dropping (a restart, a failover, a terminated backend) loses the lock.
+    Before every statement the store checks the connection (a local flag, no round trip);
+    once it is closed, the next statement reconnects and takes the lock again, waiting for the
+    server as statements do. If another instance took it meanwhile, this store is fenced:
+    that statement and every one after raise `StoreTakenOver`, logged once as an error, so the
+    two never write (or send what they read) at once. What this cannot see is a connection
+    that is dead without the client knowing (a silent network partition) until TCP says so.
+    """
+
+    def __init__(
+        self,
+        pool: Any,
+        schema: str | None,
+        *,
+        retry_seconds: float = 30.0,
+        dsn: str = "",
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self._raw = pool
-        self._pool = _Retrying(pool, retry_seconds)
+        self._pool = _Retrying(pool, retry_seconds, self._hold)
         self.schema = schema
+        self._dsn, self._settings = dsn, settings
+        self._owner: Any = None  # the connection holding the lock; None: not exclusive
+        self._owner_key = 0
+        self._retaking = asyncio.Lock()
+        self._taken: StoreTakenOver | None = None
+        self._where = f"postgresql://{where(dsn)}" + (f"?schema={schema}" if schema else "")
 
     @classmethod
     async def open(
-        cls, url: str, *, min_size: int = 1, max_size: int = 4, retry_seconds: float = 30.0
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        retry_seconds: float = 30.0,
+        exclusive: bool = True,
     ) -> PostgresStore:
+        """Connect (waiting up to ``retry_seconds`` for the server), take the store's lock,
+        migrate and write the owner record. ``exclusive=False`` takes no lock (tests of
+        concurrent starters only)."""
         dsn, schema = split_schema(url)
         if schema is not None and not _SCHEMA.match(schema):
             raise ConfigError("storage.url", "schema must match [a-z_][a-z0-9_]*", schema)
@@ -173,13 +234,87 @@ class PostgresStore:
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(2.0 * delay, 5.0)
-        store = cls(pool, schema, retry_seconds=retry_seconds)
+        store = cls(pool, schema, retry_seconds=retry_seconds, dsn=dsn, settings=settings)
         try:
+            if exclusive:
+                await store._lock_at_open()
             await store._migrate()
+            try:
+                # the proof that the database takes writes (a read-only standby does not)
+                await store.put(OWNER_KEY, owner_record())
+            except asyncpg.PostgresError as exc:
+                raise ConfigError(
+                    "storage.url", f"cannot write PostgreSQL at {where(dsn)}: {_reason(exc)}"
+                ) from None
         except BaseException:
-            await pool.close()
+            await store.close()
             raise
         return store
+
+    async def _take_lock(self) -> Any:
+        """A new connection holding the owner lock, or None (and no connection) if another
+        session holds it. Connection losses are raised (the callers wait for the server)."""
+        conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+        try:
+            # the schema as the server resolves it: no ?schema= and ?schema=public are one store
+            schema = await conn.fetchval("SELECT coalesce(current_schema(), '')")
+            self._owner_key = _owner_key(schema)
+            if await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", _OWNER_LOCK, self._owner_key
+            ):
+                return conn
+        except BaseException:
+            await conn.close()
+            raise
+        await conn.close()
+        return None
+
+    async def _holder(self) -> str:
+        """`describe_owner` of the owner record the holder wrote ("" if none yet)."""
+        try:
+            raw = await self._raw.fetchval("SELECT value FROM kv WHERE key = $1", OWNER_KEY)
+        except asyncpg.PostgresError:  # no kv table yet: the holder is still migrating
+            return ""
+        return describe_owner(None if raw is None else bytes(raw))
+
+    async def _lock_at_open(self) -> None:
+        try:
+            self._owner = await self._take_lock()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ConfigError(
+                "storage.url", f"cannot lock PostgreSQL at {where(self._dsn)}: {_reason(exc)}"
+            ) from None
+        if self._owner is None:
+            raise ConfigError(
+                "storage.url",
+                f"another crisiswatch{await self._holder()} is running on the store at "
+                f"{self._where.removeprefix('postgresql://')}; two would page twice and"
+                " overwrite each other's state",
+            )
+
+    async def _hold(self) -> None:
+        """Raise `StoreTakenOver` once another instance holds the lock; take it again first
+        if its connection was lost (connection errors go to the caller's retry)."""
+        if self._taken is not None:
+            raise self._taken
+        if self._owner is None or not self._owner.is_closed():
+            return
+        async with self._retaking:  # one reconnect for every statement waiting on it
+            if self._taken is not None:
+                raise self._taken
+            if not self._owner.is_closed():
+                return
+            conn = await self._take_lock()
+            if conn is None:
+                self._taken = StoreTakenOver(
+                    f"storage: another crisiswatch{await self._holder()} took the store at "
+                    f"{self._where} while this one's lock connection was lost; this one no "
+                    "longer reads or writes it: stop it"
+                )
+                log.error("%s", self._taken)
+                raise self._taken
+            self._owner = conn
+            log.warning("storage: lock connection was lost; lock taken again (%s)", self._where)
 
     @staticmethod
     async def _connect(
@@ -220,6 +355,11 @@ class PostgresStore:
                 for sql in statements:
                     await conn.execute(sql.format(**_DIALECT))
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+        # one line when migrations ran (an upgrade's start said nothing: QA), none if current
+        if current == 0:
+            log.info("storage: new store at schema %d (%s)", MIGRATIONS[-1][0], self._where)
+        elif current < MIGRATIONS[-1][0]:
+            log.info("storage: schema %d -> %d (%s)", current, MIGRATIONS[-1][0], self._where)
 
     async def schema_version(self) -> int:
         v = await self._pool.fetchval("SELECT MAX(version) FROM schema_version")
@@ -227,6 +367,9 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._raw.close()
+        if self._owner is not None:  # after the pool: the next starter may begin now
+            await self._owner.close()
+            self._owner = None
 
     async def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests)."""
