@@ -313,8 +313,6 @@ class App:
             "crisiswatch_wall_clients", "Connected wall websockets.", registry=self.registry
         ).set_function(lambda: len(self.wall_sockets))
         self.tokens = TokenBook.from_config(config.delivery.api, env)
-        # kiosk screens need a viewer token only once one is configured (the demo is open)
-        viewer_tokens = any("viewer" in t.roles for t in config.delivery.api.tokens)
         for inc in self.incidents.book.all_incidents():
             self.wall.apply("incident", {"incident": inc.to_dict()})
         self.web = build_web_app(
@@ -328,8 +326,12 @@ class App:
                     self.hub,
                     client_queue=config.server.client_queue,
                     clock=clock,
-                    authorize=self.tokens.may_read if viewer_tokens else None,
+                    # once any API token is configured the wall needs a viewer or responder
+                    # one, like the API's reads: a responder token alone left it open (QA)
+                    authorize=self.tokens.may_read if len(self.tokens) else None,
                     sockets=self.wall_sockets,
+                    origins=config.server.wall_origins,
+                    registry=self.registry,
                 ),
                 *ingest.routes,
                 *api_routes(

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from monitor.errors import DecodeError
 from monitor.model import Author, Kind, Mention
@@ -111,6 +112,29 @@ def _str(
 
 def _opt_str(obj: Mapping[str, Any], key: str, max_len: int = 4096) -> str | None:
     return _str(obj, key, key, required=False, max_len=max_len) or None
+
+
+def web_url(url: str | None) -> str | None:
+    """`url` if it is an absolute http(s) URL with a host, else None.
+
+    A mention's link is shown on the wall and in the API and linked by notifiers (Slack,
+    PagerDuty): a ``javascript:`` or ``data:`` one would run where it is clicked. Only the link
+    goes, not the mention: the post still counts, and its sender meant no harm more often than
+    not (a relative link, an app scheme). Kept exactly as sent otherwise.
+
+    >>> web_url("https://x.com/a/status/1"), web_url("javascript:alert(1)"), web_url("//h/p")
+    ('https://x.com/a/status/1', None, None)
+    """
+    if url is None:
+        return None
+    try:
+        parsed = urlsplit(url)
+    except ValueError:  # an unbalanced IPv6 bracket
+        return None
+    # urlsplit lowercases the scheme and strips leading blanks and C0 controls (as browsers do,
+    # so " javascript:" and "java\tscript:" are that scheme): judged as a browser would see it
+    ok = parsed.scheme in ("http", "https") and parsed.hostname and url.isprintable()
+    return url if ok else None
 
 
 def _int(v: object, path: str) -> int:
@@ -262,7 +286,7 @@ def decode_mention(obj: object, *, source: str | None = None) -> Mention:
         created_at=created,
         author=_author(obj.get("author")),
         lang=_opt_str(obj, "lang", 16),
-        url=_opt_str(obj, "url", 2048),
+        url=web_url(_opt_str(obj, "url", 2048)),
         kind=kind,
         in_reply_to=_opt_str(obj, "in_reply_to", 512),
         country=_opt_str(obj, "country", 8),
@@ -317,6 +341,10 @@ def check_mention(m: Mention) -> Mention:
     Traceback (most recent call last):
     ...
     monitor.errors.DecodeError: invalid_value: created_at: out of range
+    >>> m = Mention(id="1", source="s", channel="x", text="t", created_at=5.0,
+    ...             author=Author(id="a", handle="a"), url="javascript:alert(1)")
+    >>> check_mention(m).url is None  # the link goes, the mention stays
+    True
     """
     return decode_mention(encode_mention(m))
 

@@ -128,15 +128,17 @@ def list_params(query: Mapping[str, str]) -> tuple[bool, int]:
 
     >>> list_params({}), list_params({"state": "open", "limit": "5"})
     ((False, 200), (True, 5))
+    >>> list_params({"limit": " 500 "})
+    Traceback (most recent call last):
+    ...
+    aiohttp.web_exceptions.HTTPBadRequest: Bad Request
     """
     state = query.get("state", "all")
     if state not in ("open", "all"):
         raise bad_request(f"state: expected open or all (got {state[:40]!r})")
     raw = query.get("limit", "200")
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
+    # ASCII digits only: int() also takes " 500 ", "+5", "1_0" and other scripts' digits
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
     if not 1 <= limit <= MAX_LIST:
         raise bad_request(f"limit: expected an integer from 1 to {MAX_LIST} (got {raw[:40]!r})")
     return state == "open", limit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from monitor.config.base import Section
@@ -90,3 +92,15 @@ class ServerConfig(Section):
     """Port to listen on; 0 takes any free port (tests)."""
     client_queue: int = Field(default=256, ge=1)
     """Messages queued per wall before it is sent a fresh snapshot instead (a slow screen)."""
+    wall_origins: list[str] = []
+    """Browser origins (`https://wall.example.com`) whose pages may open the wall's websocket
+    besides the host and port it is reached at (a reverse proxy that rewrites Host); a page of
+    any other origin is refused, so a cross-site page cannot read the wall."""
+
+    @field_validator("wall_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        bad = [o for o in v if not re.fullmatch(r"https?://[^/?#\s]+", o)]
+        if bad:
+            raise ValueError(f"not an origin (scheme://host[:port], no path): {bad[0]!r}")
+        return v

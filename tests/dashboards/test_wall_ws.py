@@ -10,8 +10,10 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
 
 from dashboards.wall import WallState, client_message, close_walls, run_live, wall_routes
 from monitor.clock import FakeClock
@@ -296,3 +298,121 @@ async def test_sockets_count_walls_not_other_hub_subscribers() -> None:
                 while sockets:
                     await asyncio.sleep(0.01)
             assert hub.subscribers == 1
+
+
+async def test_a_page_of_another_origin_may_not_open_the_socket() -> None:
+    """Any web page a browser on the monitoring network opened could read the wall's incidents
+    and on-call names over a cross-site websocket (QA: ws_open_leak.py)."""
+    async with (
+        serve(origins=["https://wall.example"]) as (_, _, server),
+        aiohttp.ClientSession() as http,
+    ):
+        own = f"http://{server.host}:{server.port}"
+        for bad in ("https://evil.example", "null", f"http://{server.host}:1", "http://[::1"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await http.ws_connect(server.make_url("/ws"), headers={"Origin": bad})
+            assert e.value.status == 403, bad
+        for good in (own, own.upper().replace("HTTP://", "http://"), "https://wall.example", None):
+            headers = {"Origin": good} if good else {}  # no Origin: not a browser
+            async with http.ws_connect(server.make_url("/ws"), headers=headers) as ws:
+                assert (await recv(ws))["type"] == "snapshot", good
+
+
+async def test_a_client_may_present_its_token_as_a_bearer_header() -> None:
+    async with (
+        serve(authorize=lambda t: t == "kiosk-1") as (_, _, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws"), headers={"Authorization": "Bearer kiosk-1"}) as ws,
+    ):
+        assert (await recv(ws))["type"] == "snapshot"
+
+
+async def test_the_wall_page_sends_security_headers() -> None:
+    async with (
+        serve(authorize=lambda t: t == "kiosk-1") as (_, _, server),
+        aiohttp.ClientSession() as http,
+    ):
+        for path in ("/?token=kiosk-1", "/"):  # the 401 page too
+            async with http.get(server.make_url(path)) as r:
+                csp = r.headers["Content-Security-Policy"]
+                assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+                assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+                assert r.headers["X-Frame-Options"] == "DENY"
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                # a kiosk's ?token= must not leave in a Referer
+                assert r.headers["Referrer-Policy"] == "no-referrer"
+        async with http.get(server.make_url("/static/wall.js")) as r:
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def drain(ws: aiohttp.ClientWebSocketResponse, pings: list[bytes]) -> list[Frame]:
+    """The text frames that arrive until none has for 0.3 s; pings (unanswered) go to `pings`."""
+    frames: list[Frame] = []
+    with suppress(asyncio.TimeoutError):
+        while True:
+            msg = await ws.receive(timeout=0.3)
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings.append(msg.data)
+            else:
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                frames.append(json.loads(msg.data))
+    return frames
+
+
+async def test_a_wall_that_lags_is_sent_nothing_until_it_catches_up_then_a_snapshot() -> None:
+    """A slow reader was cut off by aiohttp's ping timeout (its ping stuck behind the queued
+    frames) instead of getting the documented "dropped" snapshot (QA: slow_reader.py). A ping
+    answered late means the wall is that far behind: stop feeding it, let its queue overflow."""
+    registry = CollectorRegistry()
+    async with (
+        serve(
+            client_queue=4, heartbeat_seconds=0.1, max_lag=0.3, stall_seconds=30, registry=registry
+        ) as (hub, state, server),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws"), autoping=False) as ws,
+    ):
+        assert (await recv(ws))["type"] == "snapshot"
+        pings: list[bytes] = []
+        await asyncio.sleep(0.5)  # reads nothing: more than max_lag behind
+        for i in range(20):
+            hub.publish("series", series(60.0 * i, i))
+            await asyncio.sleep(0.01)  # each delta had its chance to be sent
+        # what was in flight before it fell behind (heartbeats), then nothing while it lags
+        assert {f["type"] for f in await drain(ws, pings)} <= {"heartbeat"} and pings
+        await ws.pong(b"other")  # not the answer to any ping
+        await ws.pong(pings[0])  # progress, but not all read yet
+        assert await drain(ws, pings) == []
+        await ws.pong(pings[-1])  # the wall read all that was sent
+        f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+        assert f["reason"] == "dropped" and f["dropped"] >= 16 and f["seq"] == state.seq == 20
+        disconnects = {"reason": "no_pong"}
+        assert registry.get_sample_value("crisiswatch_wall_disconnects_total", disconnects) == 0
+
+
+async def test_a_wall_that_answers_no_ping_is_disconnected_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = CollectorRegistry()
+    async with (
+        serve(heartbeat_seconds=0.1, max_lag=0.2, stall_seconds=0.5, registry=registry) as (
+            hub,
+            _,
+            server,
+        ),
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.make_url("/ws"), autoping=False) as ws,
+    ):
+        assert (await recv(ws))["type"] == "snapshot"
+        end = asyncio.get_running_loop().time() + 10
+        msg = await ws.receive(timeout=10)
+        while msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.TEXT):
+            assert asyncio.get_running_loop().time() < end, "never disconnected"
+            msg = await ws.receive(timeout=10)
+        while hub.subscribers:
+            await asyncio.sleep(0.01)
+        sample = registry.get_sample_value(
+            "crisiswatch_wall_disconnects_total", {"reason": "no_pong"}
+        )
+        assert sample == 1
+        lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].levelname == "WARNING" and not lines[0].exc_info

@@ -230,3 +230,33 @@ def test_a_byte_order_mark_is_ignored() -> None:
     assert decode_json_bytes(raw) == decode_mention(GOOD)
     # a document of exactly max_bytes stays within the limit with its mark
     assert decode_json_bytes(raw, max_bytes=len(raw) - 3) == decode_mention(GOOD)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        " JavaScript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "//evil.example/x",
+        "/relative/path",
+        "ftp://files.example/x",
+        "https://",
+        "http:///no-host",
+        "https://[::1",
+    ],
+)
+def test_a_url_that_is_not_http_is_dropped_and_the_mention_kept(url: str) -> None:
+    """A `javascript:` url was served in /api and /ws samples and linked by the Slack and
+    PagerDuty notifiers (QA). The post still counts: only its link goes."""
+    m = decode_mention({**GOOD, "url": url})
+    assert m.url is None and m.text == GOOD["text"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://x.com/ann/status/42", "HTTP://Example.com/a?b=1#c", "http://[::1]:8080/p"]
+)
+def test_an_http_url_is_kept_as_sent(url: str) -> None:
+    assert decode_mention({**GOOD, "url": url}).url == url

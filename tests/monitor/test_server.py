@@ -75,6 +75,11 @@ async def test_without_tokens_the_list_is_open_like_the_wall() -> None:
         ("limit=-1", "limit: expected an integer from 1 to 1000 (got '-1')"),
         ("limit=1001", "limit: expected an integer from 1 to 1000 (got '1001')"),
         ("limit=abc", "limit: expected an integer from 1 to 1000 (got 'abc')"),
+        # int() forgives these: a limit is digits, nothing else (QA)
+        ("limit=%20500%20", "limit: expected an integer from 1 to 1000 (got ' 500 ')"),
+        ("limit=%2B5", "limit: expected an integer from 1 to 1000 (got '+5')"),
+        ("limit=1_0", "limit: expected an integer from 1 to 1000 (got '1_0')"),
+        ("limit=%D9%A5", "limit: expected an integer from 1 to 1000 (got '٥')"),
         ("state=bogus", "state: expected open or all (got 'bogus')"),
     ],
 )
