@@ -26,10 +26,15 @@ def escalation_summary(state: EscalationState) -> dict[str, Any]:
     """
     policy = state.plan.policies.get(state.policy)
     levels = policy.levels if policy else ()
-    paged: list[dict[str, str]] = []
-    for user in state.paged:
+
+    def named(user: str) -> dict[str, str]:
         u = state.plan.directory.users.get(user)
-        paged.append({"user": user, "name": (u.full_name if u and u.full_name else user)})
+        return {"user": user, "name": (u.full_name if u and u.full_name else user)}
+
+    paged = [named(user) for user in state.paged]
+    # everyone a trigger reached: the level reached last may have paged nobody (quiet hours),
+    # and an exhausted escalation then showed no one at all (QA)
+    ever = dict.fromkeys(r for _, r in state.notified if r)
     # A muted escalation re-pages the level it was held at when the mute lifts; after the last
     # level of the last loop comes exhaustion, not level 1 again.
     nxt = max(state.level, 0) if state.status == "muted" else state.level + 1
@@ -49,6 +54,7 @@ def escalation_summary(state: EscalationState) -> dict[str, Any]:
         "levels": len(levels),
         "loop": state.loop,
         "paged": paged,
+        "paged_before": [named(user) for user in ever],
         "next_escalation_at": state.wake_at,
         "next_targets": next_targets,
         "nobody_reachable": nobody,  # the wall shows it instead of a countdown

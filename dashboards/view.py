@@ -94,15 +94,9 @@ def escalation_view(msg: Mapping[str, Any]) -> dict[str, Any]:
     ... # doctest: +NORMALIZE_WHITESPACE
     {'incident_id': 'i1', 'status': 'paging', 'level': 1, 'levels': None,
      'paged': [{'user': 'ana', 'name': 'ana'}, {'user': 'lead', 'name': 'Team lead'}],
-     'next_escalation_at': 300.0, 'next_targets': [], 'mute': None, 'nobody_reachable': False}
+     'paged_before': [], 'next_escalation_at': 300.0, 'next_targets': [], 'mute': None,
+     'nobody_reachable': False}
     """
-    paged = []
-    for p in msg.get("paged") or []:
-        if isinstance(p, Mapping):
-            user = str(p.get("user") or p.get("name") or "?")
-            paged.append({"user": user, "name": str(p.get("name") or user)})
-        else:
-            paged.append({"user": str(p), "name": str(p)})
     level = msg.get("level")
     nxt = msg.get("next_escalation_at", msg.get("wake_at"))
     return {
@@ -111,13 +105,27 @@ def escalation_view(msg: Mapping[str, Any]) -> dict[str, Any]:
         # the escalation state counts levels from 0; people count from 1
         "level": None if level is None or int(level) < 0 else int(level) + 1,
         "levels": msg.get("levels"),
-        "paged": paged,
+        "paged": _people(msg.get("paged")),
+        # everyone it paged: an exhausted escalation's last level may have paged nobody
+        "paged_before": _people(msg.get("paged_before")),
         "next_escalation_at": None if nxt is None else float(nxt),
         "next_targets": [str(x) for x in msg.get("next_targets") or []],
         "mute": msg.get("mute"),
         # paging, yet nobody paged: the wall says so instead of counting down to an escalation
         "nobody_reachable": bool(msg.get("nobody_reachable")),
     }
+
+
+def _people(items: Any) -> list[dict[str, str]]:
+    """``{"user", "name"}`` for each user name or such object in ``items``."""
+    out = []
+    for p in items or []:
+        if isinstance(p, Mapping):
+            user = str(p.get("user") or p.get("name") or "?")
+            out.append({"user": user, "name": str(p.get("name") or user)})
+        else:
+            out.append({"user": str(p), "name": str(p)})
+    return out
 
 
 def why_line(inc: Mapping[str, Any]) -> str | None:

@@ -4,8 +4,12 @@
 
 const PROTOCOL = 1;
 const MAX_INCIDENTS = 200; // as dashboards/view.py: deltas keep what a snapshot would hold
+// Topic, source and incident names come from configs and feeds: keyed by them, a plain object
+// answers `constructor` or `__proto__` from its prototype. These dictionaries have none.
+const dict = (from) => Object.assign(Object.create(null), from);
+const own = (o, k) => (o && Object.hasOwn(o, k) ? o[k] : undefined);
 const S = {
-  topics: [], series: {}, incidents: {}, sources: {}, oncall: null, live: null,
+  topics: [], series: dict(), incidents: dict(), sources: dict(), oncall: null, live: null,
   seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0, lastData: 0, history: 240,
   retryAt: 0, // when the next reconnect attempt starts (performance.now() ms)
 };
@@ -64,9 +68,9 @@ function onFrame(msg) {
   if (msg.type === "snapshot") {
     stats.snapshots++;
     const d = msg.data;
-    S.topics = d.topics; S.series = d.series; S.oncall = d.oncall; S.live = d.live;
+    S.topics = d.topics; S.series = dict(d.series); S.oncall = d.oncall; S.live = d.live;
     S.history = d.history || S.history; // the service's aggregation.history_buckets
-    S.incidents = {}; S.sources = {};
+    S.incidents = dict(); S.sources = dict();
     for (const i of d.incidents) S.incidents[i.id] = i;
     for (const s of d.sources) S.sources[s.name] = s;
     S.seq = msg.seq; S.heartbeat = msg.heartbeat || 2;
@@ -186,93 +190,173 @@ function render() {
   draw(renderAlarm, renderHeader, renderTiles, renderIncidents, renderOncall, renderSources);
 }
 
-function openIncidentFor(topic) {
-  let best = null;
+// the worst open incident of each topic, in one pass (per tile it was a pass over all)
+function openIncidentsByTopic() {
+  const best = new Map();
   for (const i of Object.values(S.incidents)) {
-    if (i.topic === topic && i.state !== "resolved" && (!best || i.severity < best.severity)) best = i;
+    if (i.state === "resolved") continue;
+    const b = best.get(i.topic);
+    if (!b || i.severity < b.severity) best.set(i.topic, i);
   }
   return best;
 }
 
+// Colours and the root font size, read once per render: read per chart (and per shaded point)
+// each getComputedStyle after a tile's changes forced style and layout over every tile, so a
+// redraw cost grew with the square of the topics (64 topics: 864 ms; QA).
+function theme() {
+  const cs = getComputedStyle(document.documentElement);
+  const v = (name) => cs.getPropertyValue(name).trim();
+  return {
+    fs: parseFloat(cs.fontSize), dim: v("--dim"), fg: v("--fg"), ok: v("--ok"), band: v("--band"),
+    sev: [v("--sev3"), v("--sev1"), v("--sev2"), v("--sev3"), v("--sev4")],
+  };
+}
+
+// Tiles keep to the screen: up to 15 topics a fixed grid (wide tiles read best as timelines),
+// beyond it the column count that gives the largest tiles of a wall-like shape (about 1.6:1).
+// `density` (docs/wall.md) says what a tile has room for: `full` (figures, volume chart and
+// sparkline), `compact` (one-line figures and the volume chart), `dense` (title, SEV and score).
+const TILE_ASPECT = 1.6;
+function tileLayout(n, width, height) {
+  const gapOf = (d) => (d === "dense" ? 0.4 : 0.8); // rem
+  // a tile under 20rem wide puts its title on a line of its own and wraps figure labels
+  const densityOf = ([w, h]) => (h >= 12.5 && w >= 20 ? "full" : h >= 7 && w >= 9 ? "compact" : "dense");
+  const size = (cols, gap) => {
+    const rows = Math.max(1, Math.ceil(n / cols));
+    return [(width - (cols - 1) * gap) / cols, (height - (rows - 1) * gap) / rows];
+  };
+  let cols = n <= 3 ? 1 : n <= 8 ? 2 : n <= 15 ? 3 : 0;
+  if (!cols) {
+    let best = -1;
+    for (let c = 4; c <= Math.min(n, 12); c++) {
+      const [w, h] = size(c, gapOf("dense"));
+      const fit = Math.min(w, h * TILE_ASPECT);
+      if (fit > best + 1e-9) { best = fit; cols = c; }
+    }
+  }
+  // the gap itself depends on the density: decide on the density with the wide gap first
+  let density = densityOf(size(cols, gapOf("full")));
+  if (density === "dense") density = densityOf(size(cols, gapOf("dense")));
+  return { cols, density };
+}
+
+// tile elements by topic name: an id built from a name can be anything's id (a topic named
+// `tpl` found the page's <template id="tile-tpl"> and blanked every tile; QA)
+const tileEls = new Map();
+const TILE_TEMPLATE = document.querySelector("template#tpl-tile").content.firstElementChild;
+
 function renderTiles() {
   const box = $("tiles");
   const n = S.topics.length;
-  // wide tiles read best as timelines: one column up to 3 topics, then a grid
-  box.style.setProperty("--cols", n <= 3 ? 1 : n <= 8 ? 2 : n <= 15 ? 3 : 4);
+  // reads first (one style and layout pass), then all writes, then one read of the chart sizes,
+  // then the drawing, which touches no layout
+  const th = theme();
+  const rem = th.fs || 16;
+  const { cols, density } = tileLayout(n, box.clientWidth / rem, box.clientHeight / rem);
+  box.style.setProperty("--cols", cols);
+  box.dataset.density = density;
   // exactly the topics of the last snapshot, in its order: a service restarted with another
   // config must not leave a tile of a dropped topic frozen on its last values
+  const names = new Set(S.topics.map((t) => t.name));
+  for (const name of tileEls.keys()) if (!names.has(name)) tileEls.delete(name);
   const tiles = S.topics.map((t) => {
-    let el = document.getElementById("tile-" + t.name);
+    let el = tileEls.get(t.name);
     if (!el) {
-      el = $("tile-tpl").content.firstElementChild.cloneNode(true);
+      el = TILE_TEMPLATE.cloneNode(true);
       el.id = "tile-" + t.name; el.dataset.topic = t.name;
+      el.parts = Object.fromEntries(["title", "score", "score-v", "sev", "learning", "count", "expected",
+        "neg", "sent", "now"].map((c) => [c, el.querySelector("." + c)]));
+      el.parts.volume = el.querySelector("canvas.volume"); el.parts.spark = el.querySelector("canvas.spark");
+      tileEls.set(t.name, el);
     }
-    el.querySelector(".title").textContent = t.title || t.name;
+    setText(el.parts.title, t.title || t.name);
     return el;
   });
   if (tiles.length !== box.children.length || tiles.some((el, i) => box.children[i] !== el)) {
     box.replaceChildren(...tiles);
   }
+  const worst = openIncidentsByTopic();
+  const now = serverNow();
+  const series = S.topics.map((t) => own(S.series, t.name) || []);
   for (const [k, t] of S.topics.entries()) {
-    const el = tiles[k];
-    const pts = S.series[t.name] || [];
+    const el = tiles[k], p = el.parts;
+    const pts = series[k];
     const last = pts[pts.length - 1];
-    const inc = openIncidentFor(t.name);
+    const inc = worst.get(t.name);
     const sev = inc ? inc.severity : last && last.active && last.severity ? last.severity : 0;
-    el.className = "tile" + (sev ? " sev" + sev : "");
-    el.querySelector(".score").className = "score" + (sev ? " s" + sev : "");
-    el.querySelector(".score-v").textContent = last ? last.score.toFixed(2) : "–";
-    const sv = el.querySelector(".sev");
-    sv.className = "sev" + (sev ? " s" + sev : ""); sv.textContent = sev ? "SEV" + sev : "";
+    setClass(el, "tile" + (sev ? " sev" + sev : ""));
+    setClass(p.score, "score" + (sev ? " s" + sev : ""));
+    setText(p["score-v"], last ? last.score.toFixed(2) : "–");
+    setClass(p.sev, "sev" + (sev ? " s" + sev : "")); setText(p.sev, sev ? "SEV" + sev : "");
     // a topic still learning its baseline cannot page yet: say so rather than look armed
     const from = last && last.pages_from;
-    el.querySelector(".learning").textContent = from
-      ? `LEARNING ITS BASELINE · pages from ${hhmm(from)} UTC (in ${dur(from - serverNow())})` : "";
-    el.querySelector(".count").textContent = last ? last.count : "–";
-    el.querySelector(".expected").textContent = last && last.expected != null
-      ? `${per(last.width)} · expected ${Math.round(last.expected)}` : per(last ? last.width : 60);
+    setText(p.learning, from ? `LEARNING ITS BASELINE · pages from ${hhmm(from)} UTC (in ${dur(from - now)})` : "");
+    setText(p.count, last ? last.count : "–");
+    setText(p.expected, last && last.expected != null
+      ? `${per(last.width)} · expected ${Math.round(last.expected)}` : per(last ? last.width : 60));
+    // the compact tile's one-word label of the same figure
+    const short = last && last.expected != null ? `exp ${Math.round(last.expected)}` : "vol";
+    if (p.count.parentElement.dataset.short !== short) p.count.parentElement.dataset.short = short;
     // an empty bucket has no share and no mood: 0% and +0.00 would read as calm
     const mood = last && last.count > 0;
-    el.querySelector(".neg").textContent = mood ? `${Math.round(100 * last.negative_share)}%` : "–";
-    el.querySelector(".sent").textContent = mood ? (last.sentiment >= 0 ? "+" : "") + last.sentiment.toFixed(2) : "–";
-    const lv = S.live && S.live.topics && S.live.topics[t.name];
-    el.querySelector(".now").textContent = lv ? lv.count : "–";
-    drawVolume(el.querySelector("canvas.volume"), pts);
-    drawSpark(el.querySelector("canvas.spark"), pts);
+    setText(p.neg, mood ? `${Math.round(100 * last.negative_share)}%` : "–");
+    setText(p.sent, mood ? (last.sentiment >= 0 ? "+" : "") + last.sentiment.toFixed(2) : "–");
+    const lv = S.live && own(S.live.topics, t.name);
+    setText(p.now, lv ? lv.count : "–");
+  }
+  // a chart the tile has no room for (or hides at this density) is not drawn
+  const sizes = tiles.map((el) => [el.parts.volume, el.parts.spark].map((c) => [c.clientWidth, c.clientHeight]));
+  for (const [k, el] of tiles.entries()) {
+    drawVolume(el.parts.volume, series[k], sizes[k][0], th);
+    drawSpark(el.parts.spark, series[k], sizes[k][1], th);
   }
 }
+// writes only what changed: an unchanged tile costs its layout nothing
+function setText(el, text) { text = String(text); if (el.textContent !== text) el.textContent = text; }
+function setClass(el, cls) { if (el.className !== cls) el.className = cls; }
 
-function fit(canvas) {
+const MIN_CHART_PX = 12; // CSS px: less than this shows nothing readable
+function fit(canvas, [cw, ch]) {
+  if (cw < MIN_CHART_PX || ch < MIN_CHART_PX) {
+    if (canvas.width !== 0) { canvas.width = 0; canvas.height = 0; } // frees the old bitmap
+    return null;
+  }
   const dpr = window.devicePixelRatio || 1;
-  const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
-  const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+  const w = Math.max(1, Math.round(cw * dpr));
+  const h = Math.max(1, Math.round(ch * dpr));
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.clearRect(0, 0, w, h);
   return [ctx, w, h, dpr];
 }
-const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
-function drawVolume(canvas, pts) {
-  const [ctx, w, h, dpr] = fit(canvas);
-  const fs = Math.round(parseFloat(getComputedStyle(document.documentElement).fontSize) * 0.85 * dpr);
-  ctx.font = `${fs}px sans-serif`; ctx.fillStyle = css("--dim");
-  if (pts.length < 2) { ctx.fillText("waiting for data…", 4, fs + 4); return; }
+function drawVolume(canvas, pts, size, th) {
+  const fitted = fit(canvas, size);
+  if (!fitted) return;
+  const [ctx, w, h, dpr] = fitted;
+  // a small chart (compact and dense tiles) has a smaller caption, or none
+  const fs = Math.round(Math.min(th.fs * 0.85 * dpr, h / 4));
+  const label = fs >= 9 * dpr;
+  ctx.font = `${fs}px sans-serif`; ctx.fillStyle = th.dim;
+  if (pts.length < 2) { if (label) ctx.fillText("waiting for data…", 4, fs + 4); return; }
   const t0 = pts[0].t, t1 = pts[pts.length - 1].t, span = Math.max(1, t1 - t0);
-  const max = Math.max(1, ...pts.map((p) => Math.max(p.count, p.band ? p.band[1] : 0)));
-  const top = fs + 6, bottom = h - 2;
+  let max = 1;
+  for (const p of pts) max = Math.max(max, p.count, p.band ? p.band[1] : 0);
+  const top = label ? fs + 6 : 2, bottom = h - 2;
   const x = (t) => ((t - t0) / span) * (w - 2) + 1;
   const y = (v) => bottom - (v / max) * (bottom - top);
   const bw = Math.max(1, (w / pts.length));
+  const sevColour = (s, dflt) => th.sev[s || dflt] || th.sev[dflt];
   // anomaly: shaded columns while active, a marker on onset
   for (const p of pts) {
     if (!p.active) continue;
-    ctx.fillStyle = `${css("--sev" + (p.severity || 3))}33`;
+    ctx.fillStyle = `${sevColour(p.severity, 3)}33`;
     ctx.fillRect(x(p.t) - bw / 2, top, bw, bottom - top);
   }
   const banded = pts.filter((p) => p.band);
   if (banded.length > 1) {
-    ctx.fillStyle = css("--band"); ctx.beginPath();
+    ctx.fillStyle = th.band; ctx.beginPath();
     banded.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.band[1])) : ctx.moveTo(x(p.t), y(p.band[1]))));
     for (let i = banded.length - 1; i >= 0; i--) ctx.lineTo(x(banded[i].t), y(banded[i].band[0]));
     ctx.closePath(); ctx.fill();
@@ -281,23 +365,24 @@ function drawVolume(canvas, pts) {
     banded.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.expected ?? p.count)) : ctx.moveTo(x(p.t), y(p.expected ?? p.count))));
     ctx.stroke(); ctx.setLineDash([]);
   }
-  ctx.strokeStyle = css("--fg"); ctx.lineWidth = 2 * dpr; ctx.beginPath();
+  ctx.strokeStyle = th.fg; ctx.lineWidth = 2 * dpr; ctx.beginPath();
   pts.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.count)) : ctx.moveTo(x(p.t), y(p.count))));
   ctx.stroke();
   for (const p of pts) {
     if (!p.onset) continue;
-    const c = css("--sev" + (p.severity || 2)), px = x(p.t), s = 7 * dpr;
+    const c = sevColour(p.severity, 2), px = x(p.t), s = 7 * dpr;
     ctx.fillStyle = c; ctx.fillRect(px - dpr, top, 2 * dpr, bottom - top);
     ctx.beginPath(); ctx.moveTo(px - s, top); ctx.lineTo(px + s, top); ctx.lineTo(px, top + 1.6 * s);
     ctx.closePath(); ctx.fill();
   }
-  ctx.fillStyle = css("--dim");
-  ctx.fillText(`${Math.round(max)} max · last ${dur(span + pts[0].width)}`, 4, fs);
+  ctx.fillStyle = th.dim;
+  if (label) ctx.fillText(`${Math.round(max)} max · last ${dur(span + pts[0].width)}`, 4, fs);
 }
 
-function drawSpark(canvas, pts) {
-  const [ctx, w, h, dpr] = fit(canvas);
-  if (pts.length < 2) return;
+function drawSpark(canvas, pts, size, th) {
+  const fitted = fit(canvas, size);
+  if (!fitted || pts.length < 2) return;
+  const [ctx, w, h, dpr] = fitted;
   const x = (i) => (i / (pts.length - 1)) * (w - 2) + 1;
   // negative share as a red area (0..1), mean sentiment as a line (-1..1) around the mid line
   ctx.fillStyle = "rgba(255,59,48,0.35)"; ctx.beginPath(); ctx.moveTo(x(0), h);
@@ -305,7 +390,7 @@ function drawSpark(canvas, pts) {
   ctx.lineTo(x(pts.length - 1), h); ctx.closePath(); ctx.fill();
   ctx.strokeStyle = "rgba(147,161,176,0.5)"; ctx.lineWidth = dpr;
   ctx.beginPath(); ctx.moveTo(0, h / 2); ctx.lineTo(w, h / 2); ctx.stroke();
-  ctx.strokeStyle = css("--ok"); ctx.lineWidth = 2 * dpr; ctx.beginPath();
+  ctx.strokeStyle = th.ok; ctx.lineWidth = 2 * dpr; ctx.beginPath();
   pts.forEach((p, i) => { const yy = h / 2 - (p.sentiment * h) / 2; i ? ctx.lineTo(x(i), yy) : ctx.moveTo(x(i), yy); });
   ctx.stroke();
 }
@@ -317,24 +402,40 @@ function incidentRank(a, b) {
 
 const acking = new Set(); // incident ids with an ack request in flight
 
+// rows by incident id, kept between renders (a Map: ids are data, not the page's ids)
+const incRows = new Map();
+// a word too long for the panel (a 160-character emerging term hid the rest of the drivers
+// line; QA) shows its start and an ellipsis
+const MAX_WORD = 20;
+const shortWords = (text) => text.replace(/[^\s,·]{21,}/gu, (w) => {
+  const cps = Array.from(w);
+  return cps.length > MAX_WORD ? cps.slice(0, MAX_WORD - 1).join("") + "…" : w;
+});
+
 function incidentRow(i, now) {
-  const box = $("incidents");
-  let li = box.querySelector(`li[data-id="${CSS.escape(i.id)}"]`);
+  let li = incRows.get(i.id);
   if (!li) {
     li = document.createElement("li");
     li.dataset.id = i.id;
     li.innerHTML = `<span class="sev"></span><div><div class="t" dir="auto"></div><div class="w"></div><div class="m"></div></div>
       <button class="ack" type="button">ACK</button>`;
     li.querySelector(".ack").dataset.id = i.id;
+    incRows.set(i.id, li);
   }
   const e = i.escalation;
+  const names = (list) => list.map((p) => esc(p.name || p.user || p)).join(", ");
+  const exhausted = i.state === "triggered" && e && e.status === "exhausted";
+  // exhausted: everyone it paged (the level reached last may have paged nobody, quiet hours)
+  const paged = (exhausted && e.paged_before) || (e && e.paged) || [];
   const who = i.state === "acknowledged" ? `acked by ${esc(i.acked_by)}`
-    : e && e.paged && e.paged.length ? `paged: ${e.paged.map((p) => esc(p.name)).join(", ")}` : "";
+    : paged.length ? `paged: ${names(paged)}` : "";
   const muted = i.state === "triggered" && e && e.status === "muted";
   const mute = muted && e.mute ? e.mute : null;
   // a silenced or inhibited escalation, or one that found nobody to page, pages nobody: say
-  // so, not "next escalation in 24s"
-  const next = muted
+  // so, not "next escalation in 24s"; an exhausted one went through every level and repeat and
+  // pages nobody more until someone acks: it must not read as still escalating (QA)
+  const next = exhausted ? `<span class="nobody">escalation exhausted · pages nobody more</span>`
+    : muted
     ? (mute && mute.kind === "inhibited" ? "inhibited: a worse incident of the topic pages"
       : `silenced${mute && mute.until ? ` · pages again in <span class="mono">${dur(mute.until - now)}</span>` : ""}`)
     : i.state === "triggered" && e && e.nobody_reachable
@@ -349,7 +450,9 @@ function incidentRow(i, now) {
   const sv = li.querySelector(".sev");
   sv.className = `sev s${i.severity}`; sv.textContent = `SEV${i.severity}`;
   li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
-  li.querySelector(".w").textContent = i.why || "";
+  const why = shortWords(i.why || "");
+  const w = li.querySelector(".w");
+  w.textContent = why; w.title = i.why || "";
   li.querySelector(".m").innerHTML =
     [`<span class="state">${esc(i.state)}</span>`, age, lvl, who, next].filter(Boolean).join(" · ");
   const ack = li.querySelector(".ack");
@@ -367,6 +470,7 @@ function renderIncidents() {
   // keyed update: rows persist between renders, so a click never lands on a replaced button.
   // No scrolling: rows differ in height (long titles, names, reasons), so lay out more than can
   // fit, measure, and keep the rows that leave room for "+N more".
+  for (const id of incRows.keys()) if (!(id in S.incidents)) incRows.delete(id);
   const rows = list.slice(0, 40).map((i) => incidentRow(i, now));
   const more = document.createElement("li");
   more.className = "inc more"; more.textContent = `+${list.length} more`;

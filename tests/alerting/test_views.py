@@ -98,6 +98,16 @@ def test_paged_names_the_one_round_robin_user_paged() -> None:
     assert [u["user"] for u in escalation_summary(s)["paged"]] == ["ben"]
 
 
+def test_paged_before_is_everyone_the_escalation_paged() -> None:
+    """An exhausted escalation whose last level paged nobody (quiet hours) showed no one (QA)."""
+    plan = Plan.from_config(_one_level("round_robin"))
+    s, _ = step(EscalationState.new("inc-1", plan), Trigger(INC), T0)
+    s, _ = step(s, Wake(), T0 + 300)
+    view = escalation_summary(s)
+    assert [u["user"] for u in view["paged"]] == ["ben"]
+    assert view["paged_before"] == [{"user": "ana", "name": "Ana"}, {"user": "ben", "name": "ben"}]
+
+
 def test_paged_is_who_was_on_call_when_the_level_was_paged() -> None:
     plan = Plan.from_config(AlertingConfig(default_receivers=["pager"]))
     t = T0 + 2 * 3600 - 240  # 11:56 UTC: ana (EMEA); at 12:00 carla (AMER) takes over
