@@ -58,6 +58,7 @@ from monitor.model import Mention
 from monitor.pipeline import Pipeline, VerdictLike, batches, run_ticker
 from monitor.server import AccessLog, build_web_app
 from monitor.storage import Store, open_store
+from monitor.storage.base import StoreTakenOver
 
 log = logging.getLogger(__name__)
 
@@ -700,6 +701,8 @@ class App:
                 log.exception("could not count the mentions still queued at shutdown")
             try:
                 await self.checkpoint()
+            except StoreTakenOver as exc:  # said once already, by the store
+                log.error("final checkpoint not saved: %s", exc)
             except Exception:
                 log.exception("could not save the final checkpoint")
             else:
@@ -726,8 +729,18 @@ class App:
 async def serve(config: Config, clock: Clock, stop: asyncio.Event) -> None:
     """Open the store, run the app until `stop` is set, flush and close."""
     store = await open_store(config.storage.url, retry_seconds=config.storage.retry_seconds)
+    # another instance took the store (PostgreSQL, after this one lost its lock connection):
+    # stop, since this one can neither record pages nor read what it owes
+    taken = asyncio.ensure_future(store.taken.wait())
+    taken.add_done_callback(lambda f: None if f.cancelled() else stop.set())
     try:
         app = await App.open(config, clock, store)
         await app.run(stop)
     finally:
+        taken.cancel()
         await store.close()
+    if store.taken.is_set():
+        raise CrisiswatchError(
+            "storage.url: another crisiswatch took the store while this one had lost its"
+            " lock; this one stopped"
+        )

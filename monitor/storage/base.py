@@ -5,6 +5,7 @@ Values cross it as JSON-able dicts or bytes, so the backends stay dumb and inter
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -58,6 +59,10 @@ class OutboxRow:
 
 class Store(Protocol):
     """Async persistence. Every write is durable when the awaited call returns."""
+
+    #: Set when another instance took the store (PostgreSQL, after its lock connection was
+    #: lost): every statement raises `StoreTakenOver` from then on, and the service stops.
+    taken: asyncio.Event
 
     async def close(self) -> None: ...
 

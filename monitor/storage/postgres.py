@@ -194,6 +194,7 @@ class PostgresStore:
         self._owner_key = 0
         self._retaking = asyncio.Lock()
         self._taken: StoreTakenOver | None = None
+        self.taken = asyncio.Event()  # set once fenced: the service must stop
         self._where = f"postgresql://{where(dsn)}" + (f"?schema={schema}" if schema else "")
 
     @classmethod
@@ -312,6 +313,7 @@ class PostgresStore:
                     "longer reads or writes it: stop it"
                 )
                 log.error("%s", self._taken)
+                self.taken.set()
                 raise self._taken
             self._owner = conn
             log.warning("storage: lock connection was lost; lock taken again (%s)", self._where)

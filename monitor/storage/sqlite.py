@@ -146,6 +146,7 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._url = url
         self._lock_fd = lock_fd  # the flock on `<db>.lock`; None in memory or unlocked
+        self.taken = asyncio.Event()  # never set: a flock lasts as long as the process
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:

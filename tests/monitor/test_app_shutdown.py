@@ -260,3 +260,33 @@ async def test_an_ingest_endpoint_without_its_token_makes_the_service_unhealthy(
     finally:
         await app.close()
         await store.close()
+
+
+async def test_a_store_taken_by_another_instance_stops_the_service_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fenced PostgreSQL store (its lock taken by another instance while this one's lock
+    connection was down) refuses every statement: the service stayed up, inert, with only
+    /healthz degraded. It stops now, and says why."""
+    from monitor import app as app_module
+    from monitor.app import serve
+    from monitor.errors import CrisiswatchError
+
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}})
+    opened: list[Store] = []
+
+    async def open_and_keep(url: str, **kw: Any) -> Store:
+        opened.append(await open_store(url, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(app_module, "open_store", open_and_keep)
+    stop = asyncio.Event()
+    service = asyncio.create_task(serve(cfg, FakeClock(NOW), stop))
+    while not opened:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # up and serving
+    assert not service.done()
+    opened[0].taken.set()  # what PostgresStore does when it finds itself fenced
+    with pytest.raises(CrisiswatchError, match=r"^storage\.url: another crisiswatch took"):
+        await asyncio.wait_for(service, 10)
+    assert stop.is_set()

@@ -534,6 +534,7 @@ async def test_a_store_taken_over_while_its_lock_was_lost_stops_reading_and_writ
             await second.close()
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and "took the store" in errors[0].getMessage()
+        assert first.taken.is_set()  # what stops the service (monitor.app.serve)
     finally:
         await first.close()
 
