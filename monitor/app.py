@@ -365,8 +365,7 @@ class App:
 
     # --- verdicts -> incidents -------------------------------------------------------------
     async def on_verdicts(self, verdicts: Sequence[VerdictLike]) -> None:
-        for v in verdicts:
-            await self.incidents.on_verdict(v)
+        await self.incidents.on_verdicts(verdicts)
         if self.clock.now() - self._last_checkpoint >= self.config.storage.checkpoint_seconds:
             try:
                 await self.checkpoint()

@@ -502,3 +502,26 @@ async def test_a_store_that_refuses_every_write_is_told_once_and_never_as_recove
     await svc.runner.wake_due()
     assert store.who() == ["trigger ana", "trigger lead"]
     assert "go through again" in caplog.text and "published again" in caplog.text
+
+
+async def test_a_burst_of_openings_is_saved_once_not_once_per_event() -> None:
+    """Each opening saved the whole book twice: n topics crossing together cost O(n^2) and
+    froze the watermark for minutes at 2,000 topics (QA, thirteenth session)."""
+    rig = Rig()
+    saves: list[int] = []
+    persist = rig.svc._persist
+    assert persist is not None
+
+    async def counting(s: dict[str, Any]) -> None:
+        saves.append(len(s["book"]["incidents"]))
+        await persist(s)
+
+    rig.svc._persist = counting
+    verdicts = [V(f"topic{i}", T0, 0.9, 2, onset="open") for i in range(40)]
+    events = await rig.svc.on_verdicts(verdicts)
+    assert [e.kind for e in events] == ["opened"] * 40
+    assert saves == [40]  # once, with all of them
+    assert len(rig.saved["escalation"]["escalations"]) == 40
+    assert rig.who().count("trigger ana") == 40  # every page made, each as its incident opened
+    await rig.svc.on_verdict(V("topic0", T0 + 60, 0.91, 2))  # a score update: no save
+    assert saves == [40]
