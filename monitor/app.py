@@ -63,6 +63,7 @@ from monitor.storage.base import StoreTakenOver
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+SETTLE_SECONDS = 60.0  # a stop waits this long for verdicts still being handed to alerting
 FUTURE_SECONDS = 300.0  # a mention dated further ahead than this comes from a wrong clock
 ALERTING_KEY = "alerting.state"
 
@@ -693,21 +694,34 @@ class App:
         finally:
             if not web_stopped:
                 await runner.cleanup()
-            try:
-                if n := self.drain():
-                    log.info("counted %d mentions still queued at shutdown", n)
-            except Exception:
-                log.exception("could not count the mentions still queued at shutdown")
-            try:
-                await self.checkpoint()
-            except StoreTakenOver as exc:  # said once already, by the store
-                log.error("final checkpoint not saved: %s", exc)
-            except Exception:
-                log.exception("could not save the final checkpoint")
+            if await self.pipeline.settle(SETTLE_SECONDS):
+                await self._save_at_stop()
             else:
-                await self._say_stopped()
+                # Saved, the detectors would be past an onset alerting never heard of: it
+                # would never page. From the last save they see the surge again in the next
+                # buckets (the mentions counted since that save are what is lost instead).
+                log.error(
+                    "stopping: the last verdicts were not handed to alerting within %.0f s;"
+                    " the final checkpoint is skipped (a page beats the last seconds' counts)",
+                    SETTLE_SECONDS,
+                )
             await self.dead_letters.flush()
             await self.close()
+
+    async def _save_at_stop(self) -> None:
+        try:
+            if n := self.drain():
+                log.info("counted %d mentions still queued at shutdown", n)
+        except Exception:
+            log.exception("could not count the mentions still queued at shutdown")
+        try:
+            await self.checkpoint()
+        except StoreTakenOver as exc:  # said once already, by the store
+            log.error("final checkpoint not saved: %s", exc)
+        except Exception:
+            log.exception("could not save the final checkpoint")
+        else:
+            await self._say_stopped()
 
     async def _say_stopped(self) -> None:
         # a restart's first questions: did it save, and is a page still owed?

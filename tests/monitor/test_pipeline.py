@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -139,3 +140,30 @@ async def test_late_mentions_are_logged_once_per_interval_with_their_event_time(
         " a source that far behind, or history replayed after the first start"
         " (docs/collectors.md)",
     ]
+
+
+async def test_verdicts_being_handed_on_when_the_ticker_is_cancelled_are_handed_on_all() -> None:
+    """A stop cancelled the ticker in the middle of handing a burst's verdicts to alerting;
+    the final checkpoint then saved detectors past onsets that never paged (QA, thirteenth
+    session: 572 of 863)."""
+    gate, handed = asyncio.Event(), []
+
+    async def slow(verdicts: Sequence[VerdictLike]) -> None:
+        for v in verdicts:
+            await gate.wait()  # an outbox write per page
+            handed.append(v.series)
+
+    pipeline = acme_pipeline(CollectorRegistry(), horizon_seconds=3600)
+    pipeline.on_verdicts = slow
+    pipeline.ingest(
+        [Mention(str(i), "s", "x", "acme", 60.0 * i, Author("a", "@a")) for i in range(5)]
+    )
+    ticker = asyncio.create_task(pipeline.advance(300.0))
+    await asyncio.sleep(0.01)
+    ticker.cancel()  # the stop
+    with pytest.raises(asyncio.CancelledError):
+        await ticker
+    assert handed == [] and not await pipeline.settle(timeout=0.05)
+    gate.set()
+    assert await pipeline.settle(timeout=5)
+    assert handed == ["acme"] * 5  # the buckets of 0 to 240 s closed
