@@ -237,6 +237,4 @@ async def run_ticker(
     """
     while True:
         await clock.sleep(interval)
-        wm = complete_until() - watermark_seconds
-        pipeline.metrics.watermark_lag.set(max(0.0, clock.now() - wm))
-        await pipeline.advance(wm)
+        await pipeline.advance(complete_until() - watermark_seconds)

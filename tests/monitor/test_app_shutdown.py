@@ -290,3 +290,21 @@ async def test_a_store_taken_by_another_instance_stops_the_service_in_one_line(
     with pytest.raises(CrisiswatchError, match=r"^storage\.url: another crisiswatch took"):
         await asyncio.wait_for(service, 10)
     assert stop.is_set()
+
+
+async def test_the_lag_gauge_and_healthz_grow_while_no_bucket_closes(
+    quiet: tuple[Config, Store],
+) -> None:
+    """The gauge was set to now - target before each advance, so an advance that stood still
+    for minutes (a burst of incidents) read 60 s throughout and no alert could fire (QA)."""
+    cfg, store = quiet
+    clock = FakeClock(NOW)
+    app = await App.open(cfg, clock, store)
+    try:
+        await app.pipeline.advance(NOW - 60)
+        clock.advance(600)  # the next advance has not finished
+        lag = app.registry.get_sample_value("crisiswatch_pipeline_lag_seconds")
+        assert lag is not None and lag >= 600
+        assert (await app.health())["watermark_lag_seconds"] == lag
+    finally:
+        await app.close()
