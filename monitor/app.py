@@ -110,6 +110,8 @@ def health_problems(
      pages are owed']
     >>> health_problems([], [], None, {}, {"unsaved": True})
     ['incident state not saved (a restart now would go back to the last save)']
+    >>> health_problems([], [], None, {"store_error": "DatabaseError: malformed"})
+    ['outbox: the store refuses its scans (DatabaseError: malformed): pages wait']
     """
     out = []
     for s in sources:
@@ -128,6 +130,9 @@ def health_problems(
         out.append(f"checkpoint failed: {checkpoint_error}")
     if held := outbox.get("unrecorded"):
         out.append(f"outbox: {held} outcomes the store refused (held in memory)")
+    if scan := outbox.get("store_error"):
+        # a damaged outbox table: no page went out while /healthz said ok (QA)
+        out.append(f"outbox: the store refuses its scans ({scan}): pages wait")
     esc = escalation or {}
     owed = [
         f"{n} incident events wait for the store" if (n := esc.get("events_waiting")) else "",
