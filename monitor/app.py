@@ -146,6 +146,30 @@ def health_problems(
     return out
 
 
+def restored_summary(series: int, incidents: int, escalating: int, owed: int, dead: int) -> str:
+    """What a start found in the store, for its log line.
+
+    >>> restored_summary(3, 1, 1, 2, 0)
+    'restored 3 series baselines, 1 open incident (1 escalating), 2 deliveries owed'
+    >>> restored_summary(0, 0, 0, 0, 0)
+    'nothing to restore (a new store, or none of its state is in use)'
+    """
+    parts = [
+        f"{series} series baseline{'' if series == 1 else 's'}" if series else "",
+        f"{incidents} open incident{'' if incidents == 1 else 's'} ({escalating} escalating)"
+        if incidents
+        else "",
+        f"{owed} deliver{'y' if owed == 1 else 'ies'} owed" if owed else "",
+        f"{dead} dead letter{'' if dead == 1 else 's'} kept" if dead else "",
+    ]
+    said = ", ".join(p for p in parts if p)
+    return (
+        f"restored {said}"
+        if said
+        else "nothing to restore (a new store, or none of its state is in use)"
+    )
+
+
 def history_floor(config: Config, now: float) -> float | None:
     """Where event time may begin on a first start: ``first_start_history_seconds`` before
     `now`, or the demo's backfill if longer; None (no floor) with a replay, whose files are
@@ -484,10 +508,35 @@ class App:
         # "Unclosed client session" under the one-line error (QA, tenth session)
         http = aiohttp.ClientSession()
         try:
-            return cls(config, clock, store, saved, http=http)
+            app = cls(config, clock, store, saved, http=http)
         except BaseException:
             await http.close()
             raise
+        await app._say_restored()
+        return app
+
+    async def _say_restored(self) -> None:
+        """One line on what the store gave back: started from another directory, the default
+        relative SQLite path made a new, empty store, and the log read like a restart (QA)."""
+        opened = self.incidents.book.open_incidents()
+        runner = self.incidents.runner
+        try:
+            owed = await self.store.outbox_pending_count()
+            dead = sum((await self.store.count_dead_letters()).values())
+        except Exception as exc:  # the start goes on; the outbox says it again
+            log.warning("store %s: could not count what it holds: %s", self.store.where, exc)
+            return
+        log.info(
+            "store %s: %s",
+            self.store.where,
+            restored_summary(
+                self.detector.series_count,
+                len(opened),
+                sum(1 for i in opened if (e := runner.escalation(i.id)) is not None and e.active),
+                owed,
+                dead,
+            ),
+        )
 
     # --- read side -----------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

@@ -63,6 +63,9 @@ class Store(Protocol):
     #: Set when another instance took the store (PostgreSQL, after its lock connection was
     #: lost): every statement raises `StoreTakenOver` from then on, and the service stops.
     taken: asyncio.Event
+    #: The store for logs: a SQLite file's absolute path, PostgreSQL's server, database and
+    #: schema (never a password).
+    where: str
 
     async def close(self) -> None: ...
 

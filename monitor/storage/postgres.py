@@ -195,7 +195,7 @@ class PostgresStore:
         self._retaking = asyncio.Lock()
         self._taken: StoreTakenOver | None = None
         self.taken = asyncio.Event()  # set once fenced: the service must stop
-        self._where = f"postgresql://{where(dsn)}" + (f"?schema={schema}" if schema else "")
+        self.where = f"postgresql://{where(dsn)}" + (f"?schema={schema}" if schema else "")
 
     @classmethod
     async def open(
@@ -289,7 +289,7 @@ class PostgresStore:
             raise ConfigError(
                 "storage.url",
                 f"another crisiswatch{await self._holder()} is running on the store at "
-                f"{self._where.removeprefix('postgresql://')}; two would page twice and"
+                f"{self.where.removeprefix('postgresql://')}; two would page twice and"
                 " overwrite each other's state",
             )
 
@@ -309,14 +309,14 @@ class PostgresStore:
             if conn is None:
                 self._taken = StoreTakenOver(
                     f"storage: another crisiswatch{await self._holder()} took the store at "
-                    f"{self._where} while this one's lock connection was lost; this one no "
+                    f"{self.where} while this one's lock connection was lost; this one no "
                     "longer reads or writes it: stop it"
                 )
                 log.error("%s", self._taken)
                 self.taken.set()
                 raise self._taken
             self._owner = conn
-            log.warning("storage: lock connection was lost; lock taken again (%s)", self._where)
+            log.warning("storage: lock connection was lost; lock taken again (%s)", self.where)
 
     @staticmethod
     async def _connect(
@@ -359,9 +359,9 @@ class PostgresStore:
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
         # one line when migrations ran (an upgrade's start said nothing: QA), none if current
         if current == 0:
-            log.info("storage: new store at schema %d (%s)", MIGRATIONS[-1][0], self._where)
+            log.info("storage: new store at schema %d (%s)", MIGRATIONS[-1][0], self.where)
         elif current < MIGRATIONS[-1][0]:
-            log.info("storage: schema %d -> %d (%s)", current, MIGRATIONS[-1][0], self._where)
+            log.info("storage: schema %d -> %d (%s)", current, MIGRATIONS[-1][0], self.where)
 
     async def schema_version(self) -> int:
         v = await self._pool.fetchval("SELECT MAX(version) FROM schema_version")

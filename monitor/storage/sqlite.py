@@ -144,7 +144,7 @@ class SqliteStore:
     ) -> None:
         self._db = db
         self._lock = asyncio.Lock()
-        self._url = url
+        self.where = url
         self._lock_fd = lock_fd  # the flock on `<db>.lock`; None in memory or unlocked
         self.taken = asyncio.Event()  # never set: a flock lasts as long as the process
 
@@ -210,7 +210,8 @@ class SqliteStore:
                     " move it aside",
                     name,
                 )
-            store = cls(db, url=f"sqlite:///{name}", lock_fd=lock_fd)
+            where = name if in_memory else str(Path(name).resolve())
+            store = cls(db, url=f"sqlite:///{where}", lock_fd=lock_fd)
             await store._migrate()
             try:
                 # a read-only file (chmod, chattr +i, a read-only mount) opens and reads fine:
@@ -258,7 +259,7 @@ class SqliteStore:
             await self._db.rollback()
             raise
         await self._db.commit()
-        _say_migrated(current, self._url)
+        _say_migrated(current, self.where)
 
     async def schema_version(self) -> int:
         rows = await self._rows("SELECT MAX(version) FROM schema_version")

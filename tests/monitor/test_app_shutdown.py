@@ -308,3 +308,31 @@ async def test_the_lag_gauge_and_healthz_grow_while_no_bucket_closes(
         assert (await app.health())["watermark_lag_seconds"] == lag
     finally:
         await app.close()
+
+
+async def test_a_start_says_which_store_it_opened_and_what_it_restored(
+    quiet: tuple[Config, Store], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started from another directory, the relative default path made a new, empty store and
+    the log read exactly like a restart that restored everything (QA, thirteenth session)."""
+    cfg, store = quiet
+    caplog.set_level(logging.INFO, logger="monitor.app")
+    clock = FakeClock(NOW)
+    app = await App.open(cfg, clock, store)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("store ")]
+    assert said == [
+        f"store {store.where}: nothing to restore (a new store, or none of its state is in use)"
+    ]
+    assert store.where.startswith("sqlite:////")  # the absolute path, wherever it was started
+    await app.pipeline.advance(NOW - 120)
+    app.queue.put_nowait(mention(1, NOW - 5))
+    app.drain()
+    clock.set(NOW + 600)
+    await app.pipeline.advance(NOW + 540)  # every topic's buckets closed: each has a series
+    await app.checkpoint()
+    await app.close()
+    caplog.clear()
+    again = await App.open(cfg, clock, store)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("store ")]
+    assert len(said) == 1 and f"restored {len(cfg.topics)} series baselines" in said[0], said
+    await again.close()
