@@ -52,6 +52,27 @@ class Mute:
         return {"kind": self.kind, "by": self.by, "until": self.until}
 
 
+def may_inhibit(
+    source: Mapping[str, str], target: Mapping[str, str], rules: Iterable[InhibitRule]
+) -> bool:
+    """Whether an incident labelled `source` could mute one labelled `target` under `rules`
+    (the labels of :func:`match_labels`): a cheap filter before :func:`mute_of`.
+
+    >>> rule = InhibitRule.from_config(InhibitRuleConfig())
+    >>> sev1 = {"topic": "acme", "severity": "SEV1"}
+    >>> may_inhibit(sev1, {"topic": "acme", "severity": "SEV3"}, [rule])
+    True
+    >>> may_inhibit(sev1, {"topic": "globex", "severity": "SEV3"}, [rule])
+    False
+    """
+    return any(
+        matches_all(r.source, source)
+        and matches_all(r.target, target)
+        and all(source.get(k, "") == target.get(k, "") for k in r.equal)
+        for r in rules
+    )
+
+
 def inhibitor(
     incident: Mapping[str, Any],
     open_incidents: Iterable[Mapping[str, Any]],

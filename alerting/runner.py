@@ -39,8 +39,8 @@ from alerting.escalation import (
     Wake,
     step,
 )
-from alerting.incidents import TRIGGERING, Incident, IncidentEvent
-from alerting.inhibition import InhibitRule, Mute, mute_of
+from alerting.incidents import TRIGGERING, Incident, IncidentEvent, match_labels
+from alerting.inhibition import InhibitRule, Mute, may_inhibit, mute_of
 from alerting.notification import Notification
 from alerting.severity import label
 from alerting.silences import Silence, SilenceBook, SilenceError
@@ -49,7 +49,9 @@ from monitor.config.alerting import AlertingConfig
 from monitor.decode import format_time
 
 Emit = Callable[[Notification], Awaitable[None]]
-Persist = Callable[[dict[str, Any]], Awaitable[None]]
+# told after every change; it reads `to_state()` itself when it saves (building the state of
+# every escalation for a save the caller defers was O(n) per event in a burst; QA)
+Persist = Callable[[], Awaitable[None]]
 Record = Callable[[str, str, dict[str, Any], float], None]
 OnStep = Callable[[str, EscalationState], None]  # (incident id, its escalation after the step)
 
@@ -152,7 +154,7 @@ class EscalationRunner:
                 self._failing_told.discard(iid)
                 await self._recheck(now, muted_only=True)  # an inhibiting SEV1 may have gone
             elif event.kind in ("opened", "repaged"):
-                await self._recheck(now, muted_only=False, skip=iid)  # it may inhibit others
+                await self._recheck_under(iid, now)  # it may inhibit others
             if not isinstance(ev, Update):
                 # A fresher snapshot alone is not worth a write: the book holds it anyway.
                 await self._save()
@@ -413,14 +415,30 @@ class EscalationRunner:
                     severity = label(int(state.incident.get("severity", 4)))
                     self._nobody.labels(state.policy, severity).inc()
 
-    async def _recheck(self, now: float, *, muted_only: bool, skip: str = "") -> None:
+    async def _recheck(self, now: float, *, muted_only: bool) -> None:
         """Re-decide mutes now instead of at the next wake (a wake not yet due pages nobody)."""
         for iid, s in list(self._states.items()):
-            if iid == skip or not s.active or (muted_only and s.status != "muted"):
+            if not s.active or (muted_only and s.status != "muted"):
                 continue
             inc = self._open.get(iid)
             if inc is None or s.status == "muted" or self._mute(inc, now) is not None:
                 await self._try_wake(iid, now)  # failed, it keeps its wake time: the timer
+
+    async def _recheck_under(self, iid: str, now: float) -> None:
+        """After `iid` opened or re-paged: wake the escalations it may now mute, only those.
+        Every open one was re-decided, each against every other (a burst of n openings cost
+        n^3 label matches: 2,000 topics froze detection for minutes; QA). An opening lifts no
+        mute, so muted ones are left to their own recheck."""
+        src = self._open.get(iid)
+        if src is None or not self.rules:
+            return
+        labels = match_labels(src)
+        for other, s in list(self._states.items()):
+            inc = self._open.get(other)
+            if other == iid or not s.active or s.status == "muted" or inc is None:
+                continue
+            if may_inhibit(labels, match_labels(inc), self.rules) and self._mute(inc, now):
+                await self._try_wake(other, now)
 
     async def _try_wake(self, iid: str, now: float) -> bool:
         """Wake one escalation; False when its step failed (the store). Told once per outage
@@ -437,7 +455,7 @@ class EscalationRunner:
 
     async def _save(self) -> None:
         if self._persist is not None:
-            await self._persist(self.to_state())
+            await self._persist()
 
 
 def _warn_unreachable(entry: Log) -> None:

@@ -358,7 +358,7 @@ class IncidentService:
         else:
             self._resume_owed = False
 
-    async def _save_runner(self, _runner_state: dict[str, Any]) -> None:
+    async def _save_runner(self) -> None:
         await self._save()
 
     async def _save(self) -> None:

@@ -65,8 +65,8 @@ class Rig:
         async def emit(n: Notification) -> None:
             self.sent.append(n)
 
-        async def persist(s: dict[str, Any]) -> None:
-            self.saved = json.loads(json.dumps(s))
+        async def persist() -> None:
+            self.saved = json.loads(json.dumps(self.runner.to_state()))
 
         def record(iid: str, event: str, detail: dict[str, Any], now: float) -> None:
             self.book.record(iid, event, detail, now)
@@ -626,3 +626,27 @@ async def test_a_repage_the_saved_escalation_never_saw_pages_from_level_one_afte
     assert again.log() == ["t=1310 trigger ana"]
     await again.runner.resume(again.book.open_incidents())  # a second restart: nothing missed
     assert again.log() == ["t=1310 trigger ana"]
+
+
+async def test_an_opening_re_decides_only_what_it_may_mute() -> None:
+    """Each opening re-decided every open escalation against every other: a burst of n
+    openings cost n^3 label matches (2,000 topics: minutes of frozen detection; QA)."""
+    rig = Rig()
+    decided: list[str] = []
+    mute = rig.runner._mute
+
+    def counting(incident: Any, now: float) -> Any:
+        decided.append(str(incident["id"]))
+        return mute(incident, now)
+
+    rig.runner._mute = counting  # type: ignore[method-assign]
+    terms = {"fired": ["terms"]}  # another kind than the SEV1's below: its own incident
+    ids = [
+        await rig.verdict(V(f"topic{i}", 0, 0.8, 3, onset="open", explanation=terms))
+        for i in range(30)
+    ]
+    assert len(decided) == 30  # each its own, at its trigger
+    big = await rig.verdict(V("topic7/tw", 0, 0.99, 1, onset="open"))  # may mute topic7 only
+    assert decided[30] == big and decided[31:] == [ids[7]] * 2  # found, then woken muted
+    esc = rig.runner.escalation(ids[7])
+    assert esc is not None and esc.status == "muted"
