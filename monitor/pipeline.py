@@ -205,12 +205,17 @@ class Pipeline:
 
     async def settle(self, timeout: float) -> bool:
         """Wait (at most `timeout` s) for verdicts still being handed on by an `advance` the
-        ticker's cancellation left running; False if they are not all handed on."""
+        ticker's cancellation left running; False if they are not all handed on, and then
+        the hand-off is cancelled (left running, it wrote to a closed store and the process
+        never exited; QA)."""
         handing = self._handing
         if handing is None or handing.done():
             return True
         log.info("stopping: handing the last verdicts to alerting first")
         done, _ = await asyncio.wait([handing], timeout=timeout)
+        if not done:
+            handing.cancel()
+            await asyncio.wait([handing])
         return bool(done)
 
 

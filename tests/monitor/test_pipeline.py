@@ -163,7 +163,26 @@ async def test_verdicts_being_handed_on_when_the_ticker_is_cancelled_are_handed_
     ticker.cancel()  # the stop
     with pytest.raises(asyncio.CancelledError):
         await ticker
-    assert handed == [] and not await pipeline.settle(timeout=0.05)
     gate.set()
     assert await pipeline.settle(timeout=5)
     assert handed == ["acme"] * 5  # the buckets of 0 to 240 s closed
+
+
+async def test_a_hand_off_that_does_not_end_in_time_is_cancelled_not_left_running() -> None:
+    """Left running past the stop's wait, it wrote to the closed store and the process never
+    exited (QA, thirteenth session)."""
+    never = asyncio.Event()
+
+    async def stuck(verdicts: Sequence[VerdictLike]) -> None:
+        await never.wait()
+
+    pipeline = acme_pipeline(CollectorRegistry(), horizon_seconds=3600)
+    pipeline.on_verdicts = stuck
+    pipeline.ingest([Mention("1", "s", "x", "acme", 0.0, Author("a", "@a"))])
+    ticker = asyncio.create_task(pipeline.advance(300.0))
+    await asyncio.sleep(0.01)
+    ticker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ticker
+    assert not await pipeline.settle(timeout=0.05)
+    assert pipeline._handing is not None and pipeline._handing.cancelled()
