@@ -111,8 +111,10 @@ class Layer:
 
     def turn_index(self, t: float) -> int:
         """Turns begun since ``anchor`` (negative before it); never decreases as ``t`` grows."""
-        turn = timedelta(seconds=self.turn_seconds)
-        return (wall_clock(t, self.zone) - self.anchor) // turn  # exact: whole microseconds
+        delta = wall_clock(t, self.zone) - self.anchor
+        # exact in whole seconds: a turn is whole hours, so the microseconds cannot cross one
+        # (and ints, not a timedelta made per call: this runs for every layer of every page)
+        return (delta.days * 86_400 + delta.seconds) // self.turn_seconds
 
     def rotation_user(self, t: float) -> str:
         """Whose turn it is, ignoring restrictions."""
