@@ -31,6 +31,7 @@ from monitor.config.alerting import (
     AlertingConfig,
     ScheduleConfig,
     UserConfig,
+    clock_change,
     parse_rotation,
     parse_target,
     parse_when,
@@ -68,13 +69,10 @@ def wall_clock(t: float, zone: ZoneInfo) -> datetime:
         return here.replace(tzinfo=None)
     before, after = here.replace(fold=0).utcoffset(), here.utcoffset()
     assert before is not None and after is not None  # a ZoneInfo always has an offset
-    # the clocks went back less than `before - after` ago: find that instant to the second
-    # (zone transitions fall on whole seconds), as `local_instant` does for the error message
+    # the clocks went back less than `before - after` ago
     lo, hi = math.floor(t - (before - after).total_seconds()), math.ceil(t)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if local(mid, zone).utcoffset() == before else (lo, mid)
-    return (datetime.fromtimestamp(hi, UTC) + before).replace(tzinfo=None) - _TICK
+    went_back = clock_change(lo, hi, zone)
+    return (datetime.fromtimestamp(went_back, UTC) + before).replace(tzinfo=None) - _TICK
 
 
 def in_window(intervals: Intervals, when: datetime) -> bool:

@@ -182,6 +182,22 @@ def parse_rotation(text: str) -> int:
     return int(m[1]) * {"h": 3600, "d": 86400, "w": 604800}[m[2]]
 
 
+def clock_change(lo: int, hi: int, zone: ZoneInfo) -> int:
+    """The first second of the UTC offset ``zone`` has at ``hi``, for a change that lies in
+    ``(lo, hi]`` (zone transitions fall on whole seconds): found by bisection.
+
+    >>> berlin = ZoneInfo("Europe/Berlin")  # back from CEST to CET at 01:00 UTC, 2026-10-25
+    >>> t = clock_change(1_792_885_000, 1_792_890_000, berlin)
+    >>> datetime.fromtimestamp(t, UTC).isoformat()
+    '2026-10-25T01:00:00+00:00'
+    """
+    before = datetime.fromtimestamp(lo, zone).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if datetime.fromtimestamp(mid, zone).utcoffset() == before else (lo, mid)
+    return hi
+
+
 def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
     """Naive local ``wall`` in ``zone`` as an aware date-time, or ValueError when a clock
     change skips it (spring forward) or repeats it (fall back): a guess would answer "who is
@@ -203,12 +219,9 @@ def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
     before, after = first.utcoffset(), second.utcoffset()  # either side of a change (PEP 495)
     if before is None or after is None or before == after:
         return first
-    # the change lies between the two readings of `wall`; find it to the second
+    # the change lies between the two readings of `wall`
     lo, hi = sorted(int((wall - off).replace(tzinfo=UTC).timestamp()) for off in (before, after))
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if datetime.fromtimestamp(mid, zone).utcoffset() == before else (lo, mid)
-    change = datetime.fromtimestamp(hi, UTC).replace(tzinfo=None)
+    change = datetime.fromtimestamp(clock_change(lo, hi, zone), UTC).replace(tzinfo=None)
     span = f"from {change + before:%H:%M} to {change + after:%H:%M}"
     where = f"{wall:%Y-%m-%d %H:%M} "
     if after > before:
