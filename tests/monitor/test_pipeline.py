@@ -12,7 +12,13 @@ from monitor.aggregate import Aggregator
 from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
 from monitor.model import Author, Bucket, Enriched, Mention, Sentiment
-from monitor.pipeline import LATE_LOG_SECONDS, MAX_SOURCE_LABELS, Pipeline, VerdictLike
+from monitor.pipeline import (
+    ADVANCE_SLICE,
+    LATE_LOG_SECONDS,
+    MAX_SOURCE_LABELS,
+    Pipeline,
+    VerdictLike,
+)
 
 
 class NoTopics:
@@ -186,3 +192,56 @@ async def test_a_hand_off_that_does_not_end_in_time_is_cancelled_not_left_runnin
         await ticker
     assert not await pipeline.settle(timeout=0.05)
     assert pipeline._handing is not None and pipeline._handing.cancelled()
+
+
+async def test_a_backlog_closed_at_once_is_judged_in_slices_the_loop_runs_between() -> None:
+    """The first advance after importing 2 h of history for 2,000 topics held the event loop
+    17 s: /healthz and every wall stood still (QA, thirteenth session)."""
+    n = 3 * ADVANCE_SLICE + 1
+    pipeline = acme_pipeline(CollectorRegistry(), horizon_seconds=60.0 * (n + 1))
+    pipeline.ingest(
+        [Mention(str(i), "s", "x", "acme", 60.0 * i, Author("a", "@a")) for i in range(n)]
+    )
+    slices: list[int] = []
+    seen_by_others: list[int] = []
+    observe = pipeline.detector.observe_many
+
+    def counting(buckets: Sequence[Bucket]) -> Sequence[VerdictLike]:
+        slices.append(len(buckets))
+        return observe(buckets)
+
+    async def other_task() -> None:
+        while True:
+            seen_by_others.append(len(slices))
+            await asyncio.sleep(0)
+
+    pipeline.detector.observe_many = counting  # type: ignore[method-assign]
+    other = asyncio.create_task(other_task())
+    verdicts = await pipeline.advance(60.0 * n)
+    other.cancel()
+    assert [v.t for v in verdicts] == [60.0 * i for i in range(n)]
+    assert slices == [ADVANCE_SLICE] * 3 + [1]
+    assert {1, 2, 3} <= set(seen_by_others)  # it ran between the slices
+
+
+async def test_a_stop_in_the_middle_of_a_backlog_still_judges_and_hands_on_all_of_it() -> None:
+    """The aggregator has given the buckets up: cut off between slices, the rest were never
+    learned and their onsets never paged."""
+    n = 2 * ADVANCE_SLICE
+    handed: list[VerdictLike] = []
+
+    async def keep(verdicts: Sequence[VerdictLike]) -> None:
+        handed.extend(verdicts)
+
+    pipeline = acme_pipeline(CollectorRegistry(), horizon_seconds=60.0 * (n + 1))
+    pipeline.on_verdicts = keep
+    pipeline.ingest(
+        [Mention(str(i), "s", "x", "acme", 60.0 * i, Author("a", "@a")) for i in range(n)]
+    )
+    ticker = asyncio.create_task(pipeline.advance(60.0 * n))
+    await asyncio.sleep(0)  # the first slice is judged, the ticker waits at the loop's turn
+    ticker.cancel()  # the stop
+    with pytest.raises(asyncio.CancelledError):
+        await ticker
+    assert await pipeline.settle(timeout=5)
+    assert len(handed) == n
