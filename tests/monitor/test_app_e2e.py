@@ -145,6 +145,7 @@ async def test_topics_still_learning_their_baseline_are_shown_not_armed(app_fact
             health = await r.json()
         topics = [t.name for t in run.app.config.topics]
         assert r.status == 200 and sorted(health["learning"]) == sorted(topics)
+        assert health["learning_count"] == len(topics)
         # the first bucket is the demo's backfill (3 h back): the warm-up runs from there
         backfill = run.app.config.sources.demo.backfill_seconds
         for pages_from in health["learning"].values():

@@ -10,7 +10,7 @@ from contextlib import aclosing
 
 import pytest
 
-from monitor.app import health_problems
+from monitor.app import HEALTH_LEARNING_LIMIT, health_problems, learning_shown
 from monitor.clock import FakeClock
 from monitor.collectors.base import Source, SourceContext, SourceHealth
 from monitor.collectors.jetstream import JetstreamSource
@@ -117,3 +117,11 @@ def test_the_demo_a_finished_replay_and_push_endpoints_are_never_down() -> None:
     for h in (demo, replay, push):
         assert not h.down(START + 86_400.0) and h.down_for(START + 86_400.0) is None
         assert health_problems([health_dict(h, START + 86_400.0)], [], None, {}) == []
+
+
+def test_healthz_names_only_the_learning_topics_that_page_last() -> None:
+    """It listed every one: 77 KB at 2,000 topics, on every probe (QA, thirteenth session)."""
+    learning = {f"topic-{i:04}": 1000.0 + i for i in range(2000)}
+    shown = learning_shown(learning)
+    assert len(shown) == HEALTH_LEARNING_LIMIT
+    assert list(shown) == [f"topic-{i:04}" for i in range(1999, 1999 - HEALTH_LEARNING_LIMIT, -1)]
