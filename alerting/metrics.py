@@ -40,6 +40,12 @@ class DeliveryMetrics:
             ["receiver", "reason"],
             registry=registry,
         )
+        self.superseded = Counter(
+            "crisiswatch_notifications_superseded",
+            "Triggers not sent because their incident was acknowledged or resolved first.",
+            ["receiver"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "crisiswatch_notification_delivery_seconds",
             "From enqueue to accepted by the receiver.",

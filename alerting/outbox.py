@@ -1,7 +1,8 @@
 """The persisted outbox: every notification is stored before it is sent, then retried with
 exponential backoff and jitter until a receiver accepts it or it expires.
 
-Pure core (values in, values out): :func:`backoff`, :func:`next_step`, :func:`heads`.
+Pure core (values in, values out): :func:`backoff`, :func:`next_step`, :func:`heads`,
+:func:`superseded`.
 Async shell: :class:`Outbox` (store + notifiers + clock).
 
 Guarantees
@@ -17,6 +18,10 @@ Guarantees
   resolve never overtakes the trigger it resolves, even while the trigger backs off, and
   whatever the backlog: a scan reads a prefix of every receiver's queue in creation order,
   so the oldest row of each group it sees is in it (rows beyond wait their turn).
+* **No page after the fact.** A trigger still pending when a newer acknowledge or resolve of
+  its group is queued (the receiver was down, or backing off, while someone acked on the wall)
+  is not sent: it is marked ``superseded`` and the acknowledge or resolve goes out alone.
+  Sent late, it rang the on-call for an incident already in hand.
 * **Retries read only** ``DeliveryError.recoverable`` (429/5xx/connection errors), never text.
 * **Alertmanager stays firing**: a receiver whose notifier has ``repeat_seconds`` gets the last
   trigger/acknowledge of a group re-sent at that interval until a resolve is delivered or given
@@ -170,6 +175,30 @@ def heads(
     )
 
 
+def superseded(rows: Iterable[OutboxRow], per_recipient: Container[str] = ()) -> dict[str, str]:
+    """Pending triggers that a newer acknowledge or resolve of their group makes moot: their
+    id -> the action that did. A trigger queued after the acknowledge (a re-page) stays.
+
+    >>> def r(i, action, c):
+    ...     return OutboxRow(i, "pd", {"dedup_key": "k", "action": action}, c, 0, 1e9, 0, "", None)
+    >>> superseded([r("t1", "trigger", 1), r("a", "acknowledge", 2), r("t2", "trigger", 3)])
+    {'t1': 'acknowledge'}
+    >>> superseded([r("t1", "trigger", 1), r("z", "resolve", 2)])
+    {'t1': 'resolve'}
+    >>> superseded([r("a", "acknowledge", 1), r("t2", "trigger", 2)])
+    {}
+    """
+    newer: dict[tuple[str, str], str] = {}
+    out: dict[str, str] = {}
+    for row in sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True):
+        group, action = group_of(row, per_recipient), str(row.payload.get("action"))
+        if action in ("acknowledge", "resolve"):
+            newer.setdefault(group, action)
+        elif action == "trigger" and group in newer:
+            out[row.id] = newer[group]
+    return out
+
+
 def to_payload(n: Notification) -> dict[str, Any]:
     return asdict(n)
 
@@ -237,6 +266,7 @@ class Outbox:
         for name in notifiers:  # at 0 from the start: an alert rule's increase() sees the first
             for reason in ("failed", "expired"):
                 self.metrics.given_up.labels(receiver=name, reason=reason)
+            self.metrics.superseded.labels(receiver=name)
         self._wake = asyncio.Event()
         self._in_flight: dict[str, tuple[tuple[str, str], asyncio.Task[None]]] = {}
         self._finished: set[str] = set()  # attempts ended since this pass's scan began
@@ -248,7 +278,9 @@ class Outbox:
         self._receivers: dict[str, _ReceiverHealth] = {}
         self._pending = 0
         self._oldest_created: float | None = None
-        self._counts = {"delivered": 0, "retried": 0, "failed": 0, "expired": 0}
+        self._counts = {
+            "delivered": 0, "retried": 0, "failed": 0, "expired": 0, "superseded": 0
+        }  # fmt: skip
         self._last_scan: float | None = None
         self._store_error: str | None = None
         self._keep = cfg.keep_seconds
@@ -346,6 +378,7 @@ class Outbox:
         rows = self._with_held(rows)
         await self._observe(rows, full, now)
         rows = await self._expire(rows, now)
+        rows = await self._supersede(rows)
         if await self._repeat_due(rows, full, now):
             rows, full = await self._scan()
             rows = self._with_held(rows)
@@ -389,6 +422,30 @@ class Outbox:
             else:
                 live.append(r)
         return live
+
+    async def _supersede(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """Mark the triggers a newer acknowledge or resolve made moot; the rest of the scan."""
+        moot = {
+            rid: action
+            for rid, action in superseded(rows, self._per_recipient).items()
+            if rid not in self._in_flight and rid not in self._finished
+        }
+        if not moot:
+            return rows
+        for r in rows:
+            if (action := moot.get(r.id)) is None:
+                continue
+            why = f"not sent: {action}d before it could be delivered"
+            await self._record(r, _Outcome("superseded", r.attempts, r.due_at, why))
+            self._counts["superseded"] = self._counts.get("superseded", 0) + 1
+            self.metrics.superseded.labels(receiver=r.receiver).inc()
+            recipient = r.payload.get("recipient")
+            log.info(
+                "not sending the trigger of %s to %s%s: %sd before it could be delivered",
+                r.payload.get("dedup_key"), r.receiver,
+                f" for {recipient}" if recipient else "", action,
+            )  # fmt: skip
+        return [r for r in rows if r.id not in moot]
 
     async def _attempt(self, row: OutboxRow) -> None:
         try:

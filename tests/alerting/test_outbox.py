@@ -159,18 +159,60 @@ async def test_retry_after_is_a_floor(store: Store) -> None:
 
 
 async def test_resolve_never_overtakes_its_trigger(store: Store) -> None:
-    clock, fake = FakeClock(0.0), Fake(transient())
-    ob, _ = outbox(store, clock, r=fake)
+    """A trigger in flight when its resolve is queued goes out first (resolve-before-trigger
+    opens a PagerDuty incident that never resolves)."""
+    clock, gate = FakeClock(0.0), asyncio.Event()
+    sent: list[str] = []
+
+    class Slow:
+        async def send(self, n: Notification) -> None:
+            if n.action == "trigger":
+                await gate.wait()
+            sent.append(n.id)
+
+    ob, _ = outbox(store, clock, r=Slow())
     await ob.enqueue(note("t", "trigger"))
+    first = asyncio.create_task(ob.tick())
+    await asyncio.sleep(0.01)  # t is being sent
+    await ob.enqueue(note("z", "resolve"))
+    assert await ob.tick() == 0  # z waits behind t
+    gate.set()
+    await first
+    await ob.tick()
+    assert sent == ["t", "z"]
+
+
+async def test_a_trigger_not_yet_sent_when_its_incident_is_acked_or_resolved_is_not_sent(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The receiver was down while someone acked on the wall: when it came back the page
+    still went out, then the ack, and the on-call's phone rang for an incident in hand."""
+    clock, fake = FakeClock(0.0), Fake(transient())
+    ob, reg = outbox(store, clock, r=fake)
+    await ob.enqueue(replace(note("t"), recipient="ana"))
+    await ob.tick()  # t fails, backs off
     clock.advance(0.5)
     await ob.enqueue(note("x", "trigger", key="other"))
-    await ob.enqueue(note("z", "resolve"))
-    await ob.tick()  # t fails, x goes, z waits behind t
-    assert [n.id for n in fake.sent] == ["x"]
+    await ob.enqueue(replace(note("a", "acknowledge"), recipient="ana"))
     clock.advance(10)
-    await ob.tick()  # t
-    await ob.tick()  # z
-    assert [n.id for n in fake.sent] == ["x", "t", "z"]
+    with caplog.at_level(logging.INFO, logger="alerting.outbox"):
+        while await ob.tick():
+            pass
+    assert sorted(n.id for n in fake.sent) == ["a", "x"]
+    assert (
+        "not sending the trigger of k to r for ana: acknowledged before it could be delivered"
+        in caplog.messages
+    )
+    assert reg.get_sample_value("crisiswatch_notifications_superseded_total", {"receiver": "r"})
+    assert (await store.outbox_stats(clock.now()))["pending"] == 0
+    assert ob.health()["since_start"]["superseded"] == 1
+    # a re-page after the ack is a new trigger, sent
+    clock.advance(1)
+    await ob.enqueue(note("t2", "trigger"))
+    await ob.enqueue(note("z", "resolve", key="other"))  # another incident's: no bearing
+    while await ob.tick():
+        pass
+    assert [n.id for n in fake.sent][-2:] in (["t2", "z"], ["z", "t2"])
 
 
 @pytest.mark.parametrize("per_recipient", [True, False])
@@ -187,13 +229,13 @@ async def test_one_refused_address_holds_back_only_that_persons_messages(
     clock.advance(0.5)
     await ob.enqueue(replace(note("t-lead"), recipient="lead"))
     clock.advance(0.5)
-    await ob.enqueue(replace(note("a-ana", "acknowledge"), recipient="ana"))
+    await ob.enqueue(replace(note("r-ana"), recipient="ana"))  # the next round's page
     await ob.tick()  # ana's trigger fails
     assert [n.id for n in fake.sent] == (["t-lead"] if per_recipient else [])
     clock.advance(10)
     for _ in range(3):
         await ob.tick()
-    expected = ["t-lead", "t-ana", "a-ana"] if per_recipient else ["t-ana", "t-lead", "a-ana"]
+    expected = ["t-lead", "t-ana", "r-ana"] if per_recipient else ["t-ana", "t-lead", "r-ana"]
     assert [n.id for n in fake.sent] == expected
 
 
@@ -267,8 +309,8 @@ async def test_trigger_gets_signed_links_at_enqueue(store: Store) -> None:
     signer = LinkSigner([b"k"], base_url="http://cw", ttl_seconds=60)
     ob = Outbox(store, {"r": fake}, clock, CollectorRegistry(), links=signer)
     await ob.enqueue(note("n1"))
-    await ob.enqueue(note("n2", "resolve"))
     await ob.tick()
+    await ob.enqueue(note("n2", "resolve"))
     await ob.tick()
     trig, res = fake.sent
     assert sorted(trig.links) == ["ack", "resolve", "snooze"] and res.links == {}
