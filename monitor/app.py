@@ -362,6 +362,18 @@ class App:
         Gauge(
             "crisiswatch_wall_clients", "Connected wall websockets.", registry=self.registry
         ).set_function(lambda: len(self.wall_sockets))
+        # /healthz's 503s as metrics: a full disk (checkpoint failing), a push endpoint without
+        # its token or unsaved incident state had none, so Prometheus never paged (QA)
+        Gauge(
+            "crisiswatch_health_problems",
+            "Problems /healthz lists now (0: healthy).",
+            registry=self.registry,
+        ).set_function(lambda: len(self.problems(self.clock.now())))
+        self.checkpoint_saved = Gauge(
+            "crisiswatch_checkpoint_last_success_timestamp_seconds",
+            "Service-clock time of the last checkpoint that saved (0 before the first).",
+            registry=self.registry,
+        )
         self.tokens = TokenBook.from_config(config.delivery.api, env)
         for inc in self.incidents.book.all_incidents():
             self.wall.apply("incident", {"incident": inc.to_dict()})
@@ -500,6 +512,7 @@ class App:
             }
         )
         await self.persist_alerting(self.incidents.to_state())
+        self.checkpoint_saved.set(self.clock.now())
 
     @classmethod
     async def open(cls, config: Config, clock: Clock, store: Store) -> App:
@@ -555,6 +568,16 @@ class App:
         )
 
     # --- read side -----------------------------------------------------------------------
+    def problems(self, now: float) -> list[str]:
+        """What /healthz answers 503 for."""
+        return health_problems(
+            self.source_reports(now),
+            self.push_health,
+            self._checkpoint_error,
+            self.outbox.health(),
+            self.incidents.health(),
+        )
+
     async def health(self) -> dict[str, Any]:
         now = self.clock.now()
         newest = self.pipeline.newest_event_time
@@ -562,9 +585,7 @@ class App:
         outbox = self.outbox.health()
         escalation = self.incidents.health()
         learning = self.detector.learning()
-        problems = health_problems(
-            sources, self.push_health, self._checkpoint_error, outbox, escalation
-        )
+        problems = self.problems(now)
         return {
             "ok": not problems,
             "problems": problems,

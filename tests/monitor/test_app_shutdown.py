@@ -173,12 +173,18 @@ async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
     assert not health["ok"] and health["problems"] == [
         "checkpoint failed: ConnectionError: store down"
     ]
+    # and Prometheus sees it: /healthz's 503 had no metric, no rule could page (QA)
+    sample = app.registry.get_sample_value
+    assert sample("crisiswatch_health_problems") == 1
+    assert sample("crisiswatch_checkpoint_last_success_timestamp_seconds") == 0
     monkeypatch.setattr(store, "put_many", real_put_many)
     await app.on_verdicts([])  # not due yet: the interval restarted at the failed attempt
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])
     assert await store.get("aggregator") is not None
     assert (await app.health())["ok"]
+    assert sample("crisiswatch_health_problems") == 0
+    assert sample("crisiswatch_checkpoint_last_success_timestamp_seconds") == clock.now()
     await app.close()
 
 
