@@ -1,4 +1,5 @@
-"""The HTTP surface of the kernel: /metrics, /healthz, /api/v1/incidents, plus mounted routes.
+"""The HTTP surface of the kernel: /metrics, /healthz, /livez, /api/v1/incidents, plus mounted
+routes.
 
 Routes owned by other packages (the wall, ingest webhooks, the incident actions API) are
 passed in by the composition root; this module knows none of them.
@@ -47,13 +48,20 @@ def without_secrets(url: URL) -> URL:
     return url.without_query_params(*names) if names else url
 
 
+#: A handler sets this on its request to have its successful access lines logged at DEBUG:
+#: a push endpoint fed one mention per request (Meta webhooks, a single-item client) logged a
+#: line per mention (QA).
+ROUTINE = web.RequestKey("routine", bool)
+
+
 class AccessLog(AbstractAccessLogger):
     """aiohttp's access line without secrets: a kiosk wall opens ``/?token=…`` and every asset
     it loads repeats that URL as its Referer, so the default line logged the viewer token."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # a scrape every 15 s (Prometheus, a load balancer's health check) buried the log
-        quiet = request.path in ("/metrics", "/healthz") and response.status < 400
+        routine = request.path in ("/metrics", "/healthz", "/livez") or request.get(ROUTINE, False)
+        quiet = routine and response.status < 400
         self.logger.log(
             logging.DEBUG if quiet else logging.INFO,
             '%s "%s %s" %d %s %.3fs',
@@ -161,6 +169,11 @@ def build_web_app(
         report = await health()
         return web.json_response(report, status=200 if report.get("ok", True) else 503)
 
+    async def livez(_: web.Request) -> web.Response:
+        # for a liveness probe: /healthz is 503 for troubles a restart does not mend (a broker
+        # down, a full disk), and restarting on it lost what was held in memory (QA)
+        return web.json_response({"ok": True})
+
     async def list_incidents(request: web.Request) -> web.Response:
         if may_read is not None:
             may_read(request)
@@ -176,6 +189,7 @@ def build_web_app(
         [
             web.get("/metrics", metrics),
             web.get("/healthz", healthz),
+            web.get("/livez", livez),
             web.get("/api/v1/incidents", list_incidents),
             *routes,
         ]

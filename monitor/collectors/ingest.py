@@ -28,6 +28,7 @@ from monitor.config.sources import HttpIngestConfig
 from monitor.decode import decode_mention, loads
 from monitor.errors import DecodeError
 from monitor.model import Mention
+from monitor.server import ROUTINE
 
 PATH = "/api/v1/mentions"
 _NDJSON_TYPES = (
@@ -170,6 +171,7 @@ class MentionIngest:
         return [web.post(PATH, self.handle)]
 
     async def handle(self, request: web.Request) -> web.Response:
+        request[ROUTINE] = True  # an accepted push is no news in the log: one per mention
         if self.token is None:
             return json_error(503, f"ingest token not configured (set ${self.cfg.token_env})")
         if not bearer_ok(request.headers.get("Authorization"), self.token):

@@ -29,6 +29,7 @@ from monitor.config.sources import MetaWebhookConfig
 from monitor.decode import check_mention, loads
 from monitor.errors import DecodeError
 from monitor.model import Author, Kind, Mention
+from monitor.server import ROUTINE
 
 log = logging.getLogger("monitor.collectors.meta")
 
@@ -329,6 +330,7 @@ class MetaWebhook:
         return web.Response(text=challenge)
 
     async def receive(self, request: web.Request) -> web.Response:
+        request[ROUTINE] = True  # an accepted push is no news in the log: one per mention
         if self._secret is None:
             return json_error(503, "app secret not configured")
         raw = await read_limited(request, self.cfg.max_body_bytes)

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from alerting.api import Principal, TokenBook, require_reader
-from monitor.server import AccessLog, build_web_app
+from monitor.server import ROUTINE, AccessLog, build_web_app
 
 Client = TestClient[web.Request, web.Application]
 TOKENS = TokenBook({"view-token": Principal("wall", frozenset({"viewer"}))})
@@ -89,10 +89,34 @@ async def test_a_bad_list_query_is_a_400_naming_the_value(query: str, error: str
         assert r.status == 400 and await r.json() == {"error": error}
 
 
+async def sick() -> dict[str, Any]:
+    return {"ok": False, "problems": ["source mqtt is down"]}
+
+
+async def test_livez_answers_while_healthz_reports_troubles_a_restart_cannot_mend() -> None:
+    """/healthz as a liveness probe restarted the service over a broker outage, and each
+    restart lost what was held in memory (QA)."""
+    app = build_web_app(registry=CollectorRegistry(), health=sick, incidents=incidents)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/healthz")).status == 503
+        r = await client.get("/livez")
+        assert r.status == 200 and await r.json() == {"ok": True}
+
+
+async def accepted_push(request: web.Request) -> web.Response:
+    request[ROUTINE] = True
+    return web.json_response({"accepted": 1}, status=202 if request.query.get("ok") else 400)
+
+
 @contextlib.asynccontextmanager
 async def served() -> AsyncIterator[int]:
     """The service's web app on a free port, with its access log, as App.run serves it."""
-    app = build_web_app(registry=CollectorRegistry(), health=health, incidents=incidents)
+    app = build_web_app(
+        registry=CollectorRegistry(),
+        health=health,
+        incidents=incidents,
+        routes=[web.post("/push", accepted_push)],
+    )
     runner = web.AppRunner(app, access_log_class=AccessLog)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -216,3 +240,16 @@ async def test_an_over_long_request_is_one_short_warning_without_the_token(
     assert warning.getMessage() == (
         "Error handling request from 127.0.0.1: LineTooLong (answered 400)"
     )
+
+
+async def test_an_accepted_push_is_logged_at_debug_a_refused_one_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A pusher sending one mention per request logged an access line per mention (QA)."""
+    async with served() as port, aiohttp.ClientSession() as http:
+        with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
+            for query in ("?ok=1", ""):
+                async with http.post(f"http://127.0.0.1:{port}/push{query}") as r:
+                    assert r.status in (202, 400)
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "aiohttp.access"]
+    assert [lv for lv, _ in levels] == ["DEBUG", "INFO"] and '" 400 ' in levels[1][1]
