@@ -78,6 +78,7 @@ class Saved:
     dedup: bytes | None = None  # the keys those buckets counted (monitor.dedup)
     wall: bytes | None = None  # the wall tiles' recent points (zlib-compressed JSON)
     pipeline: dict[str, Any] | None = None  # its counters: mentions processed
+    sources: dict[str, Any] | None = None  # per source, what judging its silence needs
 
 
 def health_problems(
@@ -349,6 +350,9 @@ class App:
         self.push_health: list[SourceHealth] = ingest.health
         self.publisher = publisher(config.sources, ctx)
         watch_health(self.registry, self.source_health, clock, config.sources.stale_floor_seconds)
+        for h in self.source_health():
+            if isinstance(kept := (saved.sources or {}).get(h.name), dict):
+                h.recall(kept, clock.now())
         self.wall = WallState(
             [{"name": t.name, "title": t.title or t.name} for t in topics], agg.history_buckets
         )
@@ -509,6 +513,9 @@ class App:
                 "dedup": keys,
                 "wall": wall,
                 "pipeline": json.dumps({"processed": self.pipeline.processed}).encode(),
+                "sources": json.dumps(
+                    {h.name: m for h in self.source_health() if (m := h.memory()) is not None}
+                ).encode(),
             }
         )
         await self.persist_alerting(self.incidents.to_state())
@@ -525,6 +532,7 @@ class App:
             dedup=await store.get("dedup"),
             wall=await store.get("wall"),
             pipeline=json.loads(raw) if (raw := await store.get("pipeline")) else None,
+            sources=json.loads(raw) if (raw := await store.get("sources")) else None,
         )
         closed = (saved.aggregator or {}).get("closed_until")
         agg = config.aggregation

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,6 +82,36 @@ class SourceHealth:
             return now - last > max(floor, POLL_MISSES * self.poll_interval)
         usual = self.expected_interval or 0.0
         return now - last > max(floor, 10 * usual)
+
+    def memory(self) -> dict[str, float] | None:
+        """What the next start needs to judge this source's silence (None: it never delivered).
+
+        >>> h = SourceHealth("mqtt", "mqtt")
+        >>> h.memory() is None
+        True
+        >>> h.seen(0.0, now=0.0); h.seen(5.0, now=5.0); h.memory()
+        {'expected_interval': 5.0}
+        """
+        if self.last_received_at is None:
+            return None
+        return {"expected_interval": self.expected_interval or 0.0}
+
+    def recall(self, memory: Mapping[str, object], now: float) -> None:
+        """Resume from what a previous run kept: a source that delivered before is judged from
+        this start, so one that stays silent after a restart goes stale (it looked healthy
+        for good: never having delivered meant never stale; QA).
+
+        >>> h = SourceHealth("mqtt", "mqtt")
+        >>> h.recall({"expected_interval": 5.0}, now=1000.0)
+        >>> h.stale(1059.0), h.stale(1061.0)
+        (False, True)
+        """
+        if self.last_received_at is not None:  # it delivered in this run already
+            return
+        interval = memory.get("expected_interval")
+        if isinstance(interval, int | float) and math.isfinite(interval) and interval > 0:
+            self.expected_interval = float(interval)
+        self.last_received_at = now
 
     def alive(self, now: float) -> None:
         """A poll succeeded (a polled source), whether or not it brought anything new."""

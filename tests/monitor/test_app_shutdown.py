@@ -168,7 +168,7 @@ async def test_a_store_outage_at_a_checkpoint_does_not_stop_detection(
     clock.advance(cfg.storage.checkpoint_seconds + 1)
     await app.on_verdicts([])  # before: the error ended the ticker, and the service
     # one write, all or nothing
-    assert calls == [["aggregator", "dedup", "detectors", "pipeline", "wall"]]
+    assert calls == [["aggregator", "dedup", "detectors", "pipeline", "sources", "wall"]]
     health = await app.health()  # it said ok while nothing could be saved (QA, tenth session)
     assert not health["ok"] and health["problems"] == [
         "checkpoint failed: ConnectionError: store down"
@@ -342,3 +342,34 @@ async def test_a_start_says_which_store_it_opened_and_what_it_restored(
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("store ")]
     assert len(said) == 1 and f"restored {len(cfg.topics)} series baselines" in said[0], said
     await again.close()
+
+
+async def test_a_source_silent_since_a_restart_goes_stale_as_it_would_have(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push endpoint went stale, the service restarted, and it looked healthy for good:
+    a source that had not delivered since the start was never stale (QA, fourteenth
+    session: a deploy turned a dead feed into a calm day)."""
+    monkeypatch.setenv("CW_TEST_STALE_TOKEN", "t")
+    http_on = {"enabled": True, "token_env": "CW_TEST_STALE_TOKEN", "stale_after_seconds": 60}
+    cfg = demo_config(tmp_path, sources={"demo": {"enabled": False}, "http": http_on})
+    store = await open_store(cfg.storage.url)
+    try:
+        clock = FakeClock(NOW)
+        app = await App.open(cfg, clock, store)
+        (http,) = app.push_health
+        for i in range(10):
+            http.seen(NOW + 2 * i, now=NOW + 2 * i)
+        clock.set(NOW + 200)
+        assert (await app.health())["problems"] == ["source http is stale"]
+        await app.checkpoint()
+        await app.close()
+
+        clock.set(NOW + 900)  # a deploy later, the endpoint still silent
+        again = await App.open(cfg, clock, store)
+        assert (await again.health())["ok"]  # silence counts from this start
+        clock.advance(61)
+        assert (await again.health())["problems"] == ["source http is stale"]
+        await again.close()
+    finally:
+        await store.close()
