@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +38,8 @@ from tests.monitor.collectors.conftest import make_harness
 from .conftest import LEXICON, ROOT, free_port, have
 
 RULES = ROOT / "dashboards" / "prometheus" / "rules.yml"
+RULE_TESTS = ROOT / "dashboards" / "prometheus" / "rules_test.yml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
 GRAFANA = ROOT / "dashboards" / "grafana" / "crisiswatch.json"
 DOC = ROOT / "docs" / "metrics.md"
 METRIC = re.compile(r"\bcrisiswatch_[a-z_]+")
@@ -96,15 +99,55 @@ def test_rules_and_dashboard_use_only_documented_metrics() -> None:
     assert {base(n) for n in used} - documented() == set()
 
 
-def test_rules_cover_the_required_alerts() -> None:
+def rules() -> list[dict[str, Any]]:
     doc = yaml.safe_load(RULES.read_text())
-    alerts = {r["alert"] for g in doc["groups"] for r in g["rules"]}
+    return [r for g in doc["groups"] for r in g["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [r for r in rules() if "alert" in r]
+
+
+def test_rules_cover_the_required_alerts() -> None:
+    alerts = {r["alert"] for r in alert_rules()}
     assert {
         "CrisiswatchDown",
         "CrisiswatchSourceStale",
         "CrisiswatchOutboxStuck",
         "CrisiswatchCrisisScoreHigh",
+        "CrisiswatchUnhealthy",
+        "CrisiswatchCheckpointNotSaved",
     } <= alerts
+
+
+def test_every_rule_keeps_instance_and_job() -> None:
+    """Two deployments in one Prometheus were merged into one page that did not say which to
+    fix (`sum by (policy)`), or one's source matched the other's (`and on (source)`)."""
+    for rule in rules():
+        for clause in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", rule["expr"]):
+            labels = {x.strip() for x in clause.split(",")}
+            assert {"instance", "job"} <= labels, (
+                f"{rule.get('alert', rule.get('record'))}: {clause}"
+            )
+
+
+def test_every_alert_has_a_runbook_section_and_names_its_instance() -> None:
+    runbook = RUNBOOK.read_text()
+    for rule in alert_rules():
+        name, notes = rule["alert"], rule["annotations"]
+        assert notes["runbook"] == f"docs/runbook.md#{name.lower()}", name
+        assert f"\n## {name}\n" in runbook, f"docs/runbook.md: no section {name}"
+        assert "$labels.instance" in notes["description"], name
+
+
+def test_the_shipped_rule_scenarios_pass() -> None:
+    """dashboards/prometheus/rules_test.yml: two deployments in one Prometheus, restarts,
+    recoveries, normal lag, the health and checkpoint gauges."""
+    promtool = have("promtool")
+    out = subprocess.run(
+        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_grafana_dashboard_is_importable() -> None:
@@ -121,6 +164,34 @@ def test_grafana_dashboard_is_importable() -> None:
     text = json.dumps(dash)
     for needed in ("crisiswatch_crisis_score", "crisiswatch_incidents", "crisiswatch_outbox"):
         assert needed in text
+
+
+def test_grafana_shows_one_deployment_at_a_time() -> None:
+    """Two deployments scraped by one Prometheus were summed into one line per panel."""
+    dash: dict[str, Any] = json.loads(GRAFANA.read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["instance"]["multi"] is False
+    assert "$instance" in variables["topic"]["query"]["query"]
+    for expr in grafana_exprs():
+        selectors = re.findall(r"\b(?:crisiswatch_[a-z_]+|up)\{([^}]*)\}", expr)
+        assert selectors and all('instance="$instance"' in s for s in selectors), expr
+        for clause in re.findall(r"\bby \(([^)]*)\)", expr):
+            assert "instance" in clause, expr
+    text = json.dumps(dash)
+    # what backs a critical alert or shows a loss has a panel
+    for needed in (
+        "crisiswatch_health_problems",
+        "crisiswatch_checkpoint_last_success_timestamp_seconds",
+        "crisiswatch_escalation_owed",
+        "crisiswatch_dead_letters_dropped_total",
+        "crisiswatch_hub_dropped_messages_total",
+        "crisiswatch_wall_clients",
+        "crisiswatch_wall_disconnects_total",
+        "crisiswatch_collector_dropped_total",
+        "crisiswatch_collector_shed_requests_total",
+        "crisiswatch_notifications_given_up_total",
+    ):
+        assert needed in text, needed
 
 
 def test_promtool_accepts_the_rules() -> None:
@@ -210,8 +281,26 @@ def exported(registry: CollectorRegistry) -> list[dict[str, str]]:
     return out
 
 
+# What Prometheus adds to every series it scrapes: the alerts must keep them (two deployments
+# in one Prometheus were merged into one alert that did not say which to fix).
+TARGET = {"instance": "crisiswatch:8080", "job": "crisiswatch"}
+
+
+def scraped(series: str) -> str:
+    """`series` as Prometheus stores it, with the labels of the target it was scraped from.
+
+    >>> scraped('x_total{receiver="pager"}')
+    'x_total{instance="crisiswatch:8080",job="crisiswatch",receiver="pager"}'
+    """
+    name, _, labels = series.partition("{")
+    own = labels.removesuffix("}")
+    target = ",".join(f'{k}="{v}"' for k, v in TARGET.items())
+    return f"{name}{{{target}{',' if own else ''}{own}}}"
+
+
 def promtool_test(tmp_path: Path, series: list[Any], alert: str, expected: list[Any]) -> None:
-    """`promtool test rules`: after 20 minutes of `series`, `alert` fires exactly as `expected`."""
+    """`promtool test rules`: after 20 minutes of `series` (scraped from one target), `alert`
+    fires exactly as `expected`."""
     promtool = have("promtool")
     spec = {
         "rule_files": [str(RULES)],
@@ -219,7 +308,7 @@ def promtool_test(tmp_path: Path, series: list[Any], alert: str, expected: list[
         "tests": [
             {
                 "interval": "1m",
-                "input_series": series,
+                "input_series": [{**s, "series": scraped(s["series"])} for s in series],
                 "alert_rule_test": [
                     {"eval_time": "20m", "alertname": alert, "exp_alerts": expected}
                 ],
@@ -253,10 +342,13 @@ def test_source_stale_alert_fires_on_what_the_service_exports(tmp_path: Path) ->
         "CrisiswatchSourceStale",
         [
             {
-                "exp_labels": {"severity": "warning", "source": "rss"},
+                "exp_labels": {"severity": "warning", "source": "rss", **TARGET},
                 "exp_annotations": {
                     "summary": "source rss is stale",
-                    "description": "No mention from rss for 1h 0m 10s.",
+                    "description": "No mention from rss on crisiswatch:8080 for 1h 0m 10s."
+                    " Check /healthz `sources` (connected, last_error, lag_seconds) and whether"
+                    " the origin is really quiet.",
+                    "runbook": "docs/runbook.md#crisiswatchsourcestale",
                 },
             }
         ],
@@ -285,11 +377,13 @@ def test_source_down_fires_for_a_pull_source_that_keeps_failing_to_connect(
         "CrisiswatchSourceDown",
         [
             {
-                "exp_labels": {"severity": "warning", "source": "bluesky"},
+                "exp_labels": {"severity": "warning", "source": "bluesky", **TARGET},
                 "exp_annotations": {
                     "summary": "source bluesky is down",
-                    "description": "bluesky has not been connected for 5m and keeps"
-                    " reconnecting; /healthz names the last connection error.",
+                    "description": "bluesky on crisiswatch:8080 has not been connected for 5m"
+                    " and keeps reconnecting; /healthz `sources[].last_error` names the last"
+                    " connection error.",
+                    "runbook": "docs/runbook.md#crisiswatchsourcedown",
                 },
             }
         ],
@@ -308,11 +402,13 @@ def test_pages_owed_fires_while_the_escalation_waits_for_the_store(tmp_path: Pat
         "CrisiswatchPagesOwed",
         [
             {
-                "exp_labels": {"severity": "critical"},
+                "exp_labels": {"severity": "critical", **TARGET},
                 "exp_annotations": {
-                    "summary": "escalation pages are owed",
-                    "description": "1 escalation steps or events wait for the store; pages go"
-                    " out when it recovers (/healthz says which).",
+                    "summary": "escalation pages are owed on crisiswatch:8080",
+                    "description": "1 escalation steps or events on crisiswatch:8080 wait for"
+                    " the store; pages go out when it recovers. /healthz `escalation` and"
+                    " `problems` say which; fix the store.",
+                    "runbook": "docs/runbook.md#crisiswatchpagesowed",
                 },
             }
         ],
@@ -337,11 +433,14 @@ def test_outbox_stuck_fires_when_nothing_was_ever_delivered(tmp_path: Path) -> N
         "CrisiswatchOutboxStuck",
         [
             {
-                "exp_labels": {"severity": "critical"},
+                "exp_labels": {"severity": "critical", **TARGET},
                 "exp_annotations": {
-                    "summary": "notification outbox is stuck",
-                    "description": "Oldest pending notification is 20m 0s old and nothing was"
-                    " delivered for 15m.",
+                    "summary": "notification outbox on crisiswatch:8080 is stuck",
+                    "description": "The oldest pending notification on crisiswatch:8080 is 20m"
+                    " 0s old and nothing was delivered for 5m. Check /healthz `outbox`"
+                    " (store_error, failing_receivers, receivers.*.last_error) and the log for"
+                    " 'delivery of ... failed'.",
+                    "runbook": "docs/runbook.md#crisiswatchoutboxstuck",
                 },
             }
         ],
@@ -378,22 +477,37 @@ def page_reaching_nobody(severity: int) -> list[dict[str, str]]:
     book = IncidentBook()
     for event in book.on_verdict(V("acme", 0, 0.9, severity, onset="open"), clock.now()):
         asyncio.run(runner.handle(event))
-    after = samples(registry)
+    return stepped(before, samples(registry))
+
+
+def stepped(
+    before: dict[str, float], after: dict[str, float], minute: int = 5
+) -> list[dict[str, str]]:
+    """promtool input series for an event at `minute`: each series at its value `before` (none
+    if it had no series yet), then at its value `after` for the rest of the hour."""
     return [
-        {"series": name, "values": f"{before[name]}+0x4 {value}+0x55"}
-        for name, value in after.items()
+        {"series": n, "values": f"{before.get(n, '_')}x{minute - 1} {v}x{60 - minute}"}
+        for n, v in after.items()
     ]
+
+
+def held(series: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The same series without the event: their first value held for the hour."""
+    return [{**s, "values": s["values"].split("x")[0] + "x60"} for s in series]
 
 
 def test_a_sev1_page_that_reached_nobody_fires_a_critical_alert(tmp_path: Path) -> None:
     series = page_reaching_nobody(1)
     expected = {
-        "exp_labels": {"severity": "critical", "policy": "default"},
+        "exp_labels": {"severity": "critical", "policy": "default", **TARGET},
         "exp_annotations": {
             "summary": "a SEV1 page of policy default reached nobody",
-            "description": "An escalation of policy default went over every level and could"
-            " page nobody (users without receivers, unstaffed schedules); it retries, but"
-            " nobody is on it. The incident timeline says who was skipped and why.",
+            "description": "An escalation of policy default on crisiswatch:8080 went over every"
+            " level and could page nobody (users without receivers, unstaffed schedules); it"
+            " retries, but nobody is on it. Find the incident: log line 'incident <id>: nobody"
+            " reachable at any level of the policy' or the open SEV1 incidents (GET"
+            " /api/v1/incidents?state=open); its timeline says who was skipped and why.",
+            "runbook": "docs/runbook.md#crisiswatchsev1pagereachednobody",
         },
     }
     promtool_test(tmp_path, series, "CrisiswatchSev1PageReachedNobody", [expected])
@@ -404,57 +518,97 @@ def test_a_lower_page_that_reached_nobody_fires_a_warning(tmp_path: Path) -> Non
     series = page_reaching_nobody(3)
     promtool_test(tmp_path, series, "CrisiswatchSev1PageReachedNobody", [])
     expected = {
-        "exp_labels": {"severity": "warning", "policy": "default"},
+        "exp_labels": {"severity": "warning", "policy": "default", **TARGET},
         "exp_annotations": {
             "summary": "a page of policy default reached nobody",
-            "description": "An escalation of policy default went over every level and could"
-            " page nobody (everyone in quiet hours, users without receivers, unstaffed"
-            " schedules); it retries, but nobody is on it. The incident timeline says who was"
-            " skipped and why.",
+            "description": "An escalation of policy default on crisiswatch:8080 went over every"
+            " level and could page nobody (everyone in quiet hours, users without receivers,"
+            " unstaffed schedules); it retries, but nobody is on it. Find the incident: log"
+            " line 'incident <id>: nobody reachable at any level of the policy' or the open"
+            " incidents (GET /api/v1/incidents?state=open); its timeline says who was skipped"
+            " and why.",
+            "runbook": "docs/runbook.md#crisiswatchpagereachednobody",
         },
     }
     promtool_test(tmp_path, series, "CrisiswatchPageReachedNobody", [expected])
     # and nothing fires while every page reaches somebody
-    quiet = [{**s, "values": s["values"].split("+")[0] + "+0x60"} for s in series]
-    promtool_test(tmp_path, quiet, "CrisiswatchPageReachedNobody", [])
+    promtool_test(tmp_path, held(series), "CrisiswatchPageReachedNobody", [])
 
 
 def test_a_notification_given_up_fires_a_critical_alert(tmp_path: Path) -> None:
     """A page refused for good (HTTP 400) at minute 5, from a real outbox: nothing alerted,
     since the receiver then works again and never fails 5 times in a row (QA, tenth session)."""
 
-    class Refusing:
-        async def send(self, n: Notification) -> None:
-            raise DeliveryError("pager", "HTTP 400", recoverable=False, status=400)
-
-    async def give_up() -> tuple[dict[str, float], dict[str, float]]:
-        registry = CollectorRegistry()
-        store = await open_store(f"sqlite:///{tmp_path}/o.db")
-        outbox = Outbox(store, {"pager": Refusing()}, FakeClock(0.0), registry)
-        before = samples(registry)
-        await outbox.enqueue(Notification("n1", "pager", "trigger", "k", {"id": "i1"}, 0.0))
-        await outbox.tick()
-        await store.close()
-        return before, samples(registry)
-
-    before, after = asyncio.run(give_up())
+    before, after = paging(tmp_path, [DeliveryError("pager", "HTTP 400", recoverable=False)])
     name = 'crisiswatch_notifications_given_up_total{reason="failed",receiver="pager"}'
     assert before[name] == 0.0 and after[name] == 1.0
-    series = [
-        {"series": n, "values": f"{before.get(n, 0.0)}+0x4 {v}+0x55"} for n, v in after.items()
-    ]
+    series = stepped(before, after)
     expected = {
-        "exp_labels": {"severity": "critical", "receiver": "pager", "reason": "failed"},
+        "exp_labels": {"severity": "critical", "receiver": "pager", "reason": "failed", **TARGET},
         "exp_annotations": {
             "summary": "a notification to pager was given up (failed)",
-            "description": "A notification to receiver pager will never be delivered (failed):"
-            " someone may not have been paged. The service log line 'gave up on' names the"
-            " incident and the error.",
+            "description": "A notification to receiver pager on crisiswatch:8080 will never be"
+            " delivered (failed): someone may not have been paged. The service log line 'gave"
+            " up on' names the incident and the error; tell the on-call by hand.",
+            "runbook": "docs/runbook.md#crisiswatchnotificationgivenup",
         },
     }
     promtool_test(tmp_path, series, "CrisiswatchNotificationGivenUp", [expected])
-    quiet = [{**s, "values": s["values"].split("+")[0] + "+0x60"} for s in series]
-    promtool_test(tmp_path, quiet, "CrisiswatchNotificationGivenUp", [])
+    promtool_test(tmp_path, held(series), "CrisiswatchNotificationGivenUp", [])
+
+
+def paging(
+    tmp_path: Path, answers: list[DeliveryError | None]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """What a real outbox (a store of its own) exports before and after it sends one page to
+    `pager`, whose answers are `answers` in turn (an error raised, or None: accepted), each
+    retry as soon as it is due."""
+    db = Path(tempfile.mkdtemp(dir=tmp_path)) / "o.db"
+
+    class Pager:
+        async def send(self, n: Notification) -> None:
+            if (error := answers.pop(0)) is not None:
+                raise error
+
+    async def run() -> tuple[dict[str, float], dict[str, float]]:
+        registry = CollectorRegistry()
+        store = await open_store(f"sqlite:///{db}")
+        clock = FakeClock(0.0)
+        outbox = Outbox(store, {"pager": Pager()}, clock, registry)
+        before = samples(registry)
+        await outbox.enqueue(Notification("n1", "pager", "trigger", "k", {"id": "i1"}, 0.0))
+        while answers:
+            await outbox.tick()
+            clock.advance(600.0)
+        await store.close()
+        return before, samples(registry)
+
+    return asyncio.run(run())
+
+
+def test_receiver_failing_fires_on_the_first_failures_after_a_start(tmp_path: Path) -> None:
+    """The in-memory consecutive-failures gauge came back at 1 after a restart and needed 5
+    failures, one per backoff (~30 min on a dead pager); the alert now reads the attempt
+    counters, whose first series after a start counts at once. A failure retried into a
+    success is no alert."""
+    failing = DeliveryError("pager", "HTTP 503", recoverable=True, status=503)
+    before, after = paging(tmp_path, [failing])
+    expected = {
+        "exp_labels": {"severity": "warning", "receiver": "pager", **TARGET},
+        "exp_annotations": {
+            "summary": "receiver pager on crisiswatch:8080 keeps failing",
+            "description": "Every delivery attempt to receiver pager on crisiswatch:8080 in the"
+            " last 15m failed (about 1). /healthz `outbox.receivers.pager.last_error` and the"
+            " log line 'delivery of ... to pager failed' say why; if it is your pager, page by"
+            " hand meanwhile.",
+            "runbook": "docs/runbook.md#crisiswatchreceiverfailing",
+        },
+    }
+    # at minute 10, so that it is 10 minutes old when promtool looks (15 minutes: over)
+    promtool_test(tmp_path, stepped(before, after, 10), "CrisiswatchReceiverFailing", [expected])
+    before, after = paging(tmp_path, [failing, None])
+    assert after['crisiswatch_notification_attempts_total{receiver="pager",result="ok"}'] == 1
+    promtool_test(tmp_path, stepped(before, after), "CrisiswatchReceiverFailing", [])
 
 
 # Series that exist only after their event (a page, an ack, a dead letter, ...): a labelled
@@ -467,6 +621,8 @@ EVENT_DRIVEN = {
     "crisiswatch_collector_duplicates_total",
     "crisiswatch_collector_connected",
     "crisiswatch_collector_reconnects_total",
+    "crisiswatch_collector_dropped_total",  # an MQTT source's, an HTTP ingest endpoint's
+    "crisiswatch_collector_shed_requests_total",
     "crisiswatch_escalations_total",
     "crisiswatch_notifications_enqueued_total",
     "crisiswatch_notifications_delivered_total",
