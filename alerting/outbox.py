@@ -285,6 +285,9 @@ class Outbox:
         self._store_error: str | None = None
         self._keep = cfg.keep_seconds
         self._last_prune: float | None = None
+        # read at each scrape: set by a scan, it stood still when the scans failed or the loop
+        # stopped, and the stuck-outbox alert watching it never fired (QA)
+        self.metrics.oldest_pending.set_function(self._oldest_age)
 
     # ---- producer side -------------------------------------------------------------------
 
@@ -305,6 +308,8 @@ class Outbox:
             last_error=None,
         )
         await self._store.outbox_enqueue(row)
+        if self._oldest_created is None:  # the oldest until the next scan says otherwise
+            self._oldest_created = now
         self.metrics.enqueued.labels(receiver=n.receiver, action=n.action).inc()
         self._wake.set()
 
@@ -663,15 +668,16 @@ class Outbox:
         self._pending = await self._store.outbox_pending_count() if full else len(rows)
         self._oldest_created = min((r.created_at for r in rows), default=None)
         self.metrics.pending.set(self._pending)
-        self.metrics.oldest_pending.set(
-            0.0 if self._oldest_created is None else max(0.0, now - self._oldest_created)
-        )
+
+    def _oldest_age(self) -> float:
+        oldest = self._oldest_created
+        return 0.0 if oldest is None else max(0.0, self._clock.now() - oldest)
 
     def health(self) -> dict[str, Any]:
         """Depth, oldest pending age, per-receiver failures — for /healthz (as of the last scan)."""
         now = self._clock.now()
         failing = sorted(n for n, h in self._receivers.items() if h.consecutive_failures >= 3)
-        oldest = None if self._oldest_created is None else max(0.0, now - self._oldest_created)
+        oldest = None if self._oldest_created is None else self._oldest_age()
         return {
             "status": "degraded" if failing or self._store_error or self._unrecorded else "ok",
             "store_error": self._store_error,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -551,6 +552,31 @@ async def test_run_survives_a_failing_store_scan_and_tells_it_once(
     told = [r for r in caplog.records if "scan failed" in r.getMessage()]
     assert len(told) == 1 and told[0].exc_info is not None
     assert "outbox scans work again (after OSError: disk hiccup)" in caplog.text
+
+
+async def test_the_oldest_pending_age_grows_while_the_scans_fail(store: Store) -> None:
+    """Set by a scan, the gauge stood still when the scans failed, and the stuck-outbox alert
+    watching it never fired (operations QA, fourteenth session)."""
+
+    class Refusing:
+        def __init__(self, inner: Store) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        async def outbox_oldest(self, per_receiver: int) -> list[Any]:
+            raise OSError("database disk image is malformed")
+
+    clock, reg = FakeClock(1_000.0), CollectorRegistry()
+    ob = Outbox(Refusing(store), {"r": Fake()}, clock, reg)
+    age = functools.partial(reg.get_sample_value, "crisiswatch_outbox_oldest_pending_seconds")
+    assert age() == 0
+    await ob.enqueue(note("n1"))
+    clock.advance(300)
+    with pytest.raises(OSError):
+        await ob.tick()
+    assert age() == 300 and ob.health()["oldest_pending_age"] == 300
 
 
 async def test_an_expired_resolve_stops_the_repeats(store: Store) -> None:
