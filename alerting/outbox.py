@@ -43,7 +43,7 @@ import json
 import logging
 import random
 from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -55,6 +55,7 @@ from alerting.notifiers.base import Notifier, RetryLater
 from monitor.clock import Clock
 from monitor.config.receivers import OutboxConfig
 from monitor.errors import DeliveryError
+from monitor.outage import Outage
 from monitor.storage.base import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ class _ReceiverHealth:
     last_error: str | None = None
     last_error_at: float | None = None
     last_success_at: float | None = None
+    outage: Outage = field(default_factory=Outage)  # how loud its failed attempts are
 
 
 PRUNE_EVERY = 3600.0  # seconds between prunes of finished rows
@@ -488,6 +490,10 @@ class Outbox:
                 log.exception("outbox: could not schedule the repeats of %s", row.id)
             await self._record(row, _Outcome("delivered", attempts, row.due_at, None))
             health.consecutive_failures, health.last_success_at = 0, now
+            if failed := health.outage.recovered():
+                log.info(
+                    "receiver %s delivers again (%d attempts had failed)", row.receiver, failed
+                )
             self._counts["delivered"] += 1
             self.metrics.attempts.labels(receiver=row.receiver, result="ok").inc()
             self.metrics.delivered.labels(receiver=row.receiver, action=n.action).inc()
@@ -522,7 +528,10 @@ class Outbox:
             await self._record(row, _Outcome("pending", attempts, step.due_at, reason))
             self._counts["retried"] += 1
             self.metrics.attempts.labels(receiver=row.receiver, result="retry").inc()
-            log.warning(
+            # the first failure of a receiver's outage, then a reminder every 10 minutes: a
+            # line per attempt of every pending row (a dead webhook: 21 lines for 3 pages)
+            log.log(
+                health.outage.failed(now),
                 "delivery of %s to %s failed (attempt %d, retry in %.1fs): %s",
                 row.id, row.receiver, attempts, step.due_at - now, reason,
             )  # fmt: skip

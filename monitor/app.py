@@ -55,6 +55,7 @@ from monitor.errors import CrisiswatchError
 from monitor.hub import Hub
 from monitor.metrics import PipelineMetrics
 from monitor.model import Mention
+from monitor.outage import Outage
 from monitor.pipeline import Pipeline, VerdictLike, batches, run_ticker
 from monitor.server import AccessLog, build_web_app
 from monitor.storage import Store, open_store
@@ -413,6 +414,7 @@ class App:
         self.web.on_shutdown.append(lambda _: close_walls(self.wall_sockets))
         self._last_checkpoint = clock.now()
         self._checkpoint_error: str | None = None  # the last checkpoint's failure, if it failed
+        self._checkpoint_outage = Outage()
         self.bound_port: int | None = None
 
     @staticmethod
@@ -439,14 +441,19 @@ class App:
                 # keeps what it could not store); the next interval tries again. The traceback
                 # once per outage: at demo speed every second repeated 30 lines (QA)
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if self._checkpoint_error is None:
+                level = self._checkpoint_outage.failed(self.clock.now())
+                if self._checkpoint_outage.failures == 1:
                     log.exception("checkpoint failed; detection goes on, retried next interval")
-                else:
-                    log.error("checkpoint failed again: %s", error)
+                else:  # an error at every interval was 53 lines in 2.5 minutes at demo speed
+                    log.log(
+                        logging.ERROR if level >= logging.WARNING else logging.DEBUG,
+                        "checkpoint failed again (%d attempts): %s",
+                        self._checkpoint_outage.failures, error,
+                    )  # fmt: skip
                 self._checkpoint_error = error
             else:
-                if self._checkpoint_error is not None:
-                    log.info("checkpoint saved again after a failure")
+                if failed := self._checkpoint_outage.recovered():
+                    log.info("checkpoint saved again after %d failed attempts", failed)
                 self._checkpoint_error = None
 
     def publish_escalation(self, incident_id: str, state: EscalationState) -> None:

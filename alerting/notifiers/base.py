@@ -273,7 +273,29 @@ async def post(
                 status=resp.status,
             )
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise DeliveryError(target, f"{type(exc).__name__}", recoverable=True) from None
+        raise DeliveryError(target, transport_error(exc), recoverable=True) from None
+
+
+def transport_error(exc: BaseException) -> str:
+    """Why a request got no answer, for the log and /healthz: the host, port and errno, never
+    the URL (a webhook's path or query is its secret). The class name alone
+    (`ClientConnectorError`) left the operator guessing (QA).
+
+    >>> transport_error(ConnectionRefusedError(111, "Connect call failed"))
+    'ConnectionRefusedError: [Errno 111] Connect call failed'
+    >>> transport_error(TimeoutError())
+    'TimeoutError: no answer in time'
+    """
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        why = f"[Errno {err.errno}] {err.strerror}" if err.strerror else type(err).__name__
+        return f"{name}: cannot connect to {exc.host}:{exc.port}: {why}"
+    if isinstance(exc, TimeoutError):
+        return f"{name}: no answer in time"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{name}: [Errno {exc.errno}] {exc.strerror}"
+    return name
 
 
 def build_notifiers(

@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from alerting.notification import Notification
-from alerting.notifiers.base import IncidentView
+from alerting.notifiers.base import IncidentView, transport_error
 from monitor.clock import Clock
 from monitor.config.receivers import EmailReceiver, secret
 from monitor.errors import DeliveryError
@@ -86,7 +86,7 @@ def _smtp_error(target: str, exc: Exception) -> DeliveryError:
         return DeliveryError(target, f"SMTP {code}", recoverable=400 <= code < 500, status=code)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return DeliveryError(target, "SMTP extension not supported", recoverable=False)
-    return DeliveryError(target, type(exc).__name__, recoverable=True)
+    return DeliveryError(target, transport_error(exc), recoverable=True)
 
 
 class EmailNotifier:

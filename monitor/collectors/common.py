@@ -23,6 +23,7 @@ from monitor.collectors.base import SourceContext, SourceHealth
 from monitor.config.base import UNNAMED_VARIABLE, env_var
 from monitor.errors import DecodeError
 from monitor.model import Mention
+from monitor.outage import Outage
 
 log = logging.getLogger("monitor.collectors")
 
@@ -296,6 +297,7 @@ class Intake:
         self.health = SourceHealth(name=name, kind=kind, stale_after=stale_after)
         self.metrics = metrics_for(ctx.registry)
         self.dedup = RecentKeys(dedup_capacity)
+        self._outage = Outage()  # how loud a failed connection attempt is
 
     @staticmethod
     def key(m: Mention) -> str:
@@ -333,9 +335,21 @@ class Intake:
 
     def link(self, up: bool, error: BaseException | None = None) -> None:
         """A pull source connected, lost its connection or failed to connect (`error`): its
-        health keeps since when it is down (``SourceHealth.link``), the gauge follows."""
-        self.health.link(up, self.ctx.clock.now(), error)
+        health keeps since when it is down (``SourceHealth.link``), the gauge follows, and the
+        log says the first failure of an outage, then every 10 minutes (a line per attempt was
+        ~300 an hour for a broker that stayed down; QA)."""
+        now = self.ctx.clock.now()
+        self.health.link(up, now, error)
         self.set_connected(up)
+        if up:
+            self._outage.recovered()
+        elif error is not None:
+            level, why = self._outage.failed(now), self.health.last_error
+            if self._outage.failures == 1:
+                log.log(level, "%s: connection lost: %s", self.name, why)
+            else:
+                n = self._outage.failures
+                log.log(level, "%s: still not connected (%d attempts): %s", self.name, n, why)
 
     def reconnected(self) -> None:
         self.health.reconnects += 1

@@ -321,7 +321,6 @@ class JetstreamSource:
                             if checkpoint.due():
                                 await self._save(checkpoint)
                 except (TimeoutError, OSError, websockets.WebSocketException) as exc:
-                    log.warning("%s: connection lost: %s", self.name, _describe(exc))
                     error = exc
                     oversize, invalid = ws_closed_oversize(exc), ws_closed_invalid_utf8(exc)
                     if (oversize or invalid) and self.cursor is not None:
@@ -344,11 +343,6 @@ class JetstreamSource:
                 await clock.sleep(backoff.next())
         finally:
             await self._save(checkpoint)
-
-
-def _describe(exc: BaseException) -> str:
-    # never echo URLs with query strings into logs wholesale: keep it to the error class + text
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 __all__ = ["JetEvent", "JetstreamSource", "parse_frame", "subscribe_url"]

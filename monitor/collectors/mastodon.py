@@ -447,10 +447,6 @@ class MastodonSource:
                             if self._intake.accept(ev.mention):
                                 yield ev.mention
             except (TimeoutError, OSError, websockets.WebSocketException) as exc:
-                # the exception text never includes our headers, so the token stays out of logs
-                log.warning(
-                    "%s: connection lost: %s: %s", self.name, type(exc).__name__, str(exc)[:200]
-                )
                 error = exc
             finally:
                 self._intake.link(False, error)

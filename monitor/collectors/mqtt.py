@@ -30,6 +30,7 @@ from monitor.decode import decode_json_bytes
 from monitor.errors import DecodeError
 from monitor.hub import Hub
 from monitor.model import Mention
+from monitor.outage import Outage
 
 log = logging.getLogger("monitor.collectors.mqtt")
 
@@ -215,7 +216,6 @@ class MqttSource:
                             if checkpoint.due():
                                 await self._save_dedup(checkpoint)
                 except aiomqtt.MqttError as exc:
-                    log.warning("%s: MQTT connection lost: %s", self.name, exc)
                     error = exc
                 finally:
                     self._intake.link(False, error)
@@ -286,6 +286,7 @@ class MqttPublisher:
         held: tuple[str, dict[str, Any]] | None = None
         status = out_topic(pub.topic_prefix, "status", {})
         will = aiomqtt.Will(status, OFFLINE, qos=1, retain=True)
+        outage = Outage()  # the first failed attempt of an outage told, then every 10 minutes
         with hub.subscribe(pub.queue) as sub:
             while True:
                 client = _client(
@@ -295,6 +296,8 @@ class MqttPublisher:
                     async with client:
                         self.connected = True
                         backoff.reset()
+                        if failed := outage.recovered():
+                            log.info("MQTT publisher: connected again (%d attempts failed)", failed)
                         await client.publish(status, ONLINE, qos=1, retain=True)
                         try:
                             while True:
@@ -317,7 +320,8 @@ class MqttPublisher:
                                 )
                             raise
                 except aiomqtt.MqttError as exc:
-                    log.warning("MQTT publisher: connection lost: %s", exc)
+                    level = outage.failed(self.ctx.clock.now())
+                    log.log(level, "MQTT publisher: connection lost: %s", exc)
                 finally:
                     self.connected = False
                 await self.ctx.clock.sleep(backoff.next())

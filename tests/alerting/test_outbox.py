@@ -118,6 +118,25 @@ async def test_a_delivery_is_logged_with_whom_it_paged(
     assert "delivered trigger of k to r for ana (attempt 2)" in caplog.messages
 
 
+async def test_a_receiver_outage_is_told_once_then_reminded_and_its_end_too(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead webhook logged a warning per attempt of every pending page: 21 lines for 3
+    pages (operations QA, fourteenth session)."""
+    clock, fake = FakeClock(0.0), Fake(*[transient() for _ in range(9)])
+    ob, _ = outbox(store, clock, r=fake)
+    for i in range(3):
+        await ob.enqueue(note(f"n{i}", key=f"k{i}"))
+    with caplog.at_level(logging.DEBUG, logger="alerting.outbox"):
+        for _ in range(4):  # three rounds of three failures, then they go through
+            await ob.tick()
+            clock.advance(60)
+    failed = [r for r in caplog.records if "failed (attempt" in r.getMessage()]
+    assert len(failed) == 9 and [r.levelname for r in failed].count("WARNING") == 1
+    assert "receiver r delivers again (9 attempts had failed)" in caplog.messages
+    assert len(fake.sent) == 3
+
+
 async def test_permanent_error_is_not_retried(store: Store) -> None:
     clock = FakeClock(0.0)
     fake = Fake(DeliveryError("r", "HTTP 400", recoverable=False, status=400))

@@ -373,3 +373,31 @@ async def test_a_source_silent_since_a_restart_goes_stale_as_it_would_have(
         await again.close()
     finally:
         await store.close()
+
+
+async def test_a_checkpoint_that_keeps_failing_is_told_once_then_every_ten_minutes(
+    quiet: tuple[Config, Store], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error at every interval: 53 lines in 2.5 minutes at demo speed (QA)."""
+    cfg, store = quiet
+    clock = FakeClock(NOW)
+    app = await App.open(cfg, clock, store)
+    real_put_many = store.put_many
+
+    async def down(items: Mapping[str, bytes]) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "put_many", down)
+    with caplog.at_level(logging.DEBUG, logger="monitor.app"):
+        for _ in range(25):  # 12.5 minutes of 30 s intervals
+            clock.advance(cfg.storage.checkpoint_seconds)
+            await app.on_verdicts([])
+        monkeypatch.setattr(store, "put_many", real_put_many)
+        clock.advance(cfg.storage.checkpoint_seconds)
+        await app.on_verdicts([])
+    told = [(r.levelname, r.getMessage()) for r in caplog.records if "checkpoint" in r.getMessage()]
+    loud = [t for t in told if t[0] != "DEBUG"]
+    assert loud[0] == ("ERROR", "checkpoint failed; detection goes on, retried next interval")
+    assert loud[1][1].startswith("checkpoint failed again (21 attempts): OSError")
+    assert loud[2:] == [("INFO", "checkpoint saved again after 25 failed attempts")]
+    await app.close()

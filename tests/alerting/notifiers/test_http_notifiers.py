@@ -190,6 +190,11 @@ async def test_connection_refused_is_recoverable() -> None:
         with pytest.raises(DeliveryError) as ei:
             await n.send(note())
     assert ei.value.recoverable and ei.value.status is None
+    # where and why, for the log and /healthz (the class name alone left the operator
+    # guessing; QA), never the URL's path, where a webhook keeps its secret
+    host_port = url.split("//")[1].split("/")[0]
+    assert ei.value.reason.startswith(f"ClientConnectorError: cannot connect to {host_port}: ")
+    assert "[Errno 111]" in ei.value.reason and "/gone" not in ei.value.reason
 
 
 async def test_missing_secret_names_the_variable_not_a_value() -> None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from monitor.clock import FakeClock
-from monitor.collectors.common import Backoff, Checkpoint, RecentKeys, Secret
+from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys, Secret
 from monitor.collectors.ingest import split_body
 from monitor.collectors.mqtt import MqttSource
 from monitor.config.sources import MqttSourceConfig
@@ -99,3 +99,26 @@ def test_a_byte_order_mark_is_read_alike_by_every_single_document_path() -> None
     lines = b"\xef\xbb\xbf" + doc + b"\n" + doc
     items = list(split_body(lines, "application/x-ndjson", max_item_bytes=1000))
     assert [i.error for i in items] == [None, None]
+
+
+def test_a_source_that_cannot_connect_is_told_once_then_every_ten_minutes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every reconnect attempt logged a warning: ~300 lines an hour for a broker that stayed
+    down (operations QA, fourteenth session)."""
+    clock = FakeClock(0.0)
+    intake = Intake("mqtt", "mqtt", make_harness(clock).ctx)
+    refused = ConnectionRefusedError(111, "Connect call failed")
+    with caplog.at_level(logging.DEBUG, logger="monitor.collectors"):
+        for _ in range(21):  # one attempt every 30 s for 10 minutes
+            intake.link(False, refused)
+            clock.advance(30)
+        intake.link(True)
+        intake.link(False, refused)  # a new outage: told again
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    why = "ConnectionRefusedError: [Errno 111] Connect call failed"
+    assert loud == [
+        f"mqtt: connection lost: {why}",
+        f"mqtt: still not connected (21 attempts): {why}",
+        f"mqtt: connection lost: {why}",
+    ]
