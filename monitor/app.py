@@ -188,6 +188,25 @@ def learning_shown(
     return dict(sorted(learning.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
 
 
+def lost_at_stop(escalation: Mapping[str, Any]) -> str | None:
+    """What a stop without a final checkpoint loses of the escalation (None: nothing): a full
+    disk's stop said only that the checkpoint failed, not that pages owed went with it (QA).
+
+    >>> lost_at_stop({"events_waiting": 3, "steps_failing": True, "unsaved": True})
+    '3 incident events waiting, escalation steps failing, incident state not saved'
+    >>> lost_at_stop({"events_waiting": 0, "steps_failing": False, "unsaved": False}) is None
+    True
+    """
+    n = escalation.get("events_waiting", 0)
+    parts = [
+        f"{n} incident event{'' if n == 1 else 's'} waiting" if n else "",
+        "escalation steps failing" if escalation.get("steps_failing") else "",
+        "escalations not resumed" if escalation.get("resume_owed") else "",
+        "incident state not saved" if escalation.get("unsaved") else "",
+    ]
+    return ", ".join(p for p in parts if p) or None
+
+
 def history_floor(config: Config, now: float) -> float | None:
     """Where event time may begin on a first start: ``first_start_history_seconds`` before
     `now`, or the demo's backfill if longer; None (no floor) with a replay, whose files are
@@ -837,6 +856,8 @@ class App:
             log.error("final checkpoint not saved: %s", exc)
         except Exception:
             log.exception("could not save the final checkpoint")
+            if lost := lost_at_stop(self.incidents.health()):
+                log.error("stopping with %s: lost, since the store refused it (page by hand)", lost)
         else:
             await self._say_stopped()
 

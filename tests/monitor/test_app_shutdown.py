@@ -401,3 +401,26 @@ async def test_a_checkpoint_that_keeps_failing_is_told_once_then_every_ten_minut
     assert loud[1][1].startswith("checkpoint failed again (21 attempts): OSError")
     assert loud[2:] == [("INFO", "checkpoint saved again after 25 failed attempts")]
     await app.close()
+
+
+async def test_a_stop_the_store_refuses_says_which_pages_go_with_it(
+    quiet: tuple[Config, Store], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk's stop said only that the checkpoint failed, not that the pages owed were
+    lost with it (operations QA, fourteenth session)."""
+    cfg, store = quiet
+    app = await App.open(cfg, FakeClock(NOW), store)
+
+    async def full(items: Mapping[str, bytes]) -> None:
+        raise OSError(28, "No space left on device")
+
+    owed = {"events_waiting": 2, "steps_failing": False, "resume_owed": False, "unsaved": True}
+    monkeypatch.setattr(store, "put_many", full)
+    monkeypatch.setattr(app.incidents, "health", lambda: owed)
+    with caplog.at_level(logging.INFO, logger="monitor.app"):
+        await app._save_at_stop()
+    assert caplog.messages[-1] == (
+        "stopping with 2 incident events waiting, incident state not saved: lost, since the"
+        " store refused it (page by hand)"
+    )
+    await app.close()
