@@ -50,7 +50,8 @@ class DeliveryMetrics:
             "crisiswatch_notification_delivery_seconds",
             "From enqueue to accepted by the receiver.",
             ["receiver"],
-            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
+            # up to the default expiry (6 h): a page delivered hours late is still counted apart
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 7200, 21600),
             registry=registry,
         )
         self.pending = Gauge(
