@@ -2,13 +2,17 @@
 
 The language is the one social-listening tools use:
 
-- ``acme AND (outage OR down)``, ``acme NOT job``; juxtaposition means AND (``acme outage``).
-  Operators are upper-case; precedence NOT > NEAR/ONEAR > AND > OR.
+- ``acme AND (outage OR down)``, ``acme NOT job`` or ``acme -job``; juxtaposition means AND
+  (``acme outage``). Operators are upper-case (a lower-case ``or``, and ``!``, ``&&``, ``||``,
+  are errors that say what to write); precedence NOT/``-`` > NEAR/ONEAR > AND > OR.
 - ``"exact phrase"``; ``a NEAR/3 b`` (at most 3 words between, any order), ``a ONEAR/3 b``
   (a before b). Operands of NEAR may be terms, phrases, wildcards and OR-groups of those.
 - ``refund*`` trailing wildcard (at least 3 letters before ``*``).
-- ``#hashtag`` matches only the hashtag, ``@handle`` only the mention of that handle; a plain
-  word also matches the same word used as a hashtag (``acme`` matches ``#acme``).
+- ``#hashtag`` matches only the hashtag, ``@handle`` only the mention of that handle,
+  ``$cashtag`` only the cashtag; a plain word also matches the same word used as a hashtag or
+  cashtag (``acme`` matches ``#acme`` and ``$ACME``).
+- Words joined by ``&`` or ``.`` (``c&a``, ``at&t``, ``e.on``, ``acme.com``) match only so
+  joined (``C&A``, ``C & A``), not their letters apart (``vitamin C, a``).
 - Field filters ``lang:de``, ``channel:x``, ``author:@handle``, ``country:DE``.
 - Case- and accent-insensitive; a query word with ä/ö/ü also matches the ae/oe/ue spelling, ß
   matches ss; emoji are terms of their own.
@@ -17,6 +21,8 @@ The language is the one social-listening tools use:
 >>> q.matches_text("ACME outage since 9am")
 True
 >>> q.matches_text("acme is great")
+False
+>>> parse_query("acme -job -(career OR hiring)").matches_text("Acme job fair")
 False
 >>> parse_query("acme AND (outage OR down")
 Traceback (most recent call last):
@@ -33,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from monitor.enrich.text import CJK_CHAR, fold, tokenize, umlaut_variants
+from monitor.enrich.text import CJK_CHAR, fold, parts, tokenize, umlaut_variants
 from monitor.errors import QuerySyntaxError
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "Prefix",
     "Query",
     "Term",
+    "language_code",
     "make_doc",
     "parse_query",
 ]
@@ -85,13 +92,15 @@ class Doc:
     _positions: dict[str, list[int]] | None = field(default=None, repr=False)
 
     def positions(self) -> dict[str, list[int]]:
-        """Key → token positions; a hashtag is listed under ``#w`` and ``w``."""
+        """Key → token positions; a token is also listed under its :func:`parts` (``#w`` and
+        ``$w`` under ``w``, ``c&a`` under ``c`` and ``a``), at its own position."""
         if self._positions is None:
             pos: dict[str, list[int]] = {}
             for i, tok in enumerate(self.tokens):
                 pos.setdefault(tok, []).append(i)
-                if tok[0] == "#":
-                    pos.setdefault(tok[1:], []).append(i)
+                if tok[0] in "#$" or "." in tok or "&" in tok:
+                    for part in parts(tok):
+                        pos.setdefault(part, []).append(i)
             self._positions = pos
         return self._positions
 
@@ -101,19 +110,65 @@ def make_doc(
 ) -> Doc:
     """Build a :class:`Doc` from tokens (see :func:`monitor.enrich.text.tokenize`).
 
-    >>> sorted(make_doc(["#acme", "down"]).keys)
-    ['#acme', 'acme', 'down']
+    >>> sorted(make_doc(["#acme", "down", "c&a"]).keys)
+    ['#acme', 'a', 'acme', 'c', 'c&a', 'down']
+    >>> make_doc([], lang="ger").lang
+    'de'
     """
     keys = set(tokens)
-    keys.update(t[1:] for t in tokens if t[0] == "#")
+    joined = "\0".join(keys)  # one C scan tells whether any token has parts (most have none)
+    if "#" in joined or "$" in joined or "." in joined or "&" in joined:
+        for tok in tuple(keys):
+            keys.update(parts(tok))
     return Doc(
         tokens,
         keys,
-        lang=lang.lower(),
+        lang=lang.lower() if len(lang) == 2 else language_code(lang),
         channel=channel.lower(),
         author=fold(author).lstrip("@"),
         country=country.lower(),
     )
+
+
+# ISO 639-2 (bibliographic and terminology) and 639-3 codes of the languages that have a
+# 639-1 code, from Debian's iso-codes; then individual languages a source may name for a
+# macrolanguage (Standard Arabic, Mandarin, ...), and German dialects, which are read (and
+# scored) as German: a post tagged gsw or bar is German to a German/English team.
+_ISO639_TEXT = """
+    aar:aa abk:ab afr:af aka:ak alb:sq amh:am ara:ar arg:an arm:hy asm:as ava:av ave:ae aym:ay
+    aze:az bak:ba bam:bm baq:eu bel:be ben:bn bis:bi bod:bo bos:bs bre:br bul:bg bur:my cat:ca
+    ces:cs cha:ch che:ce chi:zh chu:cu chv:cv cor:kw cos:co cre:cr cym:cy cze:cs dan:da deu:de
+    div:dv dut:nl dzo:dz ell:el eng:en epo:eo est:et eus:eu ewe:ee fao:fo fas:fa fij:fj fin:fi
+    fra:fr fre:fr fry:fy ful:ff geo:ka ger:de gla:gd gle:ga glg:gl glv:gv gre:el grn:gn guj:gu
+    hat:ht hau:ha hbs:sh heb:he her:hz hin:hi hmo:ho hrv:hr hun:hu hye:hy ibo:ig ice:is ido:io
+    iii:ii iku:iu ile:ie ina:ia ind:id ipk:ik isl:is ita:it jav:jv jpn:ja kal:kl kan:kn kas:ks
+    kat:ka kau:kr kaz:kk khm:km kik:ki kin:rw kir:ky kom:kv kon:kg kor:ko kua:kj kur:ku lao:lo
+    lat:la lav:lv lim:li lin:ln lit:lt ltz:lb lub:lu lug:lg mac:mk mah:mh mal:ml mao:mi mar:mr
+    may:ms mkd:mk mlg:mg mlt:mt mon:mn mri:mi msa:ms mya:my nau:na nav:nv nbl:nr nde:nd ndo:ng
+    nep:ne nld:nl nno:nn nob:nb nor:no nya:ny oci:oc oji:oj ori:or orm:om oss:os pan:pa per:fa
+    pli:pi pol:pl por:pt pus:ps que:qu roh:rm ron:ro rum:ro run:rn rus:ru sag:sg san:sa sin:si
+    slk:sk slo:sk slv:sl sme:se smo:sm sna:sn snd:sd som:so sot:st spa:es sqi:sq srd:sc srp:sr
+    ssw:ss sun:su swa:sw swe:sv tah:ty tam:ta tat:tt tel:te tgk:tg tgl:tl tha:th tib:bo tir:ti
+    ton:to tsn:tn tso:ts tuk:tk tur:tr twi:tw uig:ug ukr:uk urd:ur uzb:uz ven:ve vie:vi vol:vo
+    wel:cy wln:wa wol:wo xho:xh yid:yi yor:yo zha:za zho:zh zul:zu
+    arb:ar cmn:zh zsm:ms pes:fa prs:fa ekk:et lvs:lv swh:sw als:sq azj:az uzn:uz khk:mn plt:mg
+    ydd:yi fil:tl
+    gsw:de bar:de swg:de ksh:de pfl:de sxu:de vmf:de
+"""
+_ISO639_1 = dict(pair.split(":") for pair in _ISO639_TEXT.split())
+
+
+def language_code(code: str) -> str:
+    """A language tag's primary subtag, lower case, as its ISO 639-1 code where one exists.
+
+    Sources tag posts ``deu``, ``ger`` or ``de-AT`` alike; the detector, the sentiment heads and
+    ``lang:`` filters speak 639-1.
+
+    >>> [language_code(c) for c in ("deu", "ger", "de-AT", "gsw", "EN_us", "eng", "und", "ary")]
+    ['de', 'de', 'de', 'de', 'en', 'en', 'und', 'ary']
+    """
+    primary = code.lower().replace("_", "-").split("-")[0]
+    return _ISO639_1.get(primary, primary)
 
 
 # --------------------------------------------------------------------------- AST
@@ -184,6 +239,7 @@ _LEX = re.compile(
   | (?P<quote>"[^"]*"?)
   | (?P<near>O?NEAR(?:/[^\s()"]*)?)(?=[\s()"]|$)
   | (?P<op>AND|OR|NOT)(?=[\s()"]|$)
+  | (?P<neg>-)(?=[^\s)])
   | (?P<word>[^\s()"]+)
     """,
     re.VERBOSE,
@@ -250,7 +306,9 @@ class _Parser:
             if tok.kind == "op" and tok.text == "AND":
                 self.i += 1
                 children.append(self.near_expr(after=tok))
-            elif tok.kind in ("lpar", "quote", "word") or (tok.kind == "op" and tok.text == "NOT"):
+            elif tok.kind in ("lpar", "quote", "word", "neg") or (
+                tok.kind == "op" and tok.text == "NOT"
+            ):
                 children.append(self.near_expr())  # juxtaposition is AND
             else:
                 break
@@ -285,7 +343,8 @@ class _Parser:
 
     def unary(self, after: _Lex | None = None) -> Node:
         tok = self.peek()
-        if tok is not None and tok.kind == "op" and tok.text == "NOT":
+        # "-job" is X search's and the listening tools' NOT; it read as "job" (QA)
+        if tok is not None and (tok.kind == "neg" or (tok.kind == "op" and tok.text == "NOT")):
             self.i += 1
             self.nest(tok)
             node = Not(self.unary(after=tok))
@@ -333,20 +392,26 @@ class _Parser:
 
     def word(self, tok: _Lex) -> Node:
         text = tok.text
+        self.not_an_operator(tok)
         name, colon, value = text.partition(":")
         if colon and name.isalpha() and not name.startswith(("#", "@")):
             if name.lower() in ("http", "https") and value.startswith("//"):
                 site = value[2:].split("/")[0]
+                # the site's name matches only where a post writes it as text, not in its links
                 raise self.fail(
                     "a link never matches: links are removed from posts before matching; "
-                    "search the site's words instead" + (f" (e.g. {site!r})" if site else ""),
+                    "search the words posts use"
+                    + (f" (e.g. {site!r}, which matches it written as text)" if site else ""),
                     tok.col,
                 )
             if name.lower() not in FIELDS:
                 raise self.fail(f"unknown field {name!r} (use {', '.join(FIELDS)})", tok.col)
             if not value:
                 raise self.fail(f"field {name.lower()} needs a value", tok.col)
-            return Field(name.lower(), fold(value).lstrip("@"))  # type: ignore[arg-type]
+            value = fold(value).lstrip("@")
+            if name.lower() == "lang":
+                value = language_code(value)  # lang:deu is lang:de, as the posts' codes are
+            return Field(name.lower(), value)  # type: ignore[arg-type]
         star = text.find("*")
         if star != -1 and CJK_CHAR.search(text):
             # CJK words already match inside longer runs (one token per character)
@@ -358,7 +423,12 @@ class _Parser:
                 raise self.fail(
                     "wildcard * does not apply to #hashtags or @handles", tok.col + star
                 )
-            stems = umlaut_variants(text[:-1].lower())
+            stems = umlaut_variants(unicodedata.normalize("NFKC", text[:-1]).lower())
+            if not re.search(r"\w", stems[0]):
+                raise self.fail(
+                    f"wildcard * applies to words, not to {text[:-1]!r}: write it without *",
+                    tok.col + star,
+                )
             # an apostrophe stays inside a token (o'reilly), any other punctuation splits it
             if split := re.search(r"[^\w']", stems[0]):
                 word = text[:-1]
@@ -381,6 +451,33 @@ class _Parser:
             raise self.fail(f"{text!r} has no searchable characters", tok.col)
         return terms[0] if len(terms) == 1 else Phrase(terms)
 
+    def not_an_operator(self, tok: _Lex) -> None:
+        """Refuse what people write for an operator that would silently be a word: ``or``
+        matched posts with the word "or" in them, ``!job`` posts with "job" (QA)."""
+        text = tok.text
+        if text.lower() in ("and", "or", "not") or re.fullmatch(r"(?i)o?near/\d+", text):
+            op = text.upper()
+            raise self.fail(
+                f"{text!r} is not an operator (operators are upper-case): write {op}, or "
+                f'"{text}" in quotes to search for the word',
+                tok.col,
+            )
+        if text in ("&&", "&", "||", "|"):
+            op = "AND" if text[0] == "&" else "OR"
+            raise self.fail(f"{text!r} is not an operator: write {op}", tok.col)
+        nxt = self.peek()  # the lexeme after this one (word() is called past it)
+        glued = nxt is not None and nxt.col == tok.col + len(text) and nxt.kind in ("lpar", "quote")
+        if text[0] == "!" and (text.strip("!") or glued):
+            rest = text.lstrip("!") or (nxt.text if nxt and nxt.kind == "quote" else "(…)")
+            raise self.fail(
+                f"'!' is not an operator: write NOT {rest} or -{rest} to exclude {rest}", tok.col
+            )
+        if text == "-":
+            raise self.fail(
+                "'-' excludes only when written before what it excludes: write -job or NOT job",
+                tok.col,
+            )
+
 
 def _positional(node: Node) -> bool:
     """Can ``node`` report token positions (and so be an operand of NEAR)?"""
@@ -394,14 +491,15 @@ def _terms(raw: str) -> tuple[Term, ...]:
 
     Writing ä as ae never moves a token boundary, so both tokenisations align one to one.
     """
-    parts = tokenize(raw)
-    low = unicodedata.normalize("NFC", raw).lower()  # "u" + U+0308 as pasted from macOS is ü
+    words = tokenize(raw, limit=None)
+    # NFKC: "u" + U+0308 as pasted from macOS is ü, and so is a styled 𝗨̈
+    low = unicodedata.normalize("NFKC", raw).lower()
     if not any(c in low for c in "äöü"):
-        return tuple(Term((p,)) for p in parts)
-    alts = tokenize(low.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"))
-    if len(alts) != len(parts):  # pragma: no cover - defensive, see above
-        alts = parts
-    return tuple(Term((p,) if p == a else (p, a)) for p, a in zip(parts, alts, strict=True))
+        return tuple(Term((w,)) for w in words)
+    alts = tokenize(low.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"), limit=None)
+    if len(alts) != len(words):  # pragma: no cover - defensive, see above
+        alts = words
+    return tuple(Term((w,) if w == a else (w, a)) for w, a in zip(words, alts, strict=True))
 
 
 # --------------------------------------------------------------------------- compile
@@ -469,7 +567,11 @@ def _compile_spans(node: Node) -> SpanFn:
         stem = node.stem
 
         def prefix_spans(d: Doc) -> list[Span]:
-            return [(i, i) for i, t in enumerate(d.tokens) if t.lstrip("#").startswith(stem)]
+            return [
+                (i, i)
+                for i, t in enumerate(d.tokens)
+                if t.startswith(stem) or any(w.startswith(stem) for w in parts(t))
+            ]
 
         return prefix_spans
     if isinstance(node, Phrase):
@@ -541,12 +643,12 @@ def _operands_present(node: Node) -> Pred:
 
 
 def _single_matcher(p: Term | Prefix) -> Callable[[str], bool]:
-    """Does one token match this phrase part? Hashtags count as their word."""
+    """Does one token match this phrase part? A token counts as its :func:`parts` too."""
     if isinstance(p, Prefix):
         stem = p.stem
-        return lambda t: t.lstrip("#").startswith(stem)
+        return lambda t: t.startswith(stem) or any(w.startswith(stem) for w in parts(t))
     vs = frozenset(p.variants)
-    return lambda t: t in vs or (t[0] == "#" and t[1:] in vs)
+    return lambda t: t in vs or not vs.isdisjoint(parts(t))
 
 
 # --------------------------------------------------------------------------- pre-filter keys

@@ -4,6 +4,8 @@
 ('outage', 'fixed')
 >>> content_terms(["status", "acme", "com"])  # a bare domain: its ending is no term
 ('status', 'acme')
+>>> content_terms(["$acme", "c&a", "e.g", "3.5"])  # a cashtag is its word; C&A is a term
+('acme', 'c&a')
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ _STOPWORDS_TEXT = """
     without across onto per etc another anyone everyone someone something anything everything
     else anybody everybody somebody nobody nothing
     oh http https www lt gt quot nbsp
-    com net org io co de html htm php
+    com net org io co de html htm php e.g i.e z.b d.h u.a o.k
     aber alle allem allen aller alles als also am an ander andere anderen auch auf aus bei bin
     bis bist da damit dann das dass dein deine dem den der des dich die dies diese diesem diesen
     dieser dieses dir doch dort du durch ein eine einem einen einer eines er es etwas euch euer
@@ -45,7 +47,8 @@ STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 def content_terms(tokens: list[str], limit: int = 32) -> tuple[str, ...]:
-    """Folded words without stopwords, handles, emoji and numbers; hashtags lose ``#``; deduped.
+    """Folded words without stopwords, handles, emoji and numbers; hashtags and cashtags lose
+    ``#``/``$``; deduped.
 
     ``tokens`` come from :func:`monitor.enrich.text.tokenize` (already folded, URLs removed).
     """
@@ -56,7 +59,7 @@ def content_terms(tokens: list[str], limit: int = 32) -> tuple[str, ...]:
         first = tok[0]
         if first == "@":
             continue
-        word = tok[1:] if first == "#" else tok
+        word = tok[1:] if first == "#" or first == "$" else tok
         if len(word) < 2 or word in STOPWORDS or not word[0].isalpha():
             continue
         seen[word] = None

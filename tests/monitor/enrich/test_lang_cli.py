@@ -9,7 +9,12 @@ import pytest
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from monitor.enrich.cli import run_sentiment
-from monitor.enrich.lang import LanguageDetector, clean_for_lid
+from monitor.enrich.lang import (
+    SHORT_CONFIDENCE,
+    SHORT_LETTERS,
+    LanguageDetector,
+    clean_for_lid,
+)
 from monitor.enrich.sentiment import LexiconScorer
 
 
@@ -54,14 +59,15 @@ def reference(ident: LanguageIdentifier, text: str, boost: float = 4.0) -> str:
     clean = clean_for_lid(text)
     if clean is None:
         return "und"
-    lang, _ = ident.classify(clean)
-    if lang in ("en", "de"):
-        return str(lang)
-    best, best_p = "und", 0.0
+    best, best_p, total = "und", 0.0, 0.0
     for cand, p in ident.rank(clean):
         weighted = p * boost if cand in ("en", "de") else p
+        total += weighted
         if weighted > best_p:
             best, best_p = cand, weighted
+    # a reply of a few letters where no language stands out is "und" (SHORT_LETTERS)
+    if sum(c.isalpha() for c in clean) < SHORT_LETTERS and best_p < SHORT_CONFIDENCE * total:
+        return "und"
     return str(best)
 
 
@@ -115,3 +121,35 @@ def test_cli_survives_invalid_utf8() -> None:
         "negative",
         "negative",
     ]
+
+
+@pytest.mark.parametrize("text", ["ok", "nope", "omg", "lol", "wtf", "nervig", "mist", "super"])
+def test_a_one_word_reply_is_not_forced_into_a_language(
+    detector: LanguageDetector, text: str
+) -> None:
+    """ok/nope/omg were de (the German head then called them negative), mist en, super la,
+    lol st, wtf pl (QA)."""
+    assert detector.detect(text) == "und"
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("danke schön", "de"),
+        ("schon wieder", "de"),
+        ("still down", "en"),
+        ("not again", "en"),
+        ("mega enttäuscht", "de"),
+        ("worst support ever", "en"),
+    ],
+)
+def test_a_short_reply_that_is_clear_keeps_its_language(
+    detector: LanguageDetector, text: str, lang: str
+) -> None:
+    assert detector.detect(text) == lang
+
+
+def test_styled_capitals_are_identified_as_their_letters(detector: LanguageDetector) -> None:
+    """𝗔𝗖𝗠𝗘 𝗜𝗦 𝗗𝗢𝗪𝗡 𝗔𝗚𝗔𝗜𝗡 was zxx: 4-byte symbols, not letters (QA)."""
+    assert detector.detect("𝗔𝗖𝗠𝗘 𝗜𝗦 𝗗𝗢𝗪𝗡 𝗔𝗚𝗔𝗜𝗡, 𝗪𝗢𝗥𝗦𝗧 𝗦𝗘𝗥𝗩𝗜𝗖𝗘 𝗘𝗩𝗘𝗥") == "en"
+    assert detector.detect("𝗦𝗧𝗢̈𝗥𝗨𝗡𝗚 𝗕𝗘𝗜 𝗔𝗖𝗠𝗘, 𝗻𝗶𝗰𝗵𝘁𝘀 𝗴𝗲𝗵𝘁 𝗺𝗲𝗵𝗿") == "de"
