@@ -14,6 +14,7 @@ import importlib.metadata
 import logging
 import math
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -90,6 +91,21 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def open_files_limit() -> int:
+    """Raise the soft limit of open files to the hard one, and return it: every wall, webhook
+    client and ingest connection holds a descriptor, and at the usual soft 1,024 a flood of
+    connections that never finish their request took the whole service down (QA; put a
+    reverse proxy with timeouts in front of a public endpoint, docs/collectors.md)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # a container that forbids it: keep what we have
+            return soft
+        return hard
+    return soft
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import serve
     from monitor.clock import Clock, ScaledClock, SystemClock
@@ -112,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             update={"server": config.server.model_copy(update={"port": args.port})}
         )
     clock: Clock = SystemClock() if speed == 1 else ScaledClock(SystemClock(), speed)
+    open_files_limit()
 
     async def main() -> None:
         stop = asyncio.Event()

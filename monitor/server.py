@@ -7,9 +7,11 @@ passed in by the composition root; this module knows none of them.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +21,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from yarl import URL
+
+from monitor.outage import Outage
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
 IncidentList = Callable[[bool, int], Awaitable[list[dict[str, Any]]]]
@@ -89,12 +93,35 @@ class ClientErrorsInShort(logging.Filter):
         return True
 
 
+class OutOfFilesInShort(logging.Filter):
+    """asyncio's "socket.accept() out of system resource" (no file descriptor left: a flood of
+    connections that never finish their request) once a minute, without the traceback: it
+    logged 313,687 lines, 139 MB in two minutes (QA)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock, self._outage = clock, Outage(remind_seconds=60.0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)):
+            return True
+        if self._outage.failed(self._clock()) < logging.WARNING:
+            return False
+        record.msg = f"{record.getMessage()}: {exc} ({self._outage.failures} times so far)"
+        record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 def _server_log() -> logging.Logger:
-    """aiohttp's connection-level logger for this app (``handler_args``), with the filter above
-    (added once, however many apps are built)."""
+    """aiohttp's connection-level logger for this app (``handler_args``), with the filters
+    above (added once, however many apps are built)."""
     logger = logging.getLogger(__name__)
     if not any(isinstance(f, ClientErrorsInShort) for f in logger.filters):
         logger.addFilter(ClientErrorsInShort())
+    loop_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, OutOfFilesInShort) for f in loop_log.filters):
+        loop_log.addFilter(OutOfFilesInShort())
     return logger
 
 

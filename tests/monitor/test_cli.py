@@ -277,3 +277,19 @@ def test_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "exit codes: 0 ok; 1 a runtime failure" in " ".join(out.split())
     assert "--labels WINDOWS.json" in out and "NAB scores" in " ".join(out.split())
+
+
+def test_run_raises_the_open_files_limit_to_the_hard_one() -> None:
+    """At a soft 1,024 a flood of half-sent requests took every descriptor: no wall, no
+    webhook, no broker reconnect (collectors QA, fourteenth session)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip("needs a finite hard limit above 256")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert cli.open_files_limit() == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

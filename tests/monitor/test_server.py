@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from alerting.api import Principal, TokenBook, require_reader
-from monitor.server import ROUTINE, AccessLog, build_web_app
+from monitor.server import ROUTINE, AccessLog, OutOfFilesInShort, build_web_app
 
 Client = TestClient[web.Request, web.Application]
 TOKENS = TokenBook({"view-token": Principal("wall", frozenset({"viewer"}))})
@@ -253,3 +253,30 @@ async def test_an_accepted_push_is_logged_at_debug_a_refused_one_at_info(
                     assert r.status in (202, 400)
     levels = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "aiohttp.access"]
     assert [lv for lv, _ in levels] == ["DEBUG", "INFO"] and '" 400 ' in levels[1][1]
+
+
+def test_running_out_of_file_descriptors_is_said_once_a_minute_without_traceback() -> None:
+    """asyncio logged the failed accept with its traceback on every try: 313,687 lines, 139 MB
+    in two minutes of a connection flood (collectors QA, fourteenth session)."""
+    now = [0.0]
+    flt = OutOfFilesInShort(clock=lambda: now[0])
+    out_of_files = OSError(24, "Too many open files")
+
+    def record() -> logging.LogRecord:
+        return logging.LogRecord(
+            "asyncio", logging.ERROR, __file__, 1, "socket.accept() out of system resource",
+            None, (OSError, out_of_files, None),
+        )  # fmt: skip
+
+    passed = []
+    for t in range(0, 130, 1):  # one failed accept a second for 130 s
+        now[0] = float(t)
+        r = record()
+        if flt.filter(r):
+            passed.append(r)
+    assert len(passed) == 3  # at 0, 60 and 120 s
+    assert passed[0].exc_info is None and passed[1].getMessage() == (
+        "socket.accept() out of system resource: [Errno 24] Too many open files (61 times so far)"
+    )
+    other = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "boom", None, None)
+    assert flt.filter(other)  # anything else untouched
