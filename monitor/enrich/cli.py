@@ -46,7 +46,8 @@ def run_sentiment(
     def flush() -> None:
         langs = detector.detect_batch(batch) if detector is not None else [lang] * len(batch)
         for s in scorer.score_batch(batch, langs):
-            stdout.write(f"{s.label}\t{s.score:.4f}\n")
+            # + 0.0: a score that rounds to zero from below prints 0.0000, not -0.0000
+            stdout.write(f"{s.label}\t{round(s.score, 4) + 0.0:.4f}\n")
         batch.clear()
 
     for line in stdin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tracemalloc
+from collections.abc import Sequence
 
 import pytest
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -16,6 +17,7 @@ from monitor.enrich.lang import (
     clean_for_lid,
 )
 from monitor.enrich.sentiment import LexiconScorer
+from monitor.model import Sentiment
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_cli_keeps_order_and_count() -> None:
     lines = [
         "I love this, thank you!",
         "",
-        "Totaler Skandal, alles kaputt",
+        "Acme ist schlecht, alles kaputt",  # v3: "Totaler Skandal, alles kaputt" is a tie
         "Acme announces quarterly results on Tuesday",
     ] * 300
     out = io.StringIO()
@@ -121,6 +123,20 @@ def test_cli_survives_invalid_utf8() -> None:
         "negative",
         "negative",
     ]
+
+
+class _AlmostZero:
+    """A scorer whose scores round to zero from both sides."""
+
+    def score_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[Sentiment]:
+        return [Sentiment("neutral", -0.00001), Sentiment("neutral", 0.00001)][: len(texts)]
+
+
+def test_cli_never_prints_negative_zero() -> None:
+    """5 of 47,454 QA lines read ``neutral\\t-0.0000``."""
+    out = io.StringIO()
+    assert run_sentiment("en", io.StringIO("a\nb\n"), out, scorer_factory=_AlmostZero) == 0
+    assert out.getvalue().splitlines() == ["neutral\t0.0000", "neutral\t0.0000"]
 
 
 @pytest.mark.parametrize("text", ["ok", "nope", "omg", "lol", "wtf", "nervig", "mist", "super"])
