@@ -11,6 +11,13 @@ the moment `ingest` returned (both CLOCK_MONOTONIC, shared by the two processes)
   1. throughput, 0 walls: 3 x 15k mentions as fast as possible (median).
   2. throughput, N walls connected: 3 x another 15k (median).
   3. latency, N walls: 1,000 mentions/s for 20 s, paced in 20 ms batches.
+
+`--scale` (no service, no walls): what a wall costs at a large customer's topic count. A
+`WallState` of 2,000 topics with 120 seeded points each (2 h of 1-minute buckets, values shaped
+like `monitor.pipeline.series_point`); medians of 5 runs of (a) the connect snapshot's bytes
+and its build + encode time (a state change before each run, so none is served from the cache)
+and (b) the checkpoint form of the tiles' history (`series_state()`), its JSON and json + zlib
+(level 6, as `monitor.app.App.checkpoint`) bytes and time, and `restore_series` of it.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +43,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from dashboards.view import WallState
 from dashboards.wall import live_view, run_live
 from monitor.app import App
 from monitor.clock import SystemClock
@@ -110,6 +122,84 @@ async def paced(
 def percentile(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# --- scale: snapshot and checkpoint at 2,000 topics ------------------------------------------
+def scale_state(topics: int, points: int, seed: int = 7) -> WallState:
+    """`topics` topics of `points` calm 1-minute points each (a few active, as in production)."""
+    rng = random.Random(seed)
+    state = WallState([{"name": f"topic-{i:04d}", "title": f"Topic {i}"} for i in range(topics)])
+    t0 = 1_765_000_000.0
+    for k in range(points):
+        for i in range(topics):
+            count = rng.randint(0, 120)
+            neg, pos = rng.randint(0, count // 3), rng.randint(0, count // 3)
+            exp = round(count * rng.uniform(0.8, 1.2), 3)
+            active = rng.random() < 0.01
+            state.apply(
+                "series",
+                {
+                    "topic": f"topic-{i:04d}",
+                    "t": t0 + 60.0 * k,
+                    "width": 60.0,
+                    "count": count,
+                    "negative": neg,
+                    "positive": pos,
+                    "negative_share": round(neg / count, 4) if count else 0.0,
+                    "sentiment": round(rng.uniform(-0.5, 0.5), 4),
+                    "expected": exp,
+                    "band": [round(exp * 0.6, 3), round(exp * 1.4, 3)],
+                    "score": round(rng.uniform(0.9, 1.0) if active else rng.uniform(0, 0.3), 4),
+                    "severity": 3 if active else None,
+                    "onset": None,
+                    "active": active,
+                    "pages_from": None,
+                },
+            )
+    return state
+
+
+def scale(topics: int = 2000, points: int = 120, runs: int = 5) -> None:
+    state = scale_state(topics, points)
+    snap_s, snap_b = [], []
+    for i in range(runs):
+        state.apply("source", {"name": f"bench-{i}"})  # a new state version: no cached body
+        t = time.perf_counter()
+        frame = state.snapshot_frame("connect", 0.0)
+        snap_s.append(time.perf_counter() - t)
+        snap_b.append(len(frame.encode()))
+    print(
+        f"snapshot at {topics:,} topics x {points} points: {statistics.median(snap_b):,.0f} bytes,"
+        f" build + encode {statistics.median(snap_s) * 1000:,.0f} ms (median of {runs})"
+    )
+
+    def first_form() -> dict[str, Any]:
+        """The first form, {topic: [point…]}, of the same points, measured in the same runs."""
+        return {n: list(b) for n, b in state.series.items() if b}
+
+    forms: dict[str, Callable[[], dict[str, Any]]] = {
+        "series_state()": state.series_state,
+        "first form": first_form,
+    }
+    got: dict[str, list[tuple[int, int, float, float, float]]] = {k: [] for k in forms}
+    for _ in range(runs):
+        for name, form in forms.items():
+            t = time.perf_counter()
+            raw = json.dumps(form()).encode()
+            dumped = time.perf_counter() - t
+            stored = zlib.compress(raw, 6)
+            zipped = time.perf_counter() - t
+            again = WallState(state.topics)
+            t = time.perf_counter()
+            again.restore_series(json.loads(zlib.decompress(stored)))
+            got[name].append((len(raw), len(stored), dumped, zipped, time.perf_counter() - t))
+    for name, rows in got.items():
+        raw_b, z_b, js, zs, rs = (statistics.median(c) for c in zip(*rows, strict=True))
+        print(
+            f"checkpoint, {name}: {raw_b:,.0f} bytes JSON, {z_b:,.0f} bytes json+zlib; "
+            f"json {js * 1000:,.0f} ms, json+zlib {zs * 1000:,.0f} ms; "
+            f"restore (unzip, parse, restore) {rs * 1000:,.0f} ms (median of {runs})"
+        )
 
 
 # --- the walls' process -----------------------------------------------------------------------
@@ -191,10 +281,10 @@ async def main(n_clients: int) -> None:
     )
     try:
         for _ in range(600):
-            if app.hub.subscribers >= n_clients:
+            if app.wall.walls >= n_clients:
                 break
             await asyncio.sleep(0.05)
-        print(f"walls connected:       {app.hub.subscribers}")
+        print(f"walls connected:       {app.wall.walls}")
         await asyncio.sleep(2.0)  # let the connect snapshots drain
         tpn = statistics.median([await throughput(app, ms) for ms in runs_n])
         print(
@@ -203,7 +293,7 @@ async def main(n_clients: int) -> None:
         )
         marks = await paced(app, batch_c, rate=1000.0)
         await asyncio.sleep(1.0)
-        dropped = app.hub.dropped
+        dropped = app.wall.dropped  # walls are fed by the view model, not the hub
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -235,4 +325,9 @@ if __name__ == "__main__":
     else:
         ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         ap.add_argument("--clients", type=int, default=500)
-        asyncio.run(main(ap.parse_args().clients))
+        ap.add_argument("--scale", action="store_true", help="snapshot/checkpoint at 2,000 topics")
+        args = ap.parse_args()
+        if args.scale:
+            scale()
+        else:
+            asyncio.run(main(args.clients))

@@ -1,9 +1,11 @@
-"""The wall's HTTP and websocket shell: page, static assets, `/ws` (protocol v1, docs/wall.md).
+"""The wall's HTTP and websocket shell: page, static assets, `/ws` (protocol v2, docs/wall.md).
 
-One websocket per wall: a snapshot on connect, then deltas. The hub never waits for a client:
-each client has a bounded drop-oldest queue; a client that fell behind gets a fresh snapshot
-(``reason: "dropped"``) instead of the messages it missed. A client whose socket does not drain
-within `send_timeout` is disconnected (its wall reconnects and resyncs).
+One websocket per wall: a snapshot on connect, then deltas of what its tiles show (the topics of
+``/ws?topics=``, see `dashboards.view`). The hub never waits for a client: each client has a
+bounded drop-oldest queue, filled by the `WallState` listener; a client that fell behind gets a
+fresh snapshot (``reason: "dropped"``) instead of the messages it missed, and one whose tiles
+changed gets one too (``reason: "tiles"``). A client whose socket does not drain within
+`send_timeout` is disconnected (its wall reconnects and resyncs).
 
 Kiosk screens authenticate with a viewer token in the URL (``/?token=...``); the page passes it
 on to ``/ws?token=...`` (other clients may send ``Authorization: Bearer``). Acknowledging is done
@@ -33,7 +35,15 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter
 from yarl import URL
 
-from dashboards.view import PROTOCOL_VERSION, WallState, encode, live_view
+from dashboards.view import (
+    PROTOCOL_VERSION,
+    TILES,
+    WallState,
+    encode,
+    live_view,
+    parse_selection,
+    parse_version,
+)
 from monitor.clock import Clock
 from monitor.hub import Hub, Subscription
 
@@ -49,6 +59,7 @@ __all__ = [
 #: ``authorize(token) -> bool``: may a screen holding this viewer token watch the wall?
 Authorize = Callable[[str | None], bool]
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TRY_LATER = 1013
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +171,6 @@ class Pings:
 
 def wall_routes(
     state: WallState,
-    hub: Hub,
     *,
     client_queue: int = 256,
     clock: Clock | None = None,
@@ -172,8 +182,13 @@ def wall_routes(
     max_lag: float = 10.0,
     stall_seconds: float = 20.0,
     registry: CollectorRegistry | None = None,
+    on_drop: Callable[[], None] | None = None,
 ) -> list[web.RouteDef]:
     """Routes for ``/``, ``/static/{name}`` and ``/ws``.
+
+    Walls are fed by `state` (a listener of the hub: each wall's queue gets only the frames of
+    its selection). `on_drop` is called for each frame a wall's full
+    queue drops (``crisiswatch_hub_dropped_messages_total``).
 
     `clock` stamps snapshots and heartbeats so walls show ages and countdowns in service time
     (the demo runs faster than real time); without it the newest time seen in data is used.
@@ -189,9 +204,6 @@ def wall_routes(
     `registry` gets ``crisiswatch_wall_disconnects_total{reason}``.
     """
     static = resources.files("dashboards") / "static"
-    # A client queue longer than the frame cache could hold messages whose frame was evicted;
-    # such a client would then be resynced. Keep them consistent.
-    client_queue = min(client_queue, state.frame_cache)
 
     def now() -> float | None:
         return clock.now() if clock is not None else None
@@ -286,19 +298,26 @@ def wall_routes(
         # its 10 s pong timeout cut that wall off (QA); our pings below measure the lag instead.
         ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024)
         await ws.prepare(request)
+        version = parse_version(request.query.get("v"))  # the page asks for 2
         if not allowed(request):
-            err = {"v": PROTOCOL_VERSION, "type": "error", "code": "unauthorized"}
+            err = {"v": version, "type": "error", "code": "unauthorized"}
             await ws.send_str(encode(err))
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"viewer token required")
+            return ws
+        selection = parse_selection(",".join(request.query.getall("topics", [])))
+        if not state.may_watch(selection, version):
+            err = {"v": version, "type": "error", "code": "too_many_selections"}
+            await ws.send_str(encode(err))
+            await ws.close(code=CLOSE_TRY_LATER, message=b"too many distinct selections")
             return ws
         if sockets is not None:
             sockets.add(ws)
         loop = asyncio.get_running_loop()
         pings = Pings()
-        with hub.subscribe(client_queue) as sub:
-            # subscribe and snapshot with no await in between: nothing published is missed
-            first = state.snapshot_frame("connect", now(), heartbeat=heartbeat_seconds)
-            first_seq = state.seq
+        with state.watch(selection, client_queue, on_drop, version) as (view, sub):
+            # watch and snapshot with no await in between: nothing published is missed
+            first = state.snapshot_frame("connect", now(), 0, heartbeat_seconds, view)
+            first_seq = view.seq
             subs.add(sub)
             if not ticker or ticker[0].done():
                 ticker[:] = [asyncio.create_task(tick())]
@@ -328,7 +347,8 @@ def wall_routes(
                 await send(ws, first)
                 seq, reported = first_seq, 0
                 last_snapshot = loop.time()
-                async for _topic, msg in sub:
+                retiled = False  # its tiles changed since its last snapshot
+                async for kind, item in sub:
                     lagged = pings.lag(loop.time()) > max_lag
                     if lagged:
                         # behind by more than max_lag: feed it nothing (its queue overflows,
@@ -344,29 +364,34 @@ def wall_routes(
                             except TimeoutError:
                                 why = f"read nothing for {stall_seconds:.0f} s (no pong)"
                                 raise Stalled(why) from None
-                    marker = msg is HEARTBEAT[1] or msg is RESYNC[1]
-                    hit = None if marker else state.frame(msg)
+                    retiled = retiled or kind == TILES[0]
                     lost = sub.dropped > reported
-                    # a snapshot is ~0.5 MB: one a client asks for comes at most once per
-                    # heartbeat interval (a client asking in a loop was sent 265 MB/s; QA)
-                    asked = sub.resync and loop.time() - last_snapshot >= heartbeat_seconds
-                    if lost or lagged or asked or (hit is None and not marker):
-                        reason = "dropped" if lost or lagged else "requested"
-                        reported, sub.resync = sub.dropped, False
+                    # a snapshot is ~0.5 MB: one a client asks for (or its tiles need) comes at
+                    # most once per heartbeat interval (a client asking in a loop was sent
+                    # 265 MB/s; QA); meanwhile its deltas go on, in order
+                    due = loop.time() - last_snapshot >= heartbeat_seconds
+                    if lost or lagged or ((sub.resync or retiled) and due):
+                        reason = (
+                            "dropped" if lost or lagged else "tiles" if retiled else "requested"
+                        )
+                        reported, sub.resync, retiled = sub.dropped, False, False
                         sub.drain()
-                        snap = state.snapshot_frame(reason, now(), sub.dropped, heartbeat_seconds)
+                        snap = state.snapshot_frame(
+                            reason, now(), sub.dropped, heartbeat_seconds, view
+                        )
                         last_snapshot = loop.time()
-                        hit = (state.seq, snap)
-                    elif msg is HEARTBEAT[1]:
-                        await send(ws, state.heartbeat_frame(now(), seq))
+                        seq = view.seq
+                        await send(ws, snap)
+                    elif item is HEARTBEAT[1]:
+                        await send(ws, state.heartbeat_frame(now(), seq, version))
                         # behind the frames sent so far: its pong says the wall read them
                         async with asyncio.timeout(send_timeout):
                             await ws.ping(pings.start(loop.time()))
-                        continue
-                    elif hit is None:
-                        continue  # asked too soon after the last snapshot: a heartbeat serves it
-                    seq = hit[0]
-                    await send(ws, hit[1])
+                    elif kind == "delta":
+                        seq = item["seq"]
+                        await send(ws, item["text"])
+                    # else a request or retiling too soon after the last snapshot: a heartbeat
+                    # serves it
 
             sender = asyncio.create_task(pump())
             try:

@@ -1,8 +1,8 @@
-// crisiswatch wall: one websocket, a snapshot then deltas (protocol v1, docs/wall.md).
+// crisiswatch wall: one websocket, a snapshot then deltas (protocol v2, docs/wall.md).
 // Plain browser JS, no build step. State lives in `S`; render() draws it, coalesced per frame.
 "use strict";
 
-const PROTOCOL = 1;
+const PROTOCOL = 2;
 const MAX_INCIDENTS = 200; // as dashboards/view.py: deltas keep what a snapshot would hold
 // Topic, source and incident names come from configs and feeds: keyed by them, a plain object
 // answers `constructor` or `__proto__` from its prototype. These dictionaries have none.
@@ -10,6 +10,7 @@ const dict = (from) => Object.assign(Object.create(null), from);
 const own = (o, k) => (o && Object.hasOwn(o, k) ? o[k] : undefined);
 const S = {
   topics: [], series: dict(), incidents: dict(), sources: dict(), oncall: null, live: null,
+  tiles: null, // {configured, selected, more}: how many selected topics have no tile
   seq: -1, connected: false, everConnected: false, alarms: new Set(), lastFrame: 0, lastData: 0, history: 240,
   retryAt: 0, // when the next reconnect attempt starts (performance.now() ms)
 };
@@ -58,6 +59,20 @@ function hhmm(t, tz) {
 const city = (tz) => (tz || "UTC").split("/").pop().replaceAll("_", " ");
 const per = (w) => (w === 60 ? "per minute" : `per ${dur(w)}`);
 const title = (name) => (S.topics.find((t) => t.name === name) || {}).title || name;
+// an incident's topic need not have a tile: the incident carries its title
+const incTitle = (i) => i.topic_title || title(i.topic);
+// The snapshot sends series as columns (field names once, not once a point); the page draws
+// points. A column that is not an array is one value for every point.
+function unpack(topic, packed) {
+  const pts = [];
+  for (let k = 0; k < packed.n; k++) pts.push({ topic });
+  for (const [f, col] of Object.entries(packed.cols)) {
+    const each = Array.isArray(col);
+    for (let k = 0; k < packed.n; k++) pts[k][f] = each ? col[k] : col;
+  }
+  return pts;
+}
+const tiled = (name) => S.topics.some((t) => t.name === name);
 
 // --- protocol ------------------------------------------------------------------------------
 function onFrame(msg) {
@@ -68,7 +83,9 @@ function onFrame(msg) {
   if (msg.type === "snapshot") {
     stats.snapshots++;
     const d = msg.data;
-    S.topics = d.topics; S.series = dict(d.series); S.oncall = d.oncall; S.live = d.live;
+    S.topics = d.topics; S.oncall = d.oncall; S.live = d.live; S.tiles = d.tiles;
+    S.series = dict();
+    for (const [name, packed] of Object.entries(d.series)) S.series[name] = unpack(name, packed);
     S.history = d.history || S.history; // the service's aggregation.history_buckets
     S.incidents = dict(); S.sources = dict();
     for (const i of d.incidents) S.incidents[i.id] = i;
@@ -96,12 +113,17 @@ function onFrame(msg) {
 
 function applyDelta(topic, d) {
   if (topic === "series") {
+    // a topic that just got a tile: its snapshot (reason "tiles") brings the whole history
+    if (!tiled(d.topic)) return;
     const arr = S.series[d.topic] || (S.series[d.topic] = []);
     while (arr.length && arr[arr.length - 1].t >= d.t) arr.pop();
     arr.push(d); if (arr.length > S.history) arr.splice(0, arr.length - S.history);
   } else if (topic === "incident") {
     const prev = S.incidents[d.incident.id];
-    S.incidents[d.incident.id] = { ...d.incident, escalation: d.escalation ?? prev?.escalation ?? null };
+    S.incidents[d.incident.id] = {
+      ...d.incident, escalation: d.escalation ?? prev?.escalation ?? null,
+      topic_title: d.incident.topic_title ?? prev?.topic_title, // an ack's response has none
+    };
     evictIncidents();
   } else if (topic === "escalation") {
     const inc = S.incidents[d.incident_id];
@@ -127,9 +149,12 @@ function resync(why) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "resync", why }));
 }
 function connect() {
-  const token = params.get("token");
+  // ?topics= gives this screen its own slice of the topics (docs/wall.md)
+  const query = new URLSearchParams({ v: PROTOCOL }); // without it the server speaks version 1
+  for (const k of ["token", "topics"]) if (params.get(k)) query.set(k, params.get(k));
+  const qs = query.toString();
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
-    (token ? "?token=" + encodeURIComponent(token) : "");
+    (qs ? "?" + qs : "");
   ws = new WebSocket(url);
   stats.connects++;
   ws.onopen = () => {
@@ -187,7 +212,7 @@ function draw(...panels) {
 }
 function render() {
   // the alarm strip first: it takes height from the panels, which size themselves to what is left
-  draw(renderAlarm, renderHeader, renderTiles, renderIncidents, renderOncall, renderSources);
+  draw(renderAlarm, renderHeader, renderMore, renderTiles, renderIncidents, renderOncall, renderSources);
 }
 
 // the worst open incident of each topic, in one pass (per tile it was a pass over all)
@@ -239,6 +264,21 @@ function tileLayout(n, width, height) {
   let density = densityOf(size(cols, gapOf("full")));
   if (density === "dense") density = densityOf(size(cols, gapOf("dense")));
   return { cols, density };
+}
+
+// More topics than tiles (a wall tiles 64 at most), or a screen given its own slice with
+// ?topics=: say what the tiles are, so a topic without one is not taken for calm.
+function renderMore() {
+  const el = $("more"), t = S.tiles, sel = params.get("topics");
+  const n = (x) => x.toLocaleString("en");
+  let text = "";
+  if (t && sel && !t.selected) text = `no topic matches ?topics=${sel} (${n(t.configured)} configured)`;
+  else if (t && t.more) {
+    text = `+${n(t.more)} more topics${sel ? ` of ?topics=${sel}` : ""} · tiles: open incidents first,`
+      + " then the highest crisis score";
+  } else if (t && sel) text = `?topics=${sel}: ${n(t.selected)} of ${n(t.configured)} topics`;
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
 }
 
 // tile elements by topic name: an id built from a name can be anything's id (a topic named
@@ -449,7 +489,7 @@ function incidentRow(i, now) {
   li.dataset.state = i.state;
   const sv = li.querySelector(".sev");
   sv.className = `sev s${i.severity}`; sv.textContent = `SEV${i.severity}`;
-  li.querySelector(".t").textContent = `${title(i.topic)} · ${i.kind}`;
+  li.querySelector(".t").textContent = `${incTitle(i)} · ${i.kind}`;
   const why = shortWords(i.why || "");
   const w = li.querySelector(".w");
   w.textContent = why; w.title = i.why || "";
@@ -560,7 +600,7 @@ function renderAlarm() {
   if (list.length) {
     const i = list[0];
     el.className = "sev" + i.severity;
-    el.textContent = `SEV${i.severity} · ${title(i.topic)} · ${i.kind} · NOT ACKED · ${dur(serverNow() - i.opened_at)}`
+    el.textContent = `SEV${i.severity} · ${incTitle(i)} · ${i.kind} · NOT ACKED · ${dur(serverNow() - i.opened_at)}`
       + (list.length > 1 ? ` (+${list.length - 1})` : "");
   }
   const ids = new Set(list.map((i) => i.id));
@@ -619,7 +659,8 @@ async function ack(id, btn) {
     if (inc && (!held || (inc.updated_at ?? 0) > (held.updated_at ?? 0))) {
       applyDelta("incident", { incident: inc });
     }
-    toast(`acknowledged ${title(body.incident?.topic || "")}`);
+    const held2 = inc && (S.incidents[inc.id] || inc); // with its topic_title
+    toast(`acknowledged ${held2 ? incTitle(held2) : ""}`);
   } else if (r && (r.status === 401 || r.status === 403)) {
     sessionStorage.removeItem("cw.responder"); toast("token rejected: log in as a responder");
   } else {

@@ -281,7 +281,7 @@ async def serve_wall(
     """The page, its assets and `/ws` of `wall_routes` (or `ws` instead of its `/ws`)."""
     sockets: set[web.WebSocketResponse] = set()
     app = web.Application()
-    wall = wall_routes(state, hub, client_queue=1024, heartbeat_seconds=HEARTBEAT, sockets=sockets)
+    wall = wall_routes(state, client_queue=1024, heartbeat_seconds=HEARTBEAT, sockets=sockets)
     app.add_routes([r for r in wall if ws is None or r.path != "/ws"])
     if ws is not None:
         app.add_routes([web.get("/ws", ws)])
@@ -379,8 +379,11 @@ def point(t: float, topic: str = "acme") -> dict[str, Any]:
 
 
 async def caught_up(page: Any, state: WallState) -> None:
-    """Until the page holds every delta published so far."""
-    await page.wait_for_function("n => window.crisiswatch.S.seq === n", arg=state.seq)
+    """Until the page holds every delta published so far (to its view: each selection numbers
+    its own frames; with one view that tiles every topic, one per hub message)."""
+    views = list(state.views.values())
+    seq = views[0].seq if len(views) == 1 else state.seq
+    await page.wait_for_function("n => window.crisiswatch.S.seq === n", arg=seq)
 
 
 # every change of the connection indicator, with the offline stripes (a short state is missed
@@ -893,7 +896,7 @@ async def test_an_offline_wall_stops_its_clock_countdowns_and_acks(browser: Any)
         async def refuse(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse()
             await ws.prepare(request)
-            await ws.send_str('{"v": 1, "type": "error", "code": "unauthorized"}')
+            await ws.send_str('{"v": 2, "type": "error", "code": "unauthorized"}')
             await ws.close(code=4401)
             return ws
 

@@ -29,6 +29,15 @@ def many(n: int, points: int = 30) -> tuple[Hub, WallState]:
     return hub, state
 
 
+async def scrolls(page: Any) -> tuple[bool, bool]:
+    """Does the page scroll across, down? (A wall never does.)"""
+    wide, tall = await page.evaluate(
+        "() => [document.documentElement.scrollWidth > innerWidth,"
+        " document.documentElement.scrollHeight > innerHeight]"
+    )
+    return bool(wide), bool(tall)
+
+
 # Per tile: what shows and whether anything shown is cut by the tile's edges.
 TILE_CHECK = """() => [...document.querySelectorAll('#tiles .tile')].map((tile) => {
   const box = tile.getBoundingClientRect();
@@ -57,6 +66,19 @@ TILE_CHECK = """() => [...document.querySelectorAll('#tiles .tile')].map((tile) 
 })"""
 
 
+async def whole_tiles(page: Any, w: int, h: int) -> list[dict[str, Any]]:
+    """The tiles at a `w` x `h` screen, each with title, SEV and score whole, no figure cut and
+    no flat chart, on a page that does not scroll."""
+    await page.set_viewport_size({"width": w, "height": h})
+    await page.wait_for_timeout(300)
+    tiles: list[dict[str, Any]] = await page.evaluate(TILE_CHECK)
+    for t in tiles:
+        assert t["title"] and t["score"] and t["sev"], (len(tiles), w, h, t)
+        assert t["figuresCut"] == [] and t["flatCharts"] == [], (len(tiles), w, h, t)
+    assert await scrolls(page) == (False, False)
+    return tiles
+
+
 @pytest.mark.parametrize("n", [16, 36, 64])
 async def test_tiles_keep_title_sev_and_score_up_to_64_topics(browser: Any, n: int) -> None:
     """From 16 topics on the volume chart was 0 px, at 20 figures were cut, at 36 the score, at 60
@@ -65,19 +87,9 @@ async def test_tiles_keep_title_sev_and_score_up_to_64_topics(browser: Any, n: i
     async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
         await caught_up(page, state)
         for w, h in SCREENS:
-            await page.set_viewport_size({"width": w, "height": h})
-            await page.wait_for_timeout(300)
-            tiles = await page.evaluate(TILE_CHECK)
+            tiles = await whole_tiles(page, w, h)
             assert len(tiles) == n
-            for t in tiles:
-                assert t["title"] and t["score"] and t["sev"], (n, w, h, t)
-                assert t["figuresCut"] == [] and t["flatCharts"] == [], (n, w, h, t)
             assert sum(1 for t in tiles if t["sevText"]) == len(range(0, n, 5))
-            dims = await page.evaluate(
-                "() => [document.documentElement.scrollWidth,"
-                " document.documentElement.scrollHeight]"
-            )
-            assert dims[0] <= w and dims[1] <= h
             if n <= 36:  # up to 36 topics the figures stay on every screen
                 assert all(t["figures"] >= 3 for t in tiles), (n, w, h)
         assert page.problems == []
@@ -304,3 +316,59 @@ async def test_the_header_keeps_counter_and_clock_on_one_line_with_stale_sources
             assert seen["stale"]["lines"] <= 2 and seen["stale"]["bottom"] <= top, (w, h, seen)
             assert seen["stale"]["text"].startswith("⚠ STALE DATA: ")
         assert page.problems == []
+
+
+# the "+N more" line: shown, whole, inside the screen; and what the tiles hold
+MORE_CHECK = """() => { const el = document.getElementById('more'), r = el.getBoundingClientRect();
+  const S = window.crisiswatch.S;
+  return { text: el.hidden ? null : el.textContent,
+    whole: r.height > 0 && r.bottom <= innerHeight && el.scrollWidth <= el.clientWidth + 1,
+    points: S.topics.map((t) => (S.series[t.name] || []).length) }; }"""
+
+
+async def test_more_topics_than_tiles_show_64_whole_tiles_and_say_how_many_more(
+    browser: Any,
+) -> None:
+    """2,000 configured topics: every topic's history went to every wall and the page tried to
+    tile them all. A wall tiles 64: open incidents and the highest crisis scores first."""
+    hub, state = many(200, points=20)
+    async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
+        await caught_up(page, state)
+        for w, h in SCREENS:
+            tiles = await whole_tiles(page, w, h)
+            assert len(tiles) == 64
+            # every active topic (each fifth, score 0.93) has a tile
+            assert {f"b{i}" for i in range(0, 200, 5)} <= {t["topic"] for t in tiles}
+            more = await page.evaluate(MORE_CHECK)
+            assert more["text"].startswith("+136 more topics · tiles: open incidents first")
+            assert more["whole"] and more["points"] == [20] * 64, (w, h, more)
+        # a topic without a tile opens an incident: it gets one, with its whole history
+        inc = incident("i1", severity=1)
+        inc["incident"]["topic"] = "b1"
+        hub.publish("incident", inc)
+        await page.wait_for_selector('#tiles .tile[data-topic="b1"]', timeout=5_000)
+        await page.wait_for_timeout(300)
+        tiles = await page.evaluate(TILE_CHECK)
+        assert len(tiles) == 64 and all(t["flatCharts"] == [] for t in tiles)
+        assert (await page.evaluate(MORE_CHECK))["points"] == [20] * 64
+        assert await page.text_content('li[data-id="i1"] .t') == "Brand 1 · volume"
+        assert page.problems == []
+
+
+async def test_each_screen_tiles_the_topics_its_url_selects(browser: Any) -> None:
+    hub, state = many(200, points=5)
+    async with serve_wall(state, hub) as url:
+        async with wall_page(browser, url + "/?topics=b7,b12*") as page:
+            names = await page.eval_on_selector_all(".tile", "els => els.map(e => e.dataset.topic)")
+            assert names == ["b7", "b12", *[f"b{i}" for i in range(120, 130)]]
+            assert await page.text_content("#more") == "?topics=b7,b12*: 12 of 200 topics"
+        async with wall_page(browser, url + "/?topics=b1*") as page:  # 111 topics
+            assert await page.locator(".tile").count() == 64
+            more = await page.text_content("#more") or ""
+            assert more.startswith("+47 more topics of ?topics=b1* · ")
+        async with wall_page(browser, url + "/?topics=nope") as page:
+            assert await page.locator(".tile").count() == 0
+            assert (
+                await page.text_content("#more") == "no topic matches ?topics=nope (200 configured)"
+            )
+            assert page.problems == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -23,11 +23,13 @@ Frame = dict[str, Any]
 
 
 @asynccontextmanager
-async def serve(**kw: Any) -> AsyncIterator[tuple[Hub, WallState, TestServer]]:
-    hub, state = Hub(), WallState([{"name": "acme", "title": "ACME"}], history=50)
+async def serve(
+    topics: Iterable[str] = ("acme",), **kw: Any
+) -> AsyncIterator[tuple[Hub, WallState, TestServer]]:
+    hub, state = Hub(), WallState([{"name": n, "title": n.upper()} for n in topics], history=50)
     hub.add_listener(state.apply)
     app = web.Application()
-    app.add_routes(wall_routes(state, hub, **kw))
+    app.add_routes(wall_routes(state, **kw))
     server = TestServer(app)
     await server.start_server()
     try:
@@ -104,11 +106,31 @@ async def test_client_may_ask_for_a_resync() -> None:
         assert f["reason"] == "requested" and f["dropped"] == 0
 
 
+async def test_version_2_is_what_the_page_asks_for_and_1_stays_for_the_others() -> None:
+    """A page of version 1 still open when the server is upgraded (and scripts that read the
+    wall) get version 1: the same frames, series as lists of points."""
+    async with serve() as (hub, _, server), aiohttp.ClientSession() as http:
+        hub.publish("series", series(0.0, 5))
+        async with (
+            http.ws_connect(server.make_url("/ws?v=2")) as two,
+            http.ws_connect(server.make_url("/ws")) as one,
+        ):
+            new, old = await recv(two), await recv(one)
+            assert (new["v"], old["v"]) == (2, 1)
+            assert new["data"]["series"]["acme"] == {
+                "n": 1, "cols": {"t": 0.0, "width": 60.0, "count": 5}
+            }  # fmt: skip
+            assert old["data"]["series"]["acme"] == [series(0.0, 5)]
+            hub.publish("series", series(60.0, 6))
+            d2, d1 = await recv(two), await recv(one)
+            assert (d2["v"], d1["v"]) == (2, 1) and d2["data"] == d1["data"] == series(60.0, 6)
+
+
 async def test_a_client_asking_in_a_loop_gets_one_snapshot_per_heartbeat_and_no_drops() -> None:
     """Each request was a ~0.5 MB snapshot (265 MB/s to one client), and a burst of them
     filled the client's queue and counted as dropped hub messages (QA)."""
     async with (
-        serve(heartbeat_seconds=0.2, client_queue=16) as (hub, _, server),
+        serve(heartbeat_seconds=0.2, client_queue=16) as (hub, state, server),
         aiohttp.ClientSession() as http,
         http.ws_connect(server.make_url("/ws")) as ws,
     ):
@@ -126,7 +148,7 @@ async def test_a_client_asking_in_a_loop_gets_one_snapshot_per_heartbeat_and_no_
                     snapshots += f["type"] == "snapshot"
                     assert f.get("reason") != "dropped"
         assert 2 <= snapshots <= 1.0 / 0.2 + 1
-        assert hub.dropped == 0
+        assert state.dropped == 0
 
 
 async def test_heartbeats_carry_the_service_clock_and_last_seq() -> None:
@@ -173,21 +195,25 @@ async def test_static_assets_only_from_the_static_folder() -> None:
 
 
 async def test_publish_never_waits_for_walls_that_do_not_read() -> None:
-    async with serve(client_queue=8) as (hub, _, server), aiohttp.ClientSession() as http:
+    drops: list[int] = []
+    async with (
+        serve(client_queue=8, on_drop=lambda: drops.append(1)) as (hub, state, server),
+        aiohttp.ClientSession() as http,
+    ):
         sockets = [await http.ws_connect(server.make_url("/ws")) for _ in range(20)]
         for _ in range(50):
-            if hub.subscribers == 20:
+            if state.walls == 20:
                 break
             await asyncio.sleep(0.02)
-        assert hub.subscribers == 20
+        assert state.walls == 20
         big = "x" * 20_000  # fills socket buffers of clients that never read
         for i in range(2000):
             hub.publish("source", {"name": f"s{i % 3}", "blob": big})
         # publish returned without awaiting; every client holds at most its queue
-        assert hub.dropped > 0
+        assert state.dropped > 0 and len(drops) >= state.dropped  # counted for the metric
         for ws in sockets:
             await ws.close()
-    assert hub.subscribers == 0
+    assert state.walls == 0
 
 
 async def test_run_live_publishes_only_changes() -> None:
@@ -218,11 +244,11 @@ def test_client_message() -> None:
 async def test_a_wall_that_stops_reading_is_disconnected_and_its_handler_ends() -> None:
     # the socket buffer of a frozen kiosk never drains: a graceful close would wait forever
     async with (
-        serve(client_queue=8, send_timeout=0.2) as (hub, _, server),
+        serve(client_queue=8, send_timeout=0.2) as (hub, state, server),
         aiohttp.ClientSession() as http,
         http.ws_connect(server.make_url("/ws")),  # connects, then never reads
     ):
-        while hub.subscribers < 1:
+        while state.walls < 1:
             await asyncio.sleep(0.01)
         big = "x" * 200_000
         for i in range(100):
@@ -230,7 +256,7 @@ async def test_a_wall_that_stops_reading_is_disconnected_and_its_handler_ends() 
             await asyncio.sleep(0)
 
         async def gone() -> None:
-            while hub.subscribers:
+            while state.walls:
                 hub.publish("source", {"name": "s0", "blob": big})
                 await asyncio.sleep(0.05)
 
@@ -259,7 +285,7 @@ async def test_shutdown_with_a_stalled_wall_still_closes_the_others_cleanly() ->
     hub.add_listener(state.apply)
     sockets: set[web.WebSocketResponse] = set()
     app = web.Application()
-    app.add_routes(wall_routes(state, hub, client_queue=8, send_timeout=0.5, sockets=sockets))
+    app.add_routes(wall_routes(state, client_queue=8, send_timeout=0.5, sockets=sockets))
     app.on_shutdown.append(lambda _: close_walls(sockets))
     server = TestServer(app)
     await server.start_server()
@@ -273,7 +299,7 @@ async def test_shutdown_with_a_stalled_wall_still_closes_the_others_cleanly() ->
                 frames.append(m)
 
         reader = asyncio.create_task(read())
-        while hub.subscribers < 2:
+        while state.walls < 2:
             await asyncio.sleep(0.01)
         big = "x" * 200_000
         for i in range(60):
@@ -282,22 +308,23 @@ async def test_shutdown_with_a_stalled_wall_still_closes_the_others_cleanly() ->
         await server.close()  # runs close_walls: must neither raise nor hang
         await asyncio.wait_for(reader, 30)
         assert live.close_code == 1001
-        assert hub.subscribers == 0
+        assert state.walls == 0
         await stalled.close()
 
 
 async def test_sockets_count_walls_not_other_hub_subscribers() -> None:
     # the MQTT publisher also subscribes to the hub: crisiswatch_wall_clients must not count it
     sockets: set[web.WebSocketResponse] = set()
-    async with serve(sockets=sockets) as (hub, _, server):
+    async with serve(sockets=sockets) as (hub, state, server):
         with hub.subscribe() as _mqtt_publisher:
             async with aiohttp.ClientSession() as http:
                 async with http.ws_connect(server.make_url("/ws")) as ws:
                     assert (await recv(ws))["type"] == "snapshot"
-                    assert len(sockets) == 1 and hub.subscribers == 2
+                    # walls are fed by the state, per selection, not by the hub
+                    assert len(sockets) == 1 == state.walls and hub.subscribers == 1
                 while sockets:
                     await asyncio.sleep(0.01)
-            assert hub.subscribers == 1
+            assert hub.subscribers == 1 and state.walls == 0
 
 
 async def test_a_page_of_another_origin_may_not_open_the_socket() -> None:
@@ -395,8 +422,8 @@ async def test_a_wall_that_answers_no_ping_is_disconnected_counted_and_logged_on
     registry = CollectorRegistry()
     async with (
         serve(heartbeat_seconds=0.1, max_lag=0.2, stall_seconds=0.5, registry=registry) as (
-            hub,
             _,
+            state,
             server,
         ),
         aiohttp.ClientSession() as http,
@@ -408,7 +435,7 @@ async def test_a_wall_that_answers_no_ping_is_disconnected_counted_and_logged_on
         while msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.TEXT):
             assert asyncio.get_running_loop().time() < end, "never disconnected"
             msg = await ws.receive(timeout=10)
-        while hub.subscribers:
+        while state.walls:
             await asyncio.sleep(0.01)
         sample = registry.get_sample_value(
             "crisiswatch_wall_disconnects_total", {"reason": "no_pong"}
@@ -416,3 +443,70 @@ async def test_a_wall_that_answers_no_ping_is_disconnected_counted_and_logged_on
         assert sample == 1
         lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
         assert len(lines) == 1 and lines[0].levelname == "WARNING" and not lines[0].exc_info
+
+
+# --- many topics: a wall tiles its selection, at most 64 (docs/wall.md) ------------------------
+def point(topic: str, t: float, score: float = 0.0) -> dict[str, Any]:
+    return {"topic": topic, "t": t, "width": 60.0, "count": 1, "score": score}
+
+
+async def test_the_url_gives_each_screen_its_own_topics() -> None:
+    names = ["acme", "globex", "emea-a", "emea-b", "us-x"]
+    async with serve(names) as (hub, _, server), aiohttp.ClientSession() as http:
+        url = server.make_url("/ws")
+        async with (
+            http.ws_connect(url.with_query(topics="emea-*,acme")) as emea,
+            http.ws_connect(url.with_query(topics="us-x")) as us,
+            http.ws_connect(url) as everything,
+        ):
+            snaps = [await recv(ws) for ws in (emea, us, everything)]
+            tiles = [[t["name"] for t in s["data"]["topics"]] for s in snaps]
+            assert tiles == [["acme", "emea-a", "emea-b"], ["us-x"], names]
+            for n in names:
+                hub.publish("series", point(n, 0.0))
+            hub.publish("source", {"name": "demo"})  # what is not a tile goes to every wall
+            got = []
+            for ws in (emea, us, everything):
+                f = await recv_until(ws, lambda f: f.get("topic") == "source")
+                got.append(f["seq"] - 1)  # its own numbering: the points it was sent
+            assert got == [3, 1, 5]
+
+
+async def test_a_topic_that_enters_the_tiles_reaches_the_wall_with_its_history() -> None:
+    names = [f"t{i:03d}" for i in range(70)]
+    async with (
+        serve(names, heartbeat_seconds=0.2) as (hub, state, server),
+        aiohttp.ClientSession() as http,
+    ):
+        for k in range(10):
+            for n in names:
+                hub.publish("series", point(n, 60.0 * k, 0.3 if n < "t064" else 0.0))
+        async with http.ws_connect(server.make_url("/ws?v=2")) as ws:
+            snap = await recv(ws)
+            assert [t["name"] for t in snap["data"]["topics"]] == names[:64]
+            assert snap["data"]["tiles"]["more"] == 6
+            hub.publish("series", point("t069", 600.0, 0.9))  # much worse than any tile
+            f = await recv_until(ws, lambda f: f["type"] == "snapshot")
+            assert f["reason"] == "tiles"
+            assert "t069" in [t["name"] for t in f["data"]["topics"]]
+            assert f["data"]["series"]["t069"]["n"] == 11  # its history, not a 1-point chart
+            hub.publish("series", point("t069", 660.0, 0.9))
+            nxt = await recv_until(ws, lambda f: f["type"] == "delta")
+            assert nxt["seq"] == f["seq"] + 1 and nxt["data"]["topic"] == "t069"
+            assert state.dropped == 0
+
+
+async def test_distinct_selections_beyond_the_bound_are_refused() -> None:
+    names = [f"t{i:03d}" for i in range(40)]
+    async with serve(names) as (_, state, server), aiohttp.ClientSession() as http:
+        url = server.make_url("/ws")
+        walls = [await http.ws_connect(url.with_query(topics=n, v="2")) for n in names[:32]]
+        for ws in walls:
+            assert (await recv(ws))["type"] == "snapshot"
+        async with http.ws_connect(url.with_query(topics="t039", v="2")) as ws:
+            assert await recv(ws) == {"v": 2, "type": "error", "code": "too_many_selections"}
+        assert len(state.views) == 32
+        async with http.ws_connect(url.with_query(topics="t000", v="2")) as ws:  # watched already
+            assert (await recv(ws))["type"] == "snapshot"
+        for ws in walls:
+            await ws.close()
