@@ -43,6 +43,7 @@ from monitor.collectors.registry import (
     build_ingest,
     build_sources,
     health_dict,
+    lateness_warnings,
     publisher,
     watch_health,
 )
@@ -366,6 +367,8 @@ class App:
         if demo.enabled:
             self.sources.append(DemoSource(demo, clock, backfill_seconds=demo.backfill_seconds))
         self.sources += build_sources(config.sources, ctx)
+        for warning in lateness_warnings(config.sources, agg.watermark_seconds, agg.bucket_seconds):
+            log.warning("%s", warning)
         ingest = build_ingest(config.sources, ctx)
         self.push_health: list[SourceHealth] = ingest.health
         self.publisher = publisher(config.sources, ctx)

@@ -160,6 +160,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if problems:
             print(*problems, sep="\n", file=sys.stderr)
             return 2
+    from monitor.collectors.registry import lateness_warnings
+
+    agg = config.aggregation
+    for warning in lateness_warnings(config.sources, agg.watermark_seconds, agg.bucket_seconds):
+        print(f"warning: {warning}", file=sys.stderr)  # valid, but it will lose data
     n = len(config.topics)
     print(f"{args.path}: ok ({n} topic{'' if n == 1 else 's'})")
     return 0

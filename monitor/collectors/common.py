@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -59,6 +61,21 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+    def settle(self, up_seconds: float | None) -> None:
+        """A connection ended after `up_seconds` (None: it never came up): start over only if
+        it had been up ``STABLE_SECONDS``. Reset as soon as it was up, two clients with the
+        same MQTT client id took the session from each other ~2 times a second for ever
+        (QA: 268 warnings in 70 s).
+
+        >>> b = Backoff(seed=1); _ = b.next(), b.next()
+        >>> b.settle(2.0); b.attempt
+        2
+        >>> b.settle(STABLE_SECONDS); b.attempt
+        0
+        """
+        if up_seconds is not None and up_seconds >= STABLE_SECONDS:
+            self.reset()
 
 
 # The websocket library's own frame limit sits this many times above a collector's
@@ -254,6 +271,13 @@ class CollectorMetrics:
             ["source"],
             registry=r,
         )
+        self.sessions_lost = Counter(
+            "crisiswatch_collector_sessions_lost_total",
+            "Reconnects that found the broker without the persistent session it kept for us "
+            "(MQTT: what was published meanwhile is lost)",
+            ["source"],
+            registry=r,
+        )
         self.published = Counter(
             "crisiswatch_mqtt_published_total",
             "Derived messages published to MQTT, by hub topic",
@@ -298,6 +322,7 @@ class Intake:
         self.metrics = metrics_for(ctx.registry)
         self.dedup = RecentKeys(dedup_capacity)
         self._outage = Outage()  # how loud a failed connection attempt is
+        self._up_at: float | None = None  # since when the connection has been up
 
     @staticmethod
     def key(m: Mention) -> str:
@@ -337,19 +362,35 @@ class Intake:
         """A pull source connected, lost its connection or failed to connect (`error`): its
         health keeps since when it is down (``SourceHealth.link``), the gauge follows, and the
         log says the first failure of an outage, then every 10 minutes (a line per attempt was
-        ~300 an hour for a broker that stayed down; QA)."""
+        ~300 an hour for a broker that stayed down; QA). A connection that drops before it
+        has been up ``STABLE_SECONDS`` does not end the outage: a link that flaps is one
+        trouble, told once, not once a flap (two MQTT clients with one client id: 268
+        warnings in 70 s; QA)."""
         now = self.ctx.clock.now()
         self.health.link(up, now, error)
         self.set_connected(up)
         if up:
+            if self._up_at is None:
+                self._up_at = now
+            return
+        lasted = None if self._up_at is None else now - self._up_at
+        self._up_at = None
+        if lasted is not None and lasted >= STABLE_SECONDS:
             self._outage.recovered()
-        elif error is not None:
-            level, why = self._outage.failed(now), self.health.last_error
-            if self._outage.failures == 1:
-                log.log(level, "%s: connection lost: %s", self.name, why)
-            else:
-                n = self._outage.failures
-                log.log(level, "%s: still not connected (%d attempts): %s", self.name, n, why)
+        if error is None:
+            return
+        level, why = self._outage.failed(now), self.health.last_error
+        n = self._outage.failures
+        if n == 1:
+            log.log(level, "%s: connection lost: %s", self.name, why)
+        elif lasted is not None:
+            log.log(
+                level,
+                "%s: connection lost again after %.1f s (%d in a row lasted less than %.0f s): %s",
+                self.name, lasted, n, STABLE_SECONDS, why,
+            )  # fmt: skip
+        else:
+            log.log(level, "%s: still not connected (%d attempts): %s", self.name, n, why)
 
     def reconnected(self) -> None:
         self.health.reconnects += 1
@@ -398,6 +439,38 @@ class Checkpoint:
             return False
         self._next = self.ctx.clock.monotonic() + self.every
         return True
+
+
+#: The longest ``Retry-After`` a collector honours: a server asking for a day (or sending a
+#: date years ahead) would otherwise silence a source for that long.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after_seconds(
+    value: str | None, now: float, maximum: float = MAX_RETRY_AFTER_SECONDS
+) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date) as seconds from `now`, at most `maximum`;
+    None when absent or unreadable (a non-finite number, a date that is none).
+
+    >>> retry_after_seconds("120", 0.0), retry_after_seconds("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
+    (120.0, 30.0)
+    >>> retry_after_seconds("86400", 0.0), retry_after_seconds("-5", 0.0)
+    (3600.0, 0.0)
+    >>> [retry_after_seconds(v, 0.0) for v in (None, "", "soon", "1e999", "nan")]
+    [None, None, None, None, None]
+    """
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return min(maximum, max(0.0, seconds))
 
 
 def payload_bytes(obj: object, limit: int | None = 64 * 1024) -> bytes:

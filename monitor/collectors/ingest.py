@@ -181,7 +181,10 @@ class MentionIngest:
             )
         if self._waiting >= self._max_waiting:
             return self._refuse()  # before reading the body: shedding should cost nothing
-        raw = await read_limited(request, self.cfg.max_body_bytes)
+        try:
+            raw = await read_limited(request, self.cfg.max_body_bytes)
+        except web.RequestPayloadError as exc:
+            return self._undecodable(request, exc)
         if raw is None:
             self.intake.reject("oversize", f"body > {self.cfg.max_body_bytes} bytes", b"")
             return json_error(413, f"body larger than {self.cfg.max_body_bytes} bytes")
@@ -217,6 +220,23 @@ class MentionIngest:
         if not results:
             status = 422
         return web.json_response({**counts, "items": results}, status=status)
+
+    def _undecodable(self, request: web.Request, exc: web.RequestPayloadError) -> web.Response:
+        """A body that its ``Content-Encoding`` does not decode (``gzip`` that is not gzip): a
+        400 naming it, dead-lettered like an unparseable body. It was a 500 with two
+        tracebacks, nothing dead-lettered, and the next request on the connection was reset
+        (QA): the connection is closed after this answer, its request stream is broken."""
+        encoding = request.headers.get("Content-Encoding", "").strip() or "identity"
+        cause = exc.__cause__ or exc
+        why = " ".join(str(getattr(cause, "message", "") or cause).split())[:200]
+        detail = f"body is not valid Content-Encoding {encoding!r} ({why})"
+        self.intake.reject("invalid_value", detail, b"")
+        # the parser stopped at the error: end the body here, or aiohttp tries to read the
+        # rest after the answer, meets the error again and logs it as an unhandled exception
+        request.content.feed_eof()
+        resp = json_error(400, detail)
+        resp.force_close()
+        return resp
 
     def _refuse(self) -> web.Response:
         self._metrics.shed_requests.labels(self.cfg.name).inc()

@@ -3,9 +3,16 @@
 In: a persistent session (MQTT 3.1.1 ``clean_session=False``; MQTT 5 ``clean_start=False`` plus
 a session expiry) keyed by a stable client id, QoS 1, and *manual* acknowledgement: a PUBACK is
 sent only after the consumer of :meth:`MqttSource.stream` asked for the next mention, i.e.
-after it took the previous one. A crash before that makes the broker redeliver, so nothing is
-lost; the redelivered copy is dropped by dedup (in memory, and a snapshot of the newest keys is
-kept in the ``KeyValue`` store so a restart drops it too).
+after it took the previous one. A crash before that makes the broker redeliver; the
+redelivered copy is dropped by dedup (in memory, and a snapshot of the newest keys is kept in
+the ``KeyValue`` store so a restart drops it too). Taken is not yet durable: what the pipeline
+counted lives in memory until its next checkpoint (``storage.checkpoint_seconds``, 30 s by
+default), so a kill -9 loses the mentions acknowledged since then (QA: 502 of 1,999). A
+graceful stop loses nothing.
+
+A reconnect that finds the broker without the session it kept for us (restarted without
+persistence, or the session expired) is logged and counted
+(``crisiswatch_collector_sessions_lost_total``): what was published meanwhile is gone.
 
 Out: :class:`MqttPublisher` forwards hub messages to ``<prefix>/<topic>/<key>`` as JSON.
 """
@@ -16,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiomqtt
@@ -24,7 +31,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor.collectors.base import SourceContext, SourceHealth
-from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys, Secret, metrics_for
+from monitor.collectors.common import (
+    STABLE_SECONDS,
+    Backoff,
+    Checkpoint,
+    Intake,
+    RecentKeys,
+    Secret,
+    metrics_for,
+)
 from monitor.config.sources import MqttSourceConfig
 from monitor.decode import decode_json_bytes
 from monitor.errors import DecodeError
@@ -142,6 +157,9 @@ class MqttSource:
         self._password = password
         self._seed = seed
         self._state_key = f"collector:{cfg.name}:dedup"
+        self._session_key = f"collector:{cfg.name}:session"
+        self.sessions_lost = 0  # reconnects that found the broker without our session
+        self._intake.metrics.sessions_lost.labels(cfg.name)  # at 0, for increase()
         self.dropped = 0  # QoS 0 messages dropped on a full incoming queue
         self._drops_logged = 0
         self._drop_log_at: float | None = None
@@ -171,6 +189,40 @@ class MqttSource:
     async def _save_dedup(self, checkpoint: Checkpoint) -> None:
         await checkpoint.save(self._state_key, self._intake.dedup.snapshot(_DEDUP_KEEP))
 
+    async def _expects_session(self) -> bool:
+        """Whether the broker should hold a session for us already at our first connect: an
+        earlier run of this service connected with the same client id (a restart must find
+        its session too, or what was published while it was down is gone)."""
+        try:
+            raw = await self.ctx.state.get(self._session_key)
+            mark = json.loads(raw) if raw else None
+        except Exception:  # unknown: the first connect then proves nothing either way
+            return False
+        return (
+            isinstance(mark, dict)
+            and mark.get("client_id") == self.cfg.client_id
+            and isinstance(mark.get("at"), int | float)
+        )
+
+    async def _mark_session(self) -> None:
+        """Remember that the broker holds a session for our client id (best effort)."""
+        mark = {"client_id": self.cfg.client_id, "at": self.ctx.clock.now()}
+        with contextlib.suppress(Exception):
+            await self.ctx.state.put(self._session_key, json.dumps(mark).encode())
+
+    def _session_lost(self) -> None:
+        """The broker answered a resume without the session it kept for us (restarted without
+        persistence, or the session expired): what was published meanwhile is gone."""
+        self.sessions_lost += 1
+        self._intake.metrics.sessions_lost.labels(self.name).inc()
+        log.warning(
+            "%s: the broker %s:%s had no session for client id %r (restarted without "
+            "persistence, or the session expired after %d s): messages published while we "
+            "were away are lost",
+            self.name, self.cfg.host, self.cfg.port, self.cfg.client_id,
+            self.cfg.session_expiry_seconds,
+        )  # fmt: skip
+
     async def stream(self) -> AsyncGenerator[Mention, None]:
         clock = self.ctx.clock
         restored = RecentKeys.restore(await self.ctx.state.get(self._state_key))
@@ -183,6 +235,8 @@ class MqttSource:
         attempts = 0
         checkpoint = Checkpoint(self.name, self.ctx, every=_SAVE_EVERY_SECONDS)
         queue = incoming_queue(MAX_QUEUED_QOS0, self._dropped)
+        expect_session = await self._expects_session()
+        short = 0  # connections in a row that dropped before they were stable
         self._intake.link(False)  # down from the start until the broker answers
         try:
             while True:
@@ -190,18 +244,24 @@ class MqttSource:
                     self._intake.reconnected()
                 attempts += 1
                 error: BaseException | None = None
+                up_at: float | None = None
                 client = _client(
                     self.cfg, self.cfg.client_id, self._password, persistent=True, queue_type=queue
                 )
                 # aiomqtt has no public switch for it; paho's manual ack is what makes QoS 1
                 # at-least-once end to end instead of "acked on arrival, lost on crash".
                 client._client.manual_ack_set(True)
+                session = _capture_session_present(client)
                 try:
                     async with client:
+                        up_at = clock.monotonic()
+                        if expect_session and session.present is False:
+                            self._session_lost()
+                        expect_session = True
+                        await self._mark_session()
                         for f in filters:
-                            await client.subscribe(f, qos=self.cfg.qos)
+                            await _unless_dropped(client, client.subscribe(f, qos=self.cfg.qos))
                         self._intake.link(True)
-                        backoff.reset()
                         log.info("%s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
                         async for msg in client.messages:
                             raw = msg.payload
@@ -216,12 +276,99 @@ class MqttSource:
                             if checkpoint.due():
                                 await self._save_dedup(checkpoint)
                 except aiomqtt.MqttError as exc:
-                    error = exc
+                    lasted = None if up_at is None else clock.monotonic() - up_at
+                    short = short + 1 if lasted is not None and lasted < STABLE_SECONDS else 0
+                    hint = self.cfg.client_id if short >= 2 else None
+                    error = aiomqtt.MqttError(lost_reason(exc, lasted, hint))
                 finally:
+                    _drop_reason(client)
                     self._intake.link(False, error)
+                # start over only after a connection that held: reset as soon as it was up,
+                # two instances with one client id kicked each other ~2 times a second (QA)
+                backoff.settle(None if up_at is None else clock.monotonic() - up_at)
                 await clock.sleep(backoff.next())
         finally:
             await self._save_dedup(checkpoint)
+
+
+class _Session:
+    present: bool | None = None  # the CONNACK's session-present flag, once it came
+
+
+def _capture_session_present(client: aiomqtt.Client) -> _Session:
+    """The session-present flag of the client's next CONNACK (aiomqtt drops it), read by
+    wrapping the paho client's ``on_connect`` that aiomqtt installed."""
+    seen = _Session()
+    paho = client._client
+    aiomqtt_on_connect: Callable[..., None] = paho.on_connect  # type: ignore[assignment]
+
+    def on_connect(
+        c: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
+        seen.present = bool(flags.session_present)
+        aiomqtt_on_connect(c, userdata, flags, reason_code, properties)
+
+    paho.on_connect = on_connect
+    return seen
+
+
+def lost_reason(exc: aiomqtt.MqttError, lasted: float | None, client_id: str | None) -> str:
+    """Why the connection ended, with the broker's reason (aiomqtt keeps it in ``__cause__``),
+    and the usual cause when connections keep dropping soon after they came up (`client_id`
+    given): two clients using one client id take the session from each other.
+
+    >>> from paho.mqtt.packettypes import PacketTypes
+    >>> from paho.mqtt.reasoncodes import ReasonCode
+    >>> taken = aiomqtt.MqttCodeError(ReasonCode(PacketTypes.DISCONNECT, identifier=142))
+    >>> try:
+    ...     raise aiomqtt.MqttError("Disconnected during message iteration") from taken
+    ... except aiomqtt.MqttError as e:
+    ...     dropped = e
+    >>> lost_reason(dropped, 0.4, None)
+    'Disconnected during message iteration: [code:142] Session taken over'
+    >>> lost_reason(dropped, 0.4, "cw-1")[-66:]
+    "(after 0.4 s connected: does another client use client id 'cw-1'?)"
+    >>> lost_reason(aiomqtt.MqttError("[Errno 111] Connection refused"), None, "cw-1")
+    '[Errno 111] Connection refused'
+    """
+    text = str(exc)
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    if client_id is not None and lasted is not None:
+        text += (
+            f" (after {lasted:.1f} s connected: does another client use client id {client_id!r}?)"
+        )
+    return text
+
+
+async def _unless_dropped(client: aiomqtt.Client, request: Awaitable[object]) -> None:
+    """Await a request to the broker (a SUBSCRIBE), but give up as soon as the connection
+    drops: aiomqtt waits for the answer for its whole timeout (10 s) regardless."""
+    task = asyncio.ensure_future(request)
+    dropped = client._disconnected
+    try:
+        await asyncio.wait((task, dropped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task
+    if task.done() and not task.cancelled():
+        task.result()
+        return
+    raise aiomqtt.MqttError("Disconnected while subscribing") from _drop_reason(client)
+
+
+def _drop_reason(client: aiomqtt.Client) -> BaseException | None:
+    """Why the client's connection dropped, if it did; reading it also tells asyncio it was
+    seen. aiomqtt reads it only while iterating messages: a drop during a SUBSCRIBE or while
+    the consumer held a mention logged "Future exception was never retrieved" (QA: twice
+    after a broker pause)."""
+    fut = client._disconnected
+    if fut.done() and not fut.cancelled():
+        return fut.exception()
+    return None
 
 
 def out_topic(prefix: str, topic: str, message: Mapping[str, Any]) -> str:

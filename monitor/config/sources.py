@@ -47,7 +47,7 @@ class BackoffConfig(Section):
 
     initial_seconds: float = Field(default=0.5, gt=0)
     """Longest wait before the first reconnect; doubles with each failed attempt and starts
-    over once a connection holds (MQTT: on connect; websockets: after 10 s up)."""
+    over once a connection has held for 10 s."""
     max_seconds: float = Field(default=30.0, gt=0)
     """Cap of the wait between two reconnect attempts."""
 
@@ -308,8 +308,8 @@ class RssConfig(PullSource):
     interval_seconds: float = Field(default=300.0, gt=0)
     """Time between two polls of a feed (a feed may set its own)."""
     timeout_seconds: float = Field(default=20.0, gt=0)
-    """A poll fails after this long (and is retried with backoff, 5 s growing to four
-    intervals)."""
+    """A poll fails after this long (and is retried with backoff: 5 s doubling up to the
+    feed's interval or 60 s, at least what a 429/503's `Retry-After` asks)."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """A feed body larger than this is refused (dead-lettered as `oversize`)."""
     user_agent: str = "crisiswatch/0.1 (+rss poller)"

@@ -293,3 +293,19 @@ def test_run_raises_the_open_files_limit_to_the_hard_one() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_check_config_warns_of_a_feed_polled_less_often_than_lateness_allows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At the defaults (300 s polls, 60 s watermark) two thirds of a healthy feed's items
+    counted in no series, and nothing said so (collectors QA, fourteenth session)."""
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).parents[2] / "config/default.yaml").read_text())
+    doc["sources"]["rss"] = {"enabled": True, "feeds": [{"url": "https://news.example/rss"}]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert cli.main(["check-config", str(path)]) == 0  # valid: a warning, not an error
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "https://news.example/rss" in err

@@ -6,10 +6,18 @@ import logging
 import statistics
 from dataclasses import replace
 
+import aiomqtt
 import pytest
 
 from monitor.clock import FakeClock
-from monitor.collectors.common import Backoff, Checkpoint, Intake, RecentKeys, Secret
+from monitor.collectors.common import (
+    STABLE_SECONDS,
+    Backoff,
+    Checkpoint,
+    Intake,
+    RecentKeys,
+    Secret,
+)
 from monitor.collectors.ingest import split_body
 from monitor.collectors.mqtt import MqttSource
 from monitor.config.sources import MqttSourceConfig
@@ -114,6 +122,7 @@ def test_a_source_that_cannot_connect_is_told_once_then_every_ten_minutes(
             intake.link(False, refused)
             clock.advance(30)
         intake.link(True)
+        clock.advance(STABLE_SECONDS)  # a connection that held
         intake.link(False, refused)  # a new outage: told again
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     why = "ConnectionRefusedError: [Errno 111] Connect call failed"
@@ -122,3 +131,34 @@ def test_a_source_that_cannot_connect_is_told_once_then_every_ten_minutes(
         f"mqtt: still not connected (21 attempts): {why}",
         f"mqtt: connection lost: {why}",
     ]
+
+
+def test_a_link_that_flaps_is_one_outage_told_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Two MQTT clients with one client id took the session from each other: each short-lived
+    connection ended the outage and the next drop was a new one, a warning per flap (QA: 268
+    warnings in 70 s)."""
+    clock = FakeClock(0.0)
+    intake = Intake("mqtt", "mqtt", make_harness(clock).ctx)
+    kicked = aiomqtt.MqttError("Disconnected during message iteration")
+    with caplog.at_level(logging.DEBUG, logger="monitor.collectors"):
+        for _ in range(100):
+            intake.link(True)
+            clock.advance(0.3)
+            intake.link(False, kicked)
+            clock.advance(0.2)
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == ["mqtt: connection lost: MqttError: Disconnected during message iteration"]
+    quiet = [r.getMessage() for r in caplog.records if r.levelno < logging.WARNING]
+    assert quiet[0].startswith("mqtt: connection lost again after 0.3 s (2 in a row lasted less")
+
+
+def test_backoff_starts_over_only_after_a_stable_connection() -> None:
+    b = Backoff(0.5, 30.0, seed=1)
+    for _ in range(5):
+        b.next()
+        b.settle(1.0)  # up for a second, then kicked: keep backing off
+    assert b.attempt == 5
+    b.settle(None)
+    assert b.attempt == 5
+    b.settle(STABLE_SECONDS)
+    assert b.attempt == 0

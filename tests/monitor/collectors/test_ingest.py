@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -323,3 +325,26 @@ async def test_max_item_bytes_holds_for_every_body_format() -> None:
         assert h.submitted == [] and h.letters.reasons["oversize"] == 3
     finally:
         await client.close()
+
+
+async def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400_dead_lettered(
+    env: tuple[Harness, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`Content-Encoding: gzip` on a body that is not gzip: a 500, two ERROR tracebacks,
+    nothing dead-lettered, and the next request on the keep-alive connection reset (QA)."""
+    h, client = env
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    resp = await client.post("/api/v1/mentions", data=b"this is not gzip", headers=headers)
+    assert resp.status == 400
+    body = await resp.json()
+    assert "Content-Encoding 'gzip'" in body["error"]
+    assert h.letters.reasons == {"invalid_value": 1}
+    assert (
+        h.metric("crisiswatch_collector_dead_letters_total", source="http", reason="invalid_value")
+        == 1
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # the client's next request (same session) is answered, not reset
+    good = gzip.compress(json.dumps(item(1)).encode())
+    resp = await client.post("/api/v1/mentions", data=good, headers=headers)
+    assert resp.status == 200 and (await resp.json())["accepted"] == 1

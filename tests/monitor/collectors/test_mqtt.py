@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from contextlib import aclosing
 from dataclasses import replace
+from pathlib import Path
 from typing import Literal
 
 import aiomqtt
@@ -15,7 +21,7 @@ import pytest
 
 from monitor.clock import SystemClock
 from monitor.collectors.mqtt import MqttPublisher, MqttSource, out_topic
-from monitor.config.sources import MqttPublishConfig, MqttSourceConfig
+from monitor.config.sources import BackoffConfig, MqttPublishConfig, MqttSourceConfig
 from monitor.decode import encode_mention
 from monitor.hub import Hub
 from monitor.model import Author, Mention
@@ -300,3 +306,104 @@ async def test_qos0_input_beyond_the_queue_bound_is_dropped_and_counted(
     assert len(rest) <= 50  # what waited in the bounded queue
     assert src.dropped + 1 + len(rest) <= 501 and src.dropped >= 450 - 5
     assert h.metric("crisiswatch_collector_dropped_total", source="mqtt") == src.dropped
+
+
+@pytest.mark.integration
+async def test_two_instances_with_one_client_id_back_off_instead_of_flapping() -> None:
+    """The backoff started over as soon as a connection was up: two instances with the same
+    client id took the session from each other ~2 times a second each, for ever (QA)."""
+    run = uuid.uuid4().hex[:12]
+    cfg = MqttSourceConfig(enabled=True, client_id=f"cw-twin-{run}", topics=[f"cwtest/{run}/in"])
+    a = MqttSource(cfg, make_harness(SystemClock()).ctx, seed=1)
+    b = MqttSource(cfg, make_harness(SystemClock()).ctx, seed=2)
+    (ta, _), (tb, _) = consuming(a), consuming(b)
+    await asyncio.sleep(8.0)
+    ta.cancel()
+    tb.cancel()
+    await asyncio.gather(ta, tb, return_exceptions=True)
+    # reset at each connect: ~30 reconnects in 8 s; backing off (0.5, 1, 2, 4 s caps): < 12
+    assert a.health.reconnects + b.health.reconnects <= 12
+    assert a.health.reconnects + b.health.reconnects >= 2  # they did kick each other
+    # the health (and the log) say why and what to look at
+    why = [s.health.last_error or "" for s in (a, b)]
+    assert any("Unexpected disconnection" in w or "[code:" in w for w in why), why
+    assert any(f"does another client use client id '{cfg.client_id}'" in w for w in why), why
+
+
+def _broker(port: int, tmp: Path) -> subprocess.Popen[bytes]:
+    """Our own Mosquitto without persistence (the shared one must not be touched)."""
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(100):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosquitto could not start on {port} (port taken?)")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+            time.sleep(0.1)
+            if proc.poll() is None:  # it is ours that answered
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"mosquitto did not start on {port}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs the mosquitto binary")
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_broker_that_lost_our_session_is_told_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: Literal["3.1.1", "5"]
+) -> None:
+    """A broker restarted without persistence drops what was published meanwhile; the
+    collector resumed with clean_start=False and never looked at the CONNACK (QA)."""
+    port = 19150 + (0 if protocol == "5" else 1)
+    run = uuid.uuid4().hex[:12]
+    cfg = MqttSourceConfig(
+        enabled=True,
+        host="127.0.0.1",
+        port=port,
+        client_id=f"cw-lost-{run}",
+        topics=[f"cwtest/{run}/in"],
+        protocol=protocol,
+        backoff=BackoffConfig(initial_seconds=0.1, max_seconds=0.5),
+    )
+    h = make_harness(SystemClock())
+    broker = _broker(port, tmp_path)
+    try:
+        # the first connect ever: no session expected, none lost
+        first = MqttSource(cfg, h.ctx)
+        task, _ = consuming(first)
+        await _wait(lambda: first.health.connected, 10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert first.sessions_lost == 0
+        # a restart of the service: the broker kept the session, nothing lost
+        src = MqttSource(cfg, h.ctx)
+        task, _ = consuming(src)
+        await _wait(lambda: src.health.connected, 10)
+        assert src.sessions_lost == 0
+        assert h.metric("crisiswatch_collector_sessions_lost_total", source="mqtt") == 0
+        # the broker restarts without persistence while we are connected
+        _stop(broker)
+        await _wait(lambda: not src.health.connected, 10)
+        broker = _broker(port, tmp_path)
+        with caplog.at_level(logging.WARNING, logger="monitor.collectors.mqtt"):
+            await _wait(lambda: src.health.connected, 20)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        _stop(broker)
+    assert src.sessions_lost == 1
+    assert h.metric("crisiswatch_collector_sessions_lost_total", source="mqtt") == 1
+    assert "messages published while we were away are lost" in caplog.text
+    assert cfg.client_id in caplog.text

@@ -223,3 +223,42 @@ def test_a_pull_source_quiet_by_nature_sets_its_own_limit(
     assert h.metric("crisiswatch_source_stale", source=source.name) == 0.0
     clock.advance(1.0)
     assert h.metric("crisiswatch_source_stale", source=source.name) == 1.0
+
+
+def test_feeds_polled_less_often_than_the_watermark_allows_are_named() -> None:
+    """At the default 300 s interval two thirds of a healthy feed's items counted in no series,
+    /healthz 200 and one generic late-mentions line saying anything (QA)."""
+    from monitor.collectors.registry import late_share, lateness_warnings
+    from monitor.config.sources import FeedConfig, RssConfig, SourcesConfig
+
+    feeds = [
+        FeedConfig(url="https://news.example/rss.xml", name="Example News"),
+        FeedConfig(url="https://fast.example/rss", interval_seconds=45),
+    ]
+    cfg = SourcesConfig(rss=RssConfig(enabled=True, feeds=feeds))
+    (warning,) = lateness_warnings(cfg, watermark_seconds=60.0, bucket_seconds=60.0)
+    for part in (
+        "sources.rss.feeds[0] (Example News)",
+        "every 300 s",
+        "aggregation.watermark_seconds is 60 s",
+        "about 70%",
+        "interval_seconds",
+        "5x the requests",
+        "raise aggregation.watermark_seconds to 300",
+        "240 s later",
+    ):
+        assert part in warning
+    assert lateness_warnings(cfg, watermark_seconds=300.0) == []
+    off = SourcesConfig(rss=RssConfig(enabled=False, feeds=feeds))
+    assert lateness_warnings(off, watermark_seconds=60.0) == []
+    # the share agrees with counting: an item published each second, read at the next poll
+    # (polls every `interval`, at several phases against the buckets), late when read after
+    # its bucket's end + watermark
+    for interval, watermark, bucket in ((300, 60, 60), (90, 60, 60), (120, 30, 300)):
+        late = total = 0
+        for phase in range(0, bucket, 7):
+            for t in range(6000):
+                read = ((t - phase) // interval + 1) * interval + phase
+                late += read > (t // bucket + 1) * bucket + watermark
+                total += 1
+        assert abs(late / total - late_share(interval, watermark, bucket)) < 0.03

@@ -4,6 +4,7 @@ charset, answers that are no feed, bad items and a state store outage."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -427,3 +428,79 @@ async def test_one_broken_feed_does_not_take_a_working_source_down() -> None:
     await server.close()
     assert src.health.connected and src.health.last_error is not None  # the failure is shown
     assert not src.health.down(clock.now() + 600.0, grace=60.0)
+
+
+class Flaky:
+    """A feed that answers `fail` (with `headers`) while `failing(now)` holds, else V1; it
+    records the clock time of each request."""
+
+    def __init__(
+        self, clock: FakeClock, fail: int, headers: dict[str, str], failing: Callable[[float], bool]
+    ) -> None:
+        self.clock, self.fail, self.headers, self.failing = clock, fail, headers, failing
+        self.times: list[float] = []
+        self.ok_at: list[float] = []
+
+    async def rss(self, request: web.Request) -> web.Response:
+        now = self.clock.monotonic()
+        self.times.append(now)
+        if self.failing(now):
+            return web.Response(status=self.fail, headers=self.headers)
+        self.ok_at.append(now)
+        return web.Response(text=V1, content_type="application/rss+xml")
+
+
+async def _poll_flaky(flaky: Flaky, done: Callable[[], bool], interval: float = 300.0) -> RssSource:
+    h = make_harness(flaky.clock)
+    app = web.Application()
+    app.add_routes([web.get("/rss", flaky.rss)])
+    server = TestServer(app)
+    await server.start_server()
+    cfg = RssConfig(
+        enabled=True,
+        interval_seconds=interval,
+        feeds=[FeedConfig(url=str(server.make_url("/rss")))],
+    )
+    src = RssSource(cfg, h.ctx, seed=7)
+    try:
+        await run_until(src, lambda _: done())
+    finally:
+        await server.close()
+    return src
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    "retry_after", ["120", "Thu, 01 Jan 1970 00:02:00 GMT"], ids=["seconds", "date"]
+)
+async def test_retry_after_is_honoured(status: int, retry_after: str) -> None:
+    """A feed answering 429 with Retry-After: 120 was polled again after 3.3, 5.7, 13.1 s (QA)."""
+    clock = FakeClock(0.0)  # the date above is 120 s after it
+    flaky = Flaky(clock, status, {"Retry-After": retry_after}, lambda _: True)
+    src = await _poll_flaky(flaky, lambda: len(flaky.times) >= 2)
+    gaps = [b - a for a, b in zip(flaky.times, flaky.times[1:], strict=False)]
+    assert gaps[0] >= 120.0 - 1e-6
+    assert f"{status}" in (src.health.last_error or "")
+
+
+async def test_an_absurd_retry_after_is_capped() -> None:
+    clock = FakeClock(1_720_000_000.0)
+    for value in ("999999999", "1e999"):
+        flaky = Flaky(clock, 429, {"Retry-After": value}, lambda _: True)
+        await _poll_flaky(flaky, lambda f=flaky: len(f.times) >= 2)  # type: ignore[misc]
+        gap = flaky.times[1] - flaky.times[0]
+        assert 300.0 <= gap <= 3600.0  # capped at an hour; unreadable: one interval (429)
+
+
+async def test_retries_have_a_floor_and_a_feed_that_is_back_is_seen_within_a_minute() -> None:
+    """The first retry after a 500 came after 0.8 s (full jitter: U(0, 5)), and the backoff,
+    growing to 4 x interval, kept the source "not connected" 90 s after a 60 s outage (QA)."""
+    clock = FakeClock(1_720_000_000.0)
+    start = clock.monotonic()
+    flaky = Flaky(clock, 500, {}, lambda now: now - start < 600.0)  # down for 10 minutes
+    await _poll_flaky(flaky, lambda: bool(flaky.ok_at))
+    tries = [t for t in flaky.times if t <= flaky.ok_at[0]]  # up to the first good poll
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert gaps[0] >= 5.0 and min(gaps) >= 5.0
+    assert max(gaps) <= 60.0
+    assert flaky.ok_at[0] - (start + 600.0) <= 60.0  # back: seen within a minute
