@@ -12,11 +12,13 @@ not depend on textblob-de.
 
 Model: an English head (logistic regression on English train) and a German head (logistic
 regression on German train over the same columns plus the centred English logits, i.e. stacking
-the English model). Honest model selection: every choice (English ``C``; German ``C``, stack
-scale, lexicon switches) is made by stratified cross-validation on the *train* splits only; the
-validation splits are scored once, after the final fits, and only reported. Vocabulary and idf
-come from train without labels. Everything is seeded; the artifact is reproducible bit for bit
-given the same library versions.
+the English model). v3: links are no feature and negated words give no char n-grams
+(docs/sentiment.md); ``--negative-offset`` (off) would shift the English negative logit to the
+true negative share on train. Honest model selection: every choice (English ``C``;
+German ``C``, stack scale, lexicon switches) is made by stratified cross-validation on the
+*train* splits only; the validation splits are scored once, after the final fits, and only
+reported. Vocabulary and idf come from train without labels. Everything is seeded; the artifact
+is reproducible bit for bit given the same library versions.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -69,6 +72,15 @@ LEXICON_FILE = "textblob_de/data/de-sentiment.xml"
 _ADJ = ("", "e", "en", "er", "es", "em", "ere", "eren", "erer", "eres", "ste", "sten", "ster")
 _NOUN = ("", "s", "n", "en", "e", "es", "er", "ern")
 _VERB = ("e", "st", "t", "te", "ten", "test", "tet", "end", "ende", "enden")
+# Lexicon forms whose common reading in posts is not the lexicon's (reviewed by hand, thirteenth
+# session): verbs read as nouns (sucht: searches / Sucht: addiction; kaufen), English words in
+# German posts ("not", "hell", "real", "update"), colours, fillers and adverbs that modify
+# rather than judge (wohl, einfach, bestimmt, anders, trotz, rein, direkt).
+_HOMOGRAPHS_TEXT = """sucht gesucht not fertig kaufen passt passen wagen hell real update bett
+    blau grau schwarz schwarze schwarzer dunkel wohl einfach bestimmt anders trotz rein direkt
+    fest erhalt erhalten bleiben glaube"""
+HOMOGRAPHS = frozenset(_HOMOGRAPHS_TEXT.split())
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def read_split(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
@@ -78,19 +90,26 @@ def read_split(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
     return texts, np.array([int(x) for x in labels], dtype=np.int64)
 
 
-def german_lexicon(path: Path) -> dict[str, float]:
+def german_lexicon(path: Path, corpus: Sequence[str] = ()) -> dict[str, float]:
     """Folded word form -> polarity; base forms win over generated inflections, and a generated
-    form claimed by both polarities is dropped."""
+    form claimed by both polarities is dropped, and so are the :data:`HOMOGRAPHS`.
+
+    Folding umlauts can make another word: schön folds to "schon" (already). A folded form that
+    only umlaut spellings produce is dropped when ``corpus`` (German train text) writes it
+    without umlaut more often than with one: there it is mostly the other word. The umlaut-free
+    spelling (``schoen``) is unambiguous and stays.
+    """
     exact: dict[str, float] = {}
     generated: dict[str, float] = {}
     clash: set[str] = set()
+    plain: set[str] = set()  # forms some spelling produces that was not folded
     for el in ET.parse(path).getroot().iter("word"):
         pol = float(el.get("polarity", "0"))
         form = el.get("form", "").strip().lower()
         if not pol or not form or " " in form:
             continue
         pos = el.get("pos", "")
-        for base in umlaut_variants(form):
+        for i, base in enumerate(umlaut_variants(form)):
             exact.setdefault(base, pol)
             if pos == "JJ":
                 forms = [base + s for s in _ADJ]
@@ -101,6 +120,9 @@ def german_lexicon(path: Path) -> dict[str, float]:
                 forms = [stem + s for s in _VERB] + ["ge" + stem + "t"]
             else:
                 forms = []
+            if i or fold(form) == form:  # written so, or the umlaut-free "ue" spelling
+                plain.add(base)
+                plain.update(forms)
             for f in forms:
                 old = generated.get(f)
                 if old is not None and (old > 0) != (pol > 0):
@@ -108,7 +130,19 @@ def german_lexicon(path: Path) -> dict[str, float]:
                 generated.setdefault(f, pol)
     out = {f: p for f, p in generated.items() if f not in clash}
     out.update(exact)
-    return {fold(f): p for f, p in sorted(out.items())}
+    written: Counter[str] = Counter()  # raw spelling -> count
+    for text in corpus:
+        written.update(_LETTERS.findall(text.lower()))
+    umlauted: Counter[str] = Counter()  # folded form -> count of its spellings that fold
+    for w, c in written.items():
+        if fold(w) != w:
+            umlauted[fold(w)] += c
+    folded = {fold(f): p for f, p in sorted(out.items())}
+    return {
+        f: p
+        for f, p in folded.items()
+        if f not in HOMOGRAPHS and (f in plain or written[f] <= umlauted[f])
+    }
 
 
 def build_columns(
@@ -132,31 +166,64 @@ def build_columns(
     return names, idf
 
 
-def balanced(y: np.ndarray) -> np.ndarray:
-    counts = np.bincount(y, minlength=3).astype(np.float64)
-    w: np.ndarray = (len(y) / (3.0 * counts))[y]
+def balanced(y: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Sample weights that balance the classes, within each group when ``groups`` are given.
+
+    German: the groups are link posts and text-only posts. UMSAB's neutral class is 65 % link
+    posts, its polar classes 13–24 %; balanced per group, a link says nothing about the class
+    and a text-only post has no polar prior.
+    """
+    if groups is None:
+        groups = np.zeros(len(y), dtype=np.int64)
+    w = np.zeros(len(y), dtype=np.float64)
+    for g in np.unique(groups):
+        at = groups == g
+        counts = np.bincount(y[at], minlength=3).astype(np.float64)
+        w[at] = (at.sum() / (3.0 * np.maximum(counts, 1.0)))[y[at]]
     return w
+
+
+def has_link(texts: Sequence[str]) -> np.ndarray:
+    return np.array([("http" in t or "www." in t) for t in texts], dtype=np.int64)
 
 
 class Fitted:
     """A fitted logistic regression over the columns the training rows use, mapped back."""
 
-    def __init__(self, X: sparse.csr_matrix, y: np.ndarray, C: float) -> None:
+    def __init__(
+        self, X: sparse.csr_matrix, y: np.ndarray, C: float, groups: np.ndarray | None = None
+    ) -> None:
         # Unused columns would get zero weight anyway; dropping them makes L-BFGS cheaper.
         self.active = np.unique(X.indices)
         clf = LogisticRegression(C=C, max_iter=500, tol=1e-4, random_state=SEED)
-        clf.fit(X[:, self.active], y, sample_weight=balanced(y))
+        clf.fit(X[:, self.active], y, sample_weight=balanced(y, groups))
         self.coef = np.zeros((3, X.shape[1]), dtype=np.float64)
         self.coef[:, self.active] = clf.coef_
         self.intercept = clf.intercept_
 
+    def decision(self, X: sparse.csr_matrix) -> np.ndarray:
+        out: np.ndarray = np.asarray(X @ self.coef.T + self.intercept)
+        return out
+
     def predict(self, X: sparse.csr_matrix) -> np.ndarray:
-        out: np.ndarray = np.asarray(X @ self.coef.T + self.intercept).argmax(axis=1)
+        out: np.ndarray = self.decision(X).argmax(axis=1)
         return out
 
 
-def fit(X: sparse.csr_matrix, y: np.ndarray, C: float) -> Fitted:
-    return Fitted(X, y, C)
+def negative_offset(logits: np.ndarray, y: np.ndarray) -> float:
+    """What to add to the negative logit so that as many texts are called negative as are.
+
+    Balanced class weights (for macro-recall) make the rare negative class win wherever it is
+    about as likely as another: on TweetEval (15.6 % negative) the English head called 22 % of
+    posts negative, and the sentiment-turn detector watches that share. Chosen on out-of-fold
+    logits of train, so it is an honest estimate.
+    """
+    margin = logits[:, 0] - np.maximum(logits[:, 1], logits[:, 2])
+    return -float(np.quantile(margin, 1.0 - float(np.mean(y == 0))))
+
+
+def fit(X: sparse.csr_matrix, y: np.ndarray, C: float, groups: np.ndarray | None = None) -> Fitted:
+    return Fitted(X, y, C, groups)
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -224,11 +291,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lexicon", type=Path, help="de-sentiment.xml (default: from textblob-de)")
     ap.add_argument("--min-df", type=int, default=2)
     ap.add_argument("--bits", type=int, default=20)
-    ap.add_argument("--en-C", type=float, nargs="+", default=[0.5, 1.0, 2.0])
-    ap.add_argument("--de-C", type=float, nargs="+", default=[16.0, 32.0, 64.0])
-    ap.add_argument("--char-scale", type=float, nargs="+", default=[0.125, 0.25, 0.5])
+    ap.add_argument("--en-C", type=float, nargs="+", default=[0.5, 1.0])
+    ap.add_argument("--de-C", type=float, nargs="+", default=[16.0, 32.0])
+    ap.add_argument("--char-scale", type=float, nargs="+", default=[0.125, 0.25])
     ap.add_argument("--dense", type=float, default=1.0, help="scale of the raw-count block")
     ap.add_argument("--beta", type=float, default=0.5, help="scale of the English logits")
+    ap.add_argument(
+        "--link-balance",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="German: balance the classes within link and text-only posts (see balanced)",
+    )
+    ap.add_argument(
+        "--negative-offset",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="shift the English negative logit to the true negative share on train (off: it "
+        "cost recall on outage posts, and the detectors judge a topic's share against its own "
+        "baseline, so a constant bias does not matter to them)",
+    )
     ap.add_argument("--de-repeats", type=int, default=3, help="repeats of German 5-fold CV")
     ap.add_argument("--skip-val", action="store_true", help="development: do not score val")
     ap.add_argument("--en-cache", type=Path, help="development: reuse/save the English head")
@@ -248,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lex_path = args.lexicon or Path(
         str(importlib.metadata.distribution(LEXICON_DIST).locate_file(LEXICON_FILE))
     )
-    lexicon = german_lexicon(lex_path)
+    lexicon = german_lexicon(lex_path, de_tr)
     log(f"German lexicon: {len(lexicon)} word forms from {lex_path.name}")
 
     full = FeatureConfig(bits=args.bits)
@@ -270,15 +351,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"en head from {args.en_cache}: C={en_C}")
     else:
         en_cv = []
-        for C in args.en_C if len(args.en_C) > 1 else []:  # one value: nothing to choose
-            pred = np.zeros_like(y_en)
+        oof: dict[float, np.ndarray] = {}  # out-of-fold logits per C
+        for C in args.en_C:
+            oof[C] = np.zeros((len(y_en), 3))
             for tr, te in StratifiedKFold(3, shuffle=True, random_state=SEED).split(X_en, y_en):
-                pred[te] = fit(X_en[tr], y_en[tr], C).predict(X_en[te])
-            en_cv.append({"C": C, **scores(y_en, pred)})
+                oof[C][te] = fit(X_en[tr], y_en[tr], C).decision(X_en[te])
+            pred = oof[C].argmax(axis=1)
+            en_cv.append({"C": C, **scores(y_en, pred), "neg_share": _share(pred)})
             log(f"  en CV C={C:<4g} macro-recall {en_cv[-1]['macro_recall']:.4f}")
-        en_C = max(en_cv, key=lambda r: r["macro_recall"])["C"] if en_cv else args.en_C[0]
+        en_C = max(en_cv, key=lambda r: r["macro_recall"])["C"]
+        offset = negative_offset(oof[en_C], y_en) if args.negative_offset else 0.0
+        shifted = oof[en_C] + np.array([offset, 0.0, 0.0])
+        en_cv.append(
+            {"C": en_C, "negative_offset": round(offset, 4), **scores(y_en, shifted.argmax(1))}
+            | {"neg_share": _share(shifted.argmax(1)), "true_neg_share": _share(y_en)}
+        )
+        log(f"  en CV with negative offset {offset:+.3f}: {en_cv[-1]}")
         en_clf = fit(X_en, y_en, en_C)
-        en_head = Head(en_clf.coef.T.astype(np.float32), en_clf.intercept.astype(np.float32))
+        bias = en_clf.intercept + np.array([offset, 0.0, 0.0])
+        en_head = Head(en_clf.coef.T.astype(np.float32), bias.astype(np.float32))
         log(f"en head: C={en_C}")
         if args.en_cache:
             np.savez(
@@ -304,14 +395,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     splitter = RepeatedStratifiedKFold(n_splits=5, n_repeats=args.de_repeats, random_state=SEED)
     folds = list(splitter.split(np.zeros(len(y_de)), y_de))
 
-    def de_cv(b: GermanBlocks, C: float, g: float, delta: float, beta: float) -> dict[str, Any]:
+    links = has_link(de_tr)
+    de_groups = links if args.link_balance else None
+
+    def de_cv(
+        b: GermanBlocks,
+        C: float,
+        g: float,
+        delta: float,
+        beta: float,
+        groups: np.ndarray | None = de_groups,
+    ) -> dict[str, Any]:
         X = b.design(g, delta, beta)
         f1s = []
         pred = np.zeros_like(y_de)
+        neg = []  # out-of-fold predicted negative share: link posts, text-only posts
         for k, (tr, te) in enumerate(folds):
-            pred[te] = fit(X[tr], y_de[tr], C).predict(X[te])
+            sub = None if groups is None else groups[tr]
+            pred[te] = fit(X[tr], y_de[tr], C, sub).predict(X[te])
             if k % 5 == 4:  # one full repeat done
                 f1s.append(float(f1_score(y_de, pred, average="macro")))
+                neg.append([float((pred[links == v] == 0).mean()) for v in (1, 0)])
+        share = np.mean(neg, axis=0)
         return {
             "C": C,
             "char_scale": g,
@@ -319,13 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "beta": beta,
             "macro_f1": round(float(np.mean(f1s)), 4),
             "sd_repeats": round(float(np.std(f1s)), 4),
+            "neg_share_link": round(float(share[0]), 3),
+            "neg_share_text": round(float(share[1]), 3),
         }
 
     de_table = []
     for vname, C, g in itertools.product(variants, args.de_C, args.char_scale):
         r = {"variant": vname} | de_cv(blocks[vname], C, g, args.dense, args.beta)
         de_table.append(r)
-        log(f"  de CV {vname:16s} C={C:<4g} char x{g:<5g} macro-F1 {r['macro_f1']:.4f}")
+        log(
+            f"  de CV {vname:16s} C={C:<4g} char x{g:<5g} macro-F1 {r['macro_f1']:.4f}"
+            f"  negative share link {r['neg_share_link']:.3f} text {r['neg_share_text']:.3f}"
+        )
     best = max(de_table, key=lambda r: r["macro_f1"])
     log(f"de head: {best}")
     chosen = blocks[str(best["variant"])]
@@ -350,12 +460,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "no dense block": de_cv(chosen, C_de, g_de, 0.0, args.beta),
         "char n-grams unscaled": de_cv(chosen, C_de, 1.0, args.dense, args.beta),
         "no English stacking": de_cv(chosen, C_de, g_de, args.dense, 0.0),
+        "classes balanced per link group": de_cv(
+            chosen, C_de, g_de, args.dense, args.beta, None if args.link_balance else links
+        ),
     }
     for k, r in ablations.items():
-        log(f"  ablation {k:24s} macro-F1 {r['macro_f1']:.4f}")
+        log(
+            f"  ablation {k:44s} macro-F1 {r['macro_f1']:.4f}  negative share link"
+            f" {r['neg_share_link']:.3f} text {r['neg_share_text']:.3f}"
+        )
     cfg = variants[str(best["variant"])]
     de_head = chosen.head(
-        fit(chosen.design(g_de, args.dense, args.beta), y_de, C_de), g_de, args.dense, args.beta
+        fit(chosen.design(g_de, args.dense, args.beta), y_de, C_de, de_groups),
+        g_de,
+        args.dense,
+        args.beta,
     )
 
     meta: dict[str, Any] = {
@@ -391,6 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _predict(model: LinearModel, texts: list[str], lang: str) -> np.ndarray:
     return np.asarray(model.predict_proba(texts, [lang] * len(texts)).argmax(axis=1))
+
+
+def _share(pred: np.ndarray) -> float:
+    return round(float(np.mean(pred == 0)), 4)
 
 
 def _labels(sents: Sequence[Any]) -> np.ndarray:

@@ -4,13 +4,17 @@ A text yields two kinds of features:
 
 - *named* features (strings, mapped to columns by the model's vocabulary): word unigrams and
   bigrams with negation marking (``not good`` → ``w:~good``), emoji and emoticons, punctuation
-  runs, elongation (``soooo``), shouting, URLs, and bucketed counts of polarity-lexicon hits
+  runs, elongation (``soooo``), shouting, and bucketed counts of polarity-lexicon hits
   after negation (the small hand-written lexicon, and for German the large lexicon stored in
   the model artifact);
 - *char n-grams* (3–5) inside words, robust to misspellings, inflection and German compounds and
   shared between languages. They are hashed with numpy over a whole batch at once (no Python
   object per n-gram) into ``2**bits`` buckets; the model keeps weights only for buckets seen in
-  training.
+  training. A negated word has no char n-grams (``negated_chars`` off): they would read "bad"
+  in "not bad"; its named feature ``w:~bad`` carries it.
+
+A link is not a feature (``link_feature``): whether a post carries one says how UMSAB was
+sampled (65 % of its neutral posts are link posts), not how its writer feels.
 
 >>> fz = Featurizer()
 >>> named, words = fz.named("I don't like the new app :( soooo slow!!! @acme", "en")
@@ -18,7 +22,7 @@ A text yields two kinds of features:
 ['w:i', 'w:dont', 'w:~like', 'w:~the', 'w:~new', 'w:~app', 'w:E:(', 'w:soo', 'w:slow', 'w:!!', \
 'w:@user']
 >>> "LEX-3" in named, "ELONG" in named, words[:3]
-(True, True, ['i', 'like', 'the'])
+(True, True, ['i', 'soo', 'slow'])
 >>> rows, buckets = fz.char_buckets([["ok"], [], ["ab"]])
 >>> rows.tolist(), len(set(buckets.tolist()))   # " ok", "ok ", " ok " / " ab", "ab ", " ab "
 ([0, 0, 2, 2, 0, 2], 6)
@@ -37,7 +41,7 @@ import numpy.typing as npt
 from monitor.enrich.lexicon import is_negator, polarity
 from monitor.enrich.text import fold
 
-__all__ = ["DENSE_PREFIXES", "I64", "FeatureConfig", "Featurizer"]
+__all__ = ["DENSE_PREFIXES", "I64", "LEGACY_CONFIG", "FeatureConfig", "Featurizer"]
 
 # Named features that a head may also read as raw counts (see ``linear.Head.dense_cols``).
 DENSE_PREFIXES = ("GL", "LEX", "EMO", "URL", "ELONG", "CAPS", "P1", "P2", "OBJ")
@@ -80,12 +84,21 @@ class FeatureConfig:
 
     ``de_clause_negation``: in German a negator often follows what it negates ("gefällt mir
     nicht"), so lexicon hits anywhere in a clause with a negator are flipped.
+    ``negated_chars``: negated words give char n-grams too (v2; they read "bad" in "not bad").
+    ``link_feature``: a link is a feature (v2; UMSAB's neutral posts are mostly link posts, so
+    it taught the German head that a link means neutral and its absence polar).
     """
 
     bits: int = 20
     ngrams: tuple[int, ...] = (3, 4, 5)
     de_clause_negation: bool = True
     de_lexicon_feats: bool = True
+    negated_chars: bool = False
+    link_feature: bool = False
+
+
+#: What an artifact that predates a switch was trained with (``linear.load_model`` fills these in).
+LEGACY_CONFIG = {"negated_chars": True, "link_feature": True}
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -132,6 +145,8 @@ class Featurizer:
         german = lang == "de"
         use_big = german and self.config.de_lexicon_feats
         clause_neg = german and self.config.de_clause_negation
+        negated_chars = self.config.negated_chars
+        link_feature = self.config.link_feature
         cache = self._cache_de if german else self._cache_en
         if len(cache) > CACHE_SIZE:  # bounded: a long-running service sees endless new tokens
             cache.clear()
@@ -165,8 +180,11 @@ class Featurizer:
                     append("w:~" + word)
                     if not clause_neg:  # forward scope only
                         g = -g
+                    if negated_chars:
+                        words.append(word)
                 else:
                     append("w:" + word)
+                    words.append(word)
                 if p > 0:
                     pos += int(p)
                 elif p < 0:
@@ -179,7 +197,6 @@ class Featurizer:
                     append("w:#")
                 append("b:" + prev + "_" + word)
                 prev = word
-                words.append(word)
             elif kind == _BREAK:
                 if negated_clause:
                     cpos, cneg = cneg, cpos
@@ -213,7 +230,7 @@ class Featurizer:
                 append("w:@user")
                 append("b:" + prev + "_@user")
                 prev = "@user"
-            else:  # URL: once per text, it marks link posts (news, ads), not their number
+            elif link_feature:  # URL: once per text, it marks link posts, not their number
                 if not has_url:
                     append("URL")
                     has_url = True

@@ -11,6 +11,8 @@ a stem (``enttausch*`` covers enttäuscht, enttäuschend, Enttäuschung).
 
 from __future__ import annotations
 
+from monitor.enrich.text import umlaut_variants
+
 _POSITIVE_EN = """
 good great excellent amazing awesome love loved loving lovely like liked best better nice happy
 glad thanks thank thx fantastic wonderful perfect fun cool brilliant enjoy enjoyed beautiful
@@ -18,17 +20,21 @@ superb win winning won excited exciting congrats congratulations recommend recom
 fixed resolved helpful fast smooth reliable impressed impressive yay proud favorite favourite
 awesome outstanding pleased grateful appreciate appreciated sweet yes wow kudos solid legit
 haha lol
+restored solved repaired recovered
 """
 
+# German entries are written as Germans spell them; each is stored folded (ü -> u, as the
+# features see it) and in its umlaut-free spelling (ü -> ue: "Rueckruf"), see _variants.
 _POSITIVE_DE = """
-gut super toll tolle toller klasse prima danke dank liebe lieben geil genial schone
-perfekt freue freut froh glucklich begeistert empfehlen empfehlung spitze hervorragend
-wunderbar wunderschon zufrieden lecker schnell erfolgreich erfolg gewonnen gewinnen bravo
-juhu endlich stark starke lieb sympathisch herzlich gluckwunsch hilfreich geklappt behoben
-freu* gluck* liebling lustig witzig cool schones schonen schoner hubsch* grossartig wow yeah
+gut super toll tolle toller klasse prima danke dank liebe lieben geil genial schöne
+perfekt freue freut froh glücklich begeistert empfehlen empfehlung spitze hervorragend
+wunderbar wunderschön zufrieden lecker schnell erfolgreich erfolg gewonnen gewinnen bravo
+juhu endlich stark starke lieb sympathisch herzlich glückwunsch hilfreich geklappt behoben
+freu* glück* liebling lustig witzig cool schönes schönen schöner hübsch* großartig wow yeah
 haha hihi hehe lol
-gefallt gefallen mag spass vergnugen feier* gewinn* sieg* traum* schatz* suss* lachen lacht
-danke* dankbar beste besten bester bestes gern gerne jaa yay genies* wunder* klasse*
+gefällt gefallen mag spaß vergnügen feier* gewinn* sieg* traum* schatz* süß* lachen lacht
+danke* dankbar beste besten bester bestes gern gerne jaa yay genieß* wunder* klasse*
+gelöst repariert wiederhergestellt
 """
 
 _NEGATIVE_EN = """
@@ -39,22 +45,38 @@ lost lose losing problem problems issue issues error errors never ridiculous dis
 unacceptable shame shameful boycott lawsuit recall recalled scandal rude late delay delayed
 cancel cancelled canceled stupid wtf fuck fucking shit crap damn die dead death kill killed
 angry pathetic ugly nightmare complaint complain complaining hacked breach leak leaked toxic
+outages lawsuits sued suing recalls breached breaches leaks hack hackers phishing ransomware
+cyberattack explosion exploded exploding explodes poisoning poisoned contaminated contamination
+injured injuries burned layoffs bankrupt bankruptcy insolvency glitch glitches malfunction
+defective faulty overcharged stolen shitstorm
 """
 
 _NEGATIVE_DE = """
-schlecht schlechter schlechteste scheisse mist kaputt ausfall ausgefallen storung defekt
-ruckruf skandal betrug betruger enttausch* argerlich arger wutend sauer traurig leider
+schlecht schlechter schlechteste scheiße mist kaputt ausfall* ausgefallen störung* defekt
+rückruf* skandal* betrug betrüger enttäusch* ärgerlich ärger wütend sauer traurig leider
 furchtbar schrecklich katastrophe katastrophal nervig nervt hasse hass peinlich langsam
-verspatung verspatet unverschamt frechheit abzocke klage beschwerde problem probleme fehler
-schade dumm blod doof ekelhaft ekel tot tod angst sorge sorgen kritik versagt versagen
-hass* wut* arger* argern nerv* langweilig traurig* heul* wein* kotz* mies* ubel
-scheiss* verdammt kacke krank* schmerz* stress* genervt hasslich fies gemein unfair luge* lugt
+verspätung verspätet unverschämt frechheit abzocke klage beschwerde problem probleme fehler
+schade dumm blöd doof ekelhaft ekel tot tod angst sorge sorgen kritik versagt versagen
+hass* wut* ärger* ärgern nerv* langweilig traurig* heul* wein* kotz* mies* übel
+scheiß* verdammt kacke krank* schmerz* stress* genervt hässlich fies gemein unfair lüge* lügt
 verlier* verlor* niederlage* pleite schlimm* fehl* angst* panik gefahr* tragisch verletzt
-opfer krieg terror mord* unfall* bose dreck* schrott* unmoglich bloed bescheuert
+opfer krieg terror mord* unfall* böse dreck* schrott* unmöglich bloed bescheuert
+datenleck* datenpanne* datendiebstahl* hackerangriff* cyberangriff* gehackt sammelklage*
+insolvenz* netzausfall* stromausfall* serverausfall* totalausfall* shitstorm* panne pannen
+absturz abgestürzt explosion* vergiftung* lebensmittelvergiftung* boykott* entlassung*
 """
 
-_EMOJI_POSITIVE = "😀😃😄😁😆😊🙂😍🥰😘😎🤩👍👏🙌💪🎉🥳❤💕💖💙💚💛💜🧡😂🤣✨🔥⭐✅😇☺♥"
-_EMOJI_NEGATIVE = "😠😡🤬😤😞😔😟😕🙁☹😣😖😫😩😢😭😱😨😰🤮🤢👎💔😒🙄😑😐❌⚠💩"
+# Emoji and emoticons count in every language. Added in the thirteenth session (QA: ~65 lexicon
+# emoji only): ones whose use in complaints and praise is one-sided; 💀 😅 🥲 😏 😳 🤯 are
+# left out (laughing and despairing alike).
+_EMOJI_POSITIVE = (
+    "😀😃😄😁😆😊🙂😍🥰😘😎🤩👍👏🙌💪🎉🥳❤💕💖💙💚💛💜🧡😂🤣✨🔥⭐✅😇☺♥"
+    "💯🙏👌🤝🤗😌🌟🏆🥇💐🎊😻👑🫶💗💓💝😋🤘"
+)
+_EMOJI_NEGATIVE = (
+    "😠😡🤬😤😞😔😟😕🙁☹😣😖😫😩😢😭😱😨😰🤮🤢👎💔😒🙄😑😐❌⚠💩"
+    "🖕🤡🤦🙃😬🫠🤷😓😥😪😿🥴🤥💢😵🚮🗑⛔🆘🚨📉🙅🤨😦😧"
+)
 
 _NEGATORS_TEXT = """
     not no never none nobody nothing neither nor without cannot cant dont doesnt didnt isnt
@@ -63,15 +85,23 @@ _NEGATORS_TEXT = """
 NEGATORS = frozenset(_NEGATORS_TEXT.split())
 
 
-def _table(words: str) -> tuple[dict[str, float], tuple[str, ...]]:
-    exact = {w: 1.0 for w in words.split() if not w.endswith("*")}
-    return exact, tuple(w[:-1] for w in words.split() if w.endswith("*"))
+def _table(words: str, german: bool = False) -> tuple[dict[str, float], tuple[str, ...]]:
+    """Exact words and stems (``enttäusch*``). German entries are stored folded, as the features
+    see them (``ruckruf*``), and in their umlaut-free spelling (``rueckruf*``, as people without
+    umlaut keys write it); ``ß`` folds to ``ss`` either way.
+
+    >>> _table("rückruf* gut", german=True)
+    ({'gut': 1.0}, ('ruckruf', 'rueckruf'))
+    """
+    entries = [v for w in words.split() for v in umlaut_variants(w)] if german else words.split()
+    exact = {w: 1.0 for w in entries if not w.endswith("*")}
+    return exact, tuple(w[:-1] for w in entries if w.endswith("*"))
 
 
 # Per language, because the same spelling differs across them ("die", "bad", "gift").
 _TABLES: dict[str, tuple[dict[str, float], tuple[str, ...], dict[str, float], tuple[str, ...]]] = {
     "en": (*_table(_POSITIVE_EN), *_table(_NEGATIVE_EN)),
-    "de": (*_table(_POSITIVE_DE), *_table(_NEGATIVE_DE)),
+    "de": (*_table(_POSITIVE_DE, german=True), *_table(_NEGATIVE_DE, german=True)),
 }
 # Emoticons as the sentiment features tokenise them (folded: ":D" -> ":d").
 _EMOTICONS_POSITIVE = ":) :-) :)) ;) ;-) :d :-d ;d =) =d <3 <33 xd ^^ ^_^ :p :-p"

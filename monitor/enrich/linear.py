@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from monitor.enrich.features import I64, FeatureConfig, Featurizer
+from monitor.enrich.features import I64, LEGACY_CONFIG, FeatureConfig, Featurizer
 from monitor.errors import CrisiswatchError
 from monitor.model import Sentiment, SentimentLabel
 
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 LABELS: tuple[SentimentLabel, ...] = ("negative", "neutral", "positive")
-DEFAULT_MODEL = "sentiment-v2.npz"
+DEFAULT_MODEL = "sentiment-v3.npz"
 #: Sentiment reads a text's first this many characters. The batch's feature arrays take ~135 B
 #: a character: 256 posts of 100,000 characters (what ingest and RSS allow) took 3.5 GB and
 #: 17 s (QA, eleventh session); a tweet is 280, and an article's opening carries its tone.
@@ -174,9 +174,12 @@ class LinearModel:
             )
             for k, h in self.heads.items()
         }
-        # named columns that are evidence of a mood by themselves (lexicon, emoji): with no
-        # such column and no word of its own a text is neutral (see predict_proba)
-        self._polar = np.array([n.startswith(POLAR_PREFIXES) for n in self.names], dtype=bool)
+        # named columns that are evidence of a mood by themselves (lexicon, emoji), and negated
+        # words (they have no char n-grams): with no such column and no word of its own a text
+        # is neutral (see predict_proba)
+        self._polar = np.array(
+            [n.startswith(POLAR_PREFIXES) or n.startswith("w:~") for n in self.names], dtype=bool
+        )
         # named column -> row of the head's dense weights (-1: not a dense column)
         self._dense_pos: dict[str, npt.NDArray[np.int64]] = {}
         for k, h in self.heads.items():
@@ -298,7 +301,8 @@ class LinearModel:
         return cast(F32, proba.astype(np.float32))
 
     def has_evidence(self, enc: Encoded) -> npt.NDArray[np.bool_]:
-        """Per row: does the text hold a word (char n-grams) or a polar sign (lexicon, emoji)?"""
+        """Per row: does the text hold a word (char n-grams, or a negated word) or a polar sign
+        (lexicon, emoji)?"""
         out = np.zeros(enc.n, dtype=bool)
         out[enc.rows[enc.named :]] = True
         named = enc.cols[: enc.named]
@@ -350,7 +354,8 @@ def load_model(path: str | Path) -> LinearModel:
     """Read an artifact written by :meth:`LinearModel.save`."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            raw = json.loads(_str(z["config"]))
+            # a switch the artifact does not name predates it: the artifact was trained without
+            raw = LEGACY_CONFIG | json.loads(_str(z["config"]))
             config = FeatureConfig(**{**raw, "ngrams": tuple(raw["ngrams"])})
             names = _str(z["names"]).split("\n") if z["names"].size else []
             words = _str(z["lexicon_words"]).split("\n") if z["lexicon_words"].size else []

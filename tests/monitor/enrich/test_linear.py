@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -58,6 +59,21 @@ def test_round_trip(tmp_path: Path) -> None:
     assert labels == ["positive", "negative", "positive", "neutral", "neutral"]
 
 
+def test_an_artifact_without_the_new_switches_loads_as_trained(tmp_path: Path) -> None:
+    """v2 artifacts name no ``negated_chars``/``link_feature``: they were trained without."""
+    path = tmp_path / "old.npz"
+    tiny_model().save(path)
+    with np.load(path) as z:
+        arrays = dict(z)
+    config = json.loads(arrays["config"].tobytes())
+    del config["negated_chars"], config["link_feature"]
+    arrays["config"] = np.frombuffer(json.dumps(config).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    assert load_model(path).featurizer.config == FeatureConfig(
+        bits=BITS, negated_chars=True, link_feature=True
+    )
+
+
 def test_german_head_reads_english_logits() -> None:
     model = tiny_model()
     # "good" is unknown to the de head's own weights; it scores through the stack matrix.
@@ -110,8 +126,12 @@ def test_a_truncated_or_empty_artifact_is_a_model_error(tmp_path: Path) -> None:
 
 def test_features_mark_negation_emoji_and_urls() -> None:
     named, words = Featurizer().named("not good 😡. okay https://t.co/x", "en")
-    assert {"w:~good", "w:E😡", "w:okay", "URL"} <= set(named)
-    assert words == ["good", "okay"]
+    assert {"w:~good", "w:E😡", "w:okay"} <= set(named) and "URL" not in named
+    assert words == ["okay"]  # a negated word has no char n-grams
+    # an artifact from before the switches (v2) was trained with links and negated n-grams
+    legacy = Featurizer(FeatureConfig(negated_chars=True, link_feature=True))
+    named, words = legacy.named("not good 😡. okay https://t.co/x", "en")
+    assert "URL" in named and words == ["good", "okay"]
 
 
 def test_german_lexicon_and_clause_negation() -> None:
