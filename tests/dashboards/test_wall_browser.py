@@ -697,9 +697,12 @@ async def test_a_source_that_cannot_connect_is_said_on_the_stripe(browser: Any) 
     async with serve_wall(state, hub) as url, wall_page(browser, url + "/") as page:
         hub.publish("source", {"name": "bluesky", "connected": False, "down": True})
         hub.publish("source", {"name": "rss", "connected": True, "stale": True})
-        await page.wait_for_selector("#stale:not([hidden])")
-        text = await page.text_content("#stale") or ""
-        assert text == "⚠ STALE DATA: rss · ⚠ NOT CONNECTED: bluesky", text
+        want = "⚠ STALE DATA: rss · ⚠ NOT CONNECTED: bluesky"
+        # the two messages may reach the page in two frames: wait for the second, not the first
+        await page.wait_for_function(
+            "w => document.querySelector('#stale').textContent === w", arg=want
+        )
+        assert not await page.locator("#stale").is_hidden()
         hub.publish("source", {"name": "bluesky", "connected": True, "down": False})
         hub.publish("source", {"name": "rss", "connected": True, "stale": False})
         await page.wait_for_selector("#stale", state="hidden")
