@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -23,6 +22,7 @@ from alerting.notification import Notification
 from monitor.clock import Clock
 from monitor.config.receivers import ReceiverConfig
 from monitor.errors import DeliveryError
+from monitor.retry_after import retry_after_seconds
 
 _PD_SEVERITY = {1: "critical", 2: "error", 3: "warning", 4: "info"}
 # the driver line that opens with an incident kind's own evidence (explanation_drivers' wording)
@@ -85,29 +85,6 @@ def clip(text: str, limit: int) -> str:
 def classify_status(status: int) -> bool:
     """Whether an HTTP failure status is worth retrying: 408, 429 and every 5xx."""
     return status in (408, 429) or status >= 500
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """``Retry-After`` (seconds or an HTTP date) as seconds from `now`; None when absent/bad.
-
-    >>> parse_retry_after("7", 0.0), parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
-    (7.0, 30.0)
-    >>> parse_retry_after("soon", 0.0) is None, parse_retry_after("1e999", 0.0) is None
-    (True, True)
-    """
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        # "inf" would make the outbox give up on the notification at once
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,14 +233,15 @@ async def post(
                 return body
             if resp.status == 429:
                 raise RateLimited(
-                    target, parse_retry_after(resp.headers.get("Retry-After"), clock.now())
+                    target,
+                    retry_after_seconds(resp.headers.get("Retry-After"), clock.now(), math.inf),
                 )
             # The receiver's answer helps the operator; it is theirs, never one of our secrets.
             snippet = body[:200].decode("utf-8", "replace")
             if 300 <= resp.status < 400:  # the configured URL is out of date: say where to
                 snippet += f" (Location: {resp.headers.get('Location', '')[:300]})"
             if resp.status == 503:  # down for maintenance, and it may say for how long
-                wait = parse_retry_after(resp.headers.get("Retry-After"), clock.now())
+                wait = retry_after_seconds(resp.headers.get("Retry-After"), clock.now(), math.inf)
                 if wait is not None:
                     raise RetryLater(target, f"HTTP 503: {snippet}", wait, status=503)
             raise DeliveryError(

@@ -29,13 +29,13 @@ from monitor.collectors.common import (
     RecentKeys,
     payload_bytes,
     read_body,
-    retry_after_seconds,
 )
 from monitor.collectors.mastodon import html_to_text
 from monitor.config.sources import FeedConfig, RssConfig
 from monitor.decode import check_mention
 from monitor.errors import DecodeError
 from monitor.model import Author, Mention
+from monitor.retry_after import retry_after_seconds
 
 log = logging.getLogger("monitor.collectors.rss")
 
